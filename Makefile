@@ -1,0 +1,39 @@
+# cityops — the two commands are `make run` and `make test`; each sets itself up.
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv run test lint bench clean kafka-up kafka-down
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## run: the whole pipeline locally on the embedded defaults (Ctrl-C stops it).
+run: venv
+	$(BIN)/cityops run
+
+## test: the whole suite against the real broker and engines.
+test: venv
+	VENV=$(VENV) scripts/test.sh $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check cityops tests
+
+## bench: benchmarks that print figures (not part of make test).
+bench: venv
+	VENV=$(VENV) scripts/bench.sh
+
+kafka-up: venv
+	$(BIN)/cityops kafka up
+
+kafka-down: venv
+	$(BIN)/cityops kafka down
+
+clean:
+	rm -rf .cityops-test build *.egg-info

@@ -1,0 +1,1 @@
+"""The ``cityops`` command: one typer app; each area registers its own subcommands."""

@@ -1,0 +1,42 @@
+"""Helpers shared by CLI modules: settings with friendly errors, console, exit codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+from cityops.core.exceptions import SettingsError
+from cityops.core.registry import Registry, load_registry
+from cityops.core.settings import Settings, load_settings
+from cityops.exceptions import CityopsError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a one-line error (no traceback) and exit."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings_or_exit() -> Settings:
+    """Settings, or a clear message naming the bad variable and exit status 2."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def registry_or_exit(settings: Settings) -> Registry:
+    try:
+        return load_registry(settings.registry_dir)
+    except CityopsError as exc:
+        fail(f"site registry {settings.registry_dir}: {exc}")
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

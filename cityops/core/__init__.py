@@ -1,0 +1,1 @@
+"""Shared core: settings, feed contracts, site registry, geodesy and time helpers."""

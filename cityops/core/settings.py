@@ -1,0 +1,171 @@
+"""Settings: one frozen pydantic-settings model read from ``CITYOPS_*`` variables and ``.env``.
+
+Every field names the environment variable it reads. Defaults are safe for a laptop: a local
+broker on loopback, the embedded chdb warehouse under ``./.cityops-data``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cityops.core.exceptions import SettingsError
+
+ENV_PREFIX = "CITYOPS_"
+FEEDS: tuple[str, ...] = ("footfall", "parking", "air", "incidents")
+PACKAGED_REGISTRY = Path(__file__).resolve().parent.parent / "registry_data" / "yuzhong"
+WAREHOUSE_SCHEMES = ("chdb", "clickhouse")
+
+
+class Settings(BaseSettings):
+    """All runtime configuration. Field ``x`` reads ``CITYOPS_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", frozen=True,
+        extra="ignore",
+    )
+
+    # --- local state ---------------------------------------------------------------------
+    data_dir: Path = Field(Path(".cityops-data"), description="CITYOPS_DATA_DIR: local data")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "cityops",
+        description="CITYOPS_CACHE_DIR: downloads reused across clones (Kafka jars)",
+    )
+    registry_dir: Path = Field(
+        PACKAGED_REGISTRY, description="CITYOPS_REGISTRY_DIR: site registry folder"
+    )
+    timezone: str = Field("Asia/Shanghai", description="CITYOPS_TIMEZONE: district time zone")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="CITYOPS_LOG_LEVEL"
+    )
+    log_format: Literal["json", "console"] = Field("console", description="CITYOPS_LOG_FORMAT")
+
+    # --- Kafka -----------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "", description="CITYOPS_KAFKA_BOOTSTRAP_SERVERS: host:port[,host:port]; "
+        "empty means the local broker on kafka_port"
+    )
+    kafka_port: int = Field(19092, ge=1024, le=65534, description="CITYOPS_KAFKA_PORT")
+    kafka_version: str = Field("3.9.1", description="CITYOPS_KAFKA_VERSION (Maven Central)")
+    kafka_heap_mb: int = Field(512, ge=128, le=8192, description="CITYOPS_KAFKA_HEAP_MB")
+    kafka_start_timeout_s: float = Field(120.0, gt=0, description="CITYOPS_KAFKA_START_TIMEOUT_S")
+    topic_partitions: int = Field(3, ge=1, le=256, description="CITYOPS_TOPIC_PARTITIONS")
+    topic_replication: int = Field(1, ge=1, le=5, description="CITYOPS_TOPIC_REPLICATION")
+    topic_prefix: str = Field(
+        "cityops", pattern=r"^[A-Za-z0-9._-]{1,100}$", description="CITYOPS_TOPIC_PREFIX"
+    )
+    max_message_bytes: int = Field(
+        1_000_000, ge=1024, le=10_000_000, description="CITYOPS_MAX_MESSAGE_BYTES"
+    )
+
+    # --- feed contracts ----------------------------------------------------------------------
+    max_clock_skew_s: float = Field(
+        300.0, ge=0, le=86_400, description="CITYOPS_MAX_CLOCK_SKEW_S: future tolerance"
+    )
+    occupancy_tolerance: float = Field(
+        0.02, ge=0, le=0.5, description="CITYOPS_OCCUPANCY_TOLERANCE: occupied ≤ capacity×(1+t)"
+    )
+
+    # --- warehouse ---------------------------------------------------------------------------
+    warehouse_url: str = Field(
+        "", description="CITYOPS_WAREHOUSE_URL: chdb:///path or clickhouse://user:pass@host:9000/db"
+        "; empty means chdb under data_dir"
+    )
+
+    # --- Grafana -----------------------------------------------------------------------------
+    grafana_url: str = Field("http://127.0.0.1:3000", description="CITYOPS_GRAFANA_URL")
+    grafana_token: SecretStr = Field(SecretStr(""), description="CITYOPS_GRAFANA_TOKEN")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Asia/Shanghai)") from exc
+        return value
+
+    @field_validator("warehouse_url")
+    @classmethod
+    def _warehouse_scheme(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in WAREHOUSE_SCHEMES:
+            raise ValueError(
+                f"scheme must be one of {', '.join(s + '://' for s in WAREHOUSE_SCHEMES)}"
+            )
+        return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap_format(cls, value: str) -> str:
+        for part in filter(None, value.split(",")):
+            host, _, port = part.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{part!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _registry_exists(self) -> Settings:
+        if not self.registry_dir.is_dir():
+            raise ValueError(f"registry_dir {self.registry_dir} is not a folder")
+        return self
+
+    # --- derived values ------------------------------------------------------------------
+    @property
+    def bootstrap_servers(self) -> str:
+        """Broker list clients use; the local broker when none is configured."""
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def effective_warehouse_url(self) -> str:
+        """Warehouse URL; the embedded chdb database under ``data_dir`` when none is set."""
+        return self.warehouse_url or f"chdb://{(self.data_dir / 'warehouse').resolve()}"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def topic(self, name: str) -> str:
+        """Full topic name: ``raw.<feed>``, ``dlq``, ``late``, ``alerts``, ``agg.<x>``."""
+        return f"{self.topic_prefix}.{name}"
+
+    def raw_topic(self, feed: str) -> str:
+        return self.topic(f"raw.{feed}")
+
+    @property
+    def all_topics(self) -> list[str]:
+        """Every topic the platform uses: raw feeds, derived streams, dead letters, late events."""
+        derived = ["agg.footfall", "agg.parking", "agg.air", "agg.incidents", "alerts",
+                   "dlq", "late"]
+        return [self.raw_topic(f) for f in FEEDS] + [self.topic(d) for d in derived]
+
+
+def _describe_error(err: dict) -> str:
+    field = str(err["loc"][0]) if err.get("loc") else ""
+    var = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+    msg = err.get("msg", "invalid")
+    ctx = err.get("ctx") or {}
+    if "expected" in ctx:
+        msg = f"{msg} (allowed: {ctx['expected']})"
+    return f"{var}={os.environ.get(var, '<unset>')!r}: {msg}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; a bad value raises ``SettingsError`` naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [_describe_error(e) for e in exc.errors()]
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return load_settings()

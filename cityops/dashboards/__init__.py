@@ -1,0 +1,1 @@
+"""dashboards area of the data flow."""

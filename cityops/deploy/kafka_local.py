@@ -1,0 +1,352 @@
+"""A real local Apache Kafka broker (KRaft, combined broker+controller) from Maven Central jars.
+
+``up`` resolves the ``kafka_2.13`` broker artifact and its runtime dependencies with Maven
+into ``<cache_dir>/kafka/<version>/libs`` (reused when present, so outside the repo and
+shared by clones), formats a storage directory, starts ``kafka.Kafka`` as a detached Java
+process and waits until the broker answers a metadata request. ``down`` sends SIGTERM (a
+clean controlled shutdown) and waits. Nothing here fakes a broker.
+
+Kafka 3.9.x is the default: aiokafka (under Faust) and kafka-python both speak its
+protocol versions; Kafka 4.x dropped old protocol versions some clients still request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from cityops.core.settings import Settings
+from cityops.deploy.exceptions import BrokerError
+
+log = structlog.get_logger(__name__)
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>cityops.local</groupId><artifactId>kafka-broker-runtime</artifactId>
+  <version>1</version><packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{version}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId>
+      <version>1.7.36</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J = """log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.RollingFileAppender
+log4j.appender.file.File={log_file}
+log4j.appender.file.MaxFileSize=20MB
+log4j.appender.file.MaxBackupIndex=2
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.state.change.logger=WARN
+"""
+
+
+@dataclass(frozen=True)
+class BrokerPaths:
+    """Where one local broker keeps its files (all under ``data_dir/kafka-<port>``)."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "server.properties"
+
+    @property
+    def log4j(self) -> Path:
+        return self.root / "log4j.properties"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "broker.pid"
+
+    @property
+    def console_log(self) -> Path:
+        return self.logs / "console.out"
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap: str
+    root: Path
+    libs: Path
+    answering: bool
+
+
+class LocalKafka:
+    """Fetch, format, start, stop and inspect one local KRaft broker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = settings.kafka_port
+        self.controller_port = settings.kafka_port + 1
+        self.paths = BrokerPaths((settings.data_dir / f"kafka-{self.port}").resolve())
+        self.libs = (settings.cache_dir / "kafka" / settings.kafka_version / "libs").resolve()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # --- jars --------------------------------------------------------------------------------
+    def fetch(self) -> Path:
+        """Resolve the broker jars from Maven Central into the cache (once)."""
+        marker = self.libs / ".complete"
+        if marker.exists():
+            return self.libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerError("Maven (mvn) is not on PATH; install Maven 3 to fetch Kafka jars")
+        work = self.libs.parent
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "pom.xml").write_text(_POM.format(version=self.settings.kafka_version))
+        tmp = work / "libs.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("kafka.fetch", version=self.settings.kafka_version, into=str(self.libs))
+        proc = subprocess.run(
+            [mvn, "-B", "-q", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
+             f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+            raise BrokerError("Maven could not fetch Kafka jars:\n" + "\n".join(tail))
+        shutil.rmtree(self.libs, ignore_errors=True)
+        tmp.rename(self.libs)
+        marker.write_text(self.settings.kafka_version)
+        return self.libs
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def _java(self) -> str:
+        java_home = os.environ.get("JAVA_HOME")
+        java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+        if not java:
+            raise BrokerError("java is not on PATH; install Java 17")
+        return java
+
+    def _classpath(self) -> str:
+        return str(self.libs / "*")
+
+    def _write_config(self) -> None:
+        p = self.paths
+        for d in (p.data, p.logs):
+            d.mkdir(parents=True, exist_ok=True)
+        s = self.settings
+        p.config.write_text("\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={p.data}",
+            f"num.partitions={s.topic_partitions}",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=6",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            f"message.max.bytes={max(s.max_message_bytes * 2, 1_048_588)}",
+            "log.retention.hours=168",
+            "log.segment.bytes=67108864",
+            "num.network.threads=2",
+            "num.io.threads=4",
+            "",
+        ]))
+        p.log4j.write_text(_LOG4J.format(log_file=p.logs / "server.log"))
+
+    def _format(self) -> None:
+        if (self.paths.data / "meta.properties").exists():
+            return
+        cluster_id = _kafka_uuid()
+        proc = subprocess.run(
+            [self._java(), "-cp", self._classpath(),
+             f"-Dlog4j.configuration=file:{self.paths.log4j}",
+             "kafka.tools.StorageTool", "format", "-t", cluster_id,
+             "-c", str(self.paths.config), "--ignore-formatted"],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise BrokerError(f"formatting storage failed: {(proc.stdout + proc.stderr)[-500:]}")
+
+    def pid(self) -> int | None:
+        """PID of the broker if its pid file names a live process, else None."""
+        try:
+            pid = int(self.paths.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists() and b"kafka.Kafka" not in cmdline.read_bytes():
+            return None
+        return pid
+
+    def up(self) -> float:
+        """Start the broker unless it already runs; returns seconds until it answered."""
+        if self.pid() is not None and self.answering():
+            log.info("kafka.already_running", bootstrap=self.bootstrap, pid=self.pid())
+            self.create_topics()
+            return 0.0
+        if _port_busy(self.port) or _port_busy(self.controller_port):
+            raise BrokerError(
+                f"port {self.port} or {self.controller_port} is in use by another process; "
+                "set CITYOPS_KAFKA_PORT to a free port")
+        self.fetch()
+        self._write_config()
+        self._format()
+        started = time.monotonic()
+        heap = f"-Xmx{self.settings.kafka_heap_mb}m"
+        with open(self.paths.console_log, "ab") as out:
+            proc = subprocess.Popen(
+                [self._java(), heap, f"-Xms{min(self.settings.kafka_heap_mb, 256)}m",
+                 "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+                 f"-Dlog4j.configuration=file:{self.paths.log4j}",
+                 f"-Dkafka.logs.dir={self.paths.logs}",
+                 "-cp", self._classpath(), "kafka.Kafka", str(self.paths.config)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.paths.pid_file.write_text(str(proc.pid))
+        deadline = started + self.settings.kafka_start_timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BrokerError(f"broker exited with {proc.returncode}; see "
+                                  f"{self.paths.console_log} and {self.paths.logs}/server.log")
+            if self.answering():
+                elapsed = time.monotonic() - started
+                log.info("kafka.ready", bootstrap=self.bootstrap, pid=proc.pid,
+                         seconds=round(elapsed, 2))
+                self.create_topics()
+                return elapsed
+            time.sleep(0.25)
+        self.down()
+        raise BrokerError(f"broker did not answer within {self.settings.kafka_start_timeout_s}s")
+
+    def down(self, timeout_s: float = 60.0) -> bool:
+        """Stop the broker cleanly (SIGTERM, then SIGKILL after ``timeout_s``)."""
+        pid = self.pid()
+        if pid is None:
+            self.paths.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                break
+            time.sleep(0.2)
+        else:
+            log.warning("kafka.kill", pid=pid)
+            os.kill(pid, signal.SIGKILL)
+        self.paths.pid_file.unlink(missing_ok=True)
+        log.info("kafka.stopped", pid=pid)
+        return True
+
+    def answering(self) -> bool:
+        """True when the broker answers a metadata request."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000,
+                                     client_id="cityops-probe")
+        except (KafkaError, OSError, ValueError):
+            return False
+        try:
+            admin.list_topics()
+            return True
+        except (KafkaError, OSError):
+            return False
+        finally:
+            admin.close()
+
+    def status(self) -> BrokerStatus:
+        pid = self.pid()
+        return BrokerStatus(running=pid is not None, pid=pid, bootstrap=self.bootstrap,
+                            root=self.paths.root, libs=self.libs,
+                            answering=pid is not None and self.answering())
+
+    def create_topics(self) -> list[str]:
+        """Create every platform topic that is missing; returns the ones created."""
+        return ensure_topics(self.settings, self.bootstrap)
+
+
+def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]:
+    """Create missing platform topics with the configured partitions and replication."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap or settings.bootstrap_servers,
+                             client_id="cityops-topics", request_timeout_ms=15000)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in settings.all_topics if t not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([
+                    NewTopic(t, settings.topic_partitions, settings.topic_replication,
+                             topic_configs={"max.message.bytes": str(
+                                 max(settings.max_message_bytes * 2, 1_048_588))})
+                    for t in missing
+                ])
+            log.info("kafka.topics_created", topics=missing)
+        return missing
+    finally:
+        admin.close()
+
+
+def _kafka_uuid() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -1,0 +1,1 @@
+"""ingest area of the data flow."""

@@ -1,0 +1,1 @@
+"""streams area of the data flow."""

@@ -1,0 +1,1 @@
+"""warehouse area of the data flow."""
