@@ -132,7 +132,8 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     def topic(self, name: str) -> str:
-        """Full topic name: ``raw.<feed>``, ``dlq``, ``late``, ``alerts``, ``agg.<x>``."""
+        """Full topic name: ``raw.<feed>`` (as produced), ``clean.<feed>`` (validated, deduped,
+        enriched), ``agg.<feed>`` (window aggregates), ``alerts``, ``dlq``, ``late``."""
         return f"{self.topic_prefix}.{name}"
 
     def raw_topic(self, feed: str) -> str:
@@ -143,7 +144,8 @@ class Settings(BaseSettings):
         """Every topic the platform uses: raw feeds, derived streams, dead letters, late events."""
         derived = ["agg.footfall", "agg.parking", "agg.air", "agg.incidents", "alerts",
                    "dlq", "late"]
-        return [self.raw_topic(f) for f in FEEDS] + [self.topic(d) for d in derived]
+        clean = [f"clean.{f}" for f in FEEDS]
+        return [self.raw_topic(f) for f in FEEDS] + [self.topic(d) for d in clean + derived]
 
 
 def _describe_error(err: dict) -> str:

@@ -1,0 +1,246 @@
+"""Records the stream processors emit on derived topics; the warehouse stores each in a table.
+
+These are the contract between ``streams/`` (which produces them) and ``warehouse/`` (which
+stores them, importing this module from its left). JSON on the wire, keyed by ``key()``.
+Times are timezone-aware; the warehouse stores them as DateTime64 in Asia/Shanghai.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: derived topic suffix (``Settings.topic(...)``) and warehouse table name
+    topic: ClassVar[str] = ""
+    table: ClassVar[str] = ""
+
+    def record_id(self) -> str:
+        """Stable id: the same logical record always gets the same id (idempotent writes)."""
+        raise NotImplementedError
+
+    def key(self) -> bytes:
+        raise NotImplementedError
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class FootfallWindow(_Record):
+    """Footfall of one zone over one event-time window (tumbling 1 min or hopping 5 min)."""
+
+    topic: ClassVar[str] = "agg.footfall"
+    table: ClassVar[str] = "footfall_windows"
+
+    zone_id: str
+    window: Literal["tumbling_1m", "hopping_5m"]
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    entries: int = Field(ge=0)
+    exits: int = Field(ge=0)
+    events: int = Field(ge=0, description="counter reports aggregated")
+    net_presence: float = Field(description="estimated persons present at window end")
+    density_ppm2: float = Field(ge=0, description="net_presence / zone walkable area")
+    revision: int = Field(0, ge=0, description="bumped each time a late event updates it")
+    emitted_at: AwareDatetime
+
+    def record_id(self) -> str:
+        return f"{self.zone_id}:{self.window}:{self.window_start.isoformat()}"
+
+    def key(self) -> bytes:
+        return self.zone_id.encode()
+
+
+class ParkingState(_Record):
+    """Derived state of one car park after an observation."""
+
+    topic: ClassVar[str] = "agg.parking"
+    table: ClassVar[str] = "parking_states"
+
+    carpark_id: str
+    event_time: AwareDatetime
+    capacity: int
+    occupied: int
+    occupancy_rate: float = Field(ge=0)
+    trend_per_min: float = Field(description="change of occupied spaces per minute")
+    minutes_to_full: float | None = Field(None, ge=0, description="None when not filling")
+    emitted_at: AwareDatetime
+
+    def record_id(self) -> str:
+        return f"{self.carpark_id}:{self.event_time.isoformat()}"
+
+    def key(self) -> bytes:
+        return self.carpark_id.encode()
+
+
+class AirQualityIndex(_Record):
+    """AQI of one station for one hour per HJ 633-2012 (see ``streams/aqi.py``)."""
+
+    topic: ClassVar[str] = "agg.air"
+    table: ClassVar[str] = "air_quality_index"
+
+    station_id: str
+    hour_start: AwareDatetime
+    averaging: Literal["1h", "24h"]
+    pm25_ugm3: float | None = None
+    pm10_ugm3: float | None = None
+    o3_1h_ugm3: float | None = None
+    o3_8h_ugm3: float | None = None
+    no2_ugm3: float | None = None
+    so2_ugm3: float | None = None
+    co_mgm3: float | None = None
+    iaqi: dict[str, int] = Field(default_factory=dict)
+    aqi: int | None = None
+    primary_pollutants: list[str] = Field(default_factory=list)
+    category: str = Field("", description="优 / 良 / 轻度污染 / 中度污染 / 重度污染 / 严重污染")
+    samples: int = Field(0, ge=0)
+    revision: int = 0
+    emitted_at: AwareDatetime
+
+    def record_id(self) -> str:
+        return f"{self.station_id}:{self.averaging}:{self.hour_start.isoformat()}"
+
+    def key(self) -> bytes:
+        return self.station_id.encode()
+
+
+class IncidentStats(_Record):
+    """Open incidents of one zone after a status update, with the response time if known."""
+
+    topic: ClassVar[str] = "agg.incidents"
+    table: ClassVar[str] = "incident_stats"
+
+    zone_id: str
+    event_time: AwareDatetime
+    incident_id: str
+    status: str
+    open_count: int = Field(ge=0)
+    response_s: float | None = Field(None, ge=0, description="reported → on scene, seconds")
+    emitted_at: AwareDatetime
+
+    def record_id(self) -> str:
+        return f"{self.incident_id}:{self.status}"
+
+    def key(self) -> bytes:
+        return self.zone_id.encode()
+
+
+class AlertState(StrEnum):
+    ACTIVE_UNACK = "active_unack"  # firing, nobody has acknowledged it yet
+    ACTIVE_ACK = "active_ack"  # firing, an operator owns it
+    CLEARED_UNACK = "cleared_unack"  # condition ended before anyone acknowledged
+    CLEARED_ACK = "cleared_ack"  # ended and acknowledged: closed
+
+
+class AlertEventKind(StrEnum):
+    FIRED = "fired"  # a new alert for (rule, subject)
+    SEVERITY_CHANGED = "severity_changed"  # same alert, new severity
+    ACKNOWLEDGED = "acknowledged"  # an operator took it
+    ESCALATED = "escalated"  # unacknowledged too long: next level notified
+    CLEARED = "cleared"  # the condition ended (after hysteresis + min duration)
+
+
+class AlertEvent(_Record):
+    """One lifecycle event of an alert; ``alert_id`` is stable for the alert's whole life."""
+
+    topic: ClassVar[str] = "alerts"
+    table: ClassVar[str] = "alerts"
+
+    alert_id: str
+    rule_id: str
+    rule_version: str
+    subject: str = Field(description="zone / car park / station / sensor id")
+    kind: AlertEventKind
+    state: AlertState
+    severity: Literal["info", "warning", "major", "critical"]
+    value: float | None = None
+    threshold: float | None = None
+    message: str = ""
+    escalation_level: int = 0
+    actor: str | None = Field(None, description="who acknowledged, for acknowledged events")
+    event_time: AwareDatetime
+    emitted_at: AwareDatetime
+    seq: int = Field(0, ge=0, description="event number within the alert")
+
+    def record_id(self) -> str:
+        return f"{self.alert_id}:{self.seq}"
+
+    def key(self) -> bytes:
+        return f"{self.rule_id}:{self.subject}".encode()
+
+
+class DeadLetter(_Record):
+    """A record that failed validation, with why and where it came from. Nothing is lost."""
+
+    topic: ClassVar[str] = "dlq"
+    table: ClassVar[str] = "dead_letters"
+
+    feed: str
+    reason: str
+    detail: str
+    field: str = ""
+    source_topic: str
+    source_partition: int = -1
+    source_offset: int = -1
+    key_text: str | None = None
+    raw_b64: str = Field(description="the original bytes, base64")
+    received_at: AwareDatetime
+    stage: Literal["ingest", "replay", "intake", "stream"] = "stream"
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, **kw: object) -> DeadLetter:
+        return cls(raw_b64=base64.b64encode(raw).decode(), **kw)  # type: ignore[arg-type]
+
+    @property
+    def raw(self) -> bytes:
+        return base64.b64decode(self.raw_b64)
+
+    def record_id(self) -> str:
+        if self.source_offset >= 0:
+            return f"{self.source_topic}:{self.source_partition}:{self.source_offset}"
+        import hashlib
+
+        return f"{self.stage}:{hashlib.sha1(self.raw + self.reason.encode()).hexdigest()}"
+
+    def key(self) -> bytes:
+        return self.feed.encode()
+
+
+class LateEvent(_Record):
+    """A valid event that arrived after its window's allowed lateness: kept, counted, routed."""
+
+    topic: ClassVar[str] = "late"
+    table: ClassVar[str] = "late_events"
+
+    feed: str
+    event_id: str
+    source: str
+    event_time: AwareDatetime
+    watermark: AwareDatetime
+    lateness_s: float
+    payload_json: str
+    received_at: AwareDatetime
+
+    def record_id(self) -> str:
+        return f"{self.feed}:{self.event_id}"
+
+    def key(self) -> bytes:
+        return self.source.encode()
+
+
+DERIVED_RECORDS: tuple[type[_Record], ...] = (
+    FootfallWindow, ParkingState, AirQualityIndex, IncidentStats, AlertEvent, DeadLetter,
+    LateEvent,
+)
+
+
+def utc_now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
