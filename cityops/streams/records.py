@@ -7,29 +7,14 @@ Times are timezone-aware; the warehouse stores them as DateTime64 in Asia/Shangh
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    #: derived topic suffix (``Settings.topic(...)``) and warehouse table name
-    topic: ClassVar[str] = ""
-    table: ClassVar[str] = ""
-
-    def record_id(self) -> str:
-        """Stable id: the same logical record always gets the same id (idempotent writes)."""
-        raise NotImplementedError
-
-    def key(self) -> bytes:
-        raise NotImplementedError
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
+from cityops.core.deadletter import DeadLetter
+from cityops.core.deadletter import DerivedRecord as _Record
 
 
 class FootfallWindow(_Record):
@@ -173,43 +158,6 @@ class AlertEvent(_Record):
 
     def key(self) -> bytes:
         return f"{self.rule_id}:{self.subject}".encode()
-
-
-class DeadLetter(_Record):
-    """A record that failed validation, with why and where it came from. Nothing is lost."""
-
-    topic: ClassVar[str] = "dlq"
-    table: ClassVar[str] = "dead_letters"
-
-    feed: str
-    reason: str
-    detail: str
-    field: str = ""
-    source_topic: str
-    source_partition: int = -1
-    source_offset: int = -1
-    key_text: str | None = None
-    raw_b64: str = Field(description="the original bytes, base64")
-    received_at: AwareDatetime
-    stage: Literal["ingest", "replay", "intake", "stream"] = "stream"
-
-    @classmethod
-    def from_bytes(cls, raw: bytes, **kw: object) -> DeadLetter:
-        return cls(raw_b64=base64.b64encode(raw).decode(), **kw)  # type: ignore[arg-type]
-
-    @property
-    def raw(self) -> bytes:
-        return base64.b64decode(self.raw_b64)
-
-    def record_id(self) -> str:
-        if self.source_offset >= 0:
-            return f"{self.source_topic}:{self.source_partition}:{self.source_offset}"
-        import hashlib
-
-        return f"{self.stage}:{hashlib.sha1(self.raw + self.reason.encode()).hexdigest()}"
-
-    def key(self) -> bytes:
-        return self.feed.encode()
 
 
 class LateEvent(_Record):

@@ -1,0 +1,69 @@
+"""Dead-letter record: a raw record that failed validation, with why and where it came from.
+
+It lives in the core (not in ``streams/``) because every stage that judges raw input emits
+it: ingest (replay, HTTP intake) on the left of the data flow, the stream processors in the
+middle. ``cityops.streams.records`` re-exports it with the other derived records, so the
+warehouse sees one class and one JSON shape whoever produced the dead letter.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class DerivedRecord(BaseModel):
+    """Base of the records emitted on derived topics (see ``cityops.streams.records``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: derived topic suffix (``Settings.topic(...)``) and warehouse table name
+    topic: ClassVar[str] = ""
+    table: ClassVar[str] = ""
+
+    def record_id(self) -> str:
+        """Stable id: the same logical record always gets the same id (idempotent writes)."""
+        raise NotImplementedError
+
+    def key(self) -> bytes:
+        raise NotImplementedError
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class DeadLetter(DerivedRecord):
+    """A record that failed validation, with why and where it came from. Nothing is lost."""
+
+    topic: ClassVar[str] = "dlq"
+    table: ClassVar[str] = "dead_letters"
+
+    feed: str
+    reason: str
+    detail: str
+    field: str = ""
+    source_topic: str
+    source_partition: int = -1
+    source_offset: int = -1
+    key_text: str | None = None
+    raw_b64: str = Field(description="the original bytes, base64")
+    received_at: AwareDatetime
+    stage: Literal["ingest", "replay", "intake", "stream"] = "stream"
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, **kw: object) -> DeadLetter:
+        return cls(raw_b64=base64.b64encode(raw).decode(), **kw)  # type: ignore[arg-type]
+
+    @property
+    def raw(self) -> bytes:
+        return base64.b64decode(self.raw_b64)
+
+    def record_id(self) -> str:
+        if self.source_offset >= 0:
+            return f"{self.source_topic}:{self.source_partition}:{self.source_offset}"
+        return f"{self.stage}:{hashlib.sha1(self.raw + self.reason.encode()).hexdigest()}"
+
+    def key(self) -> bytes:
+        return self.feed.encode()
