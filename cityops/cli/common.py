@@ -13,8 +13,8 @@ from cityops.core.registry import Registry, load_registry
 from cityops.core.settings import Settings, load_settings
 from cityops.exceptions import CityopsError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

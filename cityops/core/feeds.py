@@ -89,15 +89,6 @@ class Envelope(BaseModel):
     event_time: AwareDatetime
     position: Position | None = None
 
-    @field_validator("event_time", mode="wrap")
-    @classmethod
-    def _aware_time(cls, value: Any, handler: Any) -> datetime:
-        if isinstance(value, str) and value and value[-1] not in "Zz" and not _has_offset(value):
-            raise PydanticCustomError(
-                "naive_timestamp", "event_time {value} has no UTC offset", {"value": repr(value)}
-            )
-        return handler(value)
-
     @field_validator("event_time")
     @classmethod
     def _not_future(cls, value: datetime, info: ValidationInfo) -> datetime:
@@ -124,11 +115,6 @@ class Envelope(BaseModel):
     def _registry(self, info: ValidationInfo) -> Registry | None:
         ctx = _ctx(info)
         return ctx.registry if ctx else None
-
-
-def _has_offset(text: str) -> bool:
-    tail = text[10:]  # after the date part
-    return "+" in tail or "-" in tail
 
 
 def _unknown(kind: str, value: str) -> PydanticCustomError:

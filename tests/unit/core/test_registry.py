@@ -1,0 +1,100 @@
+"""Site registry: the packaged Yuzhong files load, and a broken registry names file, entry, reason."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cityops.core.exceptions import RegistryError
+from cityops.core.registry import load_registry
+from cityops.core.settings import PACKAGED_REGISTRY
+
+
+def test_packaged_yuzhong_registry_is_complete_and_plausible() -> None:
+    reg = load_registry(PACKAGED_REGISTRY)
+    assert reg.manifest.district.id == "yuzhong"
+    assert "jfb_square" in reg.zones
+    assert all(len(reg.counters_by_zone[z]) >= 1 for z in reg.zones)
+    assert any(cp.ring_road for cp in reg.carparks.values())
+    kinds = {s.kind for s in reg.stations.values()}
+    assert kinds == {"national", "micro"}
+    # plausible: Jiefangbei zones are thousands of m², car parks hundreds of spaces
+    assert all(1_000 <= z.area_m2 <= 50_000 for z in reg.zones.values())
+    assert all(100 <= c.capacity <= 5_000 for c in reg.carparks.values())
+
+
+@pytest.fixture
+def reg_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "reg"
+    shutil.copytree(PACKAGED_REGISTRY, target)
+    return target
+
+
+def _edit(path: Path, section: str, index: int, **changes: object) -> None:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data[section][index].update(changes)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+
+@pytest.mark.parametrize(("fname", "section", "changes", "needle"), [
+    ("zones.yaml", "zones", {"area_m2": -5}, "area_m2"),
+    ("zones.yaml", "zones", {"lat": 39.9, "lon": 116.4}, "outside district bbox"),
+    ("zones.yaml", "zones", {"density_warning_ppm2": 3, "density_critical_ppm2": 2},
+     "below critical"),
+    ("counters.yaml", "counters", {"zone_id": "atlantis"}, "unknown zone_id"),
+    ("counters.yaml", "counters", {"cadence_s": 0}, "cadence_s"),
+    ("carparks.yaml", "carparks", {"capacity": 0}, "capacity"),
+    ("carparks.yaml", "carparks", {"neighbours": ["cp_unknown"]}, "bad neighbour"),
+    ("stations.yaml", "stations", {"kind": "satellite"}, "kind"),
+    ("zones.yaml", "zones", {"surprise": 1}, "surprise"),
+])
+def test_invalid_registry_names_file_entry_and_reason(
+    reg_copy: Path, fname: str, section: str, changes: dict, needle: str
+) -> None:
+    _edit(reg_copy / fname, section, 0, **changes)
+    with pytest.raises(RegistryError) as err:
+        load_registry(reg_copy)
+    assert needle in err.value.reason
+    assert err.value.file in (fname, section)
+    assert err.value.entry != ""
+
+
+def test_duplicate_ids_are_refused(reg_copy: Path) -> None:
+    path = reg_copy / "zones.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["zones"].append(dict(data["zones"][0]))
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(RegistryError, match="duplicate id"):
+        load_registry(reg_copy)
+
+
+def test_missing_and_unparseable_files_are_reported(reg_copy: Path) -> None:
+    (reg_copy / "stations.yaml").unlink()
+    with pytest.raises(RegistryError, match="stations.yaml: -: file not found"):
+        load_registry(reg_copy)
+    (reg_copy / "stations.yaml").write_text("stations: [unclosed", encoding="utf-8")
+    with pytest.raises(RegistryError, match="not valid YAML"):
+        load_registry(reg_copy)
+
+
+def test_another_district_runs_on_its_own_registry(tmp_path: Path) -> None:
+    d = tmp_path / "other"
+    d.mkdir()
+    (d / "registry.yaml").write_text(yaml.safe_dump({
+        "registry_version": "1", "timezone": "Asia/Shanghai",
+        "district": {"id": "shapingba", "name_zh": "沙坪坝区", "name_en": "Shapingba",
+                     "city": "Chongqing"},
+        "bbox": {"lat_min": 29.5, "lat_max": 29.7, "lon_min": 106.3, "lon_max": 106.5},
+        "files": ["sites.yaml"],
+    }, allow_unicode=True), encoding="utf-8")
+    (d / "sites.yaml").write_text(yaml.safe_dump({
+        "zones": [{"id": "ciqikou", "name_zh": "磁器口", "name_en": "Ciqikou",
+                   "area_m2": 20000, "lat": 29.58, "lon": 106.45}],
+        "counters": [{"id": "fc_ciqikou_1", "zone_id": "ciqikou"}],
+    }, allow_unicode=True), encoding="utf-8")
+    reg = load_registry(d)
+    assert list(reg.zones) == ["ciqikou"]
+    assert reg.site_ids("footfall") == {"fc_ciqikou_1"}
