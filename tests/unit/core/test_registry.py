@@ -1,4 +1,4 @@
-"""Site registry: the packaged Yuzhong files load, and a broken registry names file, entry, reason."""
+"""Site registry: the packaged files load; a broken registry names file, entry and reason."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_duplicate_ids_are_refused(reg_copy: Path) -> None:
 
 def test_missing_and_unparseable_files_are_reported(reg_copy: Path) -> None:
     (reg_copy / "stations.yaml").unlink()
-    with pytest.raises(RegistryError, match="stations.yaml: -: file not found"):
+    with pytest.raises(RegistryError, match=r"stations\.yaml: -: file not found"):
         load_registry(reg_copy)
     (reg_copy / "stations.yaml").write_text("stations: [unclosed", encoding="utf-8")
     with pytest.raises(RegistryError, match="not valid YAML"):
