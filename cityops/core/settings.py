@@ -79,6 +79,52 @@ class Settings(BaseSettings):
         "; empty means chdb under data_dir"
     )
 
+    # --- streams worker (Faust pipeline + warehouse sink) -----------------------------------
+    worker_app_id: str = Field(
+        "streams", pattern=r"^[A-Za-z0-9._-]{1,60}$",
+        description="CITYOPS_WORKER_APP_ID: Faust app id; consumer groups and changelog topics "
+        "are named <topic_prefix>.<app id>",
+    )
+    worker_web_host: str = Field("127.0.0.1", description="CITYOPS_WORKER_WEB_HOST: web bind")
+    worker_web_port: int = Field(
+        6066, ge=1024, le=65535, description="CITYOPS_WORKER_WEB_PORT: health/metrics/sql/alerts"
+    )
+    worker_batch_max: int = Field(
+        500, ge=1, le=100_000, description="CITYOPS_WORKER_BATCH_MAX: events per aggregation step"
+    )
+    worker_batch_s: float = Field(
+        0.2, gt=0, le=60, description="CITYOPS_WORKER_BATCH_S: max wait to fill a step"
+    )
+    worker_commit_interval_s: float = Field(
+        1.0, gt=0, le=60, description="CITYOPS_WORKER_COMMIT_INTERVAL_S: Faust offset commits"
+    )
+    sink_batch_rows: int = Field(
+        5000, ge=1, le=1_000_000, description="CITYOPS_SINK_BATCH_ROWS: rows per warehouse batch"
+    )
+    sink_batch_s: float = Field(
+        1.0, gt=0, le=300, description="CITYOPS_SINK_BATCH_S: max age of a warehouse batch"
+    )
+    stream_dedup_horizon_s: float = Field(
+        86_400.0, gt=0, le=30 * 86_400,
+        description="CITYOPS_STREAM_DEDUP_HORIZON_S: event_id dedup horizon (event time)",
+    )
+    stream_allowed_lateness_s: float = Field(
+        120.0, ge=0, le=86_400,
+        description="CITYOPS_STREAM_ALLOWED_LATENESS_S: late events within this update windows",
+    )
+    alert_tick_s: float = Field(
+        5.0, gt=0, le=3600, description="CITYOPS_ALERT_TICK_S: alert engine timer period"
+    )
+    alert_clock: Literal["wall", "event"] = Field(
+        "wall", description="CITYOPS_ALERT_CLOCK: tick() time: wall clock, or the latest event "
+        "time seen (deterministic replays and tests)",
+    )
+    heartbeat_every_s: float = Field(
+        30.0, ge=0, le=3600,
+        description="CITYOPS_HEARTBEAT_EVERY_S: per-source heartbeat to the alert engine "
+        "(event time)",
+    )
+
     # --- Grafana -----------------------------------------------------------------------------
     grafana_url: str = Field("http://127.0.0.1:3000", description="CITYOPS_GRAFANA_URL")
     grafana_token: SecretStr = Field(SecretStr(""), description="CITYOPS_GRAFANA_TOKEN")
@@ -126,6 +172,11 @@ class Settings(BaseSettings):
     def effective_warehouse_url(self) -> str:
         """Warehouse URL; the embedded chdb database under ``data_dir`` when none is set."""
         return self.warehouse_url or f"chdb://{(self.data_dir / 'warehouse').resolve()}"
+
+    @property
+    def worker_id(self) -> str:
+        """Faust app id / consumer group of the streams worker (unique per topic prefix)."""
+        return f"{self.topic_prefix}.{self.worker_app_id}"
 
     @property
     def tz(self) -> ZoneInfo:
