@@ -73,6 +73,56 @@ class Settings(BaseSettings):
         0.02, ge=0, le=0.5, description="CITYOPS_OCCUPANCY_TOLERANCE: occupied ≤ capacity×(1+t)"
     )
 
+    # --- ingest (simulators, producers, replay, HTTP intake) -----------------------------------
+    ingest_acks: Literal["all", "1", "0"] = Field(
+        "all", description="CITYOPS_INGEST_ACKS: producer acknowledgements (all = every ISR)"
+    )
+    ingest_compression: Literal["lz4", "gzip", "none"] = Field(
+        "lz4", description="CITYOPS_INGEST_COMPRESSION: producer batch compression"
+    )
+    ingest_linger_ms: int = Field(
+        20, ge=0, le=10_000, description="CITYOPS_INGEST_LINGER_MS: wait to fill a batch"
+    )
+    ingest_batch_bytes: int = Field(
+        262_144, ge=1024, le=16_777_216,
+        description="CITYOPS_INGEST_BATCH_BYTES: producer batch size per partition",
+    )
+    ingest_max_in_flight: int = Field(
+        50_000, ge=1, le=10_000_000,
+        description="CITYOPS_INGEST_MAX_IN_FLIGHT: records sent but not yet acknowledged; "
+        "send() blocks (backpressure) when reached",
+    )
+    ingest_delivery_timeout_ms: int = Field(
+        120_000, ge=1000, le=3_600_000,
+        description="CITYOPS_INGEST_DELIVERY_TIMEOUT_MS: a record not acknowledged by then "
+        "is counted as a delivery failure",
+    )
+    ingest_max_block_ms: int = Field(
+        60_000, ge=100, le=3_600_000,
+        description="CITYOPS_INGEST_MAX_BLOCK_MS: longest send() waits for metadata or room",
+    )
+    ingest_rate: float = Field(
+        0.0, ge=0, description="CITYOPS_INGEST_RATE: target events/s per producer; 0 = unlimited"
+    )
+    ingest_seed: int = Field(20_261_001, description="CITYOPS_INGEST_SEED: simulator seed")
+    intake_host: str = Field("127.0.0.1", description="CITYOPS_INTAKE_HOST: HTTP intake bind")
+    intake_port: int = Field(8088, ge=1, le=65535, description="CITYOPS_INTAKE_PORT")
+    intake_max_batch: int = Field(
+        5000, ge=1, le=100_000, description="CITYOPS_INTAKE_MAX_BATCH: records per request"
+    )
+    intake_max_body_bytes: int = Field(
+        16_000_000, ge=1024, le=1_000_000_000,
+        description="CITYOPS_INTAKE_MAX_BODY_BYTES: larger request bodies get 413",
+    )
+    intake_max_pending: int = Field(
+        20_000, ge=1, le=10_000_000,
+        description="CITYOPS_INTAKE_MAX_PENDING: records awaiting Kafka acks across requests; "
+        "beyond it requests get 503 + Retry-After",
+    )
+    intake_ack_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="CITYOPS_INTAKE_ACK_TIMEOUT_S: wait for Kafka acks"
+    )
+
     # --- warehouse ---------------------------------------------------------------------------
     warehouse_url: str = Field(
         "", description="CITYOPS_WAREHOUSE_URL: chdb:///path or clickhouse://user:pass@host:9000/db"
