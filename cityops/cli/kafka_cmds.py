@@ -6,7 +6,7 @@ import typer
 
 from cityops.cli.common import console, fail, settings_or_exit
 from cityops.deploy.exceptions import BrokerError
-from cityops.deploy.kafka_local import LocalKafka
+from cityops.deploy.kafka_local import LocalKafka, ensure_topics
 
 kafka_app = typer.Typer(help="Run a real local Apache Kafka broker (KRaft).", no_args_is_help=True)
 
@@ -42,6 +42,18 @@ def status() -> None:
                   f"answering {'yes' if st.answering else 'no'}")
     console.print(f"data {st.root}\njars {st.libs}", highlight=False)
     raise typer.Exit(0 if st.answering else 3)
+
+
+@kafka_app.command("topics")
+def topics() -> None:
+    """Create every platform topic missing on the configured brokers (any cluster)."""
+    settings = settings_or_exit()
+    try:
+        created = ensure_topics(settings)
+    except Exception as exc:  # kafka-python raises many types; report them in one line
+        fail(f"cannot create topics on {settings.bootstrap_servers}: {exc}")
+    console.print(f"{len(created)} topics created, {len(settings.all_topics)} expected: "
+                  + ", ".join(settings.all_topics), highlight=False)
 
 
 def register(app: typer.Typer) -> None:
