@@ -1,0 +1,86 @@
+"""Event-time windows: assignment, firing, allowed lateness, late events, state snapshots."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cityops.streams.windows import HoppingWindow, TumblingWindow, WindowedAggregator
+
+
+def _sum(acc: int, value: int, ts: float) -> int:
+    return acc + value
+
+
+def _agg(lateness_s: float = 30) -> WindowedAggregator[str, int, int]:
+    return WindowedAggregator(TumblingWindow(60), lateness_s, lambda: 0, _sum)
+
+
+def test_tumbling_assignment() -> None:
+    assert TumblingWindow(60).windows_for(125) == [(120, 180)]
+    assert TumblingWindow(60).windows_for(120) == [(120, 180)]
+    assert TumblingWindow(60).windows_for(119.999) == [(60, 120)]
+
+
+def test_hopping_assignment() -> None:
+    assert HoppingWindow(300, 60).windows_for(125) == [
+        (-120, 180), (-60, 240), (0, 300), (60, 360), (120, 420)]
+    assert HoppingWindow(300, 60).windows_for(120) == [
+        (-120, 180), (-60, 240), (0, 300), (60, 360), (120, 420)]
+    assert HoppingWindow(120, 60).windows_for(60) == [(0, 120), (60, 180)]
+
+
+def test_bad_windows() -> None:
+    with pytest.raises(ValueError):
+        HoppingWindow(60, 120)
+    with pytest.raises(ValueError):
+        TumblingWindow(0)
+
+
+def test_fire_revise_close_and_late() -> None:
+    agg = _agg(30)
+    r = agg.add("k", 10, 1)
+    assert (r.accepted, r.updated, r.emit) == (True, [(0, 60)], [])
+    assert agg.add("k", 59, 2).emit == []
+    r = agg.add("k", 61, 4)  # event time passes 60: window (0, 60) fires with revision 0
+    assert [(s.start_s, s.end_s, s.acc, s.revision) for s in r.emit] == [(0, 60, 3, 0)]
+    assert r.watermark_s == 31
+    r = agg.add("k", 50, 8)  # behind event time but within lateness: revision 1
+    assert r.accepted
+    assert [(s.start_s, s.acc, s.revision) for s in r.emit] == [(0, 11, 1)]
+    r = agg.add("k", 95, 1)  # watermark 65 closes (0, 60)
+    assert r.emit == []
+    assert [s.start_s for s in agg.open_windows("k")] == [60]
+    r = agg.add("k", 40, 1)  # older than the watermark: late, nothing updated
+    assert (r.accepted, r.late, r.lateness_s, r.updated) == (False, True, 25, [])
+    assert agg.late_count("k") == 1
+
+
+def test_watermark_is_per_key() -> None:
+    agg = _agg(30)
+    agg.add("a", 10_000, 1)
+    r = agg.add("b", 10, 1)
+    assert r.accepted
+
+
+def test_close_until_returns_unfired_windows() -> None:
+    agg = _agg(30)
+    agg.add("k", 70, 5)
+    closed = agg.close_until("k", 200)
+    assert [(s.start_s, s.acc, s.emitted) for s in closed] == [(60, 5, False)]
+    assert agg.add("k", 150, 1).late  # the external watermark also makes older events late
+    assert agg.close_all_until(300) == []
+
+
+def test_state_roundtrip_is_json() -> None:
+    agg = _agg(30)
+    for ts, v in ((10, 1), (61, 2), (50, 3)):
+        agg.add("k", ts, v)
+    snapshot = json.loads(json.dumps(agg.to_state("k")))
+    other = _agg(30)
+    other.from_state("k", snapshot)
+    assert other.to_state("k") == agg.to_state("k")
+    r1, r2 = agg.add("k", 45, 10), other.add("k", 45, 10)
+    assert [(s.acc, s.revision) for s in r1.emit] == [(s.acc, s.revision) for s in r2.emit]
+    assert [(s.acc, s.revision) for s in r2.emit] == [(14, 2)]  # 1 + 3 + 10
