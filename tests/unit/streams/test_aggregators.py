@@ -1,0 +1,214 @@
+"""Domain aggregators: footfall windows and presence, parking trend, air AQI, incidents."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from cityops.core.feeds import (
+    AirQualityObserved,
+    FootfallObserved,
+    IncidentReported,
+    ParkingObserved,
+)
+from cityops.core.registry import Registry
+from cityops.streams.aggregators import (
+    AirQualityAggregator,
+    FootfallAggregator,
+    IncidentAggregator,
+    ParkingAggregator,
+    least_squares_slope,
+)
+
+TZ = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=TZ)  # a whole minute and hour
+NOW = datetime(2026, 5, 2, tzinfo=TZ)
+
+
+def ff(sec: float, entries: int, exits: int, zone: str = "jfb_square",
+       start: datetime = T0) -> FootfallObserved:
+    return FootfallObserved(event_id=f"e{sec}", source="fc_jfb_square_01",
+                            event_time=start + timedelta(seconds=sec), zone_id=zone,
+                            entries=entries, exits=exits, interval_s=30)
+
+
+def test_footfall_windows_presence_and_lateness(registry: Registry) -> None:
+    agg = FootfallAggregator(registry, allowed_lateness_s=120, presence_half_life_s=0,
+                             reset_hour_local=None)
+    assert agg.add(ff(10, 100, 20), NOW).records == []
+    assert agg.add(ff(40, 50, 10), NOW).records == []
+    out = agg.add(ff(70, 10, 0), NOW)  # event time passes T0+60: both windows ending there fire
+    recs = {(r.window, r.window_start): r for r in out.records}
+    assert set(recs) == {("tumbling_1m", T0), ("hopping_5m", T0 - timedelta(minutes=4))}
+    t = recs[("tumbling_1m", T0)]
+    assert (t.entries, t.exits, t.events, t.net_presence, t.revision) == (150, 30, 2, 120, 0)
+    assert t.density_ppm2 == 0.01  # 120 persons / 12000 m²
+    assert t.window_end == T0 + timedelta(minutes=1)
+    assert recs[("hopping_5m", T0 - timedelta(minutes=4))].entries == 150
+
+    late_ok = agg.add(ff(30, 5, 0), NOW)  # within the allowed lateness: revision 1
+    assert late_ok.accepted
+    revised = {r.window: r for r in late_ok.records}
+    assert set(revised) == {"tumbling_1m", "hopping_5m"}
+    assert (revised["tumbling_1m"].entries, revised["tumbling_1m"].revision) == (155, 1)
+    assert revised["tumbling_1m"].net_presence == 120  # presence after its newest event
+    assert agg.presence("jfb_square") == 135
+
+    agg.add(ff(300, 0, 0), NOW)  # watermark T0+180
+    too_late = agg.add(ff(100, 1, 0), NOW)
+    assert (too_late.accepted, too_late.lateness_s) == (False, 80)
+    assert agg.presence("jfb_square") == 135  # late events never touch the estimate
+
+
+def test_presence_floor_decay_and_daily_reset(registry: Registry) -> None:
+    agg = FootfallAggregator(registry, allowed_lateness_s=60, presence_half_life_s=3600)
+    agg.add(ff(0, 10, 30), NOW)
+    assert agg.presence("jfb_square") == 0  # floored at 0
+    agg.add(ff(60, 100, 0), NOW)
+    agg.add(ff(3660, 0, 0), NOW)  # one half-life later
+    assert agg.presence("jfb_square") == 50
+
+    night = datetime(2026, 5, 2, 4, 59, tzinfo=TZ)
+    reset = FootfallAggregator(registry, allowed_lateness_s=60, presence_half_life_s=0)
+    reset.add(ff(0, 100, 0, start=night), NOW)
+    reset.add(ff(90, 10, 0, start=night), NOW)  # 05:00:30: the 05:00 reset happened first
+    assert reset.presence("jfb_square") == 10
+
+
+def test_footfall_idle_close_and_state(registry: Registry) -> None:
+    agg = FootfallAggregator(registry, allowed_lateness_s=60, presence_half_life_s=0)
+    agg.add(ff(10, 4, 1), NOW)
+    state = json.loads(json.dumps(agg.to_state("jfb_square")))
+    other = FootfallAggregator(registry, allowed_lateness_s=60, presence_half_life_s=0)
+    other.from_state("jfb_square", state)
+    closed = other.close_all_until(T0 + timedelta(minutes=10), NOW)
+    assert sorted((r.window, r.entries) for r in closed) == [
+        ("hopping_5m", 4)] * 5 + [("tumbling_1m", 4)]
+    assert all(r.revision == 0 and r.net_presence == 3 for r in closed)
+
+
+def pk(sec: float, occupied: int, capacity: int = 100) -> ParkingObserved:
+    return ParkingObserved(event_id=f"p{sec}", source="cp_wfc", carpark_id="cp_wfc",
+                           event_time=T0 + timedelta(seconds=sec), capacity=capacity,
+                           occupied=occupied)
+
+
+def test_least_squares() -> None:
+    assert least_squares_slope([(0, 1), (1, 3), (2, 5)]) == 2
+    assert least_squares_slope([(0, 1)]) is None
+    assert least_squares_slope([(1, 1), (1, 2)]) is None
+
+
+def test_parking_trend_and_minutes_to_full() -> None:
+    agg = ParkingAggregator(trend_window_s=600)
+    first = agg.add(pk(0, 50), NOW).records[0]
+    assert (first.trend_per_min, first.minutes_to_full, first.occupancy_rate) == (0, None, 0.5)
+    agg.add(pk(60, 56), NOW)
+    s = agg.add(pk(120, 62), NOW).records[0]
+    assert s.trend_per_min == 6.0
+    assert s.minutes_to_full == 6.33  # 38 free / 6 per minute
+    assert s.occupancy_rate == 0.62
+    full = agg.add(pk(180, 100), NOW).records[0]
+    assert full.minutes_to_full == 0
+    emptying = ParkingAggregator()
+    emptying.add(pk(0, 80), NOW)
+    assert emptying.add(pk(60, 70), NOW).records[0].minutes_to_full is None
+
+
+def test_parking_window_drops_old_points_and_state() -> None:
+    agg = ParkingAggregator(trend_window_s=600)
+    agg.add(pk(0, 50), NOW)
+    s = agg.add(pk(700, 60), NOW).records[0]
+    assert s.trend_per_min == 0  # the point at 0 s is outside the 10-min regression
+    assert agg.to_state("cp_wfc") == {"points": [[(T0 + timedelta(seconds=700)).timestamp(),
+                                                  60.0]]}
+    assert agg.add(pk(10, 50), NOW).accepted is False
+
+
+def air(end: datetime, averaging_s: int = 60, station: str = "aq_micro_square",
+        **values: float) -> AirQualityObserved:
+    return AirQualityObserved(event_id=f"a{end.timestamp()}", source=station,
+                              station_id=station, event_time=end, averaging_s=averaging_s,
+                              **values)
+
+
+def test_air_hourly_mean_from_minutes() -> None:
+    agg = AirQualityAggregator()
+    out = None
+    for i in range(60):
+        pm = 70.0 if i < 30 else 80.0
+        out = agg.add(air(T0 + timedelta(minutes=i + 1), pm25_ugm3=pm), NOW)
+    assert out is not None
+    (rec,) = out.records  # one hour of data: no rolling 24-h index yet
+    assert rec.averaging == "1h"
+    assert rec.hour_start == T0
+    assert (rec.pm25_ugm3, rec.aqi, rec.samples, rec.revision) == (75.0, 100, 60, 59)
+    assert rec.primary_pollutants == ["pm25"]
+    assert rec.category == "良"
+
+
+def test_air_daily_moving_averages() -> None:
+    agg = AirQualityAggregator()
+    out = None
+    for h in range(24):
+        o3 = 100.0 if h < 16 else 200.0
+        out = agg.add(air(T0 + timedelta(hours=h + 1), averaging_s=3600, station="aq_jiefangbei",
+                          pm25_ugm3=100.0, o3_ugm3=o3), NOW)
+        if h == 18:
+            assert [r.averaging for r in out.records] == ["1h"]  # 19 hours < 20 needed
+    assert out is not None
+    hourly, daily = out.records
+    assert hourly.hour_start == T0 + timedelta(hours=23)
+    assert hourly.iaqi == {"pm25": 132, "o3_1h": 100}  # 100 + 50/40*25 = 131.25 → 132
+    assert hourly.o3_8h_ugm3 == 200
+    assert hourly.aqi == 132
+    assert daily.averaging == "24h"
+    assert (daily.pm25_ugm3, daily.o3_1h_ugm3, daily.o3_8h_ugm3) == (100, 200, 200)
+    assert daily.iaqi == {"pm25": 132, "o3_1h": 100, "o3_8h": 137}  # 100 + 50/55*40 → 137
+    assert daily.aqi == 137
+    assert daily.primary_pollutants == ["o3_8h"]
+    assert daily.samples == 24
+
+
+def inc(incident: str, status: str, sec: float, zone: str = "jfb_square",
+        severity: str = "high") -> IncidentReported:
+    return IncidentReported(event_id=f"{incident}-{status}-{sec}", source=zone,
+                            event_time=T0 + timedelta(seconds=sec), incident_id=incident,
+                            incident_type="medical", severity=severity, zone_id=zone,
+                            status=status)
+
+
+def test_incident_lifecycle() -> None:
+    agg = IncidentAggregator()
+    a = agg.add(inc("i1", "reported", 0), NOW)
+    assert (a.records[0].open_count, a.records[0].response_s, a.violations) == (1, None, [])
+    assert agg.add(inc("i2", "reported", 10), NOW).records[0].open_count == 2
+    on = agg.add(inc("i1", "on_scene", 300), NOW).records[0]
+    assert (on.response_s, on.status, on.open_count) == (300, "on_scene", 2)
+    done = agg.add(inc("i1", "resolved", 900), NOW).records[0]
+    assert (done.status, done.open_count) == ("resolved", 1)
+    after = agg.add(inc("i1", "dispatched", 1000), NOW)
+    assert (after.accepted, after.violations) == (False, ["after_terminal"])
+    agg.add(inc("i2", "on_scene", 100), NOW)
+    back = agg.add(inc("i2", "dispatched", 200), NOW)
+    assert (back.accepted, back.violations) == (False, ["status_regression"])
+
+
+def test_incident_out_of_order_delivery() -> None:
+    agg = IncidentAggregator()
+    first = agg.add(inc("i3", "on_scene", 500), NOW)
+    assert first.violations == ["missing_reported"]
+    assert first.records[0].response_s is None
+    late_report = agg.add(inc("i3", "reported", 200), NOW)
+    assert late_report.violations == []
+    assert (late_report.records[0].status, late_report.records[0].response_s) == ("on_scene",
+                                                                                 300)
+    odd = agg.add(inc("i3", "dispatched", 600), NOW)  # after on_scene in time: regression
+    assert odd.violations == ["status_regression"]
+    agg.add(inc("i3", "resolved", 700), NOW)
+    state = json.loads(json.dumps(agg.to_state()))
+    again = IncidentAggregator()
+    again.from_state(state)
+    assert again.open_count("jfb_square") == 0
+    assert again.evict_closed_before(T0 + timedelta(seconds=701)) == 1
