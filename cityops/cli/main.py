@@ -6,6 +6,7 @@ the data flow (like ``deploy/``), so it may import from every area.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 import typer
@@ -43,6 +44,13 @@ def _root(
                                  help="Print the version and exit."),
 ) -> None:
     """cityops: feeds → Kafka → Faust → ClickHouse → boards and alerts."""
+    from cityops.core.exceptions import SettingsError
+    from cityops.core.logs import configure_logging
+    from cityops.core.settings import load_settings
+
+    # a bad setting is reported by each command itself, naming the variable
+    with contextlib.suppress(SettingsError):
+        configure_logging(load_settings())
 
 
 for _name in COMMAND_MODULES:

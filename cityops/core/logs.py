@@ -1,0 +1,40 @@
+"""Structured logging: structlog key=value on a terminal, JSON lines in services."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from cityops.core.settings import Settings
+
+
+def configure_logging(settings: Settings) -> None:
+    """Route structlog and stdlib logging (Faust, aiokafka, kafka-python) through one format."""
+    level = getattr(logging, settings.log_level)
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer(ensure_ascii=False) if settings.log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=shared,
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

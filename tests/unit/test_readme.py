@@ -1,0 +1,36 @@
+"""The README never lies: every setting is documented, and the commands it names exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+
+from cityops.cli.main import app
+from cityops.core.settings import Settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    table = README.split("<!-- settings-table", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(CITYOPS_[A-Z0-9_]+)`", table))
+    expected = {f"CITYOPS_{name.upper()}" for name in Settings.model_fields}
+    assert expected - documented == set(), "settings missing from README"
+    assert documented - expected == set(), "README documents settings that do not exist"
+
+
+def test_commands_in_the_command_table_exist() -> None:
+    group = typer.main.get_command(app)
+    ctx = type(group).context_class(group)
+    table = README.split("## The `cityops` command", 1)[1].split("\n## ", 1)[0]
+    for first in set(re.findall(r"^\| `cityops ([a-z-]+)", table, flags=re.M)):
+        assert group.get_command(ctx, first) is not None, f"cityops {first}"
+
+
+def test_quick_start_is_the_two_make_targets() -> None:
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text(encoding="utf-8")
+    for target in ("run", "test"):
+        assert f"make {target}" in README
+        assert re.search(rf"^{target}:", makefile, flags=re.M)
