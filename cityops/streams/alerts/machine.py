@@ -1,0 +1,305 @@
+"""The alert state machine: one alert per (rule, subject) at a time, fired once, cleared once.
+
+Lifecycle (``cityops.streams.records.AlertState``): a new alert is ``active_unack``; an
+operator's ``acknowledge`` makes it ``active_ack``; when the condition ends it becomes
+``cleared_unack`` (kept until acknowledged) or ``cleared_ack`` (closed). Severity changes of
+a live alert are ``SEVERITY_CHANGED`` events on the same ``alert_id``; an active alert left
+unacknowledged is ``ESCALATED`` along the rule's chain. Every event carries the alert's
+stable ``alert_id`` and a per-alert ``seq``.
+
+Anti-flap: a rule's level is computed with hysteresis (levels at or below the current one
+hold while ``value ≥ clear``; higher ones need ``value ≥ fire``) and a change is applied only
+after the new level has been wanted continuously for ``min_fire_s`` (up) or ``min_clear_s``
+(down); any observation back at the current level resets that timer. ``tick(now)`` applies
+changes that came due with no newer observation (the last value is assumed to persist).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from cityops.core.registry import Registry
+from cityops.streams.alerts.rules import Level, Rule, RuleSet, levels_for
+from cityops.streams.exceptions import StreamsError
+from cityops.streams.records import AlertEvent, AlertEventKind, AlertState
+
+Clock = Callable[[], datetime]
+BUCKET_S = 10.0  # dead-letter rate buckets
+
+
+class UnknownAlertError(StreamsError):
+    """``acknowledge`` named an alert that is neither active nor awaiting acknowledgement."""
+
+    code = "unknown_alert"
+
+
+def _ts(at: datetime) -> float:
+    if at.tzinfo is None:
+        raise ValueError("alert times must be timezone-aware")
+    return at.timestamp()
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def target_level(levels: tuple[Level, ...], current: int, value: float) -> int:
+    """Level wanted for ``value`` given the current one (1-based, 0 = none), with hysteresis."""
+    target = 0
+    for i, lv in enumerate(levels, start=1):
+        if value >= (lv.clear if i <= current else lv.fire):
+            target = i
+    return target
+
+
+class AlertEngine:
+    """Turns observations, heartbeats and time into ``AlertEvent`` s (pure; state is a dict)."""
+
+    def __init__(self, rules: RuleSet, registry: Registry | None,
+                 clock: Clock = lambda: datetime.now(UTC)) -> None:
+        self.rules = rules
+        self.registry = registry
+        self.clock = clock
+        self._trackers: dict[str, dict[str, Any]] = {}  # "rule_id|subject" → tracker
+        self._awaiting_ack: dict[str, dict[str, Any]] = {}  # cleared_unack alerts by id
+        self._last_seen: dict[str, float] = {}
+        self._started_at: float | None = None
+        self._intake: dict[str, list[list[float]]] = {}  # feed → [[bucket_s, ok, dead]]
+
+    # --- events --------------------------------------------------------------------------
+    def _event(self, rule: Rule, subject: str, alert: dict[str, Any], kind: AlertEventKind,
+               at: float, *, actor: str | None = None) -> AlertEvent:
+        alert["seq"] += 1
+        value = alert.get("value")
+        threshold = alert.get("threshold")
+        sev = alert["severity"]
+        if kind is AlertEventKind.CLEARED:
+            msg = f"{rule.title} cleared: {subject} at {value:g} {rule.unit}".rstrip()
+        elif kind is AlertEventKind.ACKNOWLEDGED:
+            msg = f"{rule.title}: {subject} acknowledged by {actor}"
+        elif kind is AlertEventKind.ESCALATED:
+            msg = (f"{rule.title}: {subject} unacknowledged, escalated to level "
+                   f"{alert['escalation_level']} ({alert.get('notify', '')})")
+        else:
+            msg = f"{rule.title} {sev}: {subject} {value:g} ≥ {threshold:g} {rule.unit}".rstrip()
+        return AlertEvent(
+            alert_id=alert["alert_id"], rule_id=rule.id, rule_version=self.rules.version,
+            subject=subject, kind=kind, state=AlertState(alert["state"]), severity=sev,
+            value=value, threshold=threshold, message=msg,
+            escalation_level=alert["escalation_level"], actor=actor, event_time=_dt(at),
+            emitted_at=self.clock(), seq=alert["seq"])
+
+    # --- observations ----------------------------------------------------------------------
+    def observe(self, rule_kind: str, subject: str, value: float,
+                at: datetime) -> list[AlertEvent]:
+        """Feed one measurement to every rule of ``rule_kind``; returns the events caused."""
+        rules = self.rules.by_kind(rule_kind)
+        if not rules:
+            raise KeyError(f"no alert rule of kind {rule_kind!r}")
+        ts = _ts(at)
+        out: list[AlertEvent] = []
+        for rule in rules:
+            out.extend(self._observe(rule, subject, float(value), ts))
+        return out
+
+    def _observe(self, rule: Rule, subject: str, value: float, ts: float) -> list[AlertEvent]:
+        key = f"{rule.id}|{subject}"
+        tr = self._trackers.get(key)
+        if tr is None:
+            tr = {"level": 0, "pending_dir": 0, "pending_since": None, "value": value,
+                  "at": ts, "alert": None}
+            self._trackers[key] = tr
+        if ts < tr["at"]:
+            return []  # an older measurement never overrides a newer one
+        tr["value"], tr["at"] = value, ts
+        return self._evaluate(rule, subject, tr, ts)
+
+    def _evaluate(self, rule: Rule, subject: str, tr: dict[str, Any],
+                  now: float) -> list[AlertEvent]:
+        levels = levels_for(rule, subject, self.registry)
+        target = target_level(levels, tr["level"], tr["value"])
+        if target == tr["level"]:
+            tr["pending_dir"], tr["pending_since"] = 0, None
+            self._forget_if_idle(rule, subject, tr)
+            return []
+        direction = 1 if target > tr["level"] else -1
+        if tr["pending_dir"] != direction:
+            tr["pending_dir"], tr["pending_since"] = direction, tr["at"]
+        hold = rule.min_fire_s if direction > 0 else rule.min_clear_s
+        if now - tr["pending_since"] < hold:
+            return []
+        return self._apply(rule, subject, tr, levels, target, now)
+
+    def _apply(self, rule: Rule, subject: str, tr: dict[str, Any], levels: tuple[Level, ...],
+               target: int, now: float) -> list[AlertEvent]:
+        tr["pending_dir"], tr["pending_since"] = 0, None
+        previous, tr["level"] = tr["level"], target
+        alert = tr["alert"]
+        if previous == 0:
+            lv = levels[target - 1]
+            alert = {"alert_id": f"{rule.id}:{subject}:{int(now)}", "seq": -1,
+                     "state": AlertState.ACTIVE_UNACK.value, "severity": lv.severity,
+                     "value": tr["value"], "threshold": lv.fire, "fired_at": now,
+                     "escalation_level": 0, "rule_id": rule.id, "subject": subject}
+            tr["alert"] = alert
+            return [self._event(rule, subject, alert, AlertEventKind.FIRED, now)]
+        alert["value"] = tr["value"]
+        if target == 0:
+            acked = alert["state"] == AlertState.ACTIVE_ACK.value
+            alert["state"] = (AlertState.CLEARED_ACK if acked else AlertState.CLEARED_UNACK).value
+            alert["threshold"] = levels[previous - 1].clear
+            event = self._event(rule, subject, alert, AlertEventKind.CLEARED, now)
+            tr["alert"] = None
+            if not acked:
+                self._awaiting_ack[alert["alert_id"]] = alert
+            self._forget_if_idle(rule, subject, tr)
+            return [event]
+        lv = levels[target - 1]
+        alert["severity"] = lv.severity
+        alert["threshold"] = lv.fire if target > previous else levels[previous - 1].clear
+        return [self._event(rule, subject, alert, AlertEventKind.SEVERITY_CHANGED, now)]
+
+    def _forget_if_idle(self, rule: Rule, subject: str, tr: dict[str, Any]) -> None:
+        """Drop trackers with nothing to remember, so state stays proportional to alerts."""
+        if tr["level"] == 0 and tr["pending_dir"] == 0 and tr["alert"] is None:
+            self._trackers.pop(f"{rule.id}|{subject}", None)
+
+    # --- heartbeats, intake, time -------------------------------------------------------------
+    def _cadence_s(self, source: str) -> float | None:
+        reg = self.registry
+        if reg is None:
+            return None
+        for table in (reg.counters, reg.carparks, reg.stations):
+            site = table.get(source)
+            if site is not None:
+                return float(site.cadence_s)
+        return None
+
+    def heartbeat(self, source: str, at: datetime) -> list[AlertEvent]:
+        """A source reported: remember when, and clear its dead-sensor alert if it had one."""
+        ts = _ts(at)
+        if self._started_at is None:
+            self._started_at = ts
+        self._last_seen[source] = max(ts, self._last_seen.get(source, ts))
+        out: list[AlertEvent] = []
+        for rule in self.rules.by_kind("dead_sensor"):
+            if f"{rule.id}|{source}" in self._trackers:
+                out.extend(self._observe(rule, source, 0.0, ts))
+        return out
+
+    def record_intake(self, feed: str, accepted: int, dead_lettered: int,
+                      at: datetime) -> list[AlertEvent]:
+        """Count records of a feed; judges the dead-letter rate over each rule's window."""
+        ts = _ts(at)
+        buckets = self._intake.setdefault(feed, [])
+        b = ts - ts % BUCKET_S
+        if buckets and buckets[-1][0] == b:
+            buckets[-1][1] += accepted
+            buckets[-1][2] += dead_lettered
+        else:
+            buckets.append([b, float(accepted), float(dead_lettered)])
+            buckets.sort()
+        out: list[AlertEvent] = []
+        rules = self.rules.by_kind("dead_letter_rate")
+        longest = max((r.window_s for r in rules), default=0.0)
+        self._intake[feed] = [x for x in buckets if x[0] > ts - longest - BUCKET_S]
+        for rule in rules:
+            recent = [x for x in self._intake[feed] if x[0] > ts - rule.window_s]
+            total = sum(x[1] + x[2] for x in recent)
+            if total >= rule.min_events:
+                rate = sum(x[2] for x in recent) / total
+                out.extend(self._observe(rule, feed, rate, ts))
+        return out
+
+    def tick(self, now: datetime) -> list[AlertEvent]:
+        """Time passes: dead sensors, due (delayed) fires and clears, escalations."""
+        ts = _ts(now)
+        if self._started_at is None:
+            self._started_at = ts
+        out: list[AlertEvent] = []
+        for rule in self.rules.by_kind("dead_sensor"):
+            out.extend(self._dead_sensors(rule, ts))
+        for key, tr in list(self._trackers.items()):
+            rule_id, subject = key.split("|", 1)
+            rule = self.rules.rule(rule_id)
+            if tr["pending_dir"] != 0:
+                out.extend(self._evaluate(rule, subject, tr, ts))
+            alert = tr.get("alert")
+            if alert is not None and alert["state"] == AlertState.ACTIVE_UNACK.value:
+                for step in self.rules.escalation_for(rule):
+                    due = alert["fired_at"] + step.after_min * 60
+                    if step.level > alert["escalation_level"] and ts >= due:
+                        alert["escalation_level"] = step.level
+                        alert["notify"] = step.notify
+                        out.append(self._event(rule, subject, alert, AlertEventKind.ESCALATED,
+                                               ts))
+        return out
+
+    def _dead_sensors(self, rule: Rule, ts: float) -> list[AlertEvent]:
+        reg = self.registry
+        if reg is None:
+            return []
+        out: list[AlertEvent] = []
+        sources = [*reg.counters, *reg.carparks, *reg.stations]
+        for source in sources:
+            cadence = self._cadence_s(source)
+            if not cadence:
+                continue
+            last = self._last_seen.get(source, self._started_at or ts)
+            ratio = max(0.0, ts - last) / cadence
+            levels = levels_for(rule, source, reg)
+            if f"{rule.id}|{source}" in self._trackers or ratio >= levels[0].fire:
+                out.extend(self._observe(rule, source, ratio, ts))
+        return out
+
+    # --- operators -----------------------------------------------------------------------
+    def acknowledge(self, alert_id: str, actor: str, at: datetime) -> list[AlertEvent]:
+        """An operator takes an alert; acknowledging twice is a no-op (no second event)."""
+        ts = _ts(at)
+        for key, tr in self._trackers.items():
+            alert = tr.get("alert")
+            if alert is not None and alert["alert_id"] == alert_id:
+                if alert["state"] == AlertState.ACTIVE_ACK.value:
+                    return []
+                alert["state"] = AlertState.ACTIVE_ACK.value
+                rule = self.rules.rule(key.split("|", 1)[0])
+                return [self._event(rule, alert["subject"], alert,
+                                    AlertEventKind.ACKNOWLEDGED, ts, actor=actor)]
+        alert = self._awaiting_ack.pop(alert_id, None)
+        if alert is None:
+            raise UnknownAlertError(f"no open alert {alert_id!r}")
+        alert["state"] = AlertState.CLEARED_ACK.value
+        rule = self.rules.rule(alert["rule_id"])
+        return [self._event(rule, alert["subject"], alert, AlertEventKind.ACKNOWLEDGED, ts,
+                            actor=actor)]
+
+    def active_alerts(self) -> list[dict[str, Any]]:
+        """Live alerts and cleared ones awaiting acknowledgement (copies)."""
+        live = [dict(t["alert"]) for t in self._trackers.values() if t.get("alert")]
+        return live + [dict(a) for a in self._awaiting_ack.values()]
+
+    # --- persistence ---------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able snapshot of everything the engine remembers."""
+        import copy
+
+        return copy.deepcopy({
+            "rules_version": self.rules.version, "trackers": self._trackers,
+            "awaiting_ack": self._awaiting_ack, "last_seen": self._last_seen,
+            "started_at": self._started_at, "intake": self._intake})
+
+    def from_state(self, state: dict[str, Any]) -> None:
+        """Restore a ``to_state`` snapshot (rules may have changed version in between)."""
+        import copy
+
+        s = copy.deepcopy(state)
+        known = {r.id for r in self.rules.rules}
+        self._trackers = {k: v for k, v in s.get("trackers", {}).items()
+                          if k.split("|", 1)[0] in known}
+        self._awaiting_ack = {k: v for k, v in s.get("awaiting_ack", {}).items()
+                              if v.get("rule_id") in known}
+        self._last_seen = dict(s.get("last_seen", {}))
+        self._started_at = s.get("started_at")
+        self._intake = s.get("intake", {})

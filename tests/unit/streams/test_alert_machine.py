@@ -1,0 +1,210 @@
+"""Alert state machine: exactly the expected events, once each."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cityops.core.registry import Registry
+from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError, target_level
+from cityops.streams.alerts.rules import (
+    AlertRulesError,
+    Level,
+    RuleSet,
+    levels_for,
+    load_rules,
+)
+from cityops.streams.records import AlertEvent
+
+T0 = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
+CLOCK_AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def at(sec: float) -> datetime:
+    return T0 + timedelta(seconds=sec)
+
+
+def only(events: list[AlertEvent], rule_id: str) -> list[AlertEvent]:
+    """Events of one rule (ticks also report every silent registry sensor as dead)."""
+    return [e for e in events if e.rule_id == rule_id]
+
+
+def kinds(events: list[AlertEvent]) -> list[tuple[str, str, str]]:
+    return [(e.kind.value, e.severity, e.state.value) for e in events]
+
+
+@pytest.fixture
+def engine(registry: Registry) -> AlertEngine:
+    return AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT)
+
+
+def test_packaged_rules_load(registry: Registry) -> None:
+    rules = load_rules()
+    assert rules.version == "2026.11.1"
+    crowd = rules.rule("crowd_density")
+    assert [(lv.fire, lv.clear) for lv in levels_for(crowd, "jfb_square", registry)] == [
+        (2.0, 1.6), (4.0, 3.5)]
+    # hongyadong: registry density_warning 1.5 / critical 2.5 override the zone-kind table
+    assert [(lv.fire, lv.clear) for lv in levels_for(crowd, "hongyadong", registry)] == [
+        (1.5, 1.2), (2.5, 2.083333)]
+
+
+def test_bad_rules_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("version: '1'\nrules:\n  - {id: x1, kind: aqi, title: t, subject: s,"
+                   " levels: [{severity: warning, fire: 100, clear: 120}]}\n")
+    with pytest.raises(AlertRulesError, match="clear"):
+        load_rules(bad)
+    with pytest.raises(AlertRulesError, match="not found"):
+        load_rules(tmp_path / "missing.yaml")
+
+
+def test_target_level_hysteresis() -> None:
+    levels = (Level(severity="warning", fire=150, clear=140),
+              Level(severity="major", fire=200, clear=190))
+    assert target_level(levels, 0, 145) == 0
+    assert target_level(levels, 1, 145) == 1
+    assert target_level(levels, 2, 195) == 2
+    assert target_level(levels, 1, 195) == 1
+    assert target_level(levels, 0, 250) == 2
+
+
+def test_rise_fires_once_after_min_duration(engine: AlertEngine) -> None:
+    # carpark_full: fire 0.95, clear 0.90, min_fire 120 s
+    assert engine.observe("carpark_occupancy", "cp_wfc", 0.96, at(0)) == []
+    assert engine.observe("carpark_occupancy", "cp_wfc", 0.97, at(60)) == []
+    fired = engine.observe("carpark_occupancy", "cp_wfc", 0.97, at(120))
+    assert kinds(fired) == [("fired", "warning", "active_unack")]
+    e = fired[0]
+    assert (e.alert_id, e.seq, e.value, e.threshold) == ("carpark_full:cp_wfc:1777608120", 0,
+                                                        0.97, 0.95)
+    assert e.rule_version == "2026.11.1"
+    assert e.emitted_at == CLOCK_AT
+    assert engine.observe("carpark_occupancy", "cp_wfc", 0.99, at(180)) == []
+
+
+def test_flapping_fires_once_and_clears_once(engine: AlertEngine) -> None:
+    # aqi: warning fire 150 / clear 140, min_fire 0, min_clear 3600
+    events: list[AlertEvent] = []
+    t = 0
+    for value in (120, 151, 149, 152, 141, 155, 139, 150, 138, 145, 139):  # around both
+        events += engine.observe("aqi", "aq_jiefangbei", value, at(t))
+        t += 600  # every 10 min: never 1 h below 140 in a row
+    assert kinds(events) == [("fired", "warning", "active_unack")]
+    for _ in range(7):  # one hour and more steadily below the clear threshold
+        events += engine.observe("aqi", "aq_jiefangbei", 130, at(t))
+        t += 600
+    assert kinds(events) == [("fired", "warning", "active_unack"),
+                             ("cleared", "warning", "cleared_unack")]
+    assert events[1].alert_id == events[0].alert_id
+    assert events[1].seq == 1
+
+
+def test_delayed_clear_by_tick(engine: AlertEngine) -> None:
+    engine.observe("aqi", "aq_jiefangbei", 160, at(0))
+    engine.observe("aqi", "aq_jiefangbei", 100, at(100))
+    esc = only(engine.tick(at(3000)), "aqi")  # unacknowledged for 10 and 30 min
+    assert [(e.kind.value, e.escalation_level) for e in esc] == [("escalated", 1),
+                                                                 ("escalated", 2)]
+    cleared = only(engine.tick(at(3700)), "aqi")  # 3600 s after the drop, no newer value
+    assert kinds(cleared) == [("cleared", "warning", "cleared_unack")]
+    assert cleared[0].seq == 3
+    assert only(engine.tick(at(4000)), "aqi") == []
+
+
+def test_severity_change_same_alert(engine: AlertEngine) -> None:
+    fired = engine.observe("aqi", "aq_jiefangbei", 160, at(0))
+    up = engine.observe("aqi", "aq_jiefangbei", 210, at(60))
+    assert kinds(up) == [("severity_changed", "major", "active_unack")]
+    assert up[0].alert_id == fired[0].alert_id
+    assert (up[0].seq, up[0].threshold) == (1, 200)
+    assert engine.observe("aqi", "aq_jiefangbei", 195, at(120)) == []  # holds above 190
+    assert engine.observe("aqi", "aq_jiefangbei", 180, at(180)) == []  # wants down: waits 1 h
+    down = engine.observe("aqi", "aq_jiefangbei", 175, at(180 + 3600))
+    assert kinds(down) == [("severity_changed", "warning", "active_unack")]
+    assert down[0].seq == 2
+
+
+def test_acknowledge_and_escalation(engine: AlertEngine) -> None:
+    fired = engine.observe("incident", "inc_42", 3, at(0))  # a critical incident
+    assert kinds(fired) == [("fired", "critical", "active_unack")]
+    aid = fired[0].alert_id
+    assert only(engine.tick(at(299)), "severe_incident") == []
+    esc = only(engine.tick(at(300)), "severe_incident")  # level 1 after 5 min
+    assert kinds(esc) == [("escalated", "critical", "active_unack")]
+    assert esc[0].escalation_level == 1
+    assert only(engine.tick(at(600)), "severe_incident") == []
+    ack = engine.acknowledge(aid, "duty officer Li", at(700))
+    assert kinds(ack) == [("acknowledged", "critical", "active_ack")]
+    assert ack[0].actor == "duty officer Li"
+    assert engine.acknowledge(aid, "duty officer Li", at(701)) == []
+    assert only(engine.tick(at(2000)), "severe_incident") == []  # acknowledged: no level 2
+    cleared = engine.observe("incident", "inc_42", 0, at(2100))  # resolved
+    assert kinds(cleared) == [("cleared", "critical", "cleared_ack")]
+    assert [e.seq for e in fired + esc + ack + cleared] == [0, 1, 2, 3]
+    with pytest.raises(UnknownAlertError):
+        engine.acknowledge(aid, "x", at(2200))
+
+
+def test_cleared_unacknowledged_then_acknowledged(engine: AlertEngine) -> None:
+    fired = engine.observe("incident", "inc_7", 2, at(0))
+    cleared = engine.observe("incident", "inc_7", 0, at(60))
+    assert kinds(cleared) == [("cleared", "major", "cleared_unack")]
+    assert [a["alert_id"] for a in engine.active_alerts()] == [fired[0].alert_id]
+    ack = engine.acknowledge(fired[0].alert_id, "ops", at(120))
+    assert kinds(ack) == [("acknowledged", "major", "cleared_ack")]
+    assert engine.active_alerts() == []
+
+
+def test_dead_sensor(engine: AlertEngine) -> None:
+    engine.heartbeat("cp_wfc", at(0))  # cadence 30 s: dead after 5 × 30 = 150 s
+    events = engine.tick(at(149))
+    assert [e.subject for e in events] == []
+    events = engine.tick(at(150))
+    dead = [e for e in events if e.subject == "cp_wfc"]
+    assert kinds(dead) == [("fired", "warning", "active_unack")]
+    assert dead[0].rule_id == "dead_sensor"
+    assert [e for e in engine.tick(at(160)) if e.subject == "cp_wfc"] == []
+    back = engine.heartbeat("cp_wfc", at(170))
+    assert kinds(back) == [("cleared", "warning", "cleared_unack")]
+    assert [e for e in engine.tick(at(180)) if e.subject == "cp_wfc"] == []
+
+
+def test_dead_letter_rate(engine: AlertEngine) -> None:
+    # window 300 s, ≥ 20 records, warning at 5 %, min_fire 60 s
+    assert engine.record_intake("parking", 95, 5, at(0)) == []  # 5 % wanted: pending
+    fired = engine.record_intake("parking", 95, 5, at(60))
+    assert kinds(fired) == [("fired", "warning", "active_unack")]
+    assert fired[0].subject == "parking"
+    assert fired[0].value == 0.05
+
+
+def test_state_roundtrip(engine: AlertEngine, registry: Registry) -> None:
+    fired = engine.observe("aqi", "aq_jiefangbei", 160, at(0))
+    engine.observe("aqi", "aq_jiefangbei", 100, at(100))
+    snapshot = json.loads(json.dumps(engine.to_state()))
+    other = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT)
+    other.from_state(snapshot)
+    cleared = only(other.tick(at(3700)), "aqi")
+    assert kinds(cleared) == [("cleared", "warning", "cleared_unack")]
+    assert (cleared[0].alert_id, cleared[0].seq) == (fired[0].alert_id, 1)
+
+
+def test_unknown_kind(engine: AlertEngine) -> None:
+    with pytest.raises(KeyError):
+        engine.observe("noise", "x", 1, at(0))
+
+
+def test_zone_override_in_rules(registry: Registry) -> None:
+    rules = load_rules()
+    data = rules.model_dump()
+    crowd = next(r for r in data["rules"] if r["id"] == "crowd_density")
+    crowd["subjects"] = {"jfb_square": [{"severity": "warning", "fire": 1.0, "clear": 0.8}]}
+    crowd["min_fire_s"] = 0
+    custom = RuleSet.model_validate(data)
+    eng = AlertEngine(custom, registry, clock=lambda: CLOCK_AT)
+    assert kinds(eng.observe("crowd_density", "jfb_square", 1.1, at(0))) == [
+        ("fired", "warning", "active_unack")]
+    assert eng.observe("crowd_density", "minzu_road", 1.1, at(0)) == []
