@@ -175,6 +175,36 @@ class Settings(BaseSettings):
         "(event time)",
     )
 
+    # --- streams: domain logic (AQI, footfall presence, alert rules, webhooks) --------------
+    alert_rules: Path | None = Field(
+        None, description="CITYOPS_ALERT_RULES: alert rules YAML; empty means the packaged "
+        "cityops/streams/alerts/rules.yaml",
+    )
+    alert_webhook_urls: list[str] = Field(
+        default_factory=list,
+        description="CITYOPS_ALERT_WEBHOOK_URLS: JSON list of webhook URLs; WeCom / DingTalk "
+        "style chosen by host, or by a 'wecom+' / 'dingtalk+' / 'json+' prefix",
+    )
+    alert_webhook_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="CITYOPS_ALERT_WEBHOOK_TIMEOUT_S: per HTTP attempt"
+    )
+    alert_webhook_attempts: int = Field(
+        4, ge=1, le=20, description="CITYOPS_ALERT_WEBHOOK_ATTEMPTS: tries per event"
+    )
+    alert_webhook_queue_size: int = Field(
+        1000, ge=1, le=1_000_000,
+        description="CITYOPS_ALERT_WEBHOOK_QUEUE_SIZE: events buffered per webhook; beyond "
+        "it new events are dropped and counted, never blocking the stream",
+    )
+    footfall_presence_half_life_s: float = Field(
+        6 * 3600.0, ge=0, description="CITYOPS_FOOTFALL_PRESENCE_HALF_LIFE_S: decay of the "
+        "net presence estimate (bounds counter drift); 0 disables",
+    )
+    footfall_presence_reset_hour: int | None = Field(
+        5, ge=0, le=23, description="CITYOPS_FOOTFALL_PRESENCE_RESET_HOUR: local hour the "
+        "presence estimate resets to 0 daily; empty disables",
+    )
+
     # --- Grafana -----------------------------------------------------------------------------
     grafana_url: str = Field("http://127.0.0.1:3000", description="CITYOPS_GRAFANA_URL")
     grafana_token: SecretStr = Field(SecretStr(""), description="CITYOPS_GRAFANA_TOKEN")
