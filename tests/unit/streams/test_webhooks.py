@@ -96,10 +96,6 @@ def test_payload_shapes() -> None:
     assert payload(event(), "json")["alert_id"] == "crowd_density:jfb_square:1777608000"
 
 
-def _run(coro: object) -> None:
-    asyncio.run(coro)  # type: ignore[arg-type]
-
-
 def test_delivery_styles_and_retries(hook: Hook) -> None:
     targets = [WebhookTarget(hook.url("/ok"), "wecom"),
                WebhookTarget(hook.url("/flaky"), "json"),
