@@ -128,6 +128,32 @@ class Settings(BaseSettings):
         "", description="CITYOPS_WAREHOUSE_URL: chdb:///path or clickhouse://user:pass@host:9000/db"
         "; empty means chdb under data_dir"
     )
+    raw_ttl_days: int = Field(
+        400, ge=0, le=36_500, description="CITYOPS_RAW_TTL_DAYS: days raw feed rows are kept "
+        "(0 keeps them forever); rollups are kept without TTL"
+    )
+    warehouse_insert_retries: int = Field(
+        5, ge=0, le=50, description="CITYOPS_WAREHOUSE_INSERT_RETRIES: retries on transient errors"
+    )
+    warehouse_retry_backoff_s: float = Field(
+        0.2, ge=0, le=60, description="CITYOPS_WAREHOUSE_RETRY_BACKOFF_S: first backoff, doubled"
+    )
+    clickhouse_server_compression: Literal["lz4", "zstd", "none"] = Field(
+        "lz4", description="CITYOPS_CLICKHOUSE_SERVER_COMPRESSION: native-protocol compression"
+    )
+    clickhouse_server_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="CITYOPS_CLICKHOUSE_SERVER_TIMEOUT_S: connect timeout"
+    )
+    sql_max_result_rows: int = Field(
+        1_000_000, ge=1, description="CITYOPS_SQL_MAX_RESULT_ROWS: `cityops sql` row limit"
+    )
+    sql_max_execution_s: float = Field(
+        120.0, gt=0, description="CITYOPS_SQL_MAX_EXECUTION_S: `cityops sql` time limit"
+    )
+    worker_sql_url: str = Field(
+        "", description="CITYOPS_WORKER_SQL_URL: read-only SQL endpoint of a running worker that "
+        "holds the embedded warehouse; empty means look for its pid file"
+    )
 
     # --- streams worker (Faust pipeline + warehouse sink) -----------------------------------
     worker_app_id: str = Field(
