@@ -73,6 +73,131 @@ def _register_aqi(app: typer.Typer) -> None:
 # ============================================================================================
 
 
+# ============================================================================================
+# worker, alerts — Faust pipeline and sink wiring (owned by the streams pipeline engineer)
+# ============================================================================================
+
+
+def worker_command(
+    sink: bool = typer.Option(True, "--sink/--no-sink",
+                              help="Run the warehouse sink in this process."),
+) -> None:
+    """Run the streams worker: Faust agents, alert engine, warehouse sink, web endpoints.
+
+    The warehouse is CITYOPS_WAREHOUSE_URL (embedded chdb under the data dir by default).
+    Web: /health, /metrics, /sql (embedded mode), /alerts, /alerts/{id}/ack on
+    CITYOPS_WORKER_WEB_HOST:CITYOPS_WORKER_WEB_PORT. SIGTERM / Ctrl-C stop it cleanly.
+    """
+    from cityops.cli.common import registry_or_exit, settings_or_exit
+    from cityops.exceptions import CityopsError
+
+    settings = settings_or_exit()
+    registry = registry_or_exit(settings)
+    try:
+        if sink:
+            from cityops.warehouse.sink_runner import build_worker
+
+            worker = build_worker(settings, registry)
+        else:
+            from cityops.streams.worker import StreamsWorker
+
+            worker = StreamsWorker(settings, registry)
+    except CityopsError as exc:
+        fail(str(exc))
+    worker.run()
+
+
+alerts_app = typer.Typer(help="List and acknowledge alerts.", no_args_is_help=True)
+
+
+def _worker_url() -> str | None:
+    from cityops.cli.common import settings_or_exit
+    from cityops.streams.web import worker_endpoint
+
+    ep = worker_endpoint(settings_or_exit())
+    return ep["url"] if ep else None
+
+
+@alerts_app.command("list")
+def alerts_list(
+    include_all: bool = typer.Option(False, "--all", help="Include closed alerts."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Current alerts: from the running worker, else the latest state in the warehouse."""
+    import httpx
+    from rich.table import Table
+
+    url = _worker_url()
+    if url is not None:
+        try:
+            resp = httpx.get(f"{url}/alerts", params={"all": int(include_all)}, timeout=10)
+            resp.raise_for_status()
+            alerts = resp.json()["alerts"]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            fail(f"worker at {url} did not answer: {exc}")
+    else:
+        alerts = _alerts_from_warehouse(include_all)
+    if as_json:
+        typer.echo(json.dumps(alerts, ensure_ascii=False, default=str))
+        return
+    table = Table("alert_id", "rule", "subject", "severity", "state", "value", "since")
+    for a in alerts:
+        table.add_row(str(a.get("alert_id")), str(a.get("rule_id", "")),
+                      str(a.get("subject", "")), str(a.get("severity", "")),
+                      str(a.get("state", "")), str(a.get("value", "")),
+                      str(a.get("fired_at", a.get("event_time", ""))))
+    console.print(table)
+    console.print(f"{len(alerts)} alert(s)" + ("" if url else " (from the warehouse; "
+                                                "no worker running)"), highlight=False)
+
+
+def _alerts_from_warehouse(include_all: bool) -> list[dict]:
+    from cityops.cli.common import settings_or_exit
+    from cityops.exceptions import CityopsError
+
+    try:
+        from cityops.warehouse.sink_runner import latest_alerts
+
+        return latest_alerts(settings_or_exit(), include_all)
+    except CityopsError as exc:
+        fail(f"no worker running and the warehouse could not be read: {exc}")
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: str = typer.Argument(..., help="The alert's id (see `cityops alerts list`)."),
+    by: str = typer.Option(..., "--by", help="Who acknowledges (name or staff id)."),
+) -> None:
+    """Acknowledge an alert through the running worker (its engine owns alert state)."""
+    import httpx
+
+    url = _worker_url()
+    if url is None:
+        fail("no running worker found (start one with `cityops worker`)")
+    try:
+        resp = httpx.post(f"{url}/alerts/{alert_id}/ack", json={"by": by}, timeout=40)
+    except httpx.HTTPError as exc:
+        fail(f"worker at {url} did not answer: {exc}")
+    body = resp.json() if resp.headers.get("content-type", "").startswith(
+        "application/json") else {"error": resp.text}
+    if resp.status_code == 404:
+        fail(body.get("error", f"no open alert {alert_id}"), code=1)
+    if resp.status_code >= 400:
+        fail(body.get("error", resp.text))
+    console.print(f"{alert_id}: {body.get('status')}", highlight=False)
+
+
+def _register_worker(app: typer.Typer) -> None:
+    app.command("worker")(worker_command)
+    app.add_typer(alerts_app, name="alerts")
+
+
+# ============================================================================================
+# end of the worker / alerts block
+# ============================================================================================
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's subcommands to the root app."""
     _register_aqi(app)
+    _register_worker(app)

@@ -1,0 +1,266 @@
+"""Wiring of the alert engine (``streams.alerts.machine.AlertEngine``) into the worker.
+
+Everything that changes the engine goes through one single-partition internal topic,
+``<worker id>-alert-input``, consumed by the ``alerts-engine`` agent, so the engine sees one
+ordered sequence of inputs and its snapshot is consistent with the input offset:
+
+* ``observe``   — values from derived records (crowd density of 1-min windows, car-park
+                  occupancy, hourly AQI, incident severity), sent by the aggregation agents;
+* ``heartbeat`` — a source reported (at most every ``CITYOPS_HEARTBEAT_EVERY_S`` of event
+                  time per source), sent by the validation agents — dead-sensor detection;
+* ``intake``    — accepted / dead-lettered counts per feed (dead-letter-rate rule);
+* ``tick``      — the timer (``CITYOPS_ALERT_TICK_S``): delayed fires/clears, dead sensors,
+                  escalations; the time is the wall clock or, with ``CITYOPS_ALERT_CLOCK=event``,
+                  the newest event time the engine has seen;
+* ``ack``       — an operator's acknowledgement (HTTP ``POST /alerts/{id}/ack``, the CLI).
+
+Alert events go to the ``alerts`` topic (awaited), then to the webhook dispatcher (which
+retries on its own and never blocks the agent), then the engine snapshot and the input offset
+are written to the table ``alert-engine`` in one changelog message. A replayed input at or
+below the snapshot offset is skipped, so a restart neither repeats nor loses an alert event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+import structlog
+
+from cityops.core.registry import Registry
+from cityops.core.settings import Settings
+from cityops.streams import metrics
+from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError
+from cityops.streams.alerts.rules import INCIDENT_SEVERITY_RANK, RuleSet
+from cityops.streams.records import (
+    AirQualityIndex,
+    AlertEvent,
+    FootfallWindow,
+    IncidentStats,
+    ParkingState,
+)
+
+log = structlog.get_logger(__name__)
+
+ENGINE_KEY = "engine"
+OPEN_INCIDENT = {"reported", "dispatched", "on_scene"}
+
+
+def observations_from(records: list[Any]) -> list[dict[str, Any]]:
+    """Alert-rule observations carried by derived records (the 1-min window for density)."""
+    out: list[dict[str, Any]] = []
+    for rec in records:
+        if isinstance(rec, FootfallWindow) and rec.window == "tumbling_1m":
+            out.append({"op": "observe", "kind": "crowd_density", "subject": rec.zone_id,
+                        "value": rec.density_ppm2, "at": rec.window_end.isoformat()})
+        elif isinstance(rec, ParkingState):
+            out.append({"op": "observe", "kind": "carpark_occupancy",
+                        "subject": rec.carpark_id, "value": rec.occupancy_rate,
+                        "at": rec.event_time.isoformat()})
+        elif isinstance(rec, AirQualityIndex) and rec.averaging == "1h" and rec.aqi is not None:
+            out.append({"op": "observe", "kind": "aqi", "subject": rec.station_id,
+                        "value": float(rec.aqi), "at": rec.hour_start.isoformat()})
+    return out
+
+
+def incident_observation(stats: IncidentStats, severity: str) -> dict[str, Any]:
+    """The ``incident`` rule watches severity rank while open, 0 once closed."""
+    value = INCIDENT_SEVERITY_RANK.get(severity, 0) if stats.status in OPEN_INCIDENT else 0.0
+    return {"op": "observe", "kind": "incident", "subject": stats.incident_id,
+            "value": float(value), "at": stats.event_time.isoformat()}
+
+
+def _parse_at(text: Any) -> datetime:
+    dt = datetime.fromisoformat(str(text))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+class AlertWiring:
+    """The alert-input topic, its agent, the engine snapshot table, ticks and acks."""
+
+    def __init__(self, settings: Settings, registry: Registry, rules: RuleSet,
+                 app: faust.App, alerts_topic: Any,
+                 dispatch: Callable[[AlertEvent], None] | None = None) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.app = app
+        self.alerts_topic = alerts_topic
+        self.dispatch = dispatch
+        self.event_clock: float | None = None  # newest event time seen (POSIX s)
+        self.engine = AlertEngine(rules, registry, clock=lambda: datetime.now(UTC))
+        self.loaded = False
+        self.offset = -1
+        self.input = app.topic(f"{settings.worker_id}-alert-input", partitions=1,
+                               internal=True, key_type=bytes, value_type=bytes,
+                               key_serializer="raw", value_serializer="raw")
+        self.table = app.Table("alert-engine", default=None, partitions=1)
+        self.table.partition_for_key = lambda key: 0
+        self.lock = asyncio.Lock()
+        self.pending_acks: dict[str, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
+        self.last_heartbeat: dict[str, float] = {}
+        self.intake: dict[str, list[int]] = {}
+        self.counts = {"inputs": 0, "events": 0, "replayed": 0, "errors": 0}
+        app.agent(self.input, name="alerts-engine")(self.agent)
+        app.timer(settings.alert_tick_s)(self.on_timer)
+
+    # --- inputs (called from other agents, the timer and the web views) ------------------
+    async def _send(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            await self.input.send(key=b"engine", value=orjson.dumps(item))
+
+    async def observe(self, items: list[dict[str, Any]]) -> None:
+        await self._send(items)
+
+    async def heartbeat(self, source: str, at: datetime) -> None:
+        ts = at.timestamp()
+        last = self.last_heartbeat.get(source)
+        if last is not None and ts - last < self.settings.heartbeat_every_s and ts >= last:
+            return
+        self.last_heartbeat[source] = ts
+        await self._send([{"op": "heartbeat", "source": source, "at": at.isoformat()}])
+
+    def count_intake(self, feed: str, accepted: int, dead: int) -> None:
+        c = self.intake.setdefault(feed, [0, 0])
+        c[0] += accepted
+        c[1] += dead
+
+    async def on_timer(self) -> None:
+        items: list[dict[str, Any]] = []
+        for feed, (ok, dead) in list(self.intake.items()):
+            if ok or dead:
+                items.append({"op": "intake", "feed": feed, "ok": ok, "dead": dead})
+        self.intake.clear()
+        items.append({"op": "tick"})
+        try:
+            await self._send(items)
+        except Exception:  # the broker may be briefly away; the next tick retries
+            log.warning("alerts.tick_send_failed")
+
+    async def acknowledge(self, alert_id: str, actor: str) -> tuple[int, dict[str, Any]]:
+        rid = uuid.uuid4().hex
+        fut: asyncio.Future[tuple[int, dict[str, Any]]] = (
+            asyncio.get_running_loop().create_future())
+        self.pending_acks[rid] = fut
+        try:
+            await self._send([{"op": "ack", "alert_id": alert_id, "by": actor,
+                               "at": datetime.now(UTC).isoformat(), "rid": rid}])
+            return await asyncio.wait_for(fut, timeout=30)
+        except TimeoutError:
+            return 202, {"status": "queued", "alert_id": alert_id}
+        finally:
+            self.pending_acks.pop(rid, None)
+
+    def list_alerts(self) -> list[dict[str, Any]]:
+        self._restore()
+        return [_jsonable(a) for a in self.engine.active_alerts()]
+
+    # --- the agent ------------------------------------------------------------------------
+    def _restore(self) -> None:
+        if self.loaded:
+            return
+        snap = self.table.get(ENGINE_KEY)
+        if isinstance(snap, dict):
+            self.engine.from_state(snap.get("state") or {})
+            self.offset = int(snap.get("offset", -1))
+            self.event_clock = snap.get("clock")
+        self.loaded = True
+
+    def _now(self) -> datetime:
+        if self.settings.alert_clock == "event" and self.event_clock is not None:
+            return datetime.fromtimestamp(self.event_clock, UTC)
+        return datetime.now(UTC)
+
+    def _seen(self, at: datetime) -> None:
+        ts = at.timestamp()
+        if self.event_clock is None or ts > self.event_clock:
+            self.event_clock = ts
+
+    def _apply(self, item: dict[str, Any]) -> list[AlertEvent]:
+        op = item.get("op")
+        if op == "observe":
+            at = _parse_at(item["at"])
+            self._seen(at)
+            return self.engine.observe(item["kind"], item["subject"], float(item["value"]), at)
+        if op == "heartbeat":
+            at = _parse_at(item["at"])
+            self._seen(at)
+            return self.engine.heartbeat(item["source"], at)
+        if op == "intake":
+            return self.engine.record_intake(item["feed"], int(item["ok"]), int(item["dead"]),
+                                             self._now())
+        if op == "tick":
+            return self.engine.tick(self._now())
+        if op == "ack":
+            rid = item.get("rid")
+            at = self._now() if self.settings.alert_clock == "event" else _parse_at(item["at"])
+            try:
+                events = self.engine.acknowledge(item["alert_id"], item["by"], at)
+            except UnknownAlertError as exc:
+                self._resolve(rid, 404, {"error": str(exc), "alert_id": item["alert_id"]})
+                return []
+            self._resolve(rid, 200, {"status": "acknowledged" if events else
+                                     "already acknowledged", "alert_id": item["alert_id"],
+                                     "events": [orjson.loads(e.to_json()) for e in events]})
+            return events
+        log.warning("alerts.unknown_input", op=op)
+        return []
+
+    def _resolve(self, rid: Any, status: int, body: dict[str, Any]) -> None:
+        fut = self.pending_acks.get(rid) if isinstance(rid, str) else None
+        if fut is not None and not fut.done():
+            fut.set_result((status, body))
+
+    async def agent(self, stream: Any) -> None:
+        async for events in stream.take_events(self.settings.worker_batch_max,
+                                               within=self.settings.worker_batch_s):
+            try:
+                async with self.lock:
+                    await self.step(events)
+            except Exception:
+                self.counts["errors"] += 1
+                metrics.AGENT_ERRORS.labels(agent="alerts-engine").inc()
+                log.exception("alerts.step_error", n=len(events))
+
+    async def step(self, events: list[Any]) -> None:
+        self._restore()
+        produced: list[AlertEvent] = []
+        last = self.offset
+        for event in events:
+            off = event.message.offset
+            if off <= self.offset:
+                self.counts["replayed"] += 1
+                metrics.REPLAYED.labels(stage="alerts", feed="-").inc()
+                continue
+            last = max(last, off)
+            self.counts["inputs"] += 1
+            try:
+                item = orjson.loads(event.value)
+                produced.extend(self._apply(item))
+            except (KeyError, ValueError, TypeError) as exc:
+                self.counts["errors"] += 1
+                log.warning("alerts.bad_input", offset=off, error=str(exc)[:200])
+        futures = [await self.alerts_topic.send(key=e.key(), value=e.to_json())
+                   for e in produced]
+        if futures:
+            await asyncio.gather(*futures)
+        for e in produced:
+            metrics.ALERT_EVENTS.labels(kind=e.kind.value, severity=e.severity).inc()
+            if self.dispatch is not None:
+                with contextlib.suppress(Exception):
+                    self.dispatch(e)
+        self.counts["events"] += len(produced)
+        metrics.ACTIVE_ALERTS.set(len(self.engine.active_alerts()))
+        if last > self.offset:
+            self.offset = last
+            self.table[ENGINE_KEY] = {"offset": last, "clock": self.event_clock,
+                                      "state": self.engine.to_state()}
+
+
+def _jsonable(data: Any) -> Any:
+    return orjson.loads(orjson.dumps(data, default=str))

@@ -1,0 +1,430 @@
+"""The Faust app: thin agent chains around the Faust-free domain logic.
+
+Per feed, two agents (names ``validate-<feed>`` and ``aggregate-<feed>``):
+
+1. ``raw.<feed>`` (raw bytes) → decode + validate (``core.contract.decode_event``) →
+   dead letters to ``dlq`` (reason, raw bytes, topic, partition, offset) → dedup by
+   ``event_id`` in the changelog-backed table ``dedup-<feed>`` → enrich from the registry →
+   ``clean.<feed>``, keyed by the aggregation key (zone / car park / station), with the raw
+   origin and the enrichment in headers.
+2. ``clean.<feed>`` → the feed's aggregator (``streams.aggregators``) → derived records to
+   ``agg.<feed>``, late events to ``late``, observations to the alert engine. The aggregator
+   state of each key is snapshotted, together with its replay high-water marks, into the
+   table ``state-<feed>`` after the outputs it caused were acknowledged by the broker.
+
+The alert engine (``alerts-engine`` agent, see ``streams.alerting``) and the warehouse sink
+(a thread, ``cityops.warehouse.sink``) are added by ``cityops.streams.worker``.
+
+No exception escapes an agent: an unexpected one dead-letters the record (reason
+``invalid``, detail ``internal: ...``) and is counted in ``cityops_agent_errors_total``.
+Faust tables use the in-memory store and are rebuilt from their changelog topics at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+import orjson
+import structlog
+
+from cityops.core.feeds import FEED_MODELS, Envelope, IncidentReported, ValidationContext
+from cityops.core.registry import Registry
+from cityops.core.settings import FEEDS, Settings
+from cityops.streams import metrics
+from cityops.streams.aggregators import (
+    AirQualityAggregator,
+    FootfallAggregator,
+    IncidentAggregator,
+    Outcome,
+    ParkingAggregator,
+)
+from cityops.streams.alerting import incident_observation, observations_from
+from cityops.streams.dedup import Deduplicator
+from cityops.streams.pipeline import (
+    ENRICH_HEADER,
+    ORIGIN_HEADER,
+    Origin,
+    OriginStore,
+    ReplayGuard,
+    aggregation_key,
+    dead_letter,
+    enrich_header,
+    enrichment,
+    header_value,
+    judge,
+)
+from cityops.streams.records import IncidentStats, LateEvent
+
+log = structlog.get_logger(__name__)
+
+#: an observation for the alert engine: (rule kind, subject, value, event time, extra)
+Observation = dict[str, Any]
+ObservationSink = Callable[[list[Observation]], Awaitable[None]]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def pin_partitions(table: Any) -> dict[str, int]:
+    """Let a Faust table write a key's changelog to a chosen partition.
+
+    Faust sends a table write to the partition of the event being processed, which is
+    wrong for writes made for another partition (batch steps, timers, evictions). The
+    returned dict maps key → partition; keys not in it fall back to Faust's behaviour.
+    """
+    hints: dict[str, int] = {}
+    original = table.partition_for_key
+
+    def partition_for_key(key: Any) -> int | None:
+        part = hints.get(key)
+        return part if part is not None else original(key)
+
+    table.partition_for_key = partition_for_key
+    return hints
+
+
+def make_app(settings: Settings) -> faust.App:
+    """A Faust app configured from settings (memory store, raw bytes, acks=all)."""
+    data = (settings.data_dir / "worker" / settings.worker_id).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.worker_id,
+        broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
+        store="memory://",
+        datadir=str(data),
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        producer_acks=-1,
+        producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_588),
+        broker_commit_interval=settings.worker_commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=True,
+        stream_publish_on_commit=False,
+        web_enabled=True,
+        web_bind=settings.worker_web_host,
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        table_standby_replicas=0,
+    )
+
+
+@dataclass
+class Topics:
+    raw: dict[str, Any]
+    clean: dict[str, Any]
+    agg: dict[str, Any]
+    alerts: Any
+    dlq: Any
+    late: Any
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    def t(name: str) -> Any:
+        return app.topic(settings.topic(name), key_type=bytes, value_type=bytes,
+                         key_serializer="raw", value_serializer="raw",
+                         partitions=settings.topic_partitions)
+
+    return Topics(
+        raw={f: t(f"raw.{f}") for f in FEEDS},
+        clean={f: t(f"clean.{f}") for f in FEEDS},
+        agg={f: t(f"agg.{f}") for f in FEEDS},
+        alerts=t("alerts"), dlq=t("dlq"), late=t("late"),
+    )
+
+
+async def send_record(topic: Any, record: Any) -> Any:
+    """Publish a derived record (JSON, keyed); returns the delivery future."""
+    return await topic.send(key=record.key(), value=record.to_json())
+
+
+# ============================================================================================
+# stage 1: validate · dedup · enrich
+# ============================================================================================
+
+
+class Stage1:
+    """``raw.<feed>`` → ``clean.<feed>`` / ``dlq``: the validation agent of one feed."""
+
+    def __init__(self, feed: str, settings: Settings, registry: Registry, app: faust.App,
+                 topics: Topics, alerting: Any | None = None) -> None:
+        self.feed = feed
+        self.settings = settings
+        self.registry = registry
+        self.topics = topics
+        self.alerting = alerting  # streams.alerting.AlertWiring
+        self.table = app.Table(f"dedup-{feed}", default=None,
+                               partitions=settings.topic_partitions)
+        self.hints = pin_partitions(self.table)
+        self.store = OriginStore(self.table, on_delete=self._hint)
+        self.dedup = Deduplicator(settings.stream_dedup_horizon_s, self.store)
+        self.counts = {"in": 0, "clean": 0, "dead": 0, "duplicate": 0, "replayed": 0}
+        app.agent(topics.raw[feed], name=f"validate-{feed}")(self.agent)
+
+    def _hint(self, key: str, partition: int) -> None:
+        self.hints[key] = partition
+
+    def ctx(self) -> ValidationContext:
+        return ValidationContext(registry=self.registry,
+                                 max_clock_skew_s=self.settings.max_clock_skew_s,
+                                 occupancy_tolerance=self.settings.occupancy_tolerance)
+
+    async def agent(self, stream: Any) -> None:
+        ctx = self.ctx()
+        async for event in stream.events():
+            msg = event.message
+            origin = Origin(msg.topic, msg.partition, msg.offset)
+            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+            try:
+                await self.handle(raw, msg.key, origin, ctx)
+            except Exception as exc:  # never let one record end the stream
+                metrics.AGENT_ERRORS.labels(agent=f"validate-{self.feed}").inc()
+                log.exception("stream.validate_error", feed=self.feed, origin=str(origin))
+                with contextlib.suppress(Exception):
+                    await send_record(self.topics.dlq, dead_letter(
+                        self.feed, raw, msg.key, origin, "invalid",
+                        f"internal: {type(exc).__name__}: {exc}", "", now_utc()))
+
+    async def handle(self, raw: bytes, key: bytes | None, origin: Origin,
+                     ctx: ValidationContext) -> None:
+        self.counts["in"] += 1
+        metrics.EVENTS_IN.labels(feed=self.feed).inc()
+        received = now_utc()
+        judged = judge(self.feed, raw, key, origin, ctx,
+                       max_bytes=self.settings.max_message_bytes, received_at=received)
+        if judged.dead is not None:
+            self.counts["dead"] += 1
+            metrics.DEAD_LETTERS.labels(feed=self.feed, reason=judged.dead.reason).inc()
+            await send_record(self.topics.dlq, judged.dead)
+            if self.alerting is not None:
+                self.alerting.count_intake(self.feed, 0, 1)
+            return
+        ev = judged.event
+        assert ev is not None
+        here = (origin.partition, origin.offset)
+        self.store.current = here
+        if self.store.origin(ev.event_id) == here:
+            # the same record again: a replay after a restart, not a duplicate
+            self.counts["replayed"] += 1
+            metrics.REPLAYED.labels(stage="validate", feed=self.feed).inc()
+        elif self.dedup.seen_before(ev.event_id, ev.event_time):
+            self.counts["duplicate"] += 1
+            metrics.DUPLICATES.labels(feed=self.feed).inc()
+            metrics.DEAD_LETTERS.labels(feed=self.feed, reason="duplicate").inc()
+            await send_record(self.topics.dlq, dead_letter(
+                self.feed, raw, key, origin, "duplicate",
+                f"event_id {ev.event_id} already seen within "
+                f"{self.settings.stream_dedup_horizon_s:.0f} s", "event_id", received))
+            return
+        headers = [(ORIGIN_HEADER, origin.header()),
+                   (ENRICH_HEADER, enrich_header(enrichment(ev, self.registry)))]
+        await self.topics.clean[self.feed].send(
+            key=aggregation_key(ev).encode(), value=ev.to_json(), headers=headers)
+        self.counts["clean"] += 1
+        metrics.EVENTS_OUT.labels(feed=self.feed).inc()
+        if self.alerting is not None:
+            self.alerting.count_intake(self.feed, 1, 0)
+            await self.alerting.heartbeat(ev.source, ev.event_time)
+
+
+# ============================================================================================
+# stage 2: aggregate
+# ============================================================================================
+
+
+@dataclass
+class Applied:
+    """What one batch step produced."""
+
+    records: list[Any] = field(default_factory=list)
+    late: list[LateEvent] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    dirty: set[str] = field(default_factory=set)
+
+
+class FeedState:
+    """Adapter between one feed's aggregator and the per-unit snapshots in a table.
+
+    A *unit* is what one snapshot holds: a zone / car park / station for keyed aggregators,
+    one clean partition for incidents (whose aggregator is not keyed by zone).
+    """
+
+    def __init__(self, feed: str, settings: Settings, registry: Registry) -> None:
+        self.feed = feed
+        self.settings = settings
+        self.registry = registry
+        lateness = settings.stream_allowed_lateness_s
+        self.footfall = FootfallAggregator(registry, lateness) if feed == "footfall" else None
+        self.parking = ParkingAggregator() if feed == "parking" else None
+        self.air = AirQualityAggregator() if feed == "air" else None
+        self.incidents: dict[int, IncidentAggregator] = {}
+        self.guards: dict[str, ReplayGuard] = {}
+        self.loaded: set[str] = set()
+
+    def unit(self, key: str, partition: int) -> str:
+        return f"@{partition}" if self.feed == "incidents" else key
+
+    def restore(self, unit: str, snapshot: dict[str, Any] | None) -> None:
+        snap = snapshot or {}
+        state = snap.get("state") or {}
+        self.guards[unit] = ReplayGuard.from_state(snap.get("hw"))
+        if self.feed == "incidents":
+            agg = IncidentAggregator()
+            agg.from_state(state)
+            self.incidents[int(unit[1:])] = agg
+        elif state:
+            self._keyed().from_state(unit, state)
+        self.loaded.add(unit)
+
+    def _keyed(self) -> Any:
+        agg = self.footfall or self.parking or self.air
+        assert agg is not None
+        return agg
+
+    def snapshot(self, unit: str, partition: int) -> dict[str, Any]:
+        if self.feed == "incidents":
+            state = self.incidents[int(unit[1:])].to_state()
+        else:
+            state = self._keyed().to_state(unit)
+        return {"p": partition, "hw": self.guards[unit].to_state(), "state": state}
+
+    def apply(self, unit: str, ev: Envelope, emitted_at: datetime) -> Outcome:
+        if self.feed == "incidents":
+            return self.incidents[int(unit[1:])].add(ev, emitted_at)  # type: ignore[arg-type]
+        return self._keyed().add(ev, emitted_at)
+
+
+
+class Stage2:
+    """``clean.<feed>`` → ``agg.<feed>`` / ``late`` (+ observations for alerts)."""
+
+    def __init__(self, feed: str, settings: Settings, registry: Registry, app: faust.App,
+                 topics: Topics, observe: ObservationSink | None = None) -> None:
+        self.feed = feed
+        self.settings = settings
+        self.topics = topics
+        self.observe = observe
+        self.state = FeedState(feed, settings, registry)
+        self.table = app.Table(f"state-{feed}", default=None,
+                               partitions=settings.topic_partitions)
+        self.hints = pin_partitions(self.table)
+        self.lock = asyncio.Lock()
+        self.counts = {"in": 0, "records": 0, "late": 0, "replayed": 0, "ignored": 0}
+        self.model = FEED_MODELS[feed]
+        app.agent(topics.clean[feed], name=f"aggregate-{feed}")(self.agent)
+
+    async def agent(self, stream: Any) -> None:
+        async for events in stream.take_events(self.settings.worker_batch_max,
+                                               within=self.settings.worker_batch_s):
+            try:
+                async with self.lock:
+                    await self.step(events)
+            except Exception:
+                metrics.AGENT_ERRORS.labels(agent=f"aggregate-{self.feed}").inc()
+                log.exception("stream.aggregate_error", feed=self.feed, n=len(events))
+
+    def _load(self, unit: str, partition: int) -> None:
+        if unit not in self.state.loaded:
+            self.state.restore(unit, self.table.get(unit))
+        self.hints[unit] = partition
+
+    async def step(self, events: list[Any]) -> None:
+        out = Applied()
+        emitted_at = now_utc()
+        for event in events:
+            msg = event.message
+            self.counts["in"] += 1
+            try:
+                ev = self.model.model_validate_json(event.value)
+            except Exception:  # stage 1 validated it; a foreign writer may not have
+                metrics.AGENT_ERRORS.labels(agent=f"aggregate-{self.feed}").inc()
+                log.warning("stream.clean_undecodable", feed=self.feed, offset=msg.offset)
+                continue
+            key = (msg.key or b"").decode() or ev.source
+            unit = self.state.unit(key, msg.partition)
+            self._load(unit, msg.partition)
+            guard = self.state.guards[unit]
+            origin = Origin.parse_header(header_value(msg.headers, ORIGIN_HEADER))
+            if not guard.is_new(origin):
+                self.counts["replayed"] += 1
+                metrics.REPLAYED.labels(stage="aggregate", feed=self.feed).inc()
+                continue
+            outcome = self.state.apply(unit, ev, emitted_at)
+            guard.mark(origin)
+            out.dirty.add(unit)
+            if outcome.accepted:
+                out.records.extend(outcome.records)
+                out.observations.extend(observations_from(outcome.records))
+                if isinstance(ev, IncidentReported):
+                    out.observations.extend(incident_observation(r, ev.severity.value)
+                                            for r in outcome.records
+                                            if isinstance(r, IncidentStats))
+            elif outcome.lateness_s > 0:
+                wm = outcome.watermark or (
+                    ev.event_time + timedelta(seconds=outcome.lateness_s))
+                out.late.append(LateEvent(
+                    feed=self.feed, event_id=ev.event_id, source=ev.source,
+                    event_time=ev.event_time, watermark=wm,
+                    lateness_s=round(outcome.lateness_s, 3),
+                    payload_json=ev.model_dump_json(exclude_none=True),
+                    received_at=emitted_at))
+            else:
+                self.counts["ignored"] += 1
+        await self.publish(out)
+
+    async def publish(self, out: Applied) -> None:
+        """Send outputs, wait for the broker, then snapshot the touched units."""
+        futures = []
+        topic = self.topics.agg[self.feed]
+        for rec in out.records:
+            futures.append(await send_record(topic, rec))
+        for late in out.late:
+            futures.append(await send_record(self.topics.late, late))
+        if futures:
+            await asyncio.gather(*futures)
+        self.counts["records"] += len(out.records)
+        self.counts["late"] += len(out.late)
+        if out.records:
+            metrics.AGGREGATES_OUT.labels(topic=self.feed).inc(len(out.records))
+        if out.late:
+            metrics.LATE_EVENTS.labels(feed=self.feed).inc(len(out.late))
+        if out.observations and self.observe is not None:
+            await self.observe(out.observations)
+        for unit in out.dirty:
+            part = self.hints[unit]
+            self.table[unit] = self.state.snapshot(unit, part)
+
+    async def close_idle(self, wall_now: datetime) -> int:
+        """Close footfall windows that no event will close (idle zones); wall-clock timer."""
+        agg = self.state.footfall
+        if agg is None:
+            return 0
+        async with self.lock:
+            for unit, snap in list(self.table.items()):
+                if unit not in self.state.loaded and isinstance(snap, dict):
+                    self._load(unit, int(snap.get("p", 0)))
+            cutoff = wall_now - timedelta(seconds=self.settings.stream_allowed_lateness_s
+                                          + self.settings.stream_idle_close_s)
+            records = agg.close_all_until(cutoff, now_utc())
+            out = Applied(records=records, observations=observations_from(records),
+                          dirty=set(self.state.loaded))
+            await self.publish(out)
+            return len(records)
+
+
+def json_bytes(data: Any) -> bytes:
+    return orjson.dumps(data, default=str)
+
+
+def monotonic_ms() -> float:
+    return time.monotonic() * 1000

@@ -1,0 +1,234 @@
+"""Faust-free steps of the agent chains: judge a raw record, enrich it, guard against replays.
+
+The Faust agents in ``cityops.streams.app`` are thin loops around these functions, so the
+decisions (dead-letter or publish, duplicate or replay, apply or skip) are unit-testable
+without a broker.
+
+Replay safety, in short (see docs/streams.md):
+
+* stage 1 (``raw.<feed>`` → ``clean.<feed>``) remembers, per ``event_id``, the raw
+  partition:offset where it was first seen. A record at the *same* offset again is a replay
+  after a restart (offsets not yet committed): it is re-published, not called a duplicate.
+  A record with a known ``event_id`` at a *different* offset is a duplicate: dead-lettered
+  with reason ``duplicate``.
+* stage 2 (``clean.<feed>`` → aggregates) keeps, per aggregation key and inside the same
+  snapshot as the key's window state, the highest raw offset applied per raw partition.
+  Clean records carry their raw origin in a header; one applied already is skipped. State
+  and high-water marks are written in one changelog message, after the outputs they caused
+  were acknowledged by the broker — so a replay never double-counts and never loses output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from cityops.core.contract import Rejection, decode_event
+from cityops.core.feeds import (
+    AirQualityObserved,
+    Envelope,
+    FootfallObserved,
+    IncidentReported,
+    ParkingObserved,
+    ValidationContext,
+)
+from cityops.core.registry import Registry
+from cityops.streams.records import DeadLetter
+
+ORIGIN_HEADER = "cityops-origin"
+ENRICH_HEADER = "cityops-enrich"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record was read: topic, partition, offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def header(self) -> bytes:
+        return f"{self.partition}:{self.offset}".encode()
+
+    @staticmethod
+    def parse_header(value: bytes | str | None) -> tuple[int, int] | None:
+        if not value:
+            return None
+        text = value.decode() if isinstance(value, bytes) else value
+        part, _, off = text.partition(":")
+        try:
+            return int(part), int(off)
+        except ValueError:
+            return None
+
+
+def aggregation_key(event: Envelope) -> str:
+    """The key of ``clean.<feed>``: what stage 2 aggregates by (zone, car park, station)."""
+    if isinstance(event, FootfallObserved | IncidentReported):
+        return event.zone_id
+    if isinstance(event, ParkingObserved):
+        return event.carpark_id
+    if isinstance(event, AirQualityObserved):
+        return event.station_id
+    return event.source
+
+
+def enrichment(event: Envelope, registry: Registry) -> dict[str, Any]:
+    """Registry facts stage 2 and the warehouse need: zone area, capacity, station type."""
+    if isinstance(event, FootfallObserved | IncidentReported):
+        zone = registry.zones.get(event.zone_id)
+        if zone is None:
+            return {}
+        return {"zone_area_m2": zone.area_m2, "zone_kind": zone.kind,
+                "density_warning_ppm2": zone.density_warning_ppm2,
+                "density_critical_ppm2": zone.density_critical_ppm2}
+    if isinstance(event, ParkingObserved):
+        cp = registry.carparks.get(event.carpark_id)
+        if cp is None:
+            return {}
+        return {"registry_capacity": cp.capacity, "ring_road": cp.ring_road}
+    if isinstance(event, AirQualityObserved):
+        st = registry.stations.get(event.station_id)
+        if st is None:
+            return {}
+        return {"station_kind": st.kind, "station_zone_id": st.zone_id,
+                "station_cadence_s": st.cadence_s}
+    return {}
+
+
+@dataclass
+class Judged:
+    """Stage-1 verdict on one raw record: an event to publish, or a dead letter."""
+
+    event: Envelope | None = None
+    dead: DeadLetter | None = None
+
+
+def judge(feed: str, raw: bytes, key: bytes | None, origin: Origin, ctx: ValidationContext,
+          *, max_bytes: int, received_at: datetime) -> Judged:
+    """Validate one raw record against the feed contract; never raises on bad input."""
+    result = decode_event(feed, raw, ctx, max_bytes=max_bytes)
+    if isinstance(result, Rejection):
+        return Judged(dead=dead_letter(feed, raw, key, origin, result.reason, result.detail,
+                                       result.field, received_at))
+    return Judged(event=result)
+
+
+def dead_letter(feed: str, raw: bytes, key: bytes | None, origin: Origin, reason: str,
+                detail: str, field_name: str, received_at: datetime) -> DeadLetter:
+    key_text = None
+    if key is not None:
+        key_text = key.decode("utf-8", errors="replace")[:256]
+    return DeadLetter.from_bytes(
+        raw, feed=feed, reason=reason, detail=detail[:2000], field=field_name,
+        source_topic=origin.topic, source_partition=origin.partition,
+        source_offset=origin.offset, key_text=key_text, received_at=received_at,
+        stage="stream")
+
+
+class OriginStore(MutableMapping[str, Any]):
+    """A dedup store (for ``Deduplicator``) that also remembers where each id was first seen.
+
+    Wraps any mapping (a Faust table in the worker, a dict in tests). Values are stored as
+    ``{"v": <deduplicator's value>, "o": "partition:offset"}``; reads return the
+    deduplicator's value unchanged, so the deduplicator never sees the difference. Set
+    ``current`` to the record being processed before calling the deduplicator.
+    """
+
+    def __init__(self, backing: MutableMapping[str, Any],
+                 on_delete: Callable[[str, int], None] | None = None) -> None:
+        self.backing = backing
+        self.current: tuple[int, int] | None = None
+        self.on_delete = on_delete  # told the origin partition before a key is deleted
+
+    def origin(self, key: str) -> tuple[int, int] | None:
+        cell = self.backing.get(key)
+        if isinstance(cell, dict) and "o" in cell:
+            return Origin.parse_header(cell["o"])
+        return None
+
+    def __getitem__(self, key: str) -> Any:
+        cell = self.backing[key]
+        return cell["v"] if isinstance(cell, dict) and "v" in cell else cell
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        prev = self.backing.get(key)
+        origin = (f"{self.current[0]}:{self.current[1]}" if self.current is not None
+                  else (prev or {}).get("o") if isinstance(prev, dict) else None)
+        self.backing[key] = {"v": value, "o": origin}
+
+    def __delitem__(self, key: str) -> None:
+        origin = self.origin(key)
+        if origin is not None and self.on_delete is not None:
+            self.on_delete(key, origin[0])
+        del self.backing[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.backing.keys()))
+
+    def __len__(self) -> int:
+        return len(self.backing)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.backing
+
+
+@dataclass
+class ReplayGuard:
+    """Highest raw offset applied per raw partition, for one aggregation key.
+
+    ``check(partition, offset)`` says whether a clean record (identified by its raw origin)
+    is new. Stage 1 publishes one raw partition's records in offset order, so within a key
+    anything at or below the high-water mark was applied before.
+    """
+
+    hw: dict[str, int] = field(default_factory=dict)
+
+    def is_new(self, origin: tuple[int, int] | None) -> bool:
+        if origin is None:  # no header: cannot tell; treat as new
+            return True
+        part, off = origin
+        return off > self.hw.get(str(part), -1)
+
+    def mark(self, origin: tuple[int, int] | None) -> None:
+        if origin is None:
+            return
+        part, off = origin
+        if off > self.hw.get(str(part), -1):
+            self.hw[str(part)] = off
+
+    def to_state(self) -> dict[str, int]:
+        return dict(self.hw)
+
+    @classmethod
+    def from_state(cls, state: dict[str, int] | None) -> ReplayGuard:
+        return cls(hw={str(k): int(v) for k, v in (state or {}).items()})
+
+
+def enrich_header(data: dict[str, Any]) -> bytes:
+    return orjson.dumps(data)
+
+
+def parse_enrich(value: bytes | None) -> dict[str, Any]:
+    if not value:
+        return {}
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def header_value(headers: Any, name: str) -> bytes | None:
+    """A header from Faust's message headers (a list of pairs or a mapping)."""
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    for k, v in items:
+        if k == name:
+            return v if isinstance(v, bytes) or v is None else str(v).encode()
+    return None

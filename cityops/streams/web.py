@@ -1,0 +1,148 @@
+"""Endpoints the worker adds to Faust's web server (aiohttp).
+
+    GET  /health                 200 when every part runs, 503 otherwise (JSON details)
+    GET  /metrics                Prometheus text exposition (``streams.metrics``)
+    POST /sql                    read-only SELECT on the embedded warehouse (``cityops sql``
+                                 uses it while this worker holds the chdb session); body
+                                 ``{"sql": "...", "format": "json"}``; 404 in server mode
+    GET  /alerts                 current alerts of the engine (``?all=1`` includes cleared)
+    POST /alerts/{alert_id}/ack  body ``{"by": "name"}``: acknowledge an alert
+
+The worker also writes ``<data_dir>/worker-web.json`` (URL, pid, warehouse URL) while it runs,
+so commands on the same machine find it (``worker_endpoint``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from cityops.core.settings import Settings
+from cityops.streams import metrics
+
+ENDPOINT_FILE = "worker-web.json"
+
+SqlHandler = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def endpoint_file(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / ENDPOINT_FILE
+
+
+def write_endpoint(settings: Settings, embedded_warehouse: bool) -> Path:
+    path = endpoint_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"url": f"http://{settings.worker_web_host}:{settings.worker_web_port}",
+            "pid": os.getpid(), "warehouse_url": settings.effective_warehouse_url,
+            "embedded": embedded_warehouse, "worker_id": settings.worker_id}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+    return path
+
+
+def remove_endpoint(settings: Settings) -> None:
+    path = endpoint_file(settings)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if data.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
+
+
+def worker_endpoint(settings: Settings) -> dict[str, Any] | None:
+    """The running worker's web endpoint on this machine, or None (none, or it died).
+
+    ``{"url", "pid", "warehouse_url", "embedded", "worker_id"}``; a file left behind by a
+    killed worker is ignored (its pid is gone).
+    """
+    try:
+        data = json.loads(endpoint_file(settings).read_text())
+    except (OSError, ValueError):
+        return None
+    pid = data.get("pid")
+    if not isinstance(pid, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return data
+
+
+def remote_sql_url(settings: Settings) -> str | None:
+    """URL of ``/sql`` on a worker holding the embedded warehouse of these settings."""
+    ep = worker_endpoint(settings)
+    if ep is None or not ep.get("embedded"):
+        return None
+    if ep.get("warehouse_url") != settings.effective_warehouse_url:
+        return None
+    return f"{ep['url']}/sql"
+
+
+def register_views(app: faust.App, worker: Any) -> None:
+    """Add the endpoints; ``worker`` is the ``StreamsWorker`` (health, alerts, sql)."""
+
+    @app.page("/health")
+    class Health(faust.web.View):
+        async def get(self, request: Any) -> Any:
+            report = worker.health()
+            return self.json(report, status=200 if report["status"] == "ok" else 503)
+
+    @app.page("/metrics")
+    class Metrics(faust.web.View):
+        async def get(self, request: Any) -> Any:
+            worker.refresh_gauges()
+            body, ctype = metrics.exposition()
+            return self.bytes(body, content_type=ctype.split(";")[0])
+
+    @app.page("/sql")
+    class Sql(faust.web.View):
+        async def post(self, request: Any) -> Any:
+            handler: SqlHandler | None = worker.sql_handler
+            if handler is None:
+                return self.json({"error": "no embedded warehouse in this worker"},
+                                 status=404)
+            try:
+                body = await request.json()
+            except ValueError:
+                return self.json({"error": "body must be JSON {\"sql\": ...}"}, status=400)
+            sql = body.get("sql") if isinstance(body, dict) else None
+            if not isinstance(sql, str) or not sql.strip():
+                return self.json({"error": "missing 'sql'"}, status=400)
+            loop = asyncio.get_running_loop()
+            try:
+                result = await loop.run_in_executor(None, handler, sql, body)
+            except Exception as exc:  # converted warehouse errors carry a code
+                code = getattr(exc, "code", "error")
+                status = 400 if code != "transient" else 503
+                return self.json({"error": str(exc), "code": code}, status=status)
+            return self.json(result)
+
+    @app.page("/alerts")
+    class Alerts(faust.web.View):
+        async def get(self, request: Any) -> Any:
+            include_all = request.query.get("all") in ("1", "true", "yes")
+            return self.json({"alerts": worker.list_alerts(include_all)})
+
+    @app.page("/alerts/{alert_id}/ack")
+    class Ack(faust.web.View):
+        async def post(self, request: Any, alert_id: str) -> Any:
+            try:
+                body = await request.json()
+            except ValueError:
+                body = {}
+            actor = (body or {}).get("by") if isinstance(body, dict) else None
+            if not isinstance(actor, str) or not actor.strip():
+                return self.json({"error": "missing 'by' (who acknowledges)"}, status=400)
+            status, result = await worker.acknowledge(alert_id, actor.strip())
+            return self.json(result, status=status)

@@ -1,0 +1,137 @@
+"""``StreamsWorker``: the Faust app with every agent, the alert wiring, timers and web views.
+
+The warehouse side (sink thread, SQL handler) is passed in by the caller — ``cityops worker``
+in ``cityops.cli.streams_cmds`` — because ``streams/`` never imports ``warehouse/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import faust
+import structlog
+
+from cityops.core.registry import Registry
+from cityops.core.settings import FEEDS, Settings
+from cityops.streams import metrics, web
+from cityops.streams.alerting import AlertWiring
+from cityops.streams.alerts.rules import RuleSet, load_rules
+from cityops.streams.app import Stage1, Stage2, declare_topics, make_app
+from cityops.streams.records import AlertEvent
+
+log = structlog.get_logger(__name__)
+
+
+class Service(Protocol):
+    """Something the worker starts after Faust and stops before it (the warehouse sink)."""
+
+    def start(self) -> None: ...
+    def stop(self, timeout_s: float = 30.0) -> None: ...
+    @property
+    def alive(self) -> bool: ...
+
+
+class StreamsWorker:
+    def __init__(self, settings: Settings, registry: Registry, *,
+                 rules: RuleSet | None = None,
+                 services: list[Any] | None = None,
+                 sql_handler: web.SqlHandler | None = None,
+                 dispatch: Callable[[AlertEvent], None] | None = None,
+                 health_extra: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.services = list(services or [])
+        self.sql_handler = sql_handler
+        self.health_extra = health_extra
+        self.started_at = datetime.now(UTC)
+        self.app = make_app(settings)
+        self.topics = declare_topics(self.app, settings)
+        if rules is None:
+            rules_path = getattr(settings, "alert_rules", None)
+            rules = load_rules(rules_path or None)
+        self.alerting = AlertWiring(settings, registry, rules, self.app, self.topics.alerts,
+                                    dispatch=dispatch)
+        self.stage1 = {f: Stage1(f, settings, registry, self.app, self.topics, self.alerting)
+                       for f in FEEDS}
+        self.stage2 = {f: Stage2(f, settings, registry, self.app, self.topics,
+                                 self.alerting.observe) for f in FEEDS}
+        if settings.stream_idle_close_s > 0:
+            self.app.timer(max(5.0, settings.stream_idle_close_s / 4))(self._close_idle)
+        web.register_views(self.app, self)
+        self.app.on_before_shutdown.connect(self._on_shutdown)
+        self._running = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def _on_started(self) -> None:
+        for svc in self.services:
+            svc.start()
+        web.write_endpoint(self.settings, embedded_warehouse=self.sql_handler is not None)
+        self._running = True
+        log.info("worker.started", worker_id=self.settings.worker_id,
+                 web=f"http://{self.settings.worker_web_host}:{self.settings.worker_web_port}")
+
+    async def _on_shutdown(self, app: Any, **_: Any) -> None:
+        self._running = False
+        for svc in self.services:
+            try:
+                svc.stop()
+            except Exception:
+                log.exception("worker.service_stop_failed")
+        web.remove_endpoint(self.settings)
+
+    async def _close_idle(self) -> None:
+        now = datetime.now(UTC)
+        for stage in self.stage2.values():
+            try:
+                await stage.close_idle(now)
+            except Exception:
+                log.exception("worker.close_idle_failed", feed=stage.feed)
+
+    def run(self) -> None:
+        """Run until SIGTERM / SIGINT (Faust's worker handles the signals)."""
+        level = self.settings.log_level.lower()
+        owner = self
+
+        class _Worker(faust.Worker):
+            async def on_startup_finished(self) -> None:
+                await super().on_startup_finished()
+                await owner._on_started()
+
+        worker = _Worker(self.app, loglevel=level, quiet=True, redirect_stdouts=False,
+                         override_logging=False)
+        logging.getLogger("faust").setLevel(max(logging.INFO, logging.getLevelName(
+            self.settings.log_level)))
+        worker.execute_from_commandline()
+
+    # --- views' helpers ------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        services = {type(s).__name__: bool(s.alive) for s in self.services}
+        extra = self.health_extra() if self.health_extra else {}
+        ok = self._running and all(services.values()) and extra.get("ok", True)
+        return {
+            "status": "ok" if ok else "degraded",
+            "worker_id": self.settings.worker_id,
+            "started_at": self.started_at.isoformat(),
+            "running": self._running,
+            "services": services,
+            "validate": {f: s.counts for f, s in self.stage1.items()},
+            "aggregate": {f: s.counts for f, s in self.stage2.items()},
+            "alerts": self.alerting.counts,
+            **({"sink": extra} if extra else {}),
+        }
+
+    def refresh_gauges(self) -> None:
+        if self.alerting.loaded:
+            metrics.ACTIVE_ALERTS.set(len(self.alerting.engine.active_alerts()))
+
+    def list_alerts(self, include_all: bool = False) -> list[dict[str, Any]]:
+        alerts = self.alerting.list_alerts()
+        if include_all:
+            return alerts
+        return [a for a in alerts if a.get("state") != "cleared_ack"]
+
+    async def acknowledge(self, alert_id: str, actor: str) -> tuple[int, dict[str, Any]]:
+        return await self.alerting.acknowledge(alert_id, actor)

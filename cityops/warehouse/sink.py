@@ -1,0 +1,296 @@
+"""The warehouse sink: validated events and derived records from Kafka into ClickHouse.
+
+A kafka-python consumer in its own consumer group (``<worker id>.sink``), auto-commit off,
+reads ``clean.*``, ``agg.*``, ``alerts``, ``dlq`` and ``late``; converts each message to a
+row (``warehouse.rows.event_row`` / ``record_row``); and writes batches bounded by
+``CITYOPS_SINK_BATCH_ROWS`` and ``CITYOPS_SINK_BATCH_S`` through ``Warehouse.insert``.
+
+Guarantees:
+
+* **offsets are committed only after the warehouse has the batch** (every table's insert
+  returned); a crash in between replays the batch;
+* **idempotent writes**: each insert carries a deduplication token derived from the Kafka
+  ranges of the batch (topic, partition, first offset, last offset) and the table, and the
+  tables are ReplacingMergeTree on the event / record id, so a replayed batch — even one cut
+  at different boundaries — leaves no duplicate after merge (queries use ``FINAL``);
+* **backpressure**: the loop does not poll while a batch is being written, so a slow
+  warehouse slows consumption and Kafka holds the backlog; memory stays bounded by one batch;
+* transient warehouse errors are retried with capped exponential backoff, forever (nothing
+  is skipped); a permanent error on one row's conversion dead-ends that row with a log line
+  and a counter, never the stream.
+
+Runs as a thread (``start``/``stop``) inside the worker process; all warehouse calls happen
+on that thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from cityops.core.feeds import FEED_MODELS
+from cityops.core.settings import FEEDS, Settings
+from cityops.streams import metrics
+from cityops.streams.records import DERIVED_RECORDS
+from cityops.warehouse.exceptions import WarehouseError
+
+log = structlog.get_logger(__name__)
+
+#: topic suffix → derived record class
+RECORD_TOPICS = {cls.topic: cls for cls in DERIVED_RECORDS}
+
+Converter = Callable[[str, bytes], tuple[str, dict[str, Any]] | None]
+
+
+def sink_topics(settings: Settings) -> list[str]:
+    """Every topic the sink stores: validated events and all derived records."""
+    return [settings.topic(f"clean.{f}") for f in FEEDS] + [
+        settings.topic(s) for s in RECORD_TOPICS]
+
+
+def default_converter(settings: Settings) -> Converter:
+    """Map (topic, value) to (table, row) with the warehouse's row builders."""
+    from cityops.warehouse import rows
+
+    prefix = settings.topic_prefix + "."
+
+    def convert(topic: str, value: bytes) -> tuple[str, dict[str, Any]] | None:
+        suffix = topic[len(prefix):] if topic.startswith(prefix) else topic
+        if suffix.startswith("clean."):
+            feed = suffix.split(".", 1)[1]
+            event = FEED_MODELS[feed].model_validate_json(value)
+            return rows.event_row(event)
+        cls = RECORD_TOPICS.get(suffix)
+        if cls is None:
+            return None
+        return rows.record_row(cls.model_validate_json(value))
+
+    return convert
+
+
+def batch_token(ranges: dict[tuple[str, int], list[int]], table: str) -> str:
+    """Insert-dedup token of one table's rows in a batch: the batch's Kafka ranges + table."""
+    text = ";".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(ranges.items()))
+    return hashlib.sha256(f"{table}|{text}".encode()).hexdigest()[:40]
+
+
+@dataclass
+class Batch:
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    ranges: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    started: float | None = None
+    n_rows: int = 0
+    n_msgs: int = 0
+
+    def add_offset(self, topic: str, partition: int, offset: int) -> None:
+        r = self.ranges.get((topic, partition))
+        if r is None:
+            self.ranges[(topic, partition)] = [offset, offset]
+        else:
+            r[0] = min(r[0], offset)
+            r[1] = max(r[1], offset)
+        self.n_msgs += 1
+        if self.started is None:
+            self.started = time.monotonic()
+
+    def add_row(self, table: str, row: dict[str, Any]) -> None:
+        self.rows.setdefault(table, []).append(row)
+        self.n_rows += 1
+
+
+@dataclass
+class SinkStats:
+    batches: int = 0
+    rows: int = 0
+    messages: int = 0
+    errors: int = 0
+    skipped: int = 0
+    last_batch_s: float = 0.0
+    last_commit_at: float = 0.0
+
+
+class WarehouseSink:
+    """Kafka → warehouse batches with manual commits; run it with ``start()``/``stop()``."""
+
+    def __init__(self, settings: Settings, warehouse: Any, *, convert: Converter | None = None,
+                 group_id: str | None = None, topics: list[str] | None = None) -> None:
+        self.settings = settings
+        self.warehouse = warehouse
+        self.convert = convert or default_converter(settings)
+        self.group_id = group_id or f"{settings.worker_id}.sink"
+        self.topics = topics or sink_topics(settings)
+        self.batch_rows = settings.sink_batch_rows
+        self.batch_s = settings.sink_batch_s
+        self.stats = SinkStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Any = None
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="warehouse-sink", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Flush what is buffered, commit, close the consumer."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _consumer_factory(self) -> Any:
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.settings.bootstrap_servers.split(","),
+            group_id=self.group_id,
+            client_id=f"{self.group_id}-{id(self) & 0xffff:x}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max(1, min(self.batch_rows, 5000)),
+            max_poll_interval_ms=30 * 60 * 1000,
+            fetch_max_wait_ms=100,
+            metadata_max_age_ms=30_000,
+        )
+
+    def _run(self) -> None:
+        try:
+            self._consumer = self._consumer_factory()
+            self.ready.set()
+            self._loop()
+        except BaseException as exc:  # surfaced through /health
+            self.error = exc
+            log.exception("sink.crashed")
+        finally:
+            self.ready.set()
+            if self._consumer is not None:
+                try:
+                    self._consumer.close(autocommit=False)
+                except Exception:
+                    log.warning("sink.close_failed")
+
+    # --- the loop --------------------------------------------------------------------------
+    def _loop(self) -> None:
+        batch = Batch()
+        last_lag = 0.0
+        while not self._stop.is_set():
+            wait_ms = 100
+            if batch.started is not None:
+                left = self.batch_s - (time.monotonic() - batch.started)
+                wait_ms = max(0, min(100, int(left * 1000)))
+            polled = self._consumer.poll(timeout_ms=wait_ms,
+                                         max_records=max(1, self.batch_rows - batch.n_rows))
+            for tp, msgs in polled.items():
+                for msg in msgs:
+                    batch.add_offset(tp.topic, tp.partition, msg.offset)
+                    self._add(batch, tp.topic, msg)
+            metrics.SINK_PENDING.set(batch.n_rows)
+            due = batch.started is not None and (
+                batch.n_rows >= self.batch_rows
+                or time.monotonic() - batch.started >= self.batch_s)
+            if due:
+                self._flush(batch)
+                batch = Batch()
+            if time.monotonic() - last_lag > 5:
+                self._update_lag()
+                last_lag = time.monotonic()
+        if batch.n_msgs:
+            self._flush(batch)
+
+    def _add(self, batch: Batch, topic: str, msg: Any) -> None:
+        value = msg.value
+        if value is None:
+            return
+        try:
+            converted = self.convert(topic, value)
+        except Exception as exc:  # a record the warehouse cannot hold: count, never stall
+            self.stats.skipped += 1
+            metrics.SINK_ERRORS.labels(code="convert").inc()
+            log.warning("sink.unconvertible", topic=topic, partition=msg.partition,
+                        offset=msg.offset, error=f"{type(exc).__name__}: {exc}"[:300])
+            return
+        if converted is not None:
+            table, row = converted
+            batch.add_row(table, row)
+
+    def _flush(self, batch: Batch) -> None:
+        started = time.monotonic()
+        for table, rows in batch.rows.items():
+            self._insert(table, rows, batch_token(batch.ranges, table))
+        self._commit(batch)
+        took = time.monotonic() - started
+        self.stats.batches += 1
+        self.stats.rows += batch.n_rows
+        self.stats.messages += batch.n_msgs
+        self.stats.last_batch_s = took
+        self.stats.last_commit_at = time.time()
+        metrics.SINK_BATCHES.inc()
+        metrics.SINK_BATCH_SECONDS.observe(took)
+        metrics.SINK_PENDING.set(0)
+        for table, rows in batch.rows.items():
+            metrics.SINK_ROWS.labels(table=table).inc(len(rows))
+        log.debug("sink.batch", rows=batch.n_rows, messages=batch.n_msgs,
+                  seconds=round(took, 3))
+
+    def _insert(self, table: str, rows: list[dict[str, Any]], token: str) -> None:
+        delay = 0.2
+        while True:
+            try:
+                self.warehouse.insert(table, rows, dedup_token=token)
+                return
+            except WarehouseError as exc:
+                self.stats.errors += 1
+                metrics.SINK_ERRORS.labels(code=exc.code).inc()
+                if not exc.transient:
+                    # a permanent error (schema): retrying cannot help, skipping would lose
+                    # data; stop the sink loudly (health turns red) without committing
+                    log.error("sink.permanent_error", table=table, rows=len(rows),
+                              error=str(exc)[:500])
+                    raise
+                log.warning("sink.retry", table=table, rows=len(rows), delay_s=delay,
+                            error=str(exc)[:300])
+            if self._stop.wait(delay) and delay >= 5:
+                # stopping while the warehouse is down: leave offsets uncommitted
+                raise RuntimeError("sink stopped with an unwritten batch (will replay)")
+            delay = min(delay * 2, 10.0)
+
+    def _commit(self, batch: Batch) -> None:
+        from kafka import TopicPartition
+        from kafka.errors import CommitFailedError, KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(last + 1, "", -1)
+                   for (t, p), (_first, last) in batch.ranges.items()}
+        try:
+            self._consumer.commit(offsets=offsets)
+        except CommitFailedError:
+            # the group rebalanced: the batch is written; the new owner may replay it, and
+            # the warehouse absorbs the duplicate (tokens, ReplacingMergeTree)
+            log.warning("sink.commit_failed_rebalance")
+        except KafkaError as exc:
+            log.warning("sink.commit_failed", error=str(exc))
+
+    def _update_lag(self) -> None:
+        lag: dict[str, int] = {}
+        try:
+            for tp in self._consumer.assignment():
+                high = self._consumer.highwater(tp)
+                pos = self._consumer.position(tp)
+                if high is not None and pos is not None:
+                    lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - pos)
+        except Exception:
+            return
+        for topic, n in lag.items():
+            metrics.SINK_LAG.labels(topic=topic).set(n)
