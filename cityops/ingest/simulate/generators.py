@@ -52,9 +52,9 @@ def poisson(r: random.Random, lam: float) -> int:
 
 
 def _grid(day: DayModel, cadence: int) -> range:
-    """Report times (epoch s, aligned to the cadence) inside the simulation day."""
-    first = -(-(day.start_epoch + 1) // cadence) * cadence  # first aligned time > day start
-    return range(first, day.start_epoch + MINUTES * 60 + 1, cadence)
+    """Report times (epoch s, aligned to the cadence) in [day start, day end)."""
+    first = -(-day.start_epoch // cadence) * cadence  # first aligned time ≥ day start
+    return range(first, day.start_epoch + MINUTES * 60, cadence)
 
 
 def _pos(lat: float, lon: float) -> Position:
