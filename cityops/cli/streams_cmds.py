@@ -94,6 +94,13 @@ def worker_command(
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
     try:
+        from cityops.deploy.kafka_local import ensure_topics
+
+        ensure_topics(settings)  # subscribe to existing topics, with the configured partitions
+    except Exception as exc:
+        fail(f"Kafka at {settings.bootstrap_servers} is not reachable ({exc}); "
+             "start it with `cityops kafka up`")
+    try:
         if sink:
             from cityops.warehouse.sink_runner import build_worker
 
@@ -102,6 +109,7 @@ def worker_command(
             from cityops.streams.worker import StreamsWorker
 
             worker = StreamsWorker(settings, registry)
+        worker.check_port()
     except CityopsError as exc:
         fail(str(exc))
     worker.run()

@@ -20,6 +20,7 @@ from cityops.streams import metrics, web
 from cityops.streams.alerting import AlertWiring
 from cityops.streams.alerts.rules import RuleSet, load_rules
 from cityops.streams.app import Stage1, Stage2, declare_topics, make_app
+from cityops.streams.exceptions import WorkerStartError
 from cityops.streams.records import AlertEvent
 
 log = structlog.get_logger(__name__)
@@ -90,8 +91,23 @@ class StreamsWorker:
             except Exception:
                 log.exception("worker.close_idle_failed", feed=stage.feed)
 
+    def check_port(self) -> None:
+        """Fail early, with the variable to change, when the web port is taken."""
+        import socket
+
+        host, port = self.settings.worker_web_host, self.settings.worker_web_port
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                raise WorkerStartError(
+                    f"web port {host}:{port} is in use ({exc.strerror}); another worker may "
+                    "be running — set CITYOPS_WORKER_WEB_PORT") from None
+
     def run(self) -> None:
         """Run until SIGTERM / SIGINT (Faust's worker handles the signals)."""
+        self.check_port()
         level = self.settings.log_level.lower()
         owner = self
 
