@@ -199,7 +199,7 @@ class Simulation:
                     t + plan.late_s, ev, "late")))
                 continue
             if x < plan.late + plan.out_of_order:
-                delay = r.uniform(1.0, plan.out_of_order_s)
+                delay = r.uniform(0.5 * plan.out_of_order_s, plan.out_of_order_s)
                 heapq.heappush(held, (t + delay, next(seq), SimEvent(t + delay, ev,
                                                                      "out_of_order")))
                 continue

@@ -9,7 +9,7 @@ fault              effect on the emitted stream
 duplicates         the same event (same ``event_id``, same bytes) is sent again a little later
 late               the event is held back ``late_s`` seconds of simulated time (beyond the
                    pipeline's allowed lateness by default)
-out_of_order       the event is held back a few seconds to ``out_of_order_s``, so it arrives
+out_of_order       the event is held back ½ to 1 × ``out_of_order_s``, so it arrives
                    after younger events of the same source
 malformed          (wire bytes only) the record is corrupted: broken JSON, missing or
                    unexpected field, wrong type, negative count, naive timestamp, non-UTF-8
