@@ -178,6 +178,9 @@ def to_arrow(cols: list[Column], values: list[list[Any]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=[c.name for c in cols])
 
 
+_DATETIME_RE = re.compile(r"(?:Nullable\()?DateTime(?:\('([^']+)'\))?\)?")
+
+
 class EmbeddedWarehouse(BaseWarehouse):
     """Warehouse on chdb at ``path`` (one shared session per path), database ``database``."""
 
@@ -189,7 +192,14 @@ class EmbeddedWarehouse(BaseWarehouse):
         self.url = url or f"chdb://{path}"
         self._shared: _Shared | None = _acquire(path)
         if database != "default":
-            self._run(f"CREATE DATABASE IF NOT EXISTS {database}", None, "CSV")
+            shared = self.shared
+            with shared.lock:
+                try:
+                    shared.session.query(f"CREATE DATABASE IF NOT EXISTS {database}", "CSV")
+                except Exception as exc:
+                    _drain(shared)
+                    self.close()
+                    raise from_clickhouse(str(exc)) from None
 
     # --- core ------------------------------------------------------------------------------
     @property
@@ -227,7 +237,37 @@ class EmbeddedWarehouse(BaseWarehouse):
         result = self._run(sql, params, "ArrowTable")
         if not isinstance(result, pa.Table):
             return pa.table({})
-        return result
+        return self._fix_datetimes(result, sql, params)
+
+    def _fix_datetimes(self, table: pa.Table, sql: str,
+                       params: Mapping[str, Any] | None) -> pa.Table:
+        """ClickHouse writes ``DateTime`` (seconds) to Arrow as plain uint32; turn those
+        columns back into zone-aware timestamps, reading the types with ``DESCRIBE``."""
+        suspects = [i for i, f in enumerate(table.schema) if f.type == pa.uint32()]
+        if not suspects:
+            return table
+        try:
+            types = [r[1] for r in self._describe(sql, params)]
+        except WarehouseError:  # e.g. SHOW / EXPLAIN cannot be described: leave as is
+            return table
+        if len(types) != table.num_columns:
+            return table
+        arrays = list(table.columns)
+        for i in suspects:
+            m = _DATETIME_RE.fullmatch(types[i])
+            if m:
+                zone = m.group(1) or self._server_tz()
+                arrays[i] = pc.cast(pc.cast(arrays[i], pa.int64()), pa.timestamp("s", tz=zone))
+        return pa.Table.from_arrays(arrays, names=table.column_names)
+
+    def _describe(self, sql: str, params: Mapping[str, Any] | None) -> list[tuple]:
+        text = self._run(f"DESCRIBE TABLE (\n{sql}\n)", params, "TSVRaw")
+        return [tuple(line.split("\t")) for line in (text or "").splitlines() if line]
+
+    def _server_tz(self) -> str:
+        if not hasattr(self, "_tz"):
+            self._tz = (self._run("SELECT timezone()", None, "TSV") or "UTC").strip()
+        return self._tz
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple]:
         table = self.arrow(sql, params)
