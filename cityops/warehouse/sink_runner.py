@@ -32,6 +32,8 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
+        if math.isnan(value):  # pandas' NULL of a nullable float column
+            return None
         return value if math.isfinite(value) else str(value)
     if isinstance(value, _dt.datetime | _dt.date | _dt.time):
         return value.isoformat()
@@ -57,8 +59,6 @@ def sql_handler(wh: Warehouse) -> Any:
         max_rows = int(body.get("max_rows") or SQL_MAX_ROWS)
         df = wh.analyst_df(sql, readonly=True, max_rows=min(max_rows, SQL_MAX_ROWS))
         rows = [[_plain(v) for v in rec] for rec in df.itertuples(index=False, name=None)]
-        rows = [[None if (isinstance(v, float) and math.isnan(v)) else v for v in r]
-                for r in rows]
         return {"columns": [str(c) for c in df.columns],
                 "types": [str(t) for t in df.dtypes], "rows": rows}
 
