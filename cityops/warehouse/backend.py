@@ -113,16 +113,16 @@ class BaseWarehouse:
         raise NotImplementedError
 
     # --- schema ------------------------------------------------------------------------------
+    columns_sql = ("SELECT name, type, default_kind FROM system.columns "
+                   "WHERE database = {db:String} AND table = {t:String} ORDER BY position")
+
     def columns(self, table: str, *, refresh: bool = False) -> dict[str, Column]:
         """Columns of ``table`` in this database, from ``system.columns`` (cached)."""
         check_identifier(table, "table name")
         with self._columns_lock:
             if not refresh and table in self._columns:
                 return self._columns[table]
-        rows = self.query(
-            "SELECT name, type, default_kind FROM system.columns "
-            "WHERE database = {db:String} AND table = {t:String} ORDER BY position",
-            {"db": self.database, "t": table})
+        rows = self.query(self.columns_sql, {"db": self.database, "t": table})
         if not rows:
             raise SchemaError(f"unknown table {self.database}.{table}", code="unknown_table")
         cols = {name: Column(name, typ, kind or "") for name, typ, kind in rows}

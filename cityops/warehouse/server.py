@@ -87,6 +87,14 @@ class ServerWarehouse(BaseWarehouse):
             self._version = (major, minor)
         return self._version
 
+    @property
+    def columns_sql(self) -> str:  # type: ignore[override]
+        if self.server_version >= (20, 1):
+            return BaseWarehouse.columns_sql
+        # before 20.x system.columns has no ``position``; it lists columns in table order
+        return ("SELECT name, type, default_kind FROM system.columns "
+                "WHERE database = {db:String} AND table = {t:String}")
+
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self._run(sql, params)
 

@@ -27,7 +27,7 @@ from typing import Any
 from cityops.warehouse.exceptions import MultipleStatements, PermanentWarehouseError
 
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):([^{}]+)\}")
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):((?:[^{}'\"]|'[^'\\]*')+)\}")
 
 
 @dataclass(frozen=True)
@@ -144,13 +144,11 @@ READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAI
 
 def placeholders(sql: str) -> list[tuple[str, str, int, int]]:
     """``(name, type, start, end)`` of every ``{name:Type}`` outside strings and comments."""
+    code = [(t.start, t.start + len(t.text)) for t in tokenize(sql) if t.kind == "code"]
     found: list[tuple[str, str, int, int]] = []
-    for tok in tokenize(sql):
-        if tok.kind != "code":
-            continue
-        for m in _PLACEHOLDER_RE.finditer(tok.text):
-            found.append((m.group(1), m.group(2).strip(), tok.start + m.start(),
-                          tok.start + m.end()))
+    for m in _PLACEHOLDER_RE.finditer(sql):
+        if any(lo <= m.start() < hi for lo, hi in code):
+            found.append((m.group(1), m.group(2).strip(), m.start(), m.end()))
     return found
 
 
@@ -189,7 +187,7 @@ def _quoted(value: Any) -> str:
     text = plain_text(value)
     if isinstance(value, (bool, int, float, Decimal)):
         return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group(0)], text).replace("'", "\\'") + "'"
 
 
 def plain_text(value: Any) -> str:
@@ -227,6 +225,8 @@ def param_text(value: Any) -> str:
     """``value`` as a chdb / HTTP query-parameter string (ClickHouse *Escaped* format)."""
     if value is None:
         return "\\N"
+    if isinstance(value, (list, tuple)):  # composite values are parsed as literals, unescaped
+        return plain_text(value)
     return _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group(0)], plain_text(value))
 
 
@@ -252,7 +252,7 @@ def to_driver_query(sql: str, params: Mapping[str, Any] | None) -> tuple[str, di
     return "".join(out), values
 
 
-_TYPE_RE = re.compile(r"^[A-Za-z0-9_(), ']+$")
+_TYPE_RE = re.compile(r"^[A-Za-z0-9_(), '/+-]+$")
 
 
 def _safe_type(typ: str) -> bool:
