@@ -3,9 +3,10 @@
 Each record goes through the same steps:
 
 1. read — JSON lines byte-wise (a line longer than ``max_message_bytes`` is rejected as
-   ``oversized`` without being held in memory), CSV with pandas (all columns as text,
-   undecodable bytes kept so the row can be rejected as ``bad_encoding``), Parquet with pandas
-   / pyarrow in batches;
+   ``oversized`` without being held in memory); CSV row by row with the stdlib reader (all
+   columns as text; undecodable bytes kept so that row alone is rejected as ``bad_encoding``;
+   a field over the size limit rejects that row as ``oversized``); Parquet in batches with
+   pyarrow → pandas;
 2. map — ``mapping`` renames file columns to contract fields (``{"event_time": "ts"}``),
    ``constants`` fills fields the file lacks (``{"zone_id": "jfb_square"}``); ``lat`` / ``lon``
    columns become ``position``; CSV text is converted to the contract's numbers; missing
@@ -21,6 +22,7 @@ Each record goes through the same steps:
 
 from __future__ import annotations
 
+import csv
 import re
 import threading
 import time
@@ -255,25 +257,57 @@ def _jsonl_lines(path: Path, max_bytes: int, progress: Any) -> Iterator[tuple[in
                 yield lineno, line
 
 
-def _frames(path: Path, fmt: str, encoding: str, chunk_rows: int) -> Iterator[Any]:
-    import pandas as pd
+def _csv_rows(path: Path, encoding: str, max_bytes: int, progress: Any
+              ) -> Iterator[tuple[int, list[str], dict[str, Any] | Rejection]]:
+    """(line, header, row or rejection) per CSV row; undecodable bytes are kept as
+    surrogates so the row is rejected as ``bad_encoding`` rather than the whole file."""
+    csv.field_size_limit(max(max_bytes, 1024))
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        fh = path.open("r", encoding=encoding, errors="surrogateescape", newline="")
+    except LookupError:
+        raise ReplayError(f"unknown encoding {encoding!r}") from None
+    with fh:
+        reader = csv.reader(fh, delimiter=sep)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ReplayError(f"{path.name}: empty file") from None
+        except csv.Error as exc:
+            raise ReplayError(f"{path.name}: cannot read the CSV header: {exc}") from None
+        if header and header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]
+        header = [h.strip() for h in header]
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield reader.line_num, header, Rejection(
+                    "oversized" if "field larger" in str(exc) else "bad_format", str(exc))
+                continue
+            if progress is not None:
+                progress.update(1)
+            if not values or all(not v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                yield reader.line_num, header, Rejection(
+                    "bad_format", f"{len(values)} values for {len(header)} columns")
+                continue
+            yield reader.line_num, header, dict(zip(header, values, strict=True))
+
+
+def _parquet_frames(path: Path, chunk_rows: int) -> Iterator[Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     try:
-        if fmt == "csv":
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
-            yield from pd.read_csv(
-                path, dtype=str, keep_default_na=False, chunksize=chunk_rows, sep=sep,
-                encoding=encoding, encoding_errors="surrogateescape", engine="c",
-                on_bad_lines="warn")
-        else:
-            import pyarrow.parquet as pq
-
-            pf = pq.ParquetFile(path)
-            for batch in pf.iter_batches(batch_size=chunk_rows):
-                yield batch.to_pandas()
-    except (ValueError, OSError, UnicodeError, pd.errors.ParserError,
-            pd.errors.EmptyDataError) as exc:
-        raise ReplayError(f"{path.name}: cannot read as {fmt}: {exc}") from None
+        pf = pq.ParquetFile(path)
+        for batch in pf.iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ReplayError(f"{path.name}: cannot read as parquet: {exc}") from None
 
 
 def _has_surrogates(row: dict[str, Any]) -> bool:
@@ -297,29 +331,45 @@ def read_records(path: Path, feed: str, mapper: RecordMapper, ctx: ValidationCon
     if fmt == "jsonl":
         yield from _read_jsonl(path, feed, mapper, ctx, encoding, max_bytes, progress)
         return
+    if fmt == "csv":
+        checked = False
+        for lineno, header, row in _csv_rows(path, encoding, max_bytes, progress):
+            if not checked:
+                mapper.check_columns(header)
+                checked = True
+            yield _row_item(feed, mapper, row, lineno, ctx, max_bytes, encoding)
+        if not checked:
+            raise ReplayError(f"{path.name}: no records")
+        return
     first = True
-    lineno = 1  # CSV header is line 1
-    for frame in _frames(path, fmt, encoding, chunk_rows):
-        if first:
-            mapper.check_columns([str(c) for c in frame.columns])
-            first = False
+    lineno = 0
+    for frame in _parquet_frames(path, chunk_rows):
         columns = [str(c) for c in frame.columns]
+        if first:
+            mapper.check_columns(columns)
+            first = False
         for values in frame.itertuples(index=False, name=None):
             lineno += 1
-            row = dict(zip(columns, values, strict=True))
             if progress is not None:
                 progress.update(1)
-            if _has_surrogates(row):
-                raw = orjson.dumps({k: (v.encode("utf-8", "surrogateescape").decode(
-                    "latin-1") if isinstance(v, str) else v) for k, v in row.items()},
-                    default=str)
-                yield ReplayItem(lineno, raw, rejection=Rejection(
-                    "bad_encoding", f"row is not valid {encoding}"))
-                continue
-            yield _judge(feed, mapper.map(row), orjson.dumps(row, default=str), lineno, ctx,
-                         max_bytes)
+            row = dict(zip(columns, values, strict=True))
+            yield _row_item(feed, mapper, row, lineno, ctx, max_bytes, encoding)
     if first:
         raise ReplayError(f"{path.name}: no records")
+
+
+def _row_item(feed: str, mapper: RecordMapper, row: dict[str, Any] | Rejection, lineno: int,
+              ctx: ValidationContext, max_bytes: int, encoding: str) -> ReplayItem:
+    if isinstance(row, Rejection):
+        return ReplayItem(lineno, b"", rejection=row)
+    if _has_surrogates(row):
+        raw = orjson.dumps({k: (v.encode("utf-8", "surrogateescape").decode("latin-1")
+                                if isinstance(v, str) else v) for k, v in row.items()},
+                           default=str)
+        return ReplayItem(lineno, raw, rejection=Rejection(
+            "bad_encoding", f"row is not valid {encoding}"))
+    return _judge(feed, mapper.map(row), orjson.dumps(row, default=str), lineno, ctx,
+                  max_bytes)
 
 
 def _read_jsonl(path: Path, feed: str, mapper: RecordMapper, ctx: ValidationContext,
