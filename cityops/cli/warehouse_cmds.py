@@ -1,9 +1,278 @@
-"""Subcommands of this area (filled in by its issue)."""
+"""Warehouse commands: ``cityops warehouse migrate|status|tables``, ``cityops sql``,
+``cityops report night-economy``."""
 
 from __future__ import annotations
 
+import io
+import sys
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.table import Table
+
+from cityops.cli.common import console, err_console, fail, registry_or_exit, settings_or_exit
+from cityops.core.settings import Settings
+from cityops.exceptions import CityopsError
+
+warehouse_app = typer.Typer(help="ClickHouse warehouse: schema migrations and the catalogue.",
+                            no_args_is_help=True)
+report_app = typer.Typer(help="Studies computed from the warehouse.", no_args_is_help=True)
+
+URL_OPTION = typer.Option(None, "--url", help="Warehouse URL (default: CITYOPS_WAREHOUSE_URL, "
+                          "else chdb under CITYOPS_DATA_DIR).")
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+def _connect(settings: Settings, url: str | None) -> Any:
+    from cityops.warehouse.backend import connect
+
+    try:
+        return connect(url or settings.effective_warehouse_url, settings=settings)
+    except CityopsError as exc:
+        fail(f"cannot open the warehouse: {exc}", code=1)
+
+
+def remote_sql_url(settings: Settings) -> str | None:
+    """Where ``cityops sql`` should send its query instead of opening chdb itself.
+
+    A worker that holds the embedded warehouse owns the only chdb session of that path, so
+    queries go to its read-only ``/sql`` endpoint: ``CITYOPS_WORKER_SQL_URL`` when set, else
+    the endpoint the running worker advertises in its pid/endpoint file. ``None``: open the
+    warehouse directly (server mode, or no worker running).
+    """
+    if settings.worker_sql_url:
+        return settings.worker_sql_url
+    if not settings.effective_warehouse_url.startswith("chdb:"):
+        return None
+    try:
+        from cityops.streams.web import remote_sql_url as advertised
+    except ImportError:  # streams not installed in this build
+        return None
+    return advertised(settings)
+
+
+# --- warehouse migrate | status | tables -------------------------------------------------------
+
+@warehouse_app.command("migrate")
+def migrate_cmd(url: str | None = URL_OPTION) -> None:
+    """Apply pending schema migrations, align the raw TTL, reload dimension tables."""
+    from cityops.warehouse.migrate import migrate
+
+    settings = settings_or_exit()
+    registry = registry_or_exit(settings)
+    wh = _connect(settings, url)
+    try:
+        report = migrate(wh, timezone=settings.timezone, raw_ttl_days=settings.raw_ttl_days,
+                         registry=registry, progress=lambda m: err_console.print(f"  {m}"))
+    except CityopsError as exc:
+        fail(str(exc), code=1)
+    finally:
+        wh.close()
+    if not report.changed:
+        console.print(f"warehouse {wh.url}: up to date ({len(report.skipped)} migrations), "
+                      "nothing to do")
+        return
+    console.print(f"warehouse {wh.url}: applied {len(report.applied)} migration(s)"
+                  + (f", raw TTL {report.ttl_changed} days" if report.ttl_changed else "")
+                  + (f", dimensions reloaded ({sum(report.dimensions_loaded.values())} rows)"
+                     if report.dimensions_loaded else ""))
+
+
+@warehouse_app.command("status")
+def status_cmd(url: str | None = URL_OPTION) -> None:
+    """Migration state (applied / pending / failed), raw TTL and dimension version."""
+    from cityops.warehouse.migrate import read_meta, status
+
+    settings = settings_or_exit()
+    wh = _connect(settings, url)
+    try:
+        lines = status(wh)
+        meta = read_meta(wh)
+    except CityopsError as exc:
+        fail(str(exc), code=1)
+    finally:
+        wh.close()
+    table = Table(title=f"warehouse {wh.url}")
+    for col in ("migration", "status", "detail"):
+        table.add_column(col)
+    colours = {"applied": "green", "pending": "yellow", "failed": "red", "changed": "red"}
+    for line in lines:
+        colour = colours.get(line.status, "magenta")
+        table.add_row(line.label, f"[{colour}]{line.status}[/{colour}]", line.detail)
+    console.print(table)
+    ttl = meta.get("raw_ttl_days")
+    console.print(f"raw TTL: {ttl + ' days' if ttl and ttl != '0' else 'none'} "
+                  f"(setting CITYOPS_RAW_TTL_DAYS={settings.raw_ttl_days}); dimensions "
+                  f"{meta.get('dimensions_hash', 'not loaded')}")
+    if any(line.status in ("failed", "changed", "running") for line in lines):
+        raise typer.Exit(1)
+
+
+@warehouse_app.command("tables")
+def tables_cmd(
+    url: str | None = URL_OPTION,
+    internal: bool = typer.Option(False, "--all", help="Include rollup storage (agg_*), "
+                                  "materialized views (mv_*) and bookkeeping tables."),
+) -> None:
+    """List tables and views with their descriptions."""
+    from cityops.warehouse.catalog import list_objects
+
+    settings = settings_or_exit()
+    wh = _connect(settings, url)
+    try:
+        objects = list_objects(wh, include_internal=internal)
+    except CityopsError as exc:
+        fail(str(exc), code=1)
+    finally:
+        wh.close()
+    if not objects:
+        fail("no tables: run `cityops warehouse migrate` first", code=1)
+    table = Table(title=f"warehouse {wh.url}")
+    for col in ("name", "kind", "rows", "description"):
+        table.add_column(col, overflow="fold")
+    for obj in objects:
+        table.add_row(obj.name, obj.kind, "" if obj.rows is None else f"{obj.rows:,}",
+                      obj.comment)
+    console.print(table)
+
+
+# --- cityops sql ---------------------------------------------------------------------------------
+
+def _remote_df(endpoint: str, sql: str, max_rows: int) -> Any:
+    import httpx
+    import pandas
+
+    try:
+        resp = httpx.post(endpoint, json={"sql": sql, "format": "json", "max_rows": max_rows},
+                          timeout=300)
+    except httpx.HTTPError as exc:
+        fail(f"worker SQL endpoint {endpoint}: {exc}", code=1)
+    try:
+        body = resp.json()
+    except ValueError:
+        fail(f"worker SQL endpoint {endpoint} answered {resp.status_code} without JSON", code=1)
+    if resp.status_code != 200:
+        fail(f"{body.get('code', 'error')}: {body.get('error', resp.text)}", code=1)
+    return pandas.DataFrame(body.get("rows") or [], columns=body.get("columns") or [])
+
+
+def _write(df: Any, fmt: OutputFormat, out: Path | None) -> None:
+    if fmt is OutputFormat.parquet:
+        if out is None and sys.stdout.isatty():
+            fail("parquet is binary: give --out FILE or redirect stdout")
+        buffer = io.BytesIO()
+        df.to_parquet(buffer, index=False)
+        if out is not None:
+            out.write_bytes(buffer.getvalue())
+        else:
+            sys.stdout.buffer.write(buffer.getvalue())
+            sys.stdout.buffer.flush()
+        return
+    if fmt is OutputFormat.csv:
+        text = df.to_csv(index=False)
+    elif fmt is OutputFormat.json:
+        text = df.to_json(orient="records", date_format="iso", force_ascii=False, lines=True)
+    else:
+        table = Table(show_lines=False)
+        for col in df.columns:
+            table.add_column(str(col), overflow="fold")
+        for rec in df.itertuples(index=False, name=None):
+            table.add_row(*("NULL" if v is None or (isinstance(v, float) and v != v)
+                            else str(v) for v in rec))
+        if out is None:
+            console.print(table)
+            err_console.print(f"{len(df)} row(s)")
+            return
+        buf = io.StringIO()
+        from rich.console import Console
+
+        Console(file=buf, width=200).print(table)
+        text = buf.getvalue()
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+
+
+def sql_cmd(
+    query: str = typer.Argument(..., help="One SQL statement (read-only unless --write)."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f",
+                                     help="Output: table, csv, json (lines) or parquet."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the result to a file."),
+    write: bool = typer.Option(False, "--write", help="Allow statements that change data "
+                               "(default: SELECT / WITH / SHOW / DESCRIBE / EXPLAIN only)."),
+    max_rows: int | None = typer.Option(None, "--max-rows", help="Result row limit "
+                                        "(default CITYOPS_SQL_MAX_RESULT_ROWS)."),
+    url: str | None = URL_OPTION,
+) -> None:
+    """Run one SQL statement against the warehouse; read-only by default."""
+    settings = settings_or_exit()
+    limit = max_rows or settings.sql_max_result_rows
+    endpoint = None if (url or write) else remote_sql_url(settings)
+    if endpoint:
+        df = _remote_df(endpoint, query, limit)
+    else:
+        wh = _connect(settings, url)
+        try:
+            df = wh.analyst_df(query, readonly=not write, max_rows=limit,
+                               max_seconds=settings.sql_max_execution_s)
+        except CityopsError as exc:
+            code = getattr(exc, "code", "error")
+            hint = {"result_too_large": f" (limit {limit} rows: add LIMIT or aggregate, or "
+                    "raise --max-rows)",
+                    "read_only": "", "multiple_statements": ""}.get(code, "")
+            fail(f"{code}: {exc}{hint}", code=1)
+        finally:
+            wh.close()
+    _write(df, fmt, out)
+
+
+# --- report night-economy ------------------------------------------------------------------------
+
+def _parse_date(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{name} {value!r} is not a date (YYYY-MM-DD)")
+
+
+@report_app.command("night-economy")
+def night_economy_cmd(
+    date_from: str = typer.Option(..., "--from", help="First night (evening date), YYYY-MM-DD."),
+    date_to: str = typer.Option(..., "--to", help="Last night (evening date), YYYY-MM-DD."),
+    out: Path = typer.Option(..., "--out", help="Output folder (HTML, PNG charts, CSV tables)."),
+    url: str | None = URL_OPTION,
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Night-economy study (nights 18:00–02:00): HTML report with charts and CSV tables."""
+    from cityops.warehouse.report import night_economy_report
+
+    start, end = _parse_date(date_from, "--from"), _parse_date(date_to, "--to")
+    if end < start:
+        fail("--to is before --from")
+    settings = settings_or_exit()
+    wh = _connect(settings, url)
+    try:
+        result = night_economy_report(wh, start, end, out, progress=progress)
+    except CityopsError as exc:
+        fail(str(exc), code=1)
+    finally:
+        wh.close()
+    console.print(f"report: {result.index} ({len(result.tables)} tables, "
+                  f"{len(result.charts)} charts, {result.nights} nights)")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's subcommands to the root app."""
+    """Add ``warehouse``, ``sql`` and ``report`` to the root app."""
+    app.add_typer(warehouse_app, name="warehouse")
+    app.command("sql")(sql_cmd)
+    app.add_typer(report_app, name="report")
