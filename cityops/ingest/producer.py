@@ -43,6 +43,11 @@ from cityops.ingest.exceptions import (
 
 log = structlog.get_logger(__name__)
 
+#: what kafka-python raises when no bootstrap server answers (3.x: a timeout)
+_UNREACHABLE: tuple[type[BaseException], ...] = tuple(
+    c for c in (getattr(kerr, "NoBrokersAvailable", None), kerr.KafkaTimeoutError,
+                kerr.KafkaConnectionError) if c is not None)
+
 
 def producer_config(settings: Settings, *, bootstrap: str | None = None,
                     client_id: str = "cityops-ingest", **overrides: Any) -> dict[str, Any]:
@@ -140,7 +145,7 @@ class FeedProducer:
                                       **overrides)
         try:
             self._producer = KafkaProducer(**self.config)
-        except kerr.NoBrokersAvailable as exc:
+        except _UNREACHABLE as exc:
             raise BrokerUnavailableError(
                 f"no Kafka broker answered at {','.join(self.config['bootstrap_servers'])} "
                 f"({exc}); is it running? try `cityops kafka up`") from None
