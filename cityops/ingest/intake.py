@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from cityops.core.contract import Rejection, decode_event
@@ -49,6 +49,12 @@ RETRY_AFTER_S = 1
 
 class _TooLarge(Exception):
     pass
+
+
+def _json(body: dict[str, Any], status: int = 200,
+          headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers,
+                    media_type="application/json")
 
 
 @dataclass
@@ -176,7 +182,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _split_records(body: bytes, ndjson: bool, max_bytes: int
-                   ) -> list[bytes | Rejection] | ORJSONResponse:
+                   ) -> list[bytes | Rejection] | Response:
     """Per-record wire bytes (or a per-record rejection) from a batch body."""
     if ndjson:
         out: list[bytes | Rejection] = []
@@ -191,18 +197,18 @@ def _split_records(body: bytes, ndjson: bool, max_bytes: int
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return ORJSONResponse({"error": "bad_encoding",
+        return _json({"error": "bad_encoding",
                                "detail": f"body is not UTF-8 at byte {exc.start}"}, 400)
     try:
         data = orjson.loads(body.lstrip(b"\xef\xbb\xbf") or b"null")
     except orjson.JSONDecodeError as exc:
-        return ORJSONResponse({"error": "bad_json", "detail": str(exc)}, 400)
+        return _json({"error": "bad_json", "detail": str(exc)}, 400)
     if isinstance(data, dict) and isinstance(data.get("events"), list):
         data = data["events"]
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        return ORJSONResponse({"error": "not_an_object",
+        return _json({"error": "not_an_object",
                                "detail": "expected a JSON array of events, {\"events\": [...]}"
                                " or NDJSON"}, 400)
     return [orjson.dumps(item) for item in data]
@@ -215,16 +221,16 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
                   description="Sensor-vendor and FIWARE NGSI-LD intake for cityops feeds")
     app.state.intake = intake
 
-    def too_large() -> ORJSONResponse:
-        return ORJSONResponse({"error": "too_large", "detail": "body larger than "
+    def too_large() -> Response:
+        return _json({"error": "too_large", "detail": "body larger than "
                                f"{settings.intake_max_body_bytes} bytes"}, 413)
 
     def answer(status: int, body: dict[str, Any]) -> Response:
         headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-        return ORJSONResponse(body, status, headers=headers)
+        return _json(body, status, headers=headers)
 
-    def too_many(n: int) -> ORJSONResponse:
-        return ORJSONResponse({"error": "too_many_records", "detail": f"{n} records > limit "
+    def too_many(n: int) -> Response:
+        return _json({"error": "too_many_records", "detail": f"{n} records > limit "
                                f"{settings.intake_max_batch} per request"}, 413)
 
     @app.post("/v1/feeds/{feed}/events")
@@ -232,7 +238,7 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
         with intake._lock:
             intake.stats.requests += 1
         if feed not in FEED_MODELS:
-            return ORJSONResponse({"error": "unknown_feed", "detail": f"{feed!r} (allowed: "
+            return _json({"error": "unknown_feed", "detail": f"{feed!r} (allowed: "
                                    f"{', '.join(FEED_MODELS)})"}, 404)
         try:
             body = await _read_body(request, settings.intake_max_body_bytes)
