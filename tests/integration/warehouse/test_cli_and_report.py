@@ -124,3 +124,47 @@ def test_report_command(cli_env: dict[str, str], tmp_path: Path) -> None:
     bad = _run(cli_env, "report", "night-economy", "--from", "2026-02-15", "--to",
                "2026-02-01", "--out", str(out))
     assert bad.exit_code == 2 and "before" in bad.output
+
+
+def test_sql_goes_to_the_worker_endpoint_when_one_is_set(cli_env: dict[str, str]) -> None:
+    """`remote_sql_url`: with CITYOPS_WORKER_SQL_URL set, `cityops sql` posts the statement to
+    that read-only endpoint (the worker's /sql contract) instead of opening chdb itself."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            if body["sql"].lstrip().upper().startswith("DROP"):
+                status, reply = 400, {"error": "read-only mode: DROP", "code": "read_only"}
+            else:
+                status, reply = 200, {"columns": ["zone_id", "n"], "types": ["str", "int"],
+                                      "rows": [["jfb_square", 3], ["minzu_road", 4]]}
+            data = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {**cli_env, "CITYOPS_WAREHOUSE_URL": "",
+               "CITYOPS_WORKER_SQL_URL": f"http://127.0.0.1:{server.server_port}/sql"}
+        ok = _run(env, "sql", "SELECT zone_id, n FROM t", "--format", "csv")
+        assert ok.exit_code == 0, ok.output
+        assert ok.stdout.splitlines() == ["zone_id,n", "jfb_square,3", "minzu_road,4"]
+        assert seen[0]["sql"] == "SELECT zone_id, n FROM t"
+        refused = _run(env, "sql", "DROP TABLE alerts")
+        assert refused.exit_code == 1 and "read_only" in refused.output
+    finally:
+        server.shutdown()
+        server.server_close()
