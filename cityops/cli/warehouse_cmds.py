@@ -35,6 +35,10 @@ class OutputFormat(StrEnum):
 def _connect(settings: Settings, url: str | None) -> Any:
     from cityops.warehouse.backend import connect
 
+    if url is None and remote_sql_url(settings) and not settings.worker_sql_url:
+        fail(f"a running worker holds the embedded warehouse {settings.effective_warehouse_url}"
+             " (chdb: one process per path); it migrates at start-up — query it with "
+             "`cityops sql`, or stop the worker first", code=1)
     try:
         return connect(url or settings.effective_warehouse_url, settings=settings)
     except CityopsError as exc:
