@@ -174,6 +174,11 @@ class Settings(BaseSettings):
     worker_commit_interval_s: float = Field(
         1.0, gt=0, le=60, description="CITYOPS_WORKER_COMMIT_INTERVAL_S: Faust offset commits"
     )
+    worker_session_timeout_s: float = Field(
+        10.0, ge=6, le=300,
+        description="CITYOPS_WORKER_SESSION_TIMEOUT_S: consumer-group session timeout; a "
+        "killed worker's partitions move (or return to it) after this long",
+    )
     sink_batch_rows: int = Field(
         5000, ge=1, le=1_000_000, description="CITYOPS_SINK_BATCH_ROWS: rows per warehouse batch"
     )

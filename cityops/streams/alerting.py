@@ -38,6 +38,7 @@ from cityops.core.settings import Settings
 from cityops.streams import metrics
 from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError
 from cityops.streams.alerts.rules import INCIDENT_SEVERITY_RANK, RuleSet
+from cityops.streams.durable import DurableTable
 from cityops.streams.records import (
     AirQualityIndex,
     AlertEvent,
@@ -100,7 +101,7 @@ class AlertWiring:
                                internal=True, key_type=bytes, value_type=bytes,
                                key_serializer="raw", value_serializer="raw")
         self.table = app.Table("alert-engine", default=None, partitions=1)
-        self.table.partition_for_key = lambda key: 0
+        self.durable = DurableTable(self.table)
         self.lock = asyncio.Lock()
         self.pending_acks: dict[str, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
         self.last_heartbeat: dict[str, float] = {}
@@ -110,20 +111,22 @@ class AlertWiring:
         app.timer(settings.alert_tick_s)(self.on_timer)
 
     # --- inputs (called from other agents, the timer and the web views) ------------------
-    async def _send(self, items: list[dict[str, Any]]) -> None:
-        for item in items:
-            await self.input.send(key=b"engine", value=orjson.dumps(item))
+    async def _send(self, items: list[dict[str, Any]]) -> list[Any]:
+        """Send inputs; returns their delivery futures."""
+        return [await self.input.send(key=b"engine", value=orjson.dumps(item))
+                for item in items]
 
-    async def observe(self, items: list[dict[str, Any]]) -> None:
-        await self._send(items)
+    async def observe(self, items: list[dict[str, Any]]) -> list[Any]:
+        return await self._send(items)
 
-    async def heartbeat(self, source: str, at: datetime) -> None:
+    async def heartbeat(self, source: str, at: datetime) -> Any | None:
         ts = at.timestamp()
         last = self.last_heartbeat.get(source)
         if last is not None and ts - last < self.settings.heartbeat_every_s and ts >= last:
-            return
+            return None
         self.last_heartbeat[source] = ts
-        await self._send([{"op": "heartbeat", "source": source, "at": at.isoformat()}])
+        futs = await self._send([{"op": "heartbeat", "source": source, "at": at.isoformat()}])
+        return futs[0]
 
     def count_intake(self, feed: str, accepted: int, dead: int) -> None:
         c = self.intake.setdefault(feed, [0, 0])
@@ -164,7 +167,7 @@ class AlertWiring:
     def _restore(self) -> None:
         if self.loaded:
             return
-        snap = self.table.get(ENGINE_KEY)
+        snap = self.durable.get(ENGINE_KEY)
         if isinstance(snap, dict):
             self.engine.from_state(snap.get("state") or {})
             self.offset = int(snap.get("offset", -1))
@@ -222,10 +225,12 @@ class AlertWiring:
             try:
                 async with self.lock:
                     await self.step(events)
-            except Exception:
+            except Exception as exc:  # outputs or snapshot not delivered: stop uncommitted
                 self.counts["errors"] += 1
                 metrics.AGENT_ERRORS.labels(agent="alerts-engine").inc()
-                log.exception("alerts.step_error", n=len(events))
+                log.exception("alerts.step_failed", n=len(events))
+                await self.app.crash(exc)
+                return
 
     async def step(self, events: list[Any]) -> None:
         self._restore()
@@ -242,7 +247,7 @@ class AlertWiring:
             try:
                 item = orjson.loads(event.value)
                 produced.extend(self._apply(item))
-            except (KeyError, ValueError, TypeError) as exc:
+            except Exception as exc:  # one bad input never stops the engine
                 self.counts["errors"] += 1
                 log.warning("alerts.bad_input", offset=off, error=str(exc)[:200])
         futures = [await self.alerts_topic.send(key=e.key(), value=e.to_json())
@@ -258,8 +263,9 @@ class AlertWiring:
         metrics.ACTIVE_ALERTS.set(len(self.engine.active_alerts()))
         if last > self.offset:
             self.offset = last
-            self.table[ENGINE_KEY] = {"offset": last, "clock": self.event_clock,
-                                      "state": self.engine.to_state()}
+            self.durable.set_at(ENGINE_KEY, {"offset": last, "clock": self.event_clock,
+                                             "state": self.engine.to_state()}, 0)
+            await self.durable.drain()
 
 
 def _jsonable(data: Any) -> Any:

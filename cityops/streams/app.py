@@ -47,6 +47,7 @@ from cityops.streams.aggregators import (
 )
 from cityops.streams.alerting import incident_observation, observations_from
 from cityops.streams.dedup import Deduplicator
+from cityops.streams.durable import DurableTable
 from cityops.streams.pipeline import (
     ENRICH_HEADER,
     ORIGIN_HEADER,
@@ -73,24 +74,6 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def pin_partitions(table: Any) -> dict[str, int]:
-    """Let a Faust table write a key's changelog to a chosen partition.
-
-    Faust sends a table write to the partition of the event being processed, which is
-    wrong for writes made for another partition (batch steps, timers, evictions). The
-    returned dict maps key → partition; keys not in it fall back to Faust's behaviour.
-    """
-    hints: dict[str, int] = {}
-    original = table.partition_for_key
-
-    def partition_for_key(key: Any) -> int | None:
-        part = hints.get(key)
-        return part if part is not None else original(key)
-
-    table.partition_for_key = partition_for_key
-    return hints
-
-
 def make_app(settings: Settings) -> faust.App:
     """A Faust app configured from settings (memory store, raw bytes, acks=all)."""
     data = (settings.data_dir / "worker" / settings.worker_id).resolve()
@@ -108,6 +91,9 @@ def make_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_588),
         broker_commit_interval=settings.worker_commit_interval_s,
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 4),
+        broker_rebalance_timeout=settings.worker_session_timeout_s,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=True,
         stream_publish_on_commit=False,
@@ -154,7 +140,12 @@ async def send_record(topic: Any, record: Any) -> Any:
 
 
 class Stage1:
-    """``raw.<feed>`` → ``clean.<feed>`` / ``dlq``: the validation agent of one feed."""
+    """``raw.<feed>`` → ``clean.<feed>`` / ``dlq``: the validation agent of one feed.
+
+    Records are handled in steps of up to ``CITYOPS_WORKER_BATCH_MAX``: every output and
+    dedup-table write of a step is awaited (delivered) before the step's offsets are
+    acknowledged to Faust, so a commit never runs ahead of what it depends on.
+    """
 
     def __init__(self, feed: str, settings: Settings, registry: Registry, app: faust.App,
                  topics: Topics, alerting: Any | None = None) -> None:
@@ -165,14 +156,15 @@ class Stage1:
         self.alerting = alerting  # streams.alerting.AlertWiring
         self.table = app.Table(f"dedup-{feed}", default=None,
                                partitions=settings.topic_partitions)
-        self.hints = pin_partitions(self.table)
-        self.store = OriginStore(self.table, on_delete=self._hint)
+        self.durable = DurableTable(self.table)
+        self.store = OriginStore(self.durable, on_delete=self._delete_partition)
         self.dedup = Deduplicator(settings.stream_dedup_horizon_s, self.store)
         self.counts = {"in": 0, "clean": 0, "dead": 0, "duplicate": 0, "replayed": 0}
         app.agent(topics.raw[feed], name=f"validate-{feed}")(self.agent)
 
-    def _hint(self, key: str, partition: int) -> None:
-        self.hints[key] = partition
+    def _delete_partition(self, key: str, partition: int) -> None:
+        # an evicted id's tombstone goes to the partition its entry was written to
+        self.durable.partition = partition
 
     def ctx(self) -> ValidationContext:
         return ValidationContext(registry=self.registry,
@@ -181,22 +173,30 @@ class Stage1:
 
     async def agent(self, stream: Any) -> None:
         ctx = self.ctx()
-        async for event in stream.events():
-            msg = event.message
-            origin = Origin(msg.topic, msg.partition, msg.offset)
-            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
-            try:
-                await self.handle(raw, msg.key, origin, ctx)
-            except Exception as exc:  # never let one record end the stream
-                metrics.AGENT_ERRORS.labels(agent=f"validate-{self.feed}").inc()
-                log.exception("stream.validate_error", feed=self.feed, origin=str(origin))
-                with contextlib.suppress(Exception):
-                    await send_record(self.topics.dlq, dead_letter(
-                        self.feed, raw, msg.key, origin, "invalid",
-                        f"internal: {type(exc).__name__}: {exc}", "", now_utc()))
+        async for events in stream.take_events(self.settings.worker_batch_max,
+                                               within=self.settings.worker_batch_s):
+            futures: list[Any] = []
+            for event in events:
+                msg = event.message
+                origin = Origin(msg.topic, msg.partition, msg.offset)
+                raw = (event.value if isinstance(event.value, bytes)
+                       else bytes(event.value or b""))
+                try:
+                    await self.handle(raw, msg.key, origin, ctx, futures)
+                except Exception as exc:  # never let one record end the stream
+                    metrics.AGENT_ERRORS.labels(agent=f"validate-{self.feed}").inc()
+                    log.exception("stream.validate_error", feed=self.feed, origin=str(origin))
+                    with contextlib.suppress(Exception):
+                        futures.append(await send_record(self.topics.dlq, dead_letter(
+                            self.feed, raw, msg.key, origin, "invalid",
+                            f"internal: {type(exc).__name__}: {exc}", "", now_utc())))
+            # outputs and dedup entries delivered before the offsets may be committed;
+            # if this raises, the agent crashes and the worker stops uncommitted (replay)
+            await asyncio.gather(*futures)
+            await self.durable.drain()
 
     async def handle(self, raw: bytes, key: bytes | None, origin: Origin,
-                     ctx: ValidationContext) -> None:
+                     ctx: ValidationContext, futures: list[Any]) -> None:
         self.counts["in"] += 1
         metrics.EVENTS_IN.labels(feed=self.feed).inc()
         received = now_utc()
@@ -205,7 +205,7 @@ class Stage1:
         if judged.dead is not None:
             self.counts["dead"] += 1
             metrics.DEAD_LETTERS.labels(feed=self.feed, reason=judged.dead.reason).inc()
-            await send_record(self.topics.dlq, judged.dead)
+            futures.append(await send_record(self.topics.dlq, judged.dead))
             if self.alerting is not None:
                 self.alerting.count_intake(self.feed, 0, 1)
             return
@@ -213,6 +213,7 @@ class Stage1:
         assert ev is not None
         here = (origin.partition, origin.offset)
         self.store.current = here
+        self.durable.partition = origin.partition
         if self.store.origin(ev.event_id) == here:
             # the same record again: a replay after a restart, not a duplicate
             self.counts["replayed"] += 1
@@ -221,20 +222,22 @@ class Stage1:
             self.counts["duplicate"] += 1
             metrics.DUPLICATES.labels(feed=self.feed).inc()
             metrics.DEAD_LETTERS.labels(feed=self.feed, reason="duplicate").inc()
-            await send_record(self.topics.dlq, dead_letter(
+            futures.append(await send_record(self.topics.dlq, dead_letter(
                 self.feed, raw, key, origin, "duplicate",
                 f"event_id {ev.event_id} already seen within "
-                f"{self.settings.stream_dedup_horizon_s:.0f} s", "event_id", received))
+                f"{self.settings.stream_dedup_horizon_s:.0f} s", "event_id", received)))
             return
         headers = [(ORIGIN_HEADER, origin.header()),
                    (ENRICH_HEADER, enrich_header(enrichment(ev, self.registry)))]
-        await self.topics.clean[self.feed].send(
-            key=aggregation_key(ev).encode(), value=ev.to_json(), headers=headers)
+        futures.append(await self.topics.clean[self.feed].send(
+            key=aggregation_key(ev).encode(), value=ev.to_json(), headers=headers))
         self.counts["clean"] += 1
         metrics.EVENTS_OUT.labels(feed=self.feed).inc()
         if self.alerting is not None:
             self.alerting.count_intake(self.feed, 1, 0)
-            await self.alerting.heartbeat(ev.source, ev.event_time)
+            fut = await self.alerting.heartbeat(ev.source, ev.event_time)
+            if fut is not None:
+                futures.append(fut)
 
 
 # ============================================================================================
@@ -317,10 +320,13 @@ class Stage2:
         self.state = FeedState(feed, settings, registry)
         self.table = app.Table(f"state-{feed}", default=None,
                                partitions=settings.topic_partitions)
-        self.hints = pin_partitions(self.table)
+        self.durable = DurableTable(self.table)
+        self.partitions: dict[str, int] = {}  # unit → its clean partition
         self.lock = asyncio.Lock()
-        self.counts = {"in": 0, "records": 0, "late": 0, "replayed": 0, "ignored": 0}
+        self.counts = {"in": 0, "records": 0, "late": 0, "replayed": 0, "ignored": 0,
+                       "errors": 0}
         self.model = FEED_MODELS[feed]
+        self.app = app
         app.agent(topics.clean[feed], name=f"aggregate-{feed}")(self.agent)
 
     async def agent(self, stream: Any) -> None:
@@ -329,14 +335,16 @@ class Stage2:
             try:
                 async with self.lock:
                     await self.step(events)
-            except Exception:
+            except Exception as exc:  # outputs or state not delivered: stop uncommitted
                 metrics.AGENT_ERRORS.labels(agent=f"aggregate-{self.feed}").inc()
-                log.exception("stream.aggregate_error", feed=self.feed, n=len(events))
+                log.exception("stream.aggregate_failed", feed=self.feed, n=len(events))
+                await self.app.crash(exc)
+                return
 
     def _load(self, unit: str, partition: int) -> None:
         if unit not in self.state.loaded:
-            self.state.restore(unit, self.table.get(unit))
-        self.hints[unit] = partition
+            self.state.restore(unit, self.durable.get(unit))
+        self.partitions[unit] = partition
 
     async def step(self, events: list[Any]) -> None:
         out = Applied()
@@ -359,7 +367,15 @@ class Stage2:
                 self.counts["replayed"] += 1
                 metrics.REPLAYED.labels(stage="aggregate", feed=self.feed).inc()
                 continue
-            outcome = self.state.apply(unit, ev, emitted_at)
+            try:
+                outcome = self.state.apply(unit, ev, emitted_at)
+            except Exception:  # a domain bug on one event: count it, never stall the stream
+                self.counts["errors"] += 1
+                metrics.AGENT_ERRORS.labels(agent=f"aggregate-{self.feed}").inc()
+                log.exception("stream.aggregate_event_error", feed=self.feed,
+                              event_id=ev.event_id)
+                guard.mark(origin)
+                continue
             guard.mark(origin)
             out.dirty.add(unit)
             if outcome.accepted:
@@ -399,10 +415,13 @@ class Stage2:
         if out.late:
             metrics.LATE_EVENTS.labels(feed=self.feed).inc(len(out.late))
         if out.observations and self.observe is not None:
-            await self.observe(out.observations)
+            obs_futures = await self.observe(out.observations)
+            if obs_futures:
+                await asyncio.gather(*obs_futures)
         for unit in out.dirty:
-            part = self.hints[unit]
-            self.table[unit] = self.state.snapshot(unit, part)
+            part = self.partitions[unit]
+            self.durable.set_at(unit, self.state.snapshot(unit, part), part)
+        await self.durable.drain()  # state in the changelog before the offsets are acked
 
     async def close_idle(self, wall_now: datetime) -> int:
         """Close footfall windows that no event will close (idle zones); wall-clock timer."""
@@ -410,7 +429,7 @@ class Stage2:
         if agg is None:
             return 0
         async with self.lock:
-            for unit, snap in list(self.table.items()):
+            for unit, snap in list(self.durable.items()):
                 if unit not in self.state.loaded and isinstance(snap, dict):
                     self._load(unit, int(snap.get("p", 0)))
             cutoff = wall_now - timedelta(seconds=self.settings.stream_allowed_lateness_s

@@ -163,6 +163,9 @@ class WarehouseSink:
             max_poll_interval_ms=30 * 60 * 1000,
             fetch_max_wait_ms=100,
             metadata_max_age_ms=30_000,
+            session_timeout_ms=int(self.settings.worker_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, self.settings.worker_session_timeout_s / 4)
+                                      * 1000),
         )
 
     def _run(self) -> None:
