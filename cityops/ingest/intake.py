@@ -229,6 +229,17 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
         headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
         return _json(body, status, headers=headers)
 
+    def busy() -> Response | None:
+        """503 before reading the body when the pending bound is already reached, so a slow
+        Kafka holds clients back instead of their request bodies piling up here."""
+        if intake.stats.pending < settings.intake_max_pending:
+            return None
+        with intake._lock:
+            intake.stats.throttled += 1
+        return answer(503, {"error": "busy", "detail": f"{intake.stats.pending} records "
+                            f"await Kafka; retry after {RETRY_AFTER_S} s",
+                            "pending": intake.stats.pending})
+
     def too_many(n: int) -> Response:
         return _json({"error": "too_many_records", "detail": f"{n} records > limit "
                                f"{settings.intake_max_batch} per request"}, 413)
@@ -240,6 +251,9 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
         if feed not in FEED_MODELS:
             return _json({"error": "unknown_feed", "detail": f"{feed!r} (allowed: "
                                    f"{', '.join(FEED_MODELS)})"}, 404)
+        refused = busy()
+        if refused is not None:
+            return refused
         try:
             body = await _read_body(request, settings.intake_max_body_bytes)
         except _TooLarge:
@@ -260,6 +274,9 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
     async def post_entities(request: Request) -> Response:
         with intake._lock:
             intake.stats.requests += 1
+        refused = busy()
+        if refused is not None:
+            return refused
         try:
             body = await _read_body(request, settings.intake_max_body_bytes)
         except _TooLarge:

@@ -237,7 +237,8 @@ class FeedProducer:
             fut.get(timeout=timeout_s)
             return None
         except kerr.KafkaTimeoutError as exc:
-            return "KafkaTimeoutError" if fut.is_done else f"not_acknowledged_in_time ({exc})"
+            del exc
+            return "KafkaTimeoutError" if fut.is_done else "ack_timeout"
         except kerr.KafkaError as exc:
             return _reason(exc)
 
