@@ -38,7 +38,8 @@ def _stats_table(title: str, rows: dict[str, Any]) -> Table:
 
 def simulate(
     feeds: str = typer.Option(",".join(FEEDS), "--feeds", help="Comma-separated feeds."),
-    rate: float = typer.Option(0.0, "--rate", help="Cap on events/s (0 = no cap)."),
+    rate: float = typer.Option(0.0, "--rate", help="Target events/s (a cap with --speed or "
+                               "--start; alone: the recent past replayed at this rate)."),
     duration: float = typer.Option(0.0, "--duration", help="Wall-clock seconds to run "
                                    "(0 = until the range ends / Ctrl-C)."),
     speed: float = typer.Option(0.0, "--speed", help="Simulated seconds per wall second "
@@ -56,7 +57,7 @@ def simulate(
 ) -> None:
     """Simulate the district's feeds into Kafka (raw topics) or a JSON-lines file."""
     from cityops.ingest.producer import FeedProducer, interrupt_guard
-    from cityops.ingest.run import plan_range, run
+    from cityops.ingest.run import events_per_sim_second, plan_range, run
     from cityops.ingest.simulate import FaultPlan, Simulation
 
     settings = settings_or_exit()
@@ -65,16 +66,19 @@ def simulate(
     chosen = [f.strip() for f in feeds.split(",") if f.strip()]
     try:
         plan = FaultPlan.parse(faults)
+        probe = Simulation(registry, seed=0, start=datetime.now(tz), end=None, feeds=chosen)
         first, last, pace = plan_range(
             now=datetime.now(tz), start=_when(start, tz, "--start"), end=_when(end, tz, "--end"),
-            speed=speed or None, duration_s=duration or None)
+            speed=speed or None, duration_s=duration or None, rate=rate or None,
+            events_per_s=events_per_sim_second(probe))
         if first is not None and last is None and not duration and pace is None:
             fail("--start without --end needs --duration or --speed")
         sim = Simulation(registry, seed=settings.ingest_seed if seed < 0 else seed, start=first,
                          end=last, feeds=chosen, faults=plan)
     except CityopsError as exc:
         fail(str(exc))
-    mode = "as fast as possible" if pace is None else (
+    mode = (f"rate-driven, {rate:g} events/s" if rate else "as fast as possible") \
+        if pace is None else (
         "real time" if pace == 1 else f"accelerated ×{pace:g}")
     console.print(f"simulating {', '.join(sim.feeds)} from {first.isoformat()} to "
                   f"{last.isoformat() if last else '(open end)'}, {mode}, seed {sim.seed}"

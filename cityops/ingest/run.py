@@ -4,7 +4,8 @@
 * accelerated — ``speed`` simulated seconds per wall second (``--speed 60``: an hour a
   minute); without an explicit start the run replays the recent past and ends at "now", so
   no event is from the future;
-* as fast as possible — a historical ``start``/``end`` range with no pacing (``speed`` None).
+* as fast as possible — a historical ``start``/``end`` range with no pacing (``speed`` None);
+* rate-driven — only a ``rate``: the recent past (ending now) replayed at that many events/s.
 
 A ``rate`` caps events per second in every mode; ``duration_s`` caps the wall-clock time.
 """
@@ -40,14 +41,38 @@ class RunSummary:
                 "stopped_early": self.stopped_early}
 
 
+def events_per_sim_second(sim: Simulation) -> float:
+    """Roughly how many events one simulated second yields (from the registry cadences)."""
+    reg = sim.registry
+    per_s = 0.0
+    if "footfall" in sim.feeds:
+        per_s += sum(1 / c.cadence_s for c in reg.counters.values())
+    if "parking" in sim.feeds:
+        per_s += sum(1 / c.cadence_s for c in reg.carparks.values())
+    if "air" in sim.feeds:
+        per_s += sum(1 / (3600 if s.kind == "national" else s.cadence_s)
+                     for s in reg.stations.values())
+    if "incidents" in sim.feeds:
+        per_s += len(reg.zones) * 4 * 0.1 / 3600  # a few lifecycles per zone and hour
+    return max(per_s, 1e-6)
+
+
 def plan_range(*, now: datetime, start: datetime | None, end: datetime | None,
-               speed: float | None, duration_s: float | None
+               speed: float | None, duration_s: float | None, rate: float | None = None,
+               events_per_s: float | None = None
                ) -> tuple[datetime, datetime | None, float | None]:
-    """(start, end, speed) for the CLI's options; see the module docstring."""
+    """(start, end, speed) for the CLI's options; see the module docstring.
+
+    With a ``rate`` and neither ``start`` nor ``speed``, the run is rate-driven: it replays
+    enough of the recent past (ending now) to send ``rate`` events/s for ``duration_s``
+    (``events_per_s`` = events per simulated second), as fast as the rate allows."""
     if start is not None:
         if end is None and duration_s is not None:
             end = start + timedelta(seconds=duration_s * (speed or 1.0)) if speed else None
         return start, end, speed
+    if rate and not speed and events_per_s:
+        span = timedelta(seconds=rate * (duration_s or 3600.0) / events_per_s)
+        return (now - span).replace(microsecond=0), now.replace(microsecond=0), None
     speed = speed or 1.0
     if speed == 1.0:
         start = now.replace(microsecond=0)

@@ -64,6 +64,10 @@ def test_plan_range_modes():
     start, end, speed = plan_range(now=now, start=None, end=None, speed=60, duration_s=120)
     assert speed == 60 and end == now.replace(microsecond=0)
     assert end - start == timedelta(hours=2)
+    # rate-driven: enough of the recent past for rate × duration events, ending now
+    start, end, speed = plan_range(now=now, start=None, end=None, speed=None, duration_s=60,
+                                   rate=500, events_per_s=1.0)
+    assert speed is None and end - start == timedelta(seconds=30_000)
     # historical range: as fast as possible
     s0 = datetime(2025, 10, 1, tzinfo=TZ)
     assert plan_range(now=now, start=s0, end=s0 + timedelta(days=1), speed=None,
