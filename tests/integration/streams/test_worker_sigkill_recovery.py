@@ -40,7 +40,8 @@ def _expected_windows(events: list[dict[str, Any]]) -> pd.DataFrame:
     """Independent computation: every window holding an event (the flush reports, 900 s after
     the last one, move each zone's event time past all their ends)."""
     df = pd.DataFrame(events)
-    df["ts"] = pd.to_datetime(df["event_time"], format="ISO8601", utc=True).map(lambda t: t.timestamp())
+    times = pd.to_datetime(df["event_time"], format="ISO8601", utc=True)
+    df["ts"] = times.map(lambda t: t.timestamp())
     rows = []
     for zone, g in df.groupby("zone_id"):
         for name, size, step in (("tumbling_1m", 60, 60), ("hopping_5m", 300, 60)):

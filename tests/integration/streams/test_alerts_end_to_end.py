@@ -1,0 +1,95 @@
+"""An alert scenario end to end: parking events through Kafka and the worker's aggregation and
+alert engine into the warehouse ``alerts`` table — a rise fires once, flapping around the
+threshold fires nothing more, ``cityops alerts ack`` acknowledges through the worker's HTTP
+API, and the clear arrives once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from streams_harness import CITYOPS, Producer, WorkerProc, wait_until
+
+pytestmark = pytest.mark.integration
+
+CARPARK, CAPACITY = "cp_wfc", 650
+T0 = (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
+
+# seconds after T0 → occupied spaces (rate = occupied / 650); rule carpark_full fires at
+# ≥ 0.95 held 120 s and clears below 0.90 held 300 s (streams/alerts/rules.yaml)
+RISE = [(0, 520), (60, 624), (120, 631), (180, 624)]  # 0.80, 0.96, 0.971, 0.96 → fire at 180
+FLAP = [(240, 605), (300, 624), (360, 598), (420, 618)]  # 0.931 ↔ 0.96: stays one alert
+CLEAR = [(480 + 60 * i, 546) for i in range(6)]  # 0.84 from 480 to 780 s → clear at 780
+
+
+def _send(prod: Producer, points: list[tuple[int, int]]) -> None:
+    for sec, occ in points:
+        prod.send("parking", {
+            "event_id": f"{CARPARK}-{sec}", "source": CARPARK, "carpark_id": CARPARK,
+            "capacity": CAPACITY, "occupied": occ,
+            "event_time": (T0 + timedelta(seconds=sec)).isoformat()})
+    prod.flush()
+
+
+def _alert_rows(worker: WorkerProc) -> list[list[Any]]:
+    return worker.sql(
+        "SELECT seq, kind, state, severity, actor FROM alerts FINAL "
+        f"WHERE rule_id = 'carpark_full' AND subject = '{CARPARK}' ORDER BY seq")
+
+
+def _cli(worker: WorkerProc, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CITYOPS, *args], env=worker.env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_rise_flap_ack_clear_produce_each_alert_event_once(make_worker: Any,
+                                                           kafka_broker: str) -> None:
+    worker: WorkerProc = make_worker(CITYOPS_ALERT_TICK_S="0.5")
+    prod = Producer(kafka_broker, worker.prefix)
+
+    _send(prod, RISE)
+    wait_until(lambda: len(_alert_rows(worker)) >= 1, timeout=60, what="the alert to fire")
+    listed = _cli(worker, "alerts", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    mine = [a for a in json.loads(listed.stdout)
+            if a["rule_id"] == "carpark_full" and a["subject"] == CARPARK]
+    assert len(mine) == 1 and mine[0]["state"] == "active_unack"
+    alert_id = mine[0]["alert_id"]
+
+    _send(prod, FLAP)
+    wait_until(lambda: worker.health()["aggregate"]["parking"]["in"] >= 8, what="flapping")
+    ack = _cli(worker, "alerts", "ack", alert_id, "--by", "duty-officer-07")
+    assert ack.returncode == 0, ack.stderr + ack.stdout
+    assert "acknowledged" in ack.stdout
+    again = _cli(worker, "alerts", "ack", alert_id, "--by", "duty-officer-07")
+    assert again.returncode == 0 and "already acknowledged" in again.stdout
+
+    _send(prod, CLEAR)
+    wait_until(lambda: len(_alert_rows(worker)) >= 3, timeout=60, what="the clear")
+    prod.close()
+    wait_until(lambda: worker.health()["aggregate"]["parking"]["in"] >= 14, what="all in")
+
+    assert _alert_rows(worker) == [
+        [1, "fired", "active_unack", "warning", None],
+        [2, "acknowledged", "active_ack", "warning", "duty-officer-07"],
+        [3, "cleared", "cleared_ack", "warning", None],
+    ]
+    assert worker.scalar(
+        "SELECT count(DISTINCT alert_id) FROM alerts FINAL WHERE rule_id = 'carpark_full'") == 1
+    fired_at = worker.scalar(
+        "SELECT toUnixTimestamp(event_time) FROM alerts FINAL "
+        "WHERE rule_id = 'carpark_full' AND kind = 'fired'")
+    assert fired_at == int((T0 + timedelta(seconds=180)).timestamp())
+    # the closed alert is no longer listed; an unknown id is a clear error
+    assert all(a["alert_id"] != alert_id for a in httpx_alerts(worker))
+    missing = _cli(worker, "alerts", "ack", "no-such-alert", "--by", "x")
+    assert missing.returncode == 1 and "no-such-alert" in missing.stderr
+
+
+def httpx_alerts(worker: WorkerProc) -> list[dict[str, Any]]:
+    import httpx
+
+    return httpx.get(f"{worker.url}/alerts", timeout=10).json()["alerts"]
