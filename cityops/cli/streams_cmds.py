@@ -78,9 +78,47 @@ def _register_aqi(app: typer.Typer) -> None:
 # ============================================================================================
 
 
+def _supervise(args: list[str]) -> int:
+    """Run the worker as a child; restart it when it exits for a replay (status 75)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from cityops.streams.durable import EXIT_REPLAY
+
+    exe = Path(sys.executable).with_name("cityops")
+    cmd = [str(exe) if exe.exists() else "cityops", "worker", "--no-supervise", *args]
+    stopping = False
+    child: subprocess.Popen | None = None
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    restarts = 0
+    while True:
+        child = subprocess.Popen(cmd)
+        rc = child.wait()
+        if stopping or rc != EXIT_REPLAY:
+            return rc
+        restarts += 1
+        console.print(f"worker stopped itself to replay skipped records; restart {restarts}",
+                      highlight=False)
+        time.sleep(min(5.0, 0.5 * restarts))
+
+
 def worker_command(
     sink: bool = typer.Option(True, "--sink/--no-sink",
                               help="Run the warehouse sink in this process."),
+    supervise: bool = typer.Option(True, "--supervise/--no-supervise",
+                                   help="Restart the worker when it stops itself for a "
+                                   "replay (exit status 75)."),
 ) -> None:
     """Run the streams worker: Faust agents, alert engine, warehouse sink, web endpoints.
 
@@ -91,6 +129,8 @@ def worker_command(
     from cityops.cli.common import registry_or_exit, settings_or_exit
     from cityops.exceptions import CityopsError
 
+    if supervise:
+        raise typer.Exit(_supervise([] if sink else ["--no-sink"]))
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
     try:

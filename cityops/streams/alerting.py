@@ -38,7 +38,7 @@ from cityops.core.settings import Settings
 from cityops.streams import metrics
 from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError
 from cityops.streams.alerts.rules import INCIDENT_SEVERITY_RANK, RuleSet
-from cityops.streams.durable import DurableTable
+from cityops.streams.durable import DurableTable, OffsetGapGuard, stop_for_replay
 from cityops.streams.records import (
     AirQualityIndex,
     AlertEvent,
@@ -107,6 +107,7 @@ class AlertWiring:
         self.last_heartbeat: dict[str, float] = {}
         self.intake: dict[str, list[int]] = {}
         self.counts = {"inputs": 0, "events": 0, "replayed": 0, "errors": 0}
+        self.gaps = OffsetGapGuard("alerts-engine", stop_for_replay)
         app.agent(self.input, name="alerts-engine")(self.agent)
         app.timer(settings.alert_tick_s)(self.on_timer)
 
@@ -238,6 +239,7 @@ class AlertWiring:
         last = self.offset
         for event in events:
             off = event.message.offset
+            self.gaps.check(event.message.topic, event.message.partition, off)
             if off <= self.offset:
                 self.counts["replayed"] += 1
                 metrics.REPLAYED.labels(stage="alerts", feed="-").inc()

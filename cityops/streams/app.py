@@ -47,7 +47,7 @@ from cityops.streams.aggregators import (
 )
 from cityops.streams.alerting import incident_observation, observations_from
 from cityops.streams.dedup import Deduplicator
-from cityops.streams.durable import DurableTable
+from cityops.streams.durable import DurableTable, OffsetGapGuard, stop_for_replay
 from cityops.streams.pipeline import (
     ENRICH_HEADER,
     ORIGIN_HEADER,
@@ -160,6 +160,7 @@ class Stage1:
         self.store = OriginStore(self.durable, on_delete=self._delete_partition)
         self.dedup = Deduplicator(settings.stream_dedup_horizon_s, self.store)
         self.counts = {"in": 0, "clean": 0, "dead": 0, "duplicate": 0, "replayed": 0}
+        self.gaps = OffsetGapGuard(f"validate-{feed}", stop_for_replay)
         app.agent(topics.raw[feed], name=f"validate-{feed}")(self.agent)
 
     def _delete_partition(self, key: str, partition: int) -> None:
@@ -178,6 +179,7 @@ class Stage1:
             futures: list[Any] = []
             for event in events:
                 msg = event.message
+                self.gaps.check(msg.topic, msg.partition, msg.offset)
                 origin = Origin(msg.topic, msg.partition, msg.offset)
                 raw = (event.value if isinstance(event.value, bytes)
                        else bytes(event.value or b""))
@@ -327,6 +329,7 @@ class Stage2:
                        "errors": 0}
         self.model = FEED_MODELS[feed]
         self.app = app
+        self.gaps = OffsetGapGuard(f"aggregate-{feed}", stop_for_replay)
         app.agent(topics.clean[feed], name=f"aggregate-{feed}")(self.agent)
 
     async def agent(self, stream: Any) -> None:
@@ -351,6 +354,7 @@ class Stage2:
         emitted_at = now_utc()
         for event in events:
             msg = event.message
+            self.gaps.check(msg.topic, msg.partition, msg.offset)
             self.counts["in"] += 1
             try:
                 ev = self.model.model_validate_json(event.value)

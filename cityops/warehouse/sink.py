@@ -188,7 +188,19 @@ class WarehouseSink:
     def _loop(self) -> None:
         batch = Batch()
         last_lag = 0.0
+        assigned_at = time.monotonic()
         while not self._stop.is_set():
+            if self._consumer.assignment():
+                assigned_at = time.monotonic()
+            elif (batch.n_msgs == 0 and time.monotonic() - assigned_at
+                  > 3 * self.settings.worker_session_timeout_s + 5):
+                # a consumer that lost its group membership for good (seen with kafka-python
+                # 3.0 after a member of the group was killed): start a fresh one
+                log.warning("sink.no_assignment_reconnect")
+                metrics.SINK_ERRORS.labels(code="no_assignment").inc()
+                self._reconnect()
+                assigned_at = time.monotonic()
+                continue
             wait_ms = 100
             if batch.started is not None:
                 left = self.batch_s - (time.monotonic() - batch.started)
@@ -211,6 +223,13 @@ class WarehouseSink:
                 last_lag = time.monotonic()
         if batch.n_msgs:
             self._flush(batch)
+
+    def _reconnect(self) -> None:
+        try:
+            self._consumer.close(autocommit=False)
+        except Exception:
+            log.warning("sink.close_failed")
+        self._consumer = self._consumer_factory()
 
     def _add(self, batch: Batch, topic: str, msg: Any) -> None:
         value = msg.value

@@ -73,9 +73,9 @@ def test_rise_flap_ack_clear_produce_each_alert_event_once(make_worker: Any,
     wait_until(lambda: worker.health()["aggregate"]["parking"]["in"] >= 14, what="all in")
 
     assert _alert_rows(worker) == [
-        [1, "fired", "active_unack", "warning", None],
-        [2, "acknowledged", "active_ack", "warning", "duty-officer-07"],
-        [3, "cleared", "cleared_ack", "warning", None],
+        [0, "fired", "active_unack", "warning", None],
+        [1, "acknowledged", "active_ack", "warning", "duty-officer-07"],
+        [2, "cleared", "cleared_ack", "warning", None],
     ]
     assert worker.scalar(
         "SELECT count(DISTINCT alert_id) FROM alerts FINAL WHERE rule_id = 'carpark_full'") == 1
