@@ -269,9 +269,13 @@ class FeedState:
         self.settings = settings
         self.registry = registry
         lateness = settings.stream_allowed_lateness_s
-        self.footfall = FootfallAggregator(registry, lateness) if feed == "footfall" else None
-        self.parking = ParkingAggregator() if feed == "parking" else None
-        self.air = AirQualityAggregator() if feed == "air" else None
+        tz = settings.tz
+        self.footfall = FootfallAggregator(
+            registry, lateness, presence_half_life_s=settings.footfall_presence_half_life_s,
+            reset_hour_local=settings.footfall_presence_reset_hour, tz=tz,
+        ) if feed == "footfall" else None
+        self.parking = ParkingAggregator(tz=tz) if feed == "parking" else None
+        self.air = AirQualityAggregator(tz=tz) if feed == "air" else None
         self.incidents: dict[int, IncidentAggregator] = {}
         self.guards: dict[str, ReplayGuard] = {}
         self.loaded: set[str] = set()
@@ -284,7 +288,7 @@ class FeedState:
         state = snap.get("state") or {}
         self.guards[unit] = ReplayGuard.from_state(snap.get("hw"))
         if self.feed == "incidents":
-            agg = IncidentAggregator()
+            agg = IncidentAggregator(tz=self.settings.tz)
             agg.from_state(state)
             self.incidents[int(unit[1:])] = agg
         elif state:

@@ -53,6 +53,17 @@ class StreamsWorker:
         if rules is None:
             rules_path = getattr(settings, "alert_rules", None)
             rules = load_rules(rules_path or None)
+        self.webhooks: Any = None
+        if dispatch is None and settings.alert_webhook_urls:
+            from cityops.streams.alerts.webhooks import WebhookDispatcher, WebhookTarget
+
+            self.webhooks = WebhookDispatcher(
+                [WebhookTarget.parse(u) for u in settings.alert_webhook_urls],
+                timeout_s=settings.alert_webhook_timeout_s,
+                attempts=settings.alert_webhook_attempts,
+                queue_size=settings.alert_webhook_queue_size)
+            dispatch = self.webhooks.offer
+            self.app.task(self._start_webhooks)
         self.alerting = AlertWiring(settings, registry, rules, self.app, self.topics.alerts,
                                     dispatch=dispatch)
         self.stage1 = {f: Stage1(f, settings, registry, self.app, self.topics, self.alerting)
@@ -74,8 +85,16 @@ class StreamsWorker:
         log.info("worker.started", worker_id=self.settings.worker_id,
                  web=f"http://{self.settings.worker_web_host}:{self.settings.worker_web_port}")
 
+    async def _start_webhooks(self) -> None:
+        await self.webhooks.start()
+
     async def _on_shutdown(self, app: Any, **_: Any) -> None:
         self._running = False
+        if self.webhooks is not None:
+            try:
+                await self.webhooks.aclose()
+            except Exception:
+                log.exception("worker.webhooks_close_failed")
         for svc in self.services:
             try:
                 svc.stop()
@@ -136,10 +155,20 @@ class StreamsWorker:
             "validate": {f: s.counts for f, s in self.stage1.items()},
             "aggregate": {f: s.counts for f, s in self.stage2.items()},
             "alerts": self.alerting.counts,
+            **({"webhooks": {u: vars(st) for u, st in self.webhooks.stats.items()}}
+               if self.webhooks is not None else {}),
             **({"sink": extra} if extra else {}),
         }
 
     def refresh_gauges(self) -> None:
+        if self.webhooks is not None:
+            from urllib.parse import urlparse
+
+            for url, st in self.webhooks.stats.items():
+                host = urlparse(url).hostname or "?"
+                for outcome in ("delivered", "failed", "dropped"):
+                    metrics.WEBHOOK_DELIVERIES.labels(webhook=host, outcome=outcome).set(
+                        getattr(st, outcome))
         if self.alerting.loaded:
             metrics.ACTIVE_ALERTS.set(len(self.alerting.engine.active_alerts()))
 

@@ -89,23 +89,7 @@ def build_worker(settings: Settings, registry: Registry,
 
     return StreamsWorker(settings, registry, services=[sink],
                          sql_handler=sql_handler(wh) if embedded else None,
-                         dispatch=_webhook_dispatch(settings), health_extra=sink_health)
-
-
-def _webhook_dispatch(settings: Settings) -> Any:
-    """C's webhook dispatcher when configured (non-blocking submit), else None."""
-    try:
-        from cityops.streams.alerts import webhooks
-    except ImportError:
-        return None
-    factory = getattr(webhooks, "dispatcher_from_settings", None)
-    if factory is None:
-        return None
-    dispatcher = factory(settings)
-    if dispatcher is None:
-        return None
-    submit = getattr(dispatcher, "submit", None)
-    return submit
+                         health_extra=sink_health)
 
 
 def latest_alerts(settings: Settings, include_all: bool = False) -> list[dict[str, Any]]:

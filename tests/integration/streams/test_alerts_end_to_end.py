@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,6 +26,47 @@ T0 = (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
 RISE = [(0, 520), (60, 624), (120, 631), (180, 624)]  # 0.80, 0.96, 0.971, 0.96 → fire at 180
 FLAP = [(240, 605), (300, 624), (360, 598), (420, 618)]  # 0.931 ↔ 0.96: stays one alert
 CLEAR = [(480 + 60 * i, 546) for i in range(6)]  # 0.84 from 480 to 780 s → clear at 780
+
+
+class Receiver:
+    """A real HTTP server standing in for a generic JSON webhook and a WeCom bot."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.posts.append((self.path, json.loads(body)))
+                reply = b'{"errcode": 0, "errmsg": "ok"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def json_kinds(self) -> list[str]:
+        return [b["kind"] for p, b in self.posts
+                if p == "/json" and b.get("rule_id") == "carpark_full"]
+
+    def wecom_texts(self) -> list[str]:
+        return [b["markdown"]["content"] for p, b in self.posts
+                if p == "/wecom" and CARPARK in b["markdown"]["content"]]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
 
 
 def _send(prod: Producer, points: list[tuple[int, int]]) -> None:
@@ -46,8 +90,11 @@ def _cli(worker: WorkerProc, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_rise_flap_ack_clear_produce_each_alert_event_once(make_worker: Any,
-                                                           kafka_broker: str) -> None:
-    worker: WorkerProc = make_worker(CITYOPS_ALERT_TICK_S="0.5")
+                                                           kafka_broker: str,
+                                                           receiver: Receiver) -> None:
+    hooks = json.dumps([f"json+{receiver.url}/json", f"wecom+{receiver.url}/wecom"])
+    worker: WorkerProc = make_worker(CITYOPS_ALERT_TICK_S="0.5",
+                                     CITYOPS_ALERT_WEBHOOK_URLS=hooks)
     prod = Producer(kafka_broker, worker.prefix)
 
     _send(prod, RISE)
@@ -83,6 +130,10 @@ def test_rise_flap_ack_clear_produce_each_alert_event_once(make_worker: Any,
         "SELECT toUnixTimestamp(event_time) FROM alerts FINAL "
         "WHERE rule_id = 'carpark_full' AND kind = 'fired'")
     assert fired_at == int((T0 + timedelta(seconds=180)).timestamp())
+    # both webhooks got each event of the alert exactly once, in order
+    wait_until(lambda: len(receiver.wecom_texts()) >= 3, what="webhook deliveries")
+    assert receiver.json_kinds() == ["fired", "acknowledged", "cleared"]
+    assert len(receiver.wecom_texts()) == 3
     # the closed alert is no longer listed; an unknown id is a clear error
     assert all(a["alert_id"] != alert_id for a in httpx_alerts(worker))
     missing = _cli(worker, "alerts", "ack", "no-such-alert", "--by", "x")
