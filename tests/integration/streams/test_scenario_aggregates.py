@@ -199,3 +199,19 @@ def test_incident_open_count_and_response_time(scenario: WorkerProc) -> None:
         "SELECT status, open_count, response_s FROM incident_stats FINAL "
         "WHERE incident_id = 'inc-1' ORDER BY event_time")
     assert rows == [["reported", 1, None], ["on_scene", 1, 300.0], ["resolved", 0, 300.0]]
+
+
+def test_cityops_sql_reads_through_the_worker_holding_the_embedded_warehouse(
+        scenario: WorkerProc) -> None:
+    import subprocess
+
+    from streams_harness import CITYOPS
+
+    done = subprocess.run(
+        [CITYOPS, "sql", "SELECT count() AS n FROM incident_stats FINAL", "--format", "csv"],
+        env=scenario.env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "3"
+    refused = subprocess.run([CITYOPS, "sql", "DROP TABLE alerts"], env=scenario.env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode != 0 and "read" in (refused.stderr + refused.stdout).lower()
