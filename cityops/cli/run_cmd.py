@@ -119,6 +119,8 @@ def run(
     console.print(f"warehouse {settings.effective_warehouse_url} migrated")
 
     env = dict(os.environ)
+    # replaying the past at speed: alert time (dead sensors, durations) follows event time
+    env.setdefault("CITYOPS_ALERT_CLOCK", "event")
     logs = settings.data_dir.resolve() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     worker_log = open(logs / "worker.log", "ab")  # noqa: SIM115 - the child's stdout

@@ -195,8 +195,8 @@ class Settings(BaseSettings):
     )
     stream_idle_close_s: float = Field(
         60.0, ge=0, le=86_400,
-        description="CITYOPS_STREAM_IDLE_CLOSE_S: a wall-clock timer closes windows of idle "
-        "zones this long after allowed lateness; 0 disables (deterministic replays)",
+        description="CITYOPS_STREAM_IDLE_CLOSE_S: a timer closes windows of idle "
+        "zones once the feed's event time is this far past their lateness; 0 disables",
     )
     alert_tick_s: float = Field(
         5.0, gt=0, le=3600, description="CITYOPS_ALERT_TICK_S: alert engine timer period"

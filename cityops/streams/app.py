@@ -334,6 +334,7 @@ class Stage2:
         self.model = FEED_MODELS[feed]
         self.app = app
         self.gaps = OffsetGapGuard(f"aggregate-{feed}", stop_for_replay)
+        self.stream_time: datetime | None = None  # newest event time applied (this process)
         app.agent(topics.clean[feed], name=f"aggregate-{feed}")(self.agent)
 
     async def agent(self, stream: Any) -> None:
@@ -386,6 +387,8 @@ class Stage2:
                 continue
             guard.mark(origin)
             out.dirty.add(unit)
+            if self.stream_time is None or ev.event_time > self.stream_time:
+                self.stream_time = ev.event_time
             if outcome.accepted:
                 out.records.extend(outcome.records)
                 out.observations.extend(observations_from(outcome.records))
@@ -431,17 +434,23 @@ class Stage2:
             self.durable.set_at(unit, self.state.snapshot(unit, part), part)
         await self.durable.drain()  # state in the changelog before the offsets are acked
 
-    async def close_idle(self, wall_now: datetime) -> int:
-        """Close footfall windows that no event will close (idle zones); wall-clock timer."""
+    async def close_idle(self) -> int:
+        """Close footfall windows of zones that went quiet (a timer calls this).
+
+        The cut-off is event time, not the wall clock: the newest event time of the feed
+        minus the allowed lateness minus ``CITYOPS_STREAM_IDLE_CLOSE_S``, so a replay of the
+        past at any speed closes windows exactly as real time would.
+        """
         agg = self.state.footfall
-        if agg is None:
+        if agg is None or self.stream_time is None:
             return 0
         async with self.lock:
             for unit, snap in list(self.durable.items()):
                 if unit not in self.state.loaded and isinstance(snap, dict):
                     self._load(unit, int(snap.get("p", 0)))
-            cutoff = wall_now - timedelta(seconds=self.settings.stream_allowed_lateness_s
-                                          + self.settings.stream_idle_close_s)
+            cutoff = self.stream_time - timedelta(
+                seconds=self.settings.stream_allowed_lateness_s
+                + self.settings.stream_idle_close_s)
             records = agg.close_all_until(cutoff, now_utc())
             out = Applied(records=records, observations=observations_from(records),
                           dirty=set(self.state.loaded))

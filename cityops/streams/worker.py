@@ -103,10 +103,9 @@ class StreamsWorker:
         web.remove_endpoint(self.settings)
 
     async def _close_idle(self) -> None:
-        now = datetime.now(UTC)
         for stage in self.stage2.values():
             try:
-                await stage.close_idle(now)
+                await stage.close_idle()
             except Exception:
                 log.exception("worker.close_idle_failed", feed=stage.feed)
 

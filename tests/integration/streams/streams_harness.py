@@ -120,7 +120,9 @@ class Producer:
         from kafka import KafkaProducer
 
         self.prefix = prefix
-        self.p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        # lz4 like the ingest producer (CITYOPS_INGEST_COMPRESSION): the worker must read it
+        self.p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                               compression_type="lz4")
 
     def send(self, feed: str, value: dict[str, Any] | bytes, key: str | None = None) -> None:
         data = value if isinstance(value, bytes) else json.dumps(value).encode()
