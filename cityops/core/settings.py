@@ -179,6 +179,11 @@ class Settings(BaseSettings):
         description="CITYOPS_WORKER_SESSION_TIMEOUT_S: consumer-group session timeout; a "
         "killed worker's partitions move (or return to it) after this long",
     )
+    worker_fetch_max_wait_ms: int = Field(
+        100, ge=10, le=5000,
+        description="CITYOPS_WORKER_FETCH_MAX_WAIT_MS: longest a worker fetch waits for data "
+        "(latency per hop; Faust's own default is 1500)",
+    )
     sink_batch_rows: int = Field(
         5000, ge=1, le=1_000_000, description="CITYOPS_SINK_BATCH_ROWS: rows per warehouse batch"
     )
