@@ -39,9 +39,12 @@ from cityops.core.settings import FEEDS, Settings
 from cityops.streams import metrics
 from cityops.streams.records import DERIVED_RECORDS
 from cityops.warehouse.exceptions import WarehouseError
+from cityops.warehouse.rows import FEED_TABLES
 
 log = structlog.get_logger(__name__)
 
+#: raw event tables: the ones rollup materialized views read on insert
+RAW_TABLES = frozenset(FEED_TABLES.values())
 #: topic suffix → derived record class
 RECORD_TOPICS = {cls.topic: cls for cls in DERIVED_RECORDS}
 
@@ -111,6 +114,7 @@ class SinkStats:
     messages: int = 0
     errors: int = 0
     skipped: int = 0
+    already_stored: int = 0
     last_batch_s: float = 0.0
     last_commit_at: float = 0.0
 
@@ -250,6 +254,10 @@ class WarehouseSink:
     def _flush(self, batch: Batch) -> None:
         started = time.monotonic()
         for table, rows in batch.rows.items():
+            if table in RAW_TABLES:
+                rows = self._without_stored(table, rows)
+                if not rows:
+                    continue
             self._insert(table, rows, batch_token(batch.ranges, table))
         self._commit(batch)
         took = time.monotonic() - started
@@ -266,27 +274,60 @@ class WarehouseSink:
         log.debug("sink.batch", rows=batch.n_rows, messages=batch.n_msgs,
                   seconds=round(took, 3))
 
-    def _insert(self, table: str, rows: list[dict[str, Any]], token: str) -> None:
+    def _without_stored(self, table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop events already stored, or repeated in the batch, before a raw-table insert.
+
+        Raw tables feed the rollup materialized views on insert. ReplacingMergeTree removes a
+        re-delivered event from the raw table at merge time, and the insert token skips a batch
+        replayed with the same boundaries; but after a crash a batch can be re-cut differently,
+        or the worker can re-publish an event it published just before dying. The views would
+        count such an event twice, so the sink (the only writer of a partition's events) asks
+        the table which ids of the batch it already holds. One bounded query per batch.
+        """
+        unique: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            unique.setdefault(row["event_id"], row)
+        times = [r["event_time"] for r in unique.values()]
+        stored = self._call_with_retry(
+            f"stored ids in {table}",
+            lambda: self.warehouse.query(
+                f"SELECT DISTINCT event_id FROM {table} "  # table: a constant of rows.py
+                "WHERE event_time >= {lo:DateTime64(3)} AND event_time <= {hi:DateTime64(3)} "
+                "AND event_id IN {ids:Array(String)}",
+                {"lo": min(times), "hi": max(times), "ids": list(unique)}))
+        for (event_id,) in stored:
+            unique.pop(event_id, None)
+        dropped = len(rows) - len(unique)
+        if dropped:
+            self.stats.already_stored += dropped
+            metrics.SINK_ERRORS.labels(code="already_stored").inc(dropped)
+            log.info("sink.already_stored", table=table, dropped=dropped)
+        return list(unique.values())
+
+    def _call_with_retry(self, what: str, call: Callable[[], Any]) -> Any:
         delay = 0.2
         while True:
             try:
-                self.warehouse.insert(table, rows, dedup_token=token)
-                return
+                return call()
             except WarehouseError as exc:
                 self.stats.errors += 1
                 metrics.SINK_ERRORS.labels(code=exc.code).inc()
                 if not exc.transient:
                     # a permanent error (schema): retrying cannot help, skipping would lose
                     # data; stop the sink loudly (health turns red) without committing
-                    log.error("sink.permanent_error", table=table, rows=len(rows),
-                              error=str(exc)[:500])
+                    log.error("sink.permanent_error", what=what, error=str(exc)[:500])
                     raise
-                log.warning("sink.retry", table=table, rows=len(rows), delay_s=delay,
-                            error=str(exc)[:300])
+                log.warning("sink.retry", what=what, delay_s=delay, error=str(exc)[:300])
             if self._stop.wait(delay) and delay >= 5:
                 # stopping while the warehouse is down: leave offsets uncommitted
-                raise RuntimeError("sink stopped with an unwritten batch (will replay)")
+                raise RuntimeError(f"sink stopped during {what} (will replay)")
             delay = min(delay * 2, 10.0)
+
+    def _insert(self, table: str, rows: list[dict[str, Any]], token: str) -> None:
+        """Insert one table's rows, retrying transient errors until stopped; never skip."""
+        self._call_with_retry(
+            f"insert {table} ({len(rows)} rows)",
+            lambda: self.warehouse.insert(table, rows, dedup_token=token))
 
     def _commit(self, batch: Batch) -> None:
         from kafka import TopicPartition
