@@ -13,6 +13,7 @@ protocol versions; Kafka 4.x dropped old protocol versions some clients still re
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -275,6 +277,10 @@ class LocalKafka:
 
     def answering(self) -> bool:
         """True when the broker answers a metadata request."""
+        with _quiet_kafka_client():
+            return self._answering()
+
+    def _answering(self) -> bool:
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
@@ -325,6 +331,18 @@ def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]
         return missing
     finally:
         admin.close()
+
+
+@contextlib.contextmanager
+def _quiet_kafka_client() -> Iterator[None]:
+    """Silence kafka-python's connection-refused errors while probing a starting broker."""
+    logger = logging.getLogger("kafka")
+    before = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _kafka_uuid() -> str:
