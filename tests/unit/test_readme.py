@@ -34,3 +34,15 @@ def test_quick_start_is_the_two_make_targets() -> None:
     for target in ("run", "test"):
         assert f"make {target}" in README
         assert re.search(rf"^{target}:", makefile, flags=re.M)
+
+
+def test_every_dependency_says_why() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    table = README.split("## Dependencies and why", 1)[1]
+    deps = project["dependencies"] + project["optional-dependencies"]["test"]
+    for dep in deps:
+        name = re.split(r"[<>=!~\[ ]", dep, maxsplit=1)[0]
+        assert re.search(rf"(^|[ ,|]){re.escape(name)}([ ,|(]|$)", table, flags=re.M), name
