@@ -61,9 +61,15 @@ class DeadLetter(DerivedRecord):
         return base64.b64decode(self.raw_b64)
 
     def record_id(self) -> str:
-        if self.source_offset >= 0:
+        """Kafka coordinates when the record came from Kafka; otherwise its place and content.
+
+        Intake request indexes and replay line numbers restart for every request / file, so
+        they alone would make two different dead letters collide in the warehouse.
+        """
+        if self.source_partition >= 0 and self.source_offset >= 0:
             return f"{self.source_topic}:{self.source_partition}:{self.source_offset}"
-        return f"{self.stage}:{hashlib.sha1(self.raw + self.reason.encode()).hexdigest()}"
+        digest = hashlib.sha1(self.raw + self.reason.encode()).hexdigest()[:16]
+        return f"{self.stage}:{self.source_topic}:{self.source_offset}:{digest}"
 
     def key(self) -> bytes:
         return self.feed.encode()

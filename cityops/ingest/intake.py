@@ -294,6 +294,10 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
             except MappingError as exc:
                 items.append((None, raw, Rejection(exc.reason, exc.detail, exc.field)))
                 continue
+            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+                # an entity shape the mapping did not foresee: refuse this one, keep the rest
+                items.append((None, raw, Rejection("invalid", f"{type(exc).__name__}: {exc}")))
+                continue
             items.append((feed, orjson.dumps(event), None))
         client = request.client.host if request.client else "unknown"
         status, payload = await run_in_threadpool(intake.process, items, client)

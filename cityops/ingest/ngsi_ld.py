@@ -117,9 +117,12 @@ def _time(entity: dict[str, Any], *names: str, observed_from: tuple[str, ...] = 
 
 def _epoch(text: str, field: str) -> int:
     try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
         raise MappingError("bad_timestamp", f"{text!r} is not ISO-8601", field) from None
+    if moment.tzinfo is None:  # never guess the host's zone
+        raise MappingError("naive_timestamp", f"{text!r} has no UTC offset", field)
+    return int(moment.timestamp())
 
 
 def _position(entity: dict[str, Any]) -> dict[str, float] | None:
@@ -133,7 +136,7 @@ def _position(entity: dict[str, Any]) -> dict[str, float] | None:
 
 
 def _convert(pollutant: str, value: float, unit: str | None) -> float:
-    unit = (unit or "").upper()
+    unit = str(unit or "").upper()
     target_mg = pollutant == "co"
     if unit in ("", "GQ"):  # µg/m³ (CO given in µg/m³ goes to mg/m³)
         return value / 1000.0 if target_mg and unit == "GQ" else value

@@ -190,6 +190,7 @@ class FeedProducer:
             raise RecordTooLargeError(str(exc)) from None
         except kerr.IllegalStateError as exc:
             self._slots.release()
+            self._count_failure("ProducerClosed")
             raise ProducerClosedError(str(exc)) from None
         except (kerr.KafkaError, TypeError, ValueError) as exc:
             self._slots.release()

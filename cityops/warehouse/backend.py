@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pandas
 import structlog
@@ -217,7 +217,7 @@ def connect(url: str, *, retry: RetryPolicy | None = None, settings: Any = None)
         timeout = float(settings.clickhouse_server_timeout_s) if settings is not None else 10.0
         return ServerWarehouse(
             host=parsed.hostname or "127.0.0.1", port=parsed.port or 9000,
-            user=parsed.username or "default", password=parsed.password or "",
+            user=unquote(parsed.username or "default"), password=unquote(parsed.password or ""),
             database=(parsed.path or "/").strip("/") or "default",
             compression=compression or "lz4", url=url, retry=retry, connect_timeout=timeout)
     raise PermanentWarehouseError(

@@ -124,3 +124,24 @@ def test_contract_still_judges_mapped_events(registry, vctx):
                     "dateObserved": "2025-10-02T10:00:00Z", "totalSpotNumber": 650,
                     "occupiedSpotNumber": 900}, registry, vctx)
     assert isinstance(ev, Rejection) and ev.reason == "over_capacity"
+
+
+def test_numeric_unit_code_is_read_as_text_not_a_crash(registry, vctx):
+    entity = {"id": "urn:ngsi-ld:AirQualityObserved:aq_jiefangbei", "type": "AirQualityObserved",
+              "dateObserved": "2025-10-02T10:00:00+08:00",
+              "no2": {"type": "Property", "value": 21.27, "unitCode": 61}}  # ppb, as a number
+    feed, ev = _judge(entity, registry, vctx)
+    assert feed == "air" and not isinstance(ev, Rejection), ev
+    assert ev.no2_ugm3 == pytest.approx(40.0, abs=0.1)
+
+
+def test_observation_period_without_offset_is_refused(registry):
+    from cityops.ingest.ngsi_ld import MappingError, entity_to_event
+
+    entity = {"id": "urn:ngsi-ld:CrowdFlowObserved:fc_jfb_square_01", "type": "CrowdFlowObserved",
+              "refRoadSegment": "jfb_square",
+              "dateObservedFrom": "2025-10-02T10:00:00",
+              "dateObservedTo": "2025-10-02T10:00:30+08:00", "peopleCountTowards": 3}
+    with pytest.raises(MappingError) as err:
+        entity_to_event(entity, registry)
+    assert err.value.reason == "naive_timestamp"
