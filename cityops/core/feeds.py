@@ -8,6 +8,7 @@ apply. ``docs/feeds.md`` is the human-readable reference of the same rules.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -28,6 +29,7 @@ from cityops.core.geo import gcj02_to_wgs84
 from cityops.core.registry import Registry
 
 SCHEMA_VERSION = 1
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 EventId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
 SiteId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
@@ -63,8 +65,8 @@ class Position(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90, strict=True)
+    lon: float = Field(ge=-180, le=180, strict=True)
     crs: Crs = Crs.WGS84
 
     @model_validator(mode="after")
@@ -88,6 +90,18 @@ class Envelope(BaseModel):
     source: SiteId = Field(description="sensor / site id; also the Kafka message key")
     event_time: AwareDatetime
     position: Position | None = None
+
+    @field_validator("event_time", mode="before")
+    @classmethod
+    def _iso_text_only(cls, value: Any) -> Any:
+        # pydantic would read 1700000000 or "1700000000" as epoch seconds; the contract is
+        # ISO-8601 text with an offset, so a sensor sending epochs is told so
+        if isinstance(value, str) and _ISO_DATE.match(value):
+            return value
+        if isinstance(value, datetime):
+            return value
+        raise PydanticCustomError(
+            "bad_timestamp", "event_time {value} is not ISO-8601 text", {"value": repr(value)})
 
     @field_validator("event_time")
     @classmethod
@@ -131,8 +145,9 @@ class FootfallObserved(Envelope):
     entries: Count
     exits: Count
     interval_s: int = Field(ge=1, le=3600, strict=True)
-    dwell_s: float | None = Field(None, ge=0, le=86_400)
-    density_ppm2: float | None = Field(None, ge=0, le=10, description="persons per m²")
+    dwell_s: float | None = Field(None, ge=0, le=86_400, strict=True)
+    density_ppm2: float | None = Field(None, ge=0, le=10, strict=True,
+                                       description="persons per m²")
 
     @model_validator(mode="after")
     def _known_sites(self, info: ValidationInfo) -> FootfallObserved:
@@ -195,7 +210,9 @@ class ParkingObserved(Envelope):
 
 
 def _pollutant(upper: float, unit: str) -> Any:
-    return Field(None, ge=0, le=upper, description=f"{unit}; physical upper bound {upper}")
+    # strict: a JSON number only — "35" or true must not pass as a concentration
+    return Field(None, ge=0, le=upper, strict=True,
+                 description=f"{unit}; physical upper bound {upper}")
 
 
 class AirQualityObserved(Envelope):
@@ -216,8 +233,8 @@ class AirQualityObserved(Envelope):
     no2_ugm3: float | None = _pollutant(4000, "µg/m³")
     so2_ugm3: float | None = _pollutant(5000, "µg/m³")
     co_mgm3: float | None = _pollutant(200, "mg/m³")
-    temperature_c: float | None = Field(None, ge=-30, le=50)
-    humidity_pct: float | None = Field(None, ge=0, le=100)
+    temperature_c: float | None = Field(None, ge=-30, le=50, strict=True)
+    humidity_pct: float | None = Field(None, ge=0, le=100, strict=True)
 
     POLLUTANTS: ClassVar[tuple[str, ...]] = (
         "pm25_ugm3", "pm10_ugm3", "o3_ugm3", "no2_ugm3", "so2_ugm3", "co_mgm3")
