@@ -3,6 +3,8 @@
 -- them with GROUP BY, so a rollup read equals the same aggregation over the raw rows.
 -- Rollup targets carry their own non_replicated_deduplication_window: a retried insert
 -- (same deduplication token) into a raw table is then skipped by the views as well.
+-- Float readings become Decimal(3) rounded half away from zero (toDecimal128 alone truncates:
+-- 32.3 would be stored as 32.299), so sums and means equal the raw values to the 0.001.
 -- Time buckets are in the district's zone: toStartOfHour etc. use the column's time zone.
 
 CREATE TABLE IF NOT EXISTS agg_footfall_zone_1m
@@ -110,15 +112,15 @@ COMMENT 'Rollup storage: air quality per station and hour, exact decimal sums (r
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS mv_air_1h TO agg_air_1h AS
 SELECT station_id, toStartOfHour(event_time) AS hour, count() AS samples,
-       sum(toDecimal128(ifNull(pm25_ugm3, 0), 3)) AS pm25_sum, count(pm25_ugm3) AS pm25_n,
-       sum(toDecimal128(ifNull(pm10_ugm3, 0), 3)) AS pm10_sum, count(pm10_ugm3) AS pm10_n,
-       sum(toDecimal128(ifNull(o3_ugm3, 0), 3)) AS o3_sum, count(o3_ugm3) AS o3_n,
-       sum(toDecimal128(ifNull(no2_ugm3, 0), 3)) AS no2_sum, count(no2_ugm3) AS no2_n,
-       sum(toDecimal128(ifNull(so2_ugm3, 0), 3)) AS so2_sum, count(so2_ugm3) AS so2_n,
-       sum(toDecimal128(ifNull(co_mgm3, 0), 3)) AS co_sum, count(co_mgm3) AS co_n,
-       sum(toDecimal128(ifNull(temperature_c, 0), 3)) AS temperature_sum,
+       sum(toDecimal128(ifNull(pm25_ugm3, 0) + if(ifNull(pm25_ugm3, 0) >= 0, 0.0005, -0.0005), 3)) AS pm25_sum, count(pm25_ugm3) AS pm25_n,
+       sum(toDecimal128(ifNull(pm10_ugm3, 0) + if(ifNull(pm10_ugm3, 0) >= 0, 0.0005, -0.0005), 3)) AS pm10_sum, count(pm10_ugm3) AS pm10_n,
+       sum(toDecimal128(ifNull(o3_ugm3, 0) + if(ifNull(o3_ugm3, 0) >= 0, 0.0005, -0.0005), 3)) AS o3_sum, count(o3_ugm3) AS o3_n,
+       sum(toDecimal128(ifNull(no2_ugm3, 0) + if(ifNull(no2_ugm3, 0) >= 0, 0.0005, -0.0005), 3)) AS no2_sum, count(no2_ugm3) AS no2_n,
+       sum(toDecimal128(ifNull(so2_ugm3, 0) + if(ifNull(so2_ugm3, 0) >= 0, 0.0005, -0.0005), 3)) AS so2_sum, count(so2_ugm3) AS so2_n,
+       sum(toDecimal128(ifNull(co_mgm3, 0) + if(ifNull(co_mgm3, 0) >= 0, 0.0005, -0.0005), 3)) AS co_sum, count(co_mgm3) AS co_n,
+       sum(toDecimal128(ifNull(temperature_c, 0) + if(ifNull(temperature_c, 0) >= 0, 0.0005, -0.0005), 3)) AS temperature_sum,
        count(temperature_c) AS temperature_n,
-       sum(toDecimal128(ifNull(humidity_pct, 0), 3)) AS humidity_sum,
+       sum(toDecimal128(ifNull(humidity_pct, 0) + if(ifNull(humidity_pct, 0) >= 0, 0.0005, -0.0005), 3)) AS humidity_sum,
        count(humidity_pct) AS humidity_n, max(humidity_pct) AS humidity_max
 FROM air_quality_observed
 GROUP BY station_id, hour

@@ -105,7 +105,8 @@ def test_air_rollup_equals_raw_and_aqi_matches_python(seeded_wh: EmbeddedWarehou
     rollup = seeded_wh.query(
         f"SELECT station_id, hour, samples, {', '.join(pollutants)} FROM air_quality_1h "
         "ORDER BY station_id, hour")
-    means = ", ".join(f"toFloat64(sum(toDecimal128(ifNull({p}, 0), 3))) / count({p})"
+    rounded = "toDecimal128(ifNull({p}, 0) + if(ifNull({p}, 0) >= 0, 0.0005, -0.0005), 3)"
+    means = ", ".join(f"toFloat64(sum({rounded.format(p=p)})) / count({p})"
                       for p in pollutants)
     raw = seeded_wh.query(
         f"SELECT station_id, toStartOfHour(event_time) AS h, count(), {means} "
@@ -120,6 +121,11 @@ def test_air_rollup_equals_raw_and_aqi_matches_python(seeded_wh: EmbeddedWarehou
                                                                  microsecond=0))
         for p in pollutants:
             sums[key][p].append(Decimal(str(r[p])).quantize(Decimal("0.001")))
+    # the stored means are the readings' own decimal means (no float truncation: 32.3 stays)
+    for station, hour, _samples, *values in rollup:
+        for p, got in zip(pollutants, values, strict=True):
+            vals = sums[(station, hour)][p]
+            assert got == pytest.approx(float(sum(vals) / len(vals)), abs=1e-9), (station, p)
     rows = seeded_wh.query(
         "SELECT station_id, hour, iaqi_pm25, aqi, primary_pollutants, category "
         "FROM air_quality_1h")
