@@ -18,6 +18,10 @@ Each record goes through the same steps:
    topic with its reason, stage ``replay``, source ``replay:<file name>`` and its line number;
 5. send — keyed by ``source``, paced by event time divided by ``speed`` (none: as fast as
    the producer goes).
+
+A re-based, paced run waits for each record *before* judging it, so it is judged against the
+clock of the moment it is due (not the start): ``--rebase now --speed 1`` accepts a whole file.
+Unpaced, every re-based record is judged against the start moment (or ``rebase_to`` if later).
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,10 @@ _SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv
 _SITE_FIELD = {"parking": "carpark_id", "air": "station_id", "incidents": "zone_id"}
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _DERIVABLE = {"event_id", "source", "schema_version"}
+
+# called with a mapped record's event_time just before it is judged; waits until the record
+# is due and returns the context to judge it with
+Pacer = Callable[[Any], ValidationContext]
 
 
 def detect_format(path: Path, fmt: str | None = None) -> str:
@@ -322,14 +330,16 @@ def _has_surrogates(row: dict[str, Any]) -> bool:
 
 def read_records(path: Path, feed: str, mapper: RecordMapper, ctx: ValidationContext, *,
                  fmt: str | None = None, encoding: str = "utf-8", max_bytes: int = 1_000_000,
-                 chunk_rows: int = 5000, progress: Any = None) -> Iterator[ReplayItem]:
-    """Every record of the file, mapped and judged (pure: nothing is sent)."""
+                 chunk_rows: int = 5000, progress: Any = None,
+                 pace: Pacer | None = None) -> Iterator[ReplayItem]:
+    """Every record of the file, mapped and judged (pure: nothing is sent). ``pace`` (if
+    given) is called with each mapped record's ``event_time`` before it is judged."""
     path = Path(path)
     if not path.is_file():
         raise ReplayError(f"{path}: no such file")
     fmt = detect_format(path, fmt)
     if fmt == "jsonl":
-        yield from _read_jsonl(path, feed, mapper, ctx, encoding, max_bytes, progress)
+        yield from _read_jsonl(path, feed, mapper, ctx, encoding, max_bytes, progress, pace)
         return
     if fmt == "csv":
         checked = False
@@ -337,7 +347,7 @@ def read_records(path: Path, feed: str, mapper: RecordMapper, ctx: ValidationCon
             if not checked:
                 mapper.check_columns(header)
                 checked = True
-            yield _row_item(feed, mapper, row, lineno, ctx, max_bytes, encoding)
+            yield _row_item(feed, mapper, row, lineno, ctx, max_bytes, encoding, pace)
         if not checked:
             raise ReplayError(f"{path.name}: no records")
         return
@@ -353,13 +363,14 @@ def read_records(path: Path, feed: str, mapper: RecordMapper, ctx: ValidationCon
             if progress is not None:
                 progress.update(1)
             row = dict(zip(columns, values, strict=True))
-            yield _row_item(feed, mapper, row, lineno, ctx, max_bytes, encoding)
+            yield _row_item(feed, mapper, row, lineno, ctx, max_bytes, encoding, pace)
     if first:
         raise ReplayError(f"{path.name}: no records")
 
 
 def _row_item(feed: str, mapper: RecordMapper, row: dict[str, Any] | Rejection, lineno: int,
-              ctx: ValidationContext, max_bytes: int, encoding: str) -> ReplayItem:
+              ctx: ValidationContext, max_bytes: int, encoding: str,
+              pace: Pacer | None = None) -> ReplayItem:
     if isinstance(row, Rejection):
         return ReplayItem(lineno, b"", rejection=row)
     if _has_surrogates(row):
@@ -369,11 +380,12 @@ def _row_item(feed: str, mapper: RecordMapper, row: dict[str, Any] | Rejection, 
         return ReplayItem(lineno, raw, rejection=Rejection(
             "bad_encoding", f"row is not valid {encoding}"))
     return _judge(feed, mapper.map(row), orjson.dumps(row, default=str), lineno, ctx,
-                  max_bytes)
+                  max_bytes, pace)
 
 
 def _read_jsonl(path: Path, feed: str, mapper: RecordMapper, ctx: ValidationContext,
-                encoding: str, max_bytes: int, progress: Any) -> Iterator[ReplayItem]:
+                encoding: str, max_bytes: int, progress: Any,
+                pace: Pacer | None = None) -> Iterator[ReplayItem]:
     transform = bool(mapper.mapping or mapper.constants or mapper.rebase_to or mapper.naive_tz)
     utf8 = encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
     for lineno, line in _jsonl_lines(path, max_bytes, progress):
@@ -395,7 +407,7 @@ def _read_jsonl(path: Path, feed: str, mapper: RecordMapper, ctx: ValidationCont
             except orjson.JSONDecodeError:
                 data = None
             if isinstance(data, dict):
-                yield _judge(feed, mapper.map(data), raw, lineno, ctx, max_bytes)
+                yield _judge(feed, mapper.map(data), raw, lineno, ctx, max_bytes, pace)
                 continue
         yield _judge_bytes(feed, line, raw, lineno, ctx, max_bytes)
 
@@ -406,7 +418,9 @@ def _complete_json(line: bytes) -> bool:
 
 
 def _judge(feed: str, record: dict[str, Any], raw: bytes, lineno: int,
-           ctx: ValidationContext, max_bytes: int) -> ReplayItem:
+           ctx: ValidationContext, max_bytes: int, pace: Pacer | None = None) -> ReplayItem:
+    if pace is not None:
+        ctx = pace(record.get("event_time"))
     try:
         value = orjson.dumps(record)
     except TypeError as exc:
@@ -434,11 +448,13 @@ def replay_file(path: Path, feed: str, producer: Any, settings: Settings,
     refused records go to the dead-letter topic. Returns the summary once all are acked."""
     path = Path(path)
     mapper = RecordMapper(feed, mapping, constants, naive_tz, rebase_to)
+    paced_first = rebase_to is not None and bool(speed)
     if rebase_to is not None and ctx.now is None:
         # re-based events may sit a little ahead of the wall clock; judge them at the target
         ctx = ValidationContext(registry=ctx.registry, now=max(rebase_to, datetime.now(UTC)),
                                 max_clock_skew_s=ctx.max_clock_skew_s,
                                 occupancy_tolerance=ctx.occupancy_tolerance)
+    base_ctx = ctx
     out_topic = topic or settings.raw_topic(feed)
     dlq_topic = settings.topic("dlq")
     summary = ReplaySummary()
@@ -446,9 +462,25 @@ def replay_file(path: Path, feed: str, producer: Any, settings: Settings,
     bar = _progress(path, fmt) if progress else None
     before = (producer.stats.failed, Counter(producer.stats.failures))
     first_time: datetime | None = None
+
+    def pace(event_time: Any) -> ValidationContext:
+        # re-based and paced: wait until the record is due, then judge it by the clock of
+        # that moment (the start-time context moved on by the time elapsed since the start)
+        nonlocal first_time
+        when = _parse_time(event_time)
+        if when is not None and speed:
+            if first_time is None:
+                first_time = when
+            _sleep_until(started + (when - first_time).total_seconds() / speed, stop)
+        if base_ctx.now is None:
+            return base_ctx
+        return replace(base_ctx, now=base_ctx.now + timedelta(
+            seconds=time.monotonic() - started))
+
     try:
         for item in read_records(path, feed, mapper, ctx, fmt=fmt, encoding=encoding,
-                                 max_bytes=settings.max_message_bytes, progress=bar):
+                                 max_bytes=settings.max_message_bytes, progress=bar,
+                                 pace=pace if paced_first else None):
             if stop is not None and stop.is_set():
                 summary.interrupted = True
                 break
@@ -463,7 +495,7 @@ def replay_file(path: Path, feed: str, producer: Any, settings: Settings,
                 except IngestError:
                     pass  # counted by the producer as a delivery failure
                 continue
-            if speed and item.event_time is not None:
+            if speed and not paced_first and item.event_time is not None:
                 if first_time is None:
                     first_time = item.event_time
                 due = started + (item.event_time - first_time).total_seconds() / speed
@@ -479,6 +511,16 @@ def replay_file(path: Path, feed: str, producer: Any, settings: Settings,
         summary.delivery_failed = producer.stats.failed - before[0]
         summary.delivery_failures = producer.stats.failures - before[1]
     return summary
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
 
 
 def _sleep_until(due: float, stop: threading.Event | None) -> None:

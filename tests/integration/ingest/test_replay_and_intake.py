@@ -156,3 +156,31 @@ def test_intake_batches(isolated_settings, kafka_broker, registry, consume, serv
         "negative_count": 1, "missing_field": 1, "unknown_carpark": 1, "naive_timestamp": 1,
         "oversized": 1, "bad_json": 1, "bad_encoding": 1, "unknown_feed": 1}
     assert all(d.stage == "intake" for d in letters)
+
+
+def test_replay_csv_rebased_now_paced(tmp_path, isolated_settings, kafka_broker, registry,
+                                      consume):
+    """--rebase now --speed 1: each row is judged when it is due, so rows ahead of the start
+    by more than the clock skew are still accepted (they used to be future_event)."""
+    from cityops.core.feeds import ValidationContext
+
+    settings = isolated_settings
+    ev = next(iter(Simulation(registry, seed=8, start=START, end=START + timedelta(minutes=5),
+                              feeds=("parking",)).events()))
+    rows = [{"park": ev.carpark_id, "time": (START + timedelta(seconds=i)).isoformat(),
+             "cap": ev.capacity, "used": ev.occupied, "state": ev.status.value}
+            for i in range(4)]
+    path = tmp_path / "parking.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    ctx = ValidationContext(registry=registry, max_clock_skew_s=0.5)
+    target = datetime.now(TZ)
+    with FeedProducer(settings) as producer:
+        summary = replay_file(
+            path, "parking", producer, settings, ctx, rebase_to=target, speed=1,
+            mapping={"carpark_id": "park", "event_time": "time", "capacity": "cap",
+                     "occupied": "used", "status": "state"})
+    assert summary.rejected == {} and summary.dead_lettered == 0
+    assert summary.sent == 4 and summary.seconds >= 2.9
+    raw = consume(kafka_broker, settings.raw_topic("parking"), 4)
+    times = sorted(datetime.fromisoformat(orjson.loads(r.value)["event_time"]) for r in raw)
+    assert [(t - times[0]).total_seconds() for t in times] == [0, 1, 2, 3]
