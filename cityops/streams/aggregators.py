@@ -169,6 +169,19 @@ class FootfallAggregator:
                     out.append(self._record(name, snap, emitted_at))
         return out
 
+    def close_idle(self, idle_after_s: float, emitted_at: datetime
+                   ) -> tuple[list[FootfallWindow], set[str]]:
+        """Close windows of zones idle for ``idle_after_s`` of the feed's event time (see
+        ``WindowedAggregator.close_idle``); returns never-published windows and the zones
+        whose state changed (closed a window)."""
+        out: list[FootfallWindow] = []
+        zones: set[str] = set()
+        for name, agg in self.windows.items():
+            for zone, snaps in agg.close_idle(idle_after_s).items():
+                zones.add(zone)
+                out.extend(self._record(name, s, emitted_at) for s in snaps if not s.emitted)
+        return out, zones
+
     def to_state(self, zone_id: str) -> dict[str, Any]:
         return {"windows": {n: a.to_state(zone_id) for n, a in self.windows.items()},
                 "presence": dict(self._presence.get(zone_id, {"value": 0.0, "ts": None}))}

@@ -38,7 +38,7 @@ from cityops.core.settings import Settings
 from cityops.streams import metrics
 from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError
 from cityops.streams.alerts.rules import INCIDENT_SEVERITY_RANK, RuleSet
-from cityops.streams.durable import DurableTable, OffsetGapGuard, stop_for_replay
+from cityops.streams.durable import EXIT_REPLAY, DurableTable, OffsetGapGuard, stop_for_replay
 from cityops.streams.records import (
     AirQualityIndex,
     AlertEvent,
@@ -53,8 +53,14 @@ ENGINE_KEY = "engine"
 OPEN_INCIDENT = {"reported", "dispatched", "on_scene"}
 
 
-def observations_from(records: list[Any]) -> list[dict[str, Any]]:
-    """Alert-rule observations carried by derived records (the 1-min window for density)."""
+def observations_from(records: list[Any],
+                      event_time: datetime | None = None) -> list[dict[str, Any]]:
+    """Alert-rule observations carried by derived records (the 1-min window for density).
+
+    ``event_time`` is the time of the event that produced the records: an hourly AQI is
+    observed then (not at its ``hour_start``), so pending clears and escalations count
+    from the sample that moved the value.
+    """
     out: list[dict[str, Any]] = []
     for rec in records:
         if isinstance(rec, FootfallWindow) and rec.window == "tumbling_1m":
@@ -66,7 +72,8 @@ def observations_from(records: list[Any]) -> list[dict[str, Any]]:
                         "at": rec.event_time.isoformat()})
         elif isinstance(rec, AirQualityIndex) and rec.averaging == "1h" and rec.aqi is not None:
             out.append({"op": "observe", "kind": "aqi", "subject": rec.station_id,
-                        "value": float(rec.aqi), "at": rec.hour_start.isoformat()})
+                        "value": float(rec.aqi),
+                        "at": (event_time or rec.hour_start).isoformat()})
     return out
 
 
@@ -75,6 +82,22 @@ def incident_observation(stats: IncidentStats, severity: str) -> dict[str, Any]:
     value = INCIDENT_SEVERITY_RANK.get(severity, 0) if stats.status in OPEN_INCIDENT else 0.0
     return {"op": "observe", "kind": "incident", "subject": stats.incident_id,
             "value": float(value), "at": stats.event_time.isoformat()}
+
+
+def stop_after_failed_step(agent: str, events: list[Any]) -> None:
+    """A step's outputs or state were not delivered: leave now, uncommitted, for a replay.
+
+    Returning from (or crashing) the agent is not safe: Faust's supervisor restarts it and
+    ``take_events``'s finalizer acknowledges the failed batch, so the next commit would
+    cover records whose outputs were never delivered. Like an offset gap, exit at once with
+    ``EXIT_REPLAY`` through ``stop_for_replay``; ``cityops worker`` restarts the worker and
+    the restart replays from the last commit.
+    """
+    msg = events[0].message if events else None
+    log.critical("stream.step_failed", agent=agent, n=len(events), action="exit for replay",
+                 exit_status=EXIT_REPLAY)
+    stop_for_replay(getattr(msg, "topic", agent), getattr(msg, "partition", -1),
+                    getattr(msg, "offset", 0) - 1, getattr(msg, "offset", 0))
 
 
 def _parse_at(text: Any) -> datetime:
@@ -108,6 +131,7 @@ class AlertWiring:
         self.intake: dict[str, list[int]] = {}
         self.counts = {"inputs": 0, "events": 0, "replayed": 0, "errors": 0}
         self.gaps = OffsetGapGuard("alerts-engine", stop_for_replay)
+        self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         app.agent(self.input, name="alerts-engine")(self.agent)
         app.timer(settings.alert_tick_s)(self.on_timer)
 
@@ -229,9 +253,8 @@ class AlertWiring:
             except Exception as exc:  # outputs or snapshot not delivered: stop uncommitted
                 self.counts["errors"] += 1
                 metrics.AGENT_ERRORS.labels(agent="alerts-engine").inc()
-                log.exception("alerts.step_failed", n=len(events))
-                await self.app.crash(exc)
-                return
+                log.exception("alerts.step_failed", n=len(events), error=str(exc)[:200])
+                self.on_failure("alerts-engine", events)
 
     async def step(self, events: list[Any]) -> None:
         self._restore()

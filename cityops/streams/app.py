@@ -45,7 +45,11 @@ from cityops.streams.aggregators import (
     Outcome,
     ParkingAggregator,
 )
-from cityops.streams.alerting import incident_observation, observations_from
+from cityops.streams.alerting import (
+    incident_observation,
+    observations_from,
+    stop_after_failed_step,
+)
 from cityops.streams.dedup import Deduplicator
 from cityops.streams.durable import DurableTable, OffsetGapGuard, stop_for_replay
 from cityops.streams.pipeline import (
@@ -68,6 +72,9 @@ log = structlog.get_logger(__name__)
 #: an observation for the alert engine: (rule kind, subject, value, event time, extra)
 Observation = dict[str, Any]
 ObservationSink = Callable[[list[Observation]], Awaitable[None]]
+
+#: resolved / cancelled incidents are dropped from the state this long (event time) later
+INCIDENT_RETENTION = timedelta(hours=24)
 
 
 def now_utc() -> datetime:
@@ -187,6 +194,7 @@ class Stage1:
         self.dedup = Deduplicator(settings.stream_dedup_horizon_s, self.store)
         self.counts = {"in": 0, "clean": 0, "dead": 0, "duplicate": 0, "replayed": 0}
         self.gaps = OffsetGapGuard(f"validate-{feed}", stop_for_replay)
+        self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         app.agent(topics.raw[feed], name=f"validate-{feed}")(self.agent)
 
     def _delete_partition(self, key: str, partition: int) -> None:
@@ -219,9 +227,15 @@ class Stage1:
                             self.feed, raw, msg.key, origin, "invalid",
                             f"internal: {type(exc).__name__}: {exc}", "", now_utc())))
             # outputs and dedup entries delivered before the offsets may be committed;
-            # if this raises, the agent crashes and the worker stops uncommitted (replay)
-            await asyncio.gather(*futures)
-            await self.durable.drain()
+            # if not, the worker exits uncommitted (never acknowledged: the restart replays)
+            try:
+                await asyncio.gather(*futures)
+                await self.durable.drain()
+            except Exception as exc:
+                metrics.AGENT_ERRORS.labels(agent=f"validate-{self.feed}").inc()
+                log.exception("stream.validate_failed", feed=self.feed, n=len(events),
+                              error=str(exc)[:200])
+                self.on_failure(f"validate-{self.feed}", events)
 
     async def handle(self, raw: bytes, key: bytes | None, origin: Origin,
                      ctx: ValidationContext, futures: list[Any]) -> None:
@@ -335,7 +349,11 @@ class FeedState:
 
     def apply(self, unit: str, ev: Envelope, emitted_at: datetime) -> Outcome:
         if self.feed == "incidents":
-            return self.incidents[int(unit[1:])].add(ev, emitted_at)  # type: ignore[arg-type]
+            agg = self.incidents[int(unit[1:])]
+            outcome = agg.add(ev, emitted_at)  # type: ignore[arg-type]
+            # bounded state: forget incidents closed a day (of event time) before this one
+            agg.evict_closed_before(ev.event_time - INCIDENT_RETENTION)
+            return outcome
         return self._keyed().add(ev, emitted_at)
 
 
@@ -360,6 +378,7 @@ class Stage2:
         self.model = FEED_MODELS[feed]
         self.app = app
         self.gaps = OffsetGapGuard(f"aggregate-{feed}", stop_for_replay)
+        self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         self.stream_time: datetime | None = None  # newest event time applied (this process)
         app.agent(topics.clean[feed], name=f"aggregate-{feed}")(self.agent)
 
@@ -371,9 +390,9 @@ class Stage2:
                     await self.step(events)
             except Exception as exc:  # outputs or state not delivered: stop uncommitted
                 metrics.AGENT_ERRORS.labels(agent=f"aggregate-{self.feed}").inc()
-                log.exception("stream.aggregate_failed", feed=self.feed, n=len(events))
-                await self.app.crash(exc)
-                return
+                log.exception("stream.aggregate_failed", feed=self.feed, n=len(events),
+                              error=str(exc)[:200])
+                self.on_failure(f"aggregate-{self.feed}", events)
 
     def _load(self, unit: str, partition: int) -> None:
         if unit not in self.state.loaded:
@@ -417,7 +436,7 @@ class Stage2:
                 self.stream_time = ev.event_time
             if outcome.accepted:
                 out.records.extend(outcome.records)
-                out.observations.extend(observations_from(outcome.records))
+                out.observations.extend(observations_from(outcome.records, ev.event_time))
                 if isinstance(ev, IncidentReported):
                     out.observations.extend(incident_observation(r, ev.severity.value)
                                             for r in outcome.records
@@ -463,9 +482,12 @@ class Stage2:
     async def close_idle(self) -> int:
         """Close footfall windows of zones that went quiet (a timer calls this).
 
-        The cut-off is event time, not the wall clock: the newest event time of the feed
-        minus the allowed lateness minus ``CITYOPS_STREAM_IDLE_CLOSE_S``, so a replay of the
-        past at any speed closes windows exactly as real time would.
+        Idleness is event time, not the wall clock: a zone is idle once the feed's newest
+        event time has moved more than the allowed lateness plus ``CITYOPS_STREAM_IDLE_CLOSE_S``
+        past the zone's own last event (``WindowedAggregator.close_idle``), so a replay of
+        the past at any speed closes windows exactly as real time would, and a zone whose
+        clock is behind (or a fast sensor elsewhere) never makes another zone late. Only
+        zones that closed windows are re-snapshotted.
         """
         agg = self.state.footfall
         if agg is None or self.stream_time is None:
@@ -474,12 +496,11 @@ class Stage2:
             for unit, snap in list(self.durable.items()):
                 if unit not in self.state.loaded and isinstance(snap, dict):
                     self._load(unit, int(snap.get("p", 0)))
-            cutoff = self.stream_time - timedelta(
-                seconds=self.settings.stream_allowed_lateness_s
-                + self.settings.stream_idle_close_s)
-            records = agg.close_all_until(cutoff, now_utc())
+            records, zones = agg.close_idle(
+                self.settings.stream_allowed_lateness_s + self.settings.stream_idle_close_s,
+                now_utc())
             out = Applied(records=records, observations=observations_from(records),
-                          dirty=set(self.state.loaded))
+                          dirty=zones)
             await self.publish(out)
             return len(records)
 

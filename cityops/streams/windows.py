@@ -114,6 +114,12 @@ class WindowedAggregator(Generic[K, A, V]):
         self._zero = zero
         self._fold = fold
         self._state: dict[K, dict[str, Any]] = {}
+        # feed clock (newest event time over all keys, this process) and, per key, its value
+        # at the first event of another key after the key's last one (so a fast key's jump
+        # is not counted as quiet time): how long a key has been quiet, on the feed's clock
+        self._feed_ts: float | None = None
+        self._seen_at: dict[K, float] = {}
+        self._pending: set[K] = set()  # keys whose last event no other key followed yet
 
     # --- state -------------------------------------------------------------------------
     def _key_state(self, key: K) -> dict[str, Any]:
@@ -178,6 +184,10 @@ class WindowedAggregator(Generic[K, A, V]):
         prev_max = st["max_ts"]
         new_max = ts if prev_max is None else max(prev_max, ts)
         st["max_ts"] = new_max
+        self._feed_ts = ts if self._feed_ts is None else max(self._feed_ts, ts)
+        for other in self._pending - {key}:
+            self._seen_at[other] = self._feed_ts
+        self._pending = {key}
         for start, end in self.assigner.windows_for(ts):
             wk = self._wkey(start)
             w = windows.get(wk)
@@ -226,6 +236,31 @@ class WindowedAggregator(Generic[K, A, V]):
         out: list[WindowSnapshot[A]] = []
         for key in self.keys():
             out.extend(self.close_until(key, watermark_s))
+        return out
+
+    def close_idle(self, idle_after_s: float) -> dict[K, list[WindowSnapshot[A]]]:
+        """Close windows of keys that are actually idle; returns closed snapshots per key.
+
+        A key is idle when the feed's event time (newest over all keys) has advanced more
+        than ``idle_after_s`` since the first event of another key after the key's own last
+        event (so the jump to a fast key's clock is not quiet time). Its windows are closed
+        up to its own clock moved on by that quiet time (``max_ts + quiet − idle_after_s``),
+        so keys whose clocks run behind or ahead of others never make each other late.
+        Keys restored from a snapshot start counting their quiet time at the first call.
+        """
+        out: dict[K, list[WindowSnapshot[A]]] = {}
+        if self._feed_ts is None:
+            return out
+        for key, st in list(self._state.items()):
+            if st["max_ts"] is None or key in self._pending:
+                continue
+            seen = self._seen_at.setdefault(key, self._feed_ts)
+            quiet = self._feed_ts - seen
+            if quiet <= idle_after_s:
+                continue
+            closed = self.close_until(key, st["max_ts"] + quiet - idle_after_s)
+            if closed:
+                out[key] = closed
         return out
 
     def open_windows(self, key: K) -> list[WindowSnapshot[A]]:

@@ -212,3 +212,38 @@ def test_incident_out_of_order_delivery() -> None:
     again.from_state(state)
     assert again.open_count("jfb_square") == 0
     assert again.evict_closed_before(T0 + timedelta(seconds=701)) == 1
+
+
+def test_footfall_close_idle_keeps_a_zone_behind_a_fast_zone_on_time(
+        registry: Registry) -> None:
+    agg = FootfallAggregator(registry, allowed_lateness_s=120, presence_half_life_s=0)
+    assert agg.add(ff(10, 4, 1), NOW).accepted  # jfb_square, on time
+    assert agg.add(ff(260, 2, 0, zone="minzu_road"), NOW).accepted  # 250 s ahead
+    records, zones = agg.close_idle(120 + 60, NOW)
+    assert (records, zones) == ([], set())
+    nxt = agg.add(ff(20, 1, 0), NOW)  # jfb_square's next on-time event
+    assert nxt.accepted and nxt.lateness_s == 0
+    # jfb_square quiet for 300 s of feed time (> 180): its windows close, only it is dirty
+    agg.add(ff(300, 1, 0, zone="minzu_road"), NOW)
+    agg.add(ff(600, 1, 0, zone="minzu_road"), NOW)
+    records, zones = agg.close_idle(120 + 60, NOW)
+    assert zones == {"jfb_square"}
+    assert {r.zone_id for r in records} == {"jfb_square"}
+    assert ("tumbling_1m", 5) in {(r.window, r.entries) for r in records}
+
+
+def test_incident_state_of_closed_incidents_is_evicted_after_a_day(
+        registry: Registry) -> None:
+    from cityops.core.settings import Settings
+    from cityops.streams.app import FeedState
+
+    state = FeedState("incidents", Settings(), registry)
+    state.restore("@0", None)
+    state.apply("@0", inc("old", "reported", 0), NOW)
+    state.apply("@0", inc("old", "resolved", 600), NOW)
+    state.apply("@0", inc("open", "reported", 700), NOW)
+    state.apply("@0", inc("new", "reported", 24 * 3600), NOW)  # < 24 h after resolution
+    assert set(state.snapshot("@0", 0)["state"]) == {"old", "open", "new"}
+    state.apply("@0", inc("new", "dispatched", 24 * 3600 + 601), NOW)
+    # resolved more than 24 h of event time ago: gone; still-open ones are kept
+    assert set(state.snapshot("@0", 0)["state"]) == {"open", "new"}

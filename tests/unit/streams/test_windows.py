@@ -84,3 +84,21 @@ def test_state_roundtrip_is_json() -> None:
     r1, r2 = agg.add("k", 45, 10), other.add("k", 45, 10)
     assert [(s.acc, s.revision) for s in r1.emit] == [(s.acc, s.revision) for s in r2.emit]
     assert [(s.acc, s.revision) for s in r2.emit] == [(14, 2)]  # 1 + 3 + 10
+
+
+def test_close_idle_closes_only_keys_quiet_on_the_feed_clock() -> None:
+    # key "a" on time, key "b" 250 s ahead: "b" moves the feed clock, but "a" is not idle
+    agg = _agg(30)
+    agg.add("a", 1_000, 1)
+    agg.add("b", 1_250, 1)
+    assert agg.close_idle(60) == {}
+    assert agg.add("a", 1_010, 1).accepted  # a's next on-time event is still accepted
+    # once the feed has moved on without "a" for more than idle_after_s, "a" is closed,
+    # up to its own clock moved on by that quiet time
+    agg.add("b", 1_300, 1)
+    agg.add("b", 1_400, 1)
+    closed = agg.close_idle(60)
+    assert list(closed) == ["a"]
+    assert [(s.start_s, s.acc, s.emitted) for s in closed["a"]] == [(960, 2, False)]
+    assert agg.watermark("a") == 1_010 + (1_400 - 1_300) - 60
+    assert agg.close_idle(60) == {}  # nothing left to close: nothing to re-snapshot

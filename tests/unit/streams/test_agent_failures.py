@@ -1,0 +1,115 @@
+"""A step whose outputs or state were not delivered stops the worker before its batch is
+acknowledged (exit for replay), in the validation, aggregation and alert-engine agents."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from cityops.streams import alerting
+from cityops.streams.alerting import AlertWiring, observations_from
+from cityops.streams.app import Stage1, Stage2
+from cityops.streams.durable import EXIT_REPLAY
+from cityops.streams.records import AirQualityIndex
+
+
+class Stopped(BaseException):
+    """Stands in for os._exit: nothing after it runs."""
+
+
+class Stream:
+    """``take_events`` whose finalizer acknowledges the batch, as Faust's does."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+        self.acked = False
+
+    async def take_events(self, n: int, within: float) -> Any:
+        try:
+            yield self.events
+        finally:
+            self.acked = True
+
+
+def _events() -> list[Any]:
+    msg = SimpleNamespace(topic="t", partition=0, offset=5, key=b"k", headers=[])
+    return [SimpleNamespace(message=msg, value=b"{}")]
+
+
+def _run_until_stopped(agent: Any, stream: Stream) -> list[tuple[str, bool]]:
+    calls: list[tuple[str, bool]] = []
+
+    def on_failure(name: str, events: list[Any]) -> None:
+        calls.append((name, stream.acked))
+        raise Stopped
+
+    agent.__self__.on_failure = on_failure
+    with pytest.raises(Stopped):
+        asyncio.run(agent(stream))
+    return calls
+
+
+def _failing(*args: Any, **kwargs: Any) -> Any:
+    async def fail(*a: Any, **k: Any) -> None:
+        raise RuntimeError("broker gone")
+    return fail()
+
+
+def test_validation_step_whose_outputs_fail_stops_before_acknowledging() -> None:
+    st = Stage1.__new__(Stage1)
+    st.feed = "footfall"
+    st.settings = SimpleNamespace(worker_batch_max=10, worker_batch_s=0.1)
+    st.ctx = lambda: None  # type: ignore[method-assign]
+    st.gaps = SimpleNamespace(check=lambda *a: None)
+    st.durable = SimpleNamespace(drain=_failing)
+
+    async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, futures: list[Any]) -> None:
+        futures.append(_failing())
+
+    st.handle = handle  # type: ignore[method-assign]
+    stream = Stream(_events())
+    assert _run_until_stopped(st.agent, stream) == [("validate-footfall", False)]
+
+
+def test_aggregation_step_failure_stops_before_acknowledging() -> None:
+    st = Stage2.__new__(Stage2)
+    st.feed = "footfall"
+    st.settings = SimpleNamespace(worker_batch_max=10, worker_batch_s=0.1)
+    st.lock = asyncio.Lock()
+    st.step = _failing  # type: ignore[method-assign]
+    stream = Stream(_events())
+    assert _run_until_stopped(st.agent, stream) == [("aggregate-footfall", False)]
+
+
+def test_alert_engine_step_failure_stops_before_acknowledging() -> None:
+    w = AlertWiring.__new__(AlertWiring)
+    w.settings = SimpleNamespace(worker_batch_max=10, worker_batch_s=0.1)
+    w.lock = asyncio.Lock()
+    w.counts = {"errors": 0}
+    w.step = _failing  # type: ignore[method-assign]
+    stream = Stream(_events())
+    assert _run_until_stopped(w.agent, stream) == [("alerts-engine", False)]
+
+
+def test_stop_after_failed_step_exits_for_replay(monkeypatch: pytest.MonkeyPatch) -> None:
+    codes: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        codes.append(code)
+
+    monkeypatch.setattr("os._exit", fake_exit)
+    alerting.stop_after_failed_step("aggregate-air", _events())
+    assert codes == [EXIT_REPLAY]
+
+
+def test_aqi_observation_is_timed_at_the_triggering_sample() -> None:
+    hour = datetime(2026, 5, 1, 4, 0, tzinfo=UTC)
+    sample = datetime(2026, 5, 1, 4, 37, tzinfo=UTC)
+    rec = AirQualityIndex(station_id="st1", hour_start=hour, averaging="1h", aqi=160,
+                          emitted_at=sample)
+    assert observations_from([rec], sample)[0]["at"] == sample.isoformat()
+    assert observations_from([rec])[0]["at"] == hour.isoformat()  # no event: hour start
