@@ -65,7 +65,7 @@ from cityops.streams.pipeline import (
     header_value,
     judge,
 )
-from cityops.streams.records import IncidentStats, LateEvent
+from cityops.streams.records import DeadLetter, IncidentStats, LateEvent
 
 log = structlog.get_logger(__name__)
 
@@ -293,6 +293,7 @@ class Applied:
 
     records: list[Any] = field(default_factory=list)
     late: list[LateEvent] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
     observations: list[Observation] = field(default_factory=list)
     dirty: set[str] = field(default_factory=set)
 
@@ -408,9 +409,11 @@ class Stage2:
             self.counts["in"] += 1
             try:
                 ev = self.model.model_validate_json(event.value)
-            except Exception:  # stage 1 validated it; a foreign writer may not have
+            except Exception as exc:  # stage 1 validated it; a foreign writer may not have
                 metrics.AGENT_ERRORS.labels(agent=f"aggregate-{self.feed}").inc()
                 log.warning("stream.clean_undecodable", feed=self.feed, offset=msg.offset)
+                out.dead.append(self._dead(event, "invalid",
+                                           f"clean record not decodable: {exc}"[:500]))
                 continue
             key = (msg.key or b"").decode() or ev.source
             unit = self.state.unit(key, msg.partition)
@@ -423,11 +426,13 @@ class Stage2:
                 continue
             try:
                 outcome = self.state.apply(unit, ev, emitted_at)
-            except Exception:  # a domain bug on one event: count it, never stall the stream
+            except Exception as exc:  # a domain bug on one event: never stall the stream
                 self.counts["errors"] += 1
                 metrics.AGENT_ERRORS.labels(agent=f"aggregate-{self.feed}").inc()
                 log.exception("stream.aggregate_event_error", feed=self.feed,
                               event_id=ev.event_id)
+                out.dead.append(self._dead(event, "invalid",
+                                           f"internal: {type(exc).__name__}: {exc}"[:500]))
                 guard.mark(origin)
                 continue
             guard.mark(origin)
@@ -454,10 +459,20 @@ class Stage2:
                 self.counts["ignored"] += 1
         await self.publish(out)
 
+    def _dead(self, event: Any, reason: str, detail: str) -> DeadLetter:
+        """A clean record this stage could not use: dead-lettered with its own coordinates."""
+        msg = event.message
+        raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+        return dead_letter(self.feed, raw, msg.key, Origin(msg.topic, msg.partition, msg.offset),
+                           reason, detail, "", now_utc())
+
     async def publish(self, out: Applied) -> None:
         """Send outputs, wait for the broker, then snapshot the touched units."""
         futures = []
         topic = self.topics.agg[self.feed]
+        for dead in out.dead:
+            futures.append(await send_record(self.topics.dlq, dead))
+            metrics.DEAD_LETTERS.labels(feed=self.feed, reason=dead.reason).inc()
         for rec in out.records:
             futures.append(await send_record(topic, rec))
         for late in out.late:

@@ -113,3 +113,28 @@ def test_aqi_observation_is_timed_at_the_triggering_sample() -> None:
                           emitted_at=sample)
     assert observations_from([rec], sample)[0]["at"] == sample.isoformat()
     assert observations_from([rec])[0]["at"] == hour.isoformat()  # no event: hour start
+
+
+def test_undecodable_clean_record_is_dead_lettered_not_dropped() -> None:
+    from cityops.core.feeds import FootfallObserved
+
+    st = Stage2.__new__(Stage2)
+    st.feed = "footfall"
+    st.model = FootfallObserved
+    st.gaps = SimpleNamespace(check=lambda *a: None)
+    st.counts = {"in": 0}
+    published: list[Any] = []
+
+    async def publish(out: Any) -> None:
+        published.append(out)
+
+    st.publish = publish  # type: ignore[method-assign]
+    msg = SimpleNamespace(topic="cityops.clean.footfall", partition=2, offset=77, key=b"z",
+                          headers=[])
+    asyncio.run(st.step([SimpleNamespace(message=msg, value=b'{"not": "an event"}')]))
+    [out] = published
+    [dead] = out.dead
+    assert (dead.reason, dead.source_topic, dead.source_partition, dead.source_offset) == (
+        "invalid", "cityops.clean.footfall", 2, 77)
+    assert dead.raw == b'{"not": "an event"}'
+    assert "not decodable" in dead.detail
