@@ -82,8 +82,11 @@ def run(
                                 "while replaying the recent past."),
     hours: float = typer.Option(6.0, "--hours", help="How much of the recent past to replay "
                                 "(then the simulator continues in real time)."),
-    faults: str = typer.Option("dup=0.01,malformed=0.005,late=0.002", "--faults",
-                               help="Simulator faults (see `cityops simulate --help`)."),
+    faults: str = typer.Option(
+        "dup=0.01,malformed=0.005,late=0.002,dead=1", "--faults",
+        help="Simulator faults (see `cityops simulate --help`): by default a few duplicates, "
+             "malformed and late records (dead letters, late events) and one sensor that "
+             "goes silent (a dead-sensor alert), so the demo shows every path."),
     every: float = typer.Option(3.0, "--every", help="Seconds between summaries."),
 ) -> None:
     """Run the whole local pipeline: broker, warehouse, worker, simulator; Ctrl-C stops."""
