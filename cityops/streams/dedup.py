@@ -9,6 +9,7 @@ times as POSIX seconds (floats), nothing else.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import MutableMapping
 from datetime import datetime
 
@@ -25,6 +26,9 @@ class Deduplicator:
         self.evict_every = max(1, evict_every)
         self._calls = 0
         self._max_ts: float | None = None  # rebuilt lazily from the store after a restart
+        # (event time, id) in time order, so eviction pops the oldest instead of scanning
+        # the whole store (millions of ids at city rates); rebuilt lazily like _max_ts
+        self._by_time: list[tuple[float, str]] | None = None
         self.evicted = 0
 
     @staticmethod
@@ -47,11 +51,18 @@ class Deduplicator:
             # event is far behind any window anyway and the caller routes it as late
             return False
         self.store[event_id] = ts
+        heapq.heappush(self._heap(), (ts, event_id))
         self._max_ts = ts if newest is None else max(newest, ts)
         self._calls += 1
         if self._calls % self.evict_every == 0:
             self.evict()
         return False
+
+    def _heap(self) -> list[tuple[float, str]]:
+        if self._by_time is None:
+            self._by_time = [(float(v), k) for k, v in self.store.items()]
+            heapq.heapify(self._by_time)
+        return self._by_time
 
     def evict(self, now_s: float | None = None) -> int:
         """Forget ids whose event time is older than newest (or ``now_s``) − horizon."""
@@ -59,8 +70,12 @@ class Deduplicator:
         if newest is None:
             return 0
         cutoff = newest - self.horizon_s
-        old = [k for k, v in list(self.store.items()) if float(v) < cutoff]
-        for k in old:
-            del self.store[k]
-        self.evicted += len(old)
-        return len(old)
+        heap = self._heap()
+        n = 0
+        while heap and heap[0][0] < cutoff:
+            _ts, key = heapq.heappop(heap)
+            if key in self.store and float(self.store[key]) < cutoff:
+                del self.store[key]
+                n += 1
+        self.evicted += n
+        return n

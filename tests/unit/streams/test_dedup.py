@@ -41,3 +41,21 @@ def test_restart_rebuilds_newest_from_store() -> None:
     assert d.evict() == 0
     assert d.evict(now_s=6000.0) == 1
     assert store == {}
+
+
+def test_eviction_with_out_of_order_times_forgets_exactly_the_old_ids() -> None:
+    store: dict[str, float] = {}
+    d = Deduplicator(100, store, evict_every=1)
+    for i, ts in enumerate([1000.0, 1090.0, 1010.0, 1050.0, 1005.0, 1120.0]):
+        d.seen_before(f"e{i}", ts)
+    # newest 1120 → cutoff 1020: e0 (1000), e2 (1010), e4 (1005) are forgotten
+    assert sorted(store) == ["e1", "e3", "e5"]
+    assert d.evicted == 3
+    assert d.seen_before("e1", 1090.0) is True
+
+
+def test_restored_store_is_evicted_in_time_order() -> None:
+    store = {f"id{i}": 1000.0 + i for i in range(10)}  # as rebuilt from a changelog
+    d = Deduplicator(5, store, evict_every=1)
+    assert d.seen_before("late_arrival", 1009.0) is False
+    assert sorted(store) == ["id4", "id5", "id6", "id7", "id8", "id9", "late_arrival"]  # ≥ 1004
