@@ -184,3 +184,25 @@ def test_replay_csv_rebased_now_paced(tmp_path, isolated_settings, kafka_broker,
     raw = consume(kafka_broker, settings.raw_topic("parking"), 4)
     times = sorted(datetime.fromisoformat(orjson.loads(r.value)["event_time"]) for r in raw)
     assert [(t - times[0]).total_seconds() for t in times] == [0, 1, 2, 3]
+
+
+def test_replay_unpaced_rebase_refuses_records_ahead_of_start(tmp_path, isolated_settings,
+                                                              kafka_broker, registry, consume):
+    """Without --speed, re-based records are judged against the start moment: those further
+    ahead than the clock skew are refused as future_event (documented behaviour)."""
+    from cityops.core.feeds import ValidationContext
+
+    settings = isolated_settings
+    ev = orjson.loads(next(iter(Simulation(
+        registry, seed=9, start=START, end=START + timedelta(minutes=5),
+        feeds=("parking",)).events())).to_json())
+    lines = [orjson.dumps(dict(ev, event_time=(START + timedelta(minutes=m)).isoformat(),
+                               event_id=f"{ev['source']}:fast{m}")) for m in (0, 10, 30, 60)]
+    path = tmp_path / "parking.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with FeedProducer(settings) as producer:
+        summary = replay_file(path, "parking", producer, settings,
+                              ValidationContext(registry=registry), rebase_to=datetime.now(TZ))
+    assert summary.sent == 1 and summary.rejected == {"future_event": 3}
+    assert summary.dead_lettered == 3
+    assert len(consume(kafka_broker, settings.raw_topic("parking"), 1)) == 1

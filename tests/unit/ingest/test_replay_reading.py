@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -146,59 +145,3 @@ def test_csv_huge_field_and_ragged_rows_reject_only_that_row(tmp_path, vctx):
     items = _read(path, "parking", vctx, max_bytes=100_000)
     assert [i.rejection.reason if i.rejection else "ok" for i in items] == [
         "ok", "oversized", "bad_format", "ok"]
-
-
-class _FakeProducer:
-    """Stands in for ``FeedProducer``: records what is sent, nothing fails."""
-
-    def __init__(self) -> None:
-        self.stats = SimpleNamespace(failed=0, failures=Counter())
-        self.sent: list[tuple[str, bytes, bytes | None]] = []
-
-    def send(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        self.sent.append((topic, value, key))
-
-    def flush(self) -> None:
-        pass
-
-
-def test_paced_rebase_judges_each_record_when_due(tmp_path, registry, settings):
-    """--rebase now --speed 1: records spaced in time are each judged when sent, not all
-    against the start moment (which refused every one past the clock skew as future_event)."""
-    from cityops.core.feeds import ValidationContext
-    from cityops.ingest.replay import replay_file
-
-    ev = orjson.loads(_events(registry, "parking")[0].to_json())
-    lines = []
-    for i in range(4):  # 1.5 s apart; the clock skew allowed is 0.5 s
-        rec = dict(ev, event_time=(START + timedelta(seconds=1.5 * i)).isoformat(),
-                   event_id=f"{ev['source']}:paced{i}")
-        lines.append(orjson.dumps(rec))
-    path = tmp_path / "parking.jsonl"
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    ctx = ValidationContext(registry=registry, max_clock_skew_s=0.5)
-    producer = _FakeProducer()
-    target = datetime.now(TZ)
-    summary = replay_file(path, "parking", producer, settings, ctx, rebase_to=target, speed=1)
-    assert summary.rejected == {}
-    assert summary.sent == 4 and summary.read == 4
-    assert summary.seconds >= 4.4
-    times = [datetime.fromisoformat(orjson.loads(v)["event_time"]) for _, v, _ in producer.sent]
-    assert [(t - times[0]).total_seconds() for t in times] == [0, 1.5, 3.0, 4.5]
-
-
-def test_unpaced_rebase_refuses_records_ahead_of_start(tmp_path, registry, settings):
-    """Without --speed, re-based records are judged against the start moment: those further
-    ahead than the clock skew are refused as future_event (documented behaviour)."""
-    from cityops.core.feeds import ValidationContext
-    from cityops.ingest.replay import replay_file
-
-    ev = orjson.loads(_events(registry, "parking")[0].to_json())
-    lines = [orjson.dumps(dict(ev, event_time=(START + timedelta(minutes=m)).isoformat(),
-                               event_id=f"{ev['source']}:fast{m}")) for m in (0, 10, 30, 60)]
-    path = tmp_path / "parking.jsonl"
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    producer = _FakeProducer()
-    summary = replay_file(path, "parking", producer, settings,
-                          ValidationContext(registry=registry), rebase_to=datetime.now(TZ))
-    assert summary.sent == 1 and summary.rejected == {"future_event": 3}
