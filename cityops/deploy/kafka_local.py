@@ -175,7 +175,7 @@ class LocalKafka:
             "transaction.state.log.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=true",
-            f"message.max.bytes={max(s.max_message_bytes * 2, 1_048_588)}",
+            f"message.max.bytes={s.kafka_max_batch_bytes}",
             "log.retention.hours=168",
             "log.segment.bytes=67108864",
             "num.network.threads=2",
@@ -324,7 +324,7 @@ def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]
                 admin.create_topics([
                     NewTopic(t, settings.topic_partitions, settings.topic_replication,
                              topic_configs={"max.message.bytes": str(
-                                 max(settings.max_message_bytes * 2, 1_048_588))})
+                                 settings.kafka_max_batch_bytes)})
                     for t in missing
                 ])
             log.info("kafka.topics_created", topics=missing)

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
-from cityops.warehouse.backend import BaseWarehouse, Column, RetryPolicy, check_readonly_statement
-from cityops.warehouse.backend import token_hash as _token_hash
+from cityops.warehouse.base import BaseWarehouse, Column, RetryPolicy, check_readonly_statement
+from cityops.warehouse.base import token_hash as _token_hash
 from cityops.warehouse.exceptions import (
     MultipleStatements,
     PermanentWarehouseError,
