@@ -1,4 +1,5 @@
-"""Streams subcommands: ``aqi`` (HJ 633-2012 calculator); ``worker``, ``alerts`` join later."""
+"""Streams subcommands: ``aqi`` (HJ 633-2012 calculator), ``worker`` (the Faust pipeline with
+the warehouse sink, supervised) and ``alerts`` (list, acknowledge)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 from cityops.cli.common import console, fail
 
 # ============================================================================================
-# aqi — HJ 633-2012 calculator (domain-logic block; owned by the streams domain engineer)
+# aqi — HJ 633-2012 calculator
 # ============================================================================================
 
 AQI_ARGS: tuple[str, ...] = ("pm25", "pm10", "o3_1h", "o3_8h", "no2", "so2", "co", "so2_24h")
@@ -74,7 +75,7 @@ def _register_aqi(app: typer.Typer) -> None:
 
 
 # ============================================================================================
-# worker, alerts — Faust pipeline and sink wiring (owned by the streams pipeline engineer)
+# worker, alerts — the Faust pipeline with the warehouse sink; alert listing and acks
 # ============================================================================================
 
 

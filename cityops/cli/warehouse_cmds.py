@@ -57,10 +57,8 @@ def remote_sql_url(settings: Settings) -> str | None:
         return settings.worker_sql_url
     if not settings.effective_warehouse_url.startswith("chdb:"):
         return None
-    try:
-        from cityops.streams.web import remote_sql_url as advertised
-    except ImportError:  # streams not installed in this build
-        return None
+    from cityops.streams.web import remote_sql_url as advertised
+
     return advertised(settings)
 
 

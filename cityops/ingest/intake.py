@@ -79,9 +79,7 @@ class Intake:
         self._lock = threading.Lock()
 
     def ctx(self) -> ValidationContext:
-        return ValidationContext(registry=self.registry,
-                                 max_clock_skew_s=self.settings.max_clock_skew_s,
-                                 occupancy_tolerance=self.settings.occupancy_tolerance)
+        return ValidationContext.from_settings(self.settings, self.registry)
 
     def reserve(self, n: int) -> bool:
         with self._lock:

@@ -27,6 +27,7 @@ Unpaced, every re-based record is judged against the start moment (or ``rebase_t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 import threading
 import time
@@ -451,9 +452,7 @@ def replay_file(path: Path, feed: str, producer: Any, settings: Settings,
     paced_first = rebase_to is not None and bool(speed)
     if rebase_to is not None and ctx.now is None:
         # re-based events may sit a little ahead of the wall clock; judge them at the target
-        ctx = ValidationContext(registry=ctx.registry, now=max(rebase_to, datetime.now(UTC)),
-                                max_clock_skew_s=ctx.max_clock_skew_s,
-                                occupancy_tolerance=ctx.occupancy_tolerance)
+        ctx = dataclasses.replace(ctx, now=max(rebase_to, datetime.now(UTC)))
     base_ctx = ctx
     out_topic = topic or settings.raw_topic(feed)
     dlq_topic = settings.topic("dlq")

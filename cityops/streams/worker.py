@@ -59,7 +59,7 @@ class StreamsWorker:
 
             self.webhooks = WebhookDispatcher(
                 [WebhookTarget.parse(u) for u in settings.alert_webhook_urls],
-                timeout_s=settings.alert_webhook_timeout_s,
+                tz=settings.tz, timeout_s=settings.alert_webhook_timeout_s,
                 attempts=settings.alert_webhook_attempts,
                 queue_size=settings.alert_webhook_queue_size)
             dispatch = self.webhooks.offer
