@@ -22,8 +22,10 @@ run: venv
 test: venv
 	VENV=$(VENV) scripts/test.sh $(PYTEST_ARGS)
 
+## lint: ruff on the code, tests and benchmarks; mypy on the package (settings in pyproject).
 lint: venv
-	$(BIN)/ruff check cityops tests
+	$(BIN)/ruff check cityops tests bench
+	$(BIN)/mypy
 
 ## bench: benchmarks that print figures (not part of make test).
 bench: venv

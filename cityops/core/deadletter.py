@@ -56,7 +56,7 @@ class DeadLetter(DerivedRecord):
 
     @classmethod
     def from_bytes(cls, raw: bytes, **kw: object) -> DeadLetter:
-        return cls(raw_b64=base64.b64encode(raw).decode(), **kw)  # type: ignore[arg-type]
+        return cls(raw_b64=base64.b64encode(raw).decode(), **kw)
 
     @property
     def raw(self) -> bytes:

@@ -29,7 +29,7 @@ from cityops.core.geo import gcj02_to_wgs84
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 EventId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]

@@ -7,9 +7,10 @@ broker on loopback, the embedded chdb warehouse under ``./.cityops-data``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -324,7 +325,7 @@ class Settings(BaseSettings):
         return [self.topic(name) for name in topics.ALL]
 
 
-def _describe_error(err: dict) -> str:
+def _describe_error(err: Mapping[str, Any]) -> str:
     field = str(err["loc"][0]) if err.get("loc") else ""
     var = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
     msg = err.get("msg", "invalid")

@@ -263,8 +263,8 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
             return records
         if len(records) > settings.intake_max_batch:
             return too_many(len(records))
-        items = [(feed, b"", r) if isinstance(r, Rejection) else (feed, r, None)
-                 for r in records]
+        items: list[tuple[str | None, bytes, Rejection | None]] = [
+            (feed, b"", r) if isinstance(r, Rejection) else (feed, r, None) for r in records]
         client = request.client.host if request.client else "unknown"
         status, payload = await run_in_threadpool(intake.process, items, client)
         return answer(status, payload)

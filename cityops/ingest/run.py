@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cityops.ingest.pacing import Pacer
+from cityops.ingest.ports import Progress
 from cityops.ingest.producer import RateLimiter
 from cityops.ingest.simulate import Simulation, WireRecord
 
@@ -85,7 +86,7 @@ def plan_range(*, now: datetime, start: datetime | None, end: datetime | None,
 
 def run(sim: Simulation, sink: Callable[[WireRecord], None], *, speed: float | None = None,
         rate: float | None = None, duration_s: float | None = None,
-        stop: threading.Event | None = None, progress: Any = None,
+        stop: threading.Event | None = None, progress: Progress | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep) -> RunSummary:
     """Feed every wire record of ``sim`` to ``sink``, paced by ``speed`` (None: no pacing)."""

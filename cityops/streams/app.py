@@ -70,7 +70,7 @@ log = structlog.get_logger(__name__)
 
 #: an observation for the alert engine: (rule kind, subject, value, event time, extra)
 Observation = dict[str, Any]
-ObservationSink = Callable[[list[Observation]], Awaitable[None]]
+ObservationSink = Callable[[list[Observation]], Awaitable[list[Any]]]
 
 #: resolved / cancelled incidents are dropped from the state this long (event time) later
 INCIDENT_RETENTION = timedelta(hours=24)
@@ -194,7 +194,7 @@ class Stage1:
         self.counts = {"in": 0, "clean": 0, "dead": 0, "duplicate": 0, "replayed": 0}
         self.gaps = OffsetGapGuard(f"validate-{feed}", stop_for_replay)
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
-        app.agent(topic_names.raw[feed], name=f"validate-{feed}")(self.agent)
+        app.agent(topics.raw[feed], name=f"validate-{feed}")(self.agent)
 
     def _delete_partition(self, key: str, partition: int) -> None:
         # an evicted id's tombstone goes to the partition its entry was written to
@@ -378,7 +378,7 @@ class Stage2:
         self.gaps = OffsetGapGuard(f"aggregate-{feed}", stop_for_replay)
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         self.stream_time: datetime | None = None  # newest event time applied (this process)
-        app.agent(topic_names.clean[feed], name=f"aggregate-{feed}")(self.agent)
+        app.agent(topics.clean[feed], name=f"aggregate-{feed}")(self.agent)
 
     async def agent(self, stream: Any) -> None:
         async for events in stream.take_events(self.settings.worker_batch_max,

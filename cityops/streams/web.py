@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 
@@ -89,7 +89,21 @@ def remote_sql_url(settings: Settings) -> str | None:
     return f"{ep['url']}/sql"
 
 
-def register_views(app: faust.App, worker: Any) -> None:
+class WorkerViews(Protocol):
+    """What the endpoints need of the worker (``streams.worker.StreamsWorker``)."""
+
+    sql_handler: SqlHandler | None
+
+    def health(self) -> dict[str, Any]: ...
+
+    def refresh_gauges(self) -> None: ...
+
+    def list_alerts(self, include_all: bool = False) -> list[dict[str, Any]]: ...
+
+    async def acknowledge(self, alert_id: str, actor: str) -> tuple[int, dict[str, Any]]: ...
+
+
+def register_views(app: faust.App, worker: WorkerViews) -> None:
     """Add the endpoints; ``worker`` is the ``StreamsWorker`` (health, alerts, sql)."""
 
     @app.page("/health")

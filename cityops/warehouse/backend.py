@@ -11,9 +11,9 @@ on transient errors. Parameters use ClickHouse placeholders ``{name:Type}`` (see
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import ParseResult, parse_qs, unquote, urlparse
 
+from cityops.core.settings import Settings
 from cityops.warehouse.base import (
     BaseWarehouse,
     Column,
@@ -27,17 +27,18 @@ from cityops.warehouse.exceptions import PermanentWarehouseError, WarehouseError
 from cityops.warehouse.server import ServerWarehouse
 
 
-def parse_url(url: str) -> tuple[str, Any]:
+def parse_url(url: str) -> tuple[str, ParseResult]:
     parsed = urlparse(url)
     return parsed.scheme, parsed
 
 
-def _query_value(parsed: Any, key: str, default: str | None = None) -> str | None:
+def _query_value(parsed: ParseResult, key: str, default: str | None = None) -> str | None:
     values = parse_qs(parsed.query).get(key)
     return values[-1] if values else default
 
 
-def connect(url: str, *, retry: RetryPolicy | None = None, settings: Any = None) -> Warehouse:
+def connect(url: str, *, retry: RetryPolicy | None = None,
+            settings: Settings | None = None) -> Warehouse:
     """Open the warehouse at ``url`` (``chdb://`` embedded or ``clickhouse://`` server)."""
     if settings is not None and retry is None:
         retry = RetryPolicy.from_settings(settings)
@@ -61,7 +62,7 @@ def connect(url: str, *, retry: RetryPolicy | None = None, settings: Any = None)
         code="bad_url")
 
 
-def connect_settings(settings: Any) -> Warehouse:
+def connect_settings(settings: Settings) -> Warehouse:
     """The warehouse of ``settings`` (``effective_warehouse_url``) with its retry policy."""
     return connect(settings.effective_warehouse_url, settings=settings)
 

@@ -108,7 +108,9 @@ def _unwrap(typ: str, wrapper: str) -> str | None:
 
 
 def _split_args(inner: str) -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in inner:
         if ch == "(":
             depth += 1

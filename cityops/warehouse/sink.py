@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -39,7 +39,7 @@ from cityops.core.feeds import FEED_MODELS
 from cityops.core.settings import Settings
 from cityops.streams import metrics
 from cityops.streams.records import DERIVED_RECORDS
-from cityops.warehouse.base import RetryPolicy
+from cityops.warehouse.base import RetryPolicy, Warehouse
 from cityops.warehouse.exceptions import SinkInterrupted, TransientWarehouseError, WarehouseError
 from cityops.warehouse.rows import FEED_TABLES
 
@@ -51,6 +51,15 @@ RAW_TABLES = frozenset(FEED_TABLES.values())
 RECORD_TOPICS = {cls.topic: cls for cls in DERIVED_RECORDS}
 
 T = TypeVar("T")
+
+
+class ConsumedRecord(Protocol):
+    """One record polled from Kafka (kafka-python's ``ConsumerRecord``)."""
+
+    partition: int
+    offset: int
+    value: bytes | None
+
 Converter = Callable[[str, bytes], tuple[str, dict[str, Any]] | None]
 
 
@@ -124,8 +133,9 @@ class SinkStats:
 class WarehouseSink:
     """Kafka → warehouse batches with manual commits; run it with ``start()``/``stop()``."""
 
-    def __init__(self, settings: Settings, warehouse: Any, *, convert: Converter | None = None,
-                 group_id: str | None = None, topics: list[str] | None = None) -> None:
+    def __init__(self, settings: Settings, warehouse: Warehouse, *,
+                 convert: Converter | None = None, group_id: str | None = None,
+                 topics: list[str] | None = None) -> None:
         self.settings = settings
         self.warehouse = warehouse
         self.convert = convert or default_converter(settings)
@@ -238,7 +248,7 @@ class WarehouseSink:
             log.warning("sink.close_failed")
         self._consumer = self._consumer_factory()
 
-    def _add(self, batch: Batch, topic: str, msg: Any) -> None:
+    def _add(self, batch: Batch, topic: str, msg: ConsumedRecord) -> None:
         value = msg.value
         if value is None:
             return

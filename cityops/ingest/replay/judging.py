@@ -17,9 +17,9 @@ import orjson
 from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import ValidationContext
 from cityops.ingest.exceptions import ReplayError
+from cityops.ingest.ports import Progress
 from cityops.ingest.replay.mapping import RecordMapper
 from cityops.ingest.replay.readers import (
-    Progress,
     csv_rows,
     detect_format,
     jsonl_lines,

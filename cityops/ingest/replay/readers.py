@@ -8,22 +8,15 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cityops.core.contract import Rejection
 from cityops.ingest.exceptions import ReplayError
+from cityops.ingest.ports import Progress
 
 FORMATS = ("jsonl", "csv", "parquet")
 _SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
            ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-
-
-class Progress(Protocol):
-    """A progress bar (tqdm's interface): advanced by bytes or rows read."""
-
-    def update(self, n: int = 1) -> Any: ...
-
-    def close(self) -> None: ...
 
 
 def detect_format(path: Path, fmt: str | None = None) -> str:

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cityops.core import topics
 from cityops.core.feeds import ValidationContext
@@ -24,27 +24,10 @@ from cityops.core.settings import Settings
 from cityops.ingest.deadletters import dead_letter, send_dead_letter
 from cityops.ingest.exceptions import IngestError
 from cityops.ingest.pacing import Clock, Pacer, Sleep
+from cityops.ingest.ports import RecordProducer
 from cityops.ingest.replay.judging import JudgeAt, read_records
 from cityops.ingest.replay.mapping import RecordMapper
 from cityops.ingest.replay.readers import progress_bar
-
-
-class DeliveryStats(Protocol):
-    """Delivery counters of a producer (``ingest.producer.ProducerStats``)."""
-
-    failed: int
-    failures: Counter[str]
-
-
-class RecordProducer(Protocol):
-    """What a replay needs of a producer (``ingest.producer.FeedProducer`` is one)."""
-
-    @property
-    def stats(self) -> DeliveryStats: ...
-
-    def send(self, topic: str, value: bytes, key: bytes | None = None) -> Any: ...
-
-    def flush(self, timeout: float | None = None) -> Any: ...
 
 
 @dataclass
@@ -81,13 +64,14 @@ def _epoch_s(value: Any) -> float | None:
 def _judged_when_due(base: ValidationContext, pacer: Pacer) -> JudgeAt:
     """Judge a record by the clock of the moment it will be due: the start moment of
     ``base`` moved on by the record's offset in the paced run."""
-    assert base.now is not None
+    start = base.now
+    assert start is not None
 
     def judge_at(event_time: Any) -> ValidationContext:
         at = _epoch_s(event_time)
         if at is None:
             return base
-        return dataclasses.replace(base, now=base.now + timedelta(seconds=pacer.offset_s(at)))
+        return dataclasses.replace(base, now=start + timedelta(seconds=pacer.offset_s(at)))
 
     return judge_at
 

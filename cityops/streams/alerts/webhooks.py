@@ -63,7 +63,7 @@ class WebhookTarget:
         (qyapi.weixin.qq.com → WeCom, oapi.dingtalk.com → DingTalk, otherwise JSON)."""
         for style in ("wecom", "dingtalk", "json"):
             if spec.startswith(f"{style}+"):
-                return cls(spec[len(style) + 1:], style)  # type: ignore[arg-type]
+                return cls(spec[len(style) + 1:], style)
         host = urlparse(spec).hostname or ""
         if host.endswith("weixin.qq.com"):
             return cls(spec, "wecom")
