@@ -134,13 +134,15 @@ def worker_command(
         raise typer.Exit(_supervise([] if sink else ["--no-sink"]))
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
-    try:
-        from cityops.deploy.kafka_local import ensure_topics
+    from cityops.deploy.exceptions import BrokerError, BrokerUnreachable
+    from cityops.deploy.kafka_local import ensure_topics
 
+    try:
         ensure_topics(settings)  # subscribe to existing topics, with the configured partitions
-    except Exception as exc:
-        fail(f"Kafka at {settings.bootstrap_servers} is not reachable ({exc}); "
-             "start it with `cityops kafka up`")
+    except BrokerUnreachable as exc:
+        fail(f"{exc}; start it with `cityops kafka up`")
+    except BrokerError as exc:
+        fail(str(exc))
     try:
         if sink:
             from cityops.warehouse.sink_runner import build_worker
