@@ -143,3 +143,18 @@ def test_no_import_circles_between_modules() -> None:
     assert "cityops.warehouse.base" in graph["cityops.warehouse.embedded"]
     circles = _cycles(graph)
     assert not circles, "\n".join(" ↔ ".join(c) for c in circles)
+
+
+def test_topic_names_are_written_only_in_core_topics() -> None:
+    """``raw.<feed>``, ``clean.<feed>`` and ``agg.<feed>`` are spelled once, in core/topics.py;
+    everything else derives them from there."""
+    stages = ("raw.", "clean.", "agg.")
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        if path == ROOT / "core" / "topics.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and node.value.startswith(stages)):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
+    assert not offenders, "\n".join(offenders)
