@@ -1,4 +1,4 @@
-"""The warehouse interface and its factory: ``connect(url)`` picks the backend by URL scheme.
+"""The warehouse factory: ``connect(url)`` picks the backend by URL scheme.
 
 * ``chdb:///abs/path[?database=name]`` — embedded ClickHouse (chdb), data on disk (default);
 * ``clickhouse://user:password@host:9000/database[?compression=lz4]`` — a ClickHouse server
@@ -7,6 +7,8 @@
 Both implement ``Warehouse``; inserts are batched and columnar, checked against the live schema
 (``system.columns``) before any SQL is built, deduplicated by token and retried with backoff
 on transient errors. Parameters use ClickHouse placeholders ``{name:Type}`` (see ``sqltext``).
+The ``Warehouse`` protocol and what the backends share live in ``base``; the names are
+re-exported here for callers that import them from the factory's module.
 """
 
 from __future__ import annotations
