@@ -43,3 +43,18 @@ def test_no_broker_at_the_address_is_broker_unreachable() -> None:
         ensure_topics(load_settings(), f"127.0.0.1:{port}")
     assert f"127.0.0.1:{port}" in str(caught.value)
     assert caught.value.code == "broker_unreachable"
+
+
+def test_kafka_topics_command_reports_the_refusal_in_one_line(
+        kafka_broker: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cityops.cli.main import app
+
+    monkeypatch.setenv("CITYOPS_KAFKA_BOOTSTRAP_SERVERS", kafka_broker)
+    monkeypatch.setenv("CITYOPS_TOPIC_PREFIX", _prefix())
+    monkeypatch.setenv("CITYOPS_TOPIC_REPLICATION", "3")
+    result = CliRunner().invoke(app, ["kafka", "topics"])
+    assert result.exit_code == 2
+    assert "InvalidReplicationFactorError" in result.output
+    assert "Traceback" not in result.output
