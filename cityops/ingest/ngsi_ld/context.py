@@ -106,7 +106,8 @@ def term(name: str, active: dict[str, str]) -> str:
     iri = active.get(name, name)
     if iri in canonical:
         return canonical[iri]
-    return name
+    # a term the context sends elsewhere keeps that IRI, so it is never read as ours
+    return iri
 
 
 def compact(entity: dict[str, Any], context: Any = None
@@ -134,7 +135,7 @@ def compact(entity: dict[str, Any], context: Any = None
             value = _compact_attribute(value, active)
         elif isinstance(value, list):
             value = [_compact_attribute(v, active) if isinstance(v, dict) else v for v in value]
-        if name in out and name != key:
+        if name in out:
             raise MappingError("duplicate_attribute", f"{key!r} and another attribute both "
                                f"mean {name!r}", key)
         out[name] = value

@@ -279,7 +279,7 @@ def _crowd(e: _Entity, ctx: ValidationContext) -> tuple[dict[str, Any], list[Ref
     counts = ("peopleCount", "peopleCountTowards", "peopleCountAway")
     when = _observed(e, counts, crowd=True)
     counter = reg.counters.get(site) if reg is not None else None
-    towards, away, total = (_count(e, n) for n in counts)
+    total, towards, away = (_count(e, n) for n in counts)
     if towards is not None or away is not None:
         if counter is None or counter.towards is None:
             raise MappingError("no_orientation", f"counter {site!r} has no 'towards' "
