@@ -14,14 +14,14 @@ from typing import Any, Protocol
 import orjson
 import structlog
 
-from cityops.core.contract import Rejection
+from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import ValidationContext
 from cityops.core.settings import Settings
 from cityops.ingest.deadletters import dead_letter, send_dead_letter
 from cityops.ingest.exceptions import IngestError, MappingError
 from cityops.ingest.ngsi_ld.answers import Outcome, answer, problem
 from cityops.ingest.ngsi_ld.context import link_context
-from cityops.ingest.ngsi_ld.mapping import Mapped, map_entity
+from cityops.ingest.ngsi_ld.mapping import ENTITY_FEEDS, Mapped, map_entity
 from cityops.ingest.ngsi_ld.payload import read_payload
 
 log = structlog.get_logger(__name__)
@@ -44,6 +44,14 @@ def _entity_id(entity: Any) -> str | None:
     if isinstance(entity, dict):
         eid = entity.get("id", entity.get("@id"))
         return eid if isinstance(eid, str) else None
+    return None
+
+
+def feed_of(entity: Any) -> str | None:
+    """The feed an entity's type names, for the dead letter of an entity that failed to map."""
+    t = entity.get("type") if isinstance(entity, dict) else None
+    if isinstance(t, str):
+        return ENTITY_FEEDS.get(t.rsplit("/", 1)[-1].rsplit("#", 1)[-1])
     return None
 
 
@@ -90,13 +98,19 @@ def handle(intake: IntakeLike, body: bytes, *, operation: str, link: str | None,
         try:
             m = map_entity(entity, ctx, payload.context)
         except MappingError as exc:
-            items.append((None, raw, Rejection(exc.reason, exc.detail, exc.field)))
+            items.append((feed_of(entity), raw, Rejection(exc.reason, exc.detail, exc.field)))
             continue
         except (TypeError, ValueError, AttributeError, KeyError) as exc:
             # a shape the mapping did not foresee: refuse this entity, keep the others
-            items.append((None, raw, Rejection("invalid", f"{type(exc).__name__}: {exc}")))
+            items.append((feed_of(entity), raw,
+                          Rejection("invalid", f"{type(exc).__name__}: {exc}")))
             continue
-        items.append((m.feed, orjson.dumps(m.event), None))
+        wire = orjson.dumps(m.event)
+        judged = decode_event(m.feed, wire, ctx, max_bytes=settings.max_message_bytes)
+        if isinstance(judged, Rejection):  # dead-lettered as sent, not as mapped
+            items.append((m.feed, raw, judged))
+            continue
+        items.append((m.feed, wire, None))
         mapped.append((index, raw, m))
     status, result = intake.process(items, client)
     if status == 503:

@@ -26,7 +26,10 @@ class Payload:
 
 def _is_notification(body: dict[str, Any]) -> bool:
     t = body.get("type", body.get("@type"))
-    return isinstance(t, str) and t.rsplit("/", 1)[-1] == "Notification"
+    if isinstance(t, str):
+        return t.rsplit("/", 1)[-1] == "Notification"
+    # an untyped {"subscriptionId", "data": [...]}, as some brokers' relays send
+    return "subscriptionId" in body and "data" in body
 
 
 def read_payload(body: Any, link_context: str | None = None) -> Payload:

@@ -133,6 +133,8 @@ def test_ngsi_ld_answers_and_bounds(isolated_settings, kafka_broker, example_reg
         assert r.status_code == 400
         assert r.json()["type"] == ERRORS + "BadRequestData"
         assert r.json()["reason"] == "unknown_site" and "urn:x:nowhere" in r.json()["detail"]
+        r = http.post(f"{url}/ngsi-ld/v1/entities", json={**parking, "occupiedSpotNumber": 900})
+        assert r.status_code == 400 and r.json()["reason"] == "over_capacity"
         r = http.post(f"{url}/ngsi-ld/v1/entities",
                       json={**parking, "@context": "https://vendor.example/ctx.jsonld"})
         assert r.status_code == 503 and r.json()["type"] == ERRORS + "LdContextNotAvailable"
@@ -150,5 +152,9 @@ def test_ngsi_ld_answers_and_bounds(isolated_settings, kafka_broker, example_reg
             assert http.post(f"{url}/ngsi-ld/v1/{path}", json=[]).status_code != 307
     raw = consume(kafka_broker, settings.raw_topic("parking"), 2)
     assert len(raw) == 2
-    letters = _letters(consume, kafka_broker, settings, 2)
-    assert Counter(d.reason for d in letters) == {"unknown_site": 1, "unknown_context": 1}
+    letters = _letters(consume, kafka_broker, settings, 3)
+    assert Counter(d.reason for d in letters) == {"unknown_site": 1, "unknown_context": 1,
+                                                  "over_capacity": 1}
+    # each as the client sent it (the NGSI-LD entity, not the mapped event), under its feed
+    assert all(orjson.loads(d.raw)["type"] == "OffStreetParking" for d in letters)
+    assert {d.feed for d in letters} == {"parking"}
