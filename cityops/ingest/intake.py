@@ -285,22 +285,22 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
         async def post_ngsi_ld(request: Request) -> Response:
             with intake._lock:
                 intake.stats.requests += 1
-            refused = busy()
-            if refused is None:
-                try:
-                    body = await _read_body(request, settings.intake_max_body_bytes)
-                except _TooLarge:
-                    return ngsi_ld_answer(413, problem(
-                        "about:blank", f"body larger than {settings.intake_max_body_bytes} "
-                        "bytes", 413, title="Payload Too Large", reason="too_large"), {})
-                client = request.client.host if request.client else "unknown"
-                status, payload, headers = await run_in_threadpool(
-                    ngsi_ld_endpoint.handle, intake, body, operation=operation,
-                    link=request.headers.get("link"), client=client)
-                return ngsi_ld_answer(status, payload, headers)
-            detail = orjson.loads(refused.body).get("detail", "busy")
-            return ngsi_ld_answer(503, problem("about:blank", detail, 503,
-                                               title="Service Unavailable", reason="busy"), {})
+            if busy() is not None:
+                return ngsi_ld_answer(503, problem(
+                    "about:blank", f"{intake.stats.pending} records await Kafka; retry after "
+                    f"{RETRY_AFTER_S} s", 503, title="Service Unavailable", reason="busy"), {})
+            try:
+                body = await _read_body(request, settings.intake_max_body_bytes)
+            except _TooLarge:
+                return ngsi_ld_answer(413, problem(
+                    "about:blank", f"body larger than {settings.intake_max_body_bytes} bytes",
+                    413, title="Payload Too Large", reason="too_large"), {})
+            client = request.client.host if request.client else "unknown"
+            status, payload, headers = await run_in_threadpool(
+                ngsi_ld_endpoint.handle, intake, body, operation=operation,
+                link=request.headers.get("link"), client=client)
+            return ngsi_ld_answer(status, payload, headers)
+
         return post_ngsi_ld
 
     def ngsi_ld_answer(status: int, body: Any, headers: dict[str, str]) -> Response:
