@@ -1,9 +1,9 @@
 """Reading one attribute of an NGSI-LD entity in any of its forms.
 
-Normalized (``{"type": "Property", "value": …, "unitCode": …}``), keyValues (the plain
-value), multi-attribute (a list of instances told apart by ``datasetId``: the default
-instance, the one without a ``datasetId``, is read, else the first), and values wrapped as
-``{"@type": …, "@value": …}``.
+Normalized (``{"type": "Property", "value": …, "unitCode": …}``), concise (the same without
+``"type"``), keyValues (the plain value), multi-attribute (a list of instances told apart by
+``datasetId``: the default instance, the one without a ``datasetId``, is read, else the
+first), and values wrapped as ``{"@type": …, "@value": …}``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ NGSI_TYPES = ("Property", "GeoProperty", "Relationship", "LanguageProperty")
 
 
 def _is_attr(raw: Any) -> bool:
-    return isinstance(raw, dict) and raw.get("type") in NGSI_TYPES
+    if not isinstance(raw, dict):
+        return False
+    if "type" in raw:
+        return raw["type"] in NGSI_TYPES
+    # the concise representation (NGSI-LD 1.6) leaves "type" out of attributes
+    return "value" in raw or "object" in raw
+
+
+def _is_relationship(raw: dict[str, Any]) -> bool:
+    return raw.get("type") == "Relationship" or ("type" not in raw and "object" in raw)
 
 
 def instance(entity: dict[str, Any], name: str) -> Any:
@@ -32,7 +41,7 @@ def value(entity: dict[str, Any], name: str) -> Any:
     """The plain value of attribute ``name`` (a Relationship's object), or None."""
     raw = instance(entity, name)
     if _is_attr(raw):
-        raw = raw.get("object") if raw.get("type") == "Relationship" else raw.get("value")
+        raw = raw.get("object") if _is_relationship(raw) else raw.get("value")
     if isinstance(raw, dict) and "@value" in raw:
         raw = raw["@value"]
     return raw

@@ -26,7 +26,12 @@ def _multi(value, unit):
              "datasetId": "urn:ngsi-ld:Dataset:raw"}]
 
 
-FORMS = {"normalized": _normalized, "multi-attribute": _multi}
+def _concise(value, unit):
+    # NGSI-LD 1.6 concise: a Property without its "type"
+    return {"value": value, **({"unitCode": unit} if unit else {})}
+
+
+FORMS = {"normalized": _normalized, "multi-attribute": _multi, "concise": _concise}
 
 
 @pytest.mark.parametrize("form", FORMS)
