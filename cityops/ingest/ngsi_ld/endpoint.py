@@ -8,6 +8,7 @@ post); this module sees only the body bytes, the ``Link`` header and the operati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ from cityops.ingest.ngsi_ld.payload import read_payload
 log = structlog.get_logger(__name__)
 
 Item = tuple[str | None, bytes, Rejection | None]
+Process = Callable[[list[Item], str], tuple[int, dict[str, Any]]]
 
 
 class IntakeLike(Protocol):
@@ -72,9 +74,12 @@ def _refusal_letters(intake: IntakeLike, mapped: list[tuple[int, bytes, Mapped]]
 
 
 def handle(intake: IntakeLike, body: bytes, *, operation: str, link: str | None,
-           client: str) -> tuple[int, Any, dict[str, str]]:
-    """(status, JSON body or None, headers) for one NGSI-LD request body."""
+           client: str, process: Process | None = None) -> tuple[int, Any, dict[str, str]]:
+    """(status, JSON body or None, headers) for one NGSI-LD request body. ``process`` judges
+    and produces the mapped events (default ``intake.process``; the caller may bind who is
+    asking to it)."""
     settings = intake.settings
+    process = process or intake.process
     try:
         parsed = orjson.loads(body.lstrip(b"\xef\xbb\xbf") or b"null")
     except orjson.JSONDecodeError as exc:
@@ -112,7 +117,7 @@ def handle(intake: IntakeLike, body: bytes, *, operation: str, link: str | None,
             continue
         items.append((m.feed, wire, None))
         mapped.append((index, raw, m))
-    status, result = intake.process(items, client)
+    status, result = process(items, client)
     if status == 503:
         return 503, problem("about:blank", result.get("detail", "busy"), 503,
                             title="Service Unavailable", reason="busy"), {}
