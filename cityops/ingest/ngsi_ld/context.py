@@ -143,17 +143,21 @@ def compact(entity: dict[str, Any], context: Any = None
     return out, sent
 
 
-_META = {"type", "value", "object", "observedAt", "unitCode", "datasetId", "modifiedAt",
-         "createdAt"}
+_META = frozenset({"type", "value", "object", "observedAt", "unitCode", "datasetId",
+                   "modifiedAt", "createdAt"})
+_TYPE_IRIS = frozenset(f"https://uri.etsi.org/ngsi-ld/{t}"
+                       for t in ("Property", "GeoProperty", "Relationship"))
 
 
 def _compact_attribute(attr: dict[str, Any], active: dict[str, str]) -> dict[str, Any]:
     """An attribute's own keys (``value``, ``unitCode``, ``observedAt``…) and its NGSI-LD type
     in our terms; a plain JSON object value (an address, a GeoJSON geometry) is left alone."""
+    t = attr.get("type")
+    iri_typed = isinstance(t, str) and t in _TYPE_IRIS
+    if _META.issuperset(attr) and not iri_typed:
+        return attr  # already in core terms, which a context may not redefine (the usual case)
     names = {k: term(k, active) for k in attr}
-    if not any(n in _META and n != k for k, n in names.items()) and attr.get("type") not in (
-            f"https://uri.etsi.org/ngsi-ld/{t}" for t in ("Property", "GeoProperty",
-                                                          "Relationship")):
+    if not any(n in _META and n != k for k, n in names.items()) and not iri_typed:
         return attr
     out = {names[k]: v for k, v in attr.items()}
     if isinstance(out.get("type"), str):

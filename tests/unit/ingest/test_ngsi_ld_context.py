@@ -70,3 +70,13 @@ def test_unknown_remote_context_is_refused_not_fetched(registry):
         map_entity(entity, ValidationContext(registry=registry))
     assert err.value.reason == "unknown_context"
     assert "https://vendor.example/ctx.jsonld" in err.value.detail
+
+
+def test_plain_object_values_are_left_alone(registry):
+    # keyValues objects that are no NGSI-LD attribute: an address, an odd vendor structure
+    entity = {"id": "urn:ngsi-ld:OffStreetParking:cp_wfc", "type": "OffStreetParking",
+              "dateObserved": "2025-10-02T10:00:00Z", "availableSpotNumber": 12,
+              "address": {"type": "PostalAddress", "streetAddress": "民族路"},
+              "vendorInfo": {"type": ["a", "b"], "value": 3}}
+    mapped = map_entity(entity, ValidationContext(registry=registry))
+    assert mapped.event["free"] == 12
