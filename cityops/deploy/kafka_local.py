@@ -27,6 +27,7 @@ from pathlib import Path
 
 import structlog
 
+from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
 from cityops.deploy.exceptions import BrokerError
 
@@ -315,7 +316,8 @@ def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]
     from kafka.errors import TopicAlreadyExistsError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap or settings.bootstrap_servers,
-                             client_id="cityops-topics", request_timeout_ms=15000)
+                             client_id="cityops-topics", request_timeout_ms=15000,
+                             **kafka_python_security(settings))
     try:
         existing = set(admin.list_topics())
         missing = [t for t in settings.all_topics if t not in existing]

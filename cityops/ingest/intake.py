@@ -37,6 +37,7 @@ from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import FEED_MODELS, ValidationContext
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
+from cityops.core.strictjson import StrictJSONError, loads_strict
 from cityops.ingest.deadletters import dead_letter, send_dead_letter
 from cityops.ingest.exceptions import IngestError, MappingError
 from cityops.ingest.ngsi_ld import entity_to_event
@@ -200,9 +201,9 @@ def _split_records(body: bytes, ndjson: bool, max_bytes: int
         return _json({"error": "bad_encoding",
                                "detail": f"body is not UTF-8 at byte {exc.start}"}, 400)
     try:
-        data = orjson.loads(body.lstrip(b"\xef\xbb\xbf") or b"null")
-    except orjson.JSONDecodeError as exc:
-        return _json({"error": "bad_json", "detail": str(exc)}, 400)
+        data = loads_strict(body.lstrip(b"\xef\xbb\xbf") or b"null")
+    except StrictJSONError as exc:
+        return _json({"error": exc.reason, "detail": exc.detail}, 400)
     if isinstance(data, dict) and isinstance(data.get("events"), list):
         data = data["events"]
     if isinstance(data, dict):
@@ -290,11 +291,14 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
         for raw in records:
             assert isinstance(raw, bytes)
             try:
-                feed, event = entity_to_event(orjson.loads(raw), registry)
+                feed, event = entity_to_event(loads_strict(raw), registry)
             except MappingError as exc:
                 items.append((None, raw, Rejection(exc.reason, exc.detail, exc.field)))
                 continue
-            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+            except StrictJSONError as exc:
+                items.append((None, raw, Rejection(exc.reason, exc.detail)))
+                continue
+            except (TypeError, ValueError, AttributeError) as exc:
                 # an entity shape the mapping did not foresee: refuse this one, keep the rest
                 items.append((None, raw, Rejection("invalid", f"{type(exc).__name__}: {exc}")))
                 continue

@@ -42,6 +42,7 @@ import orjson
 from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import FEED_MODELS, ValidationContext
 from cityops.core.settings import Settings
+from cityops.core.strictjson import StrictJSONError, loads_strict
 from cityops.ingest.deadletters import dead_letter, send_dead_letter
 from cityops.ingest.exceptions import IngestError, ReplayError
 
@@ -403,9 +404,9 @@ def _read_jsonl(path: Path, feed: str, mapper: RecordMapper, ctx: ValidationCont
                 continue
         if transform or not _complete_json(line):
             try:
-                data = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                data = None
+                data = loads_strict(line)
+            except StrictJSONError:
+                data = None  # judged below, byte for byte, with its reason
             if isinstance(data, dict):
                 yield _judge(feed, mapper.map(data), raw, lineno, ctx, max_bytes, pace)
                 continue

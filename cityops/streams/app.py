@@ -35,6 +35,7 @@ import orjson
 import structlog
 
 from cityops.core.feeds import FEED_MODELS, Envelope, IncidentReported, ValidationContext
+from cityops.core.kafka_security import ssl_context, uses_sasl, uses_tls
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, Settings
 from cityops.streams import metrics
@@ -106,6 +107,19 @@ def _tune_consumer_fetch_wait(wait_ms: int) -> None:
     driver.aiokafka = shim  # type: ignore[assignment]
 
 
+def faust_credentials(settings: Settings) -> Any:
+    """``broker_credentials`` for ``faust.App`` (None on PLAINTEXT): SASL/SCRAM and TLS."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    ctx = ssl_context(settings) if uses_tls(settings) else None
+    if uses_sasl(settings):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism, ssl_context=ctx)
+    return faust.SSLCredentials(ctx)
+
+
 def make_app(settings: Settings) -> faust.App:
     """A Faust app configured from settings (memory store, raw bytes, acks=all)."""
     _tune_consumer_fetch_wait(settings.worker_fetch_max_wait_ms)
@@ -114,6 +128,7 @@ def make_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.worker_id,
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         datadir=str(data),
         autodiscover=False,

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pandas
 import structlog
 
+from cityops.core.secrets import redact_url
 from cityops.warehouse.exceptions import (
     PermanentWarehouseError,
     ReadOnlyViolation,
@@ -198,7 +199,10 @@ def _query_value(parsed: Any, key: str, default: str | None = None) -> str | Non
 
 
 def connect(url: str, *, retry: RetryPolicy | None = None, settings: Any = None) -> Warehouse:
-    """Open the warehouse at ``url`` (``chdb://`` embedded or ``clickhouse://`` server)."""
+    """Open the warehouse at ``url`` (``chdb://`` embedded or ``clickhouse://`` server).
+
+    A server password comes from the URL when it has one, else from
+    ``settings.warehouse_password``; the warehouse keeps only the redacted URL."""
     if settings is not None and retry is None:
         retry = RetryPolicy(settings.warehouse_insert_retries, settings.warehouse_retry_backoff_s)
     scheme, parsed = parse_url(url)
@@ -215,11 +219,14 @@ def connect(url: str, *, retry: RetryPolicy | None = None, settings: Any = None)
         if compression is None and settings is not None:
             compression = settings.clickhouse_server_compression
         timeout = float(settings.clickhouse_server_timeout_s) if settings is not None else 10.0
+        password = unquote(parsed.password) if parsed.password is not None else (
+            settings.warehouse_password.get_secret_value() if settings is not None else "")
         return ServerWarehouse(
             host=parsed.hostname or "127.0.0.1", port=parsed.port or 9000,
-            user=unquote(parsed.username or "default"), password=unquote(parsed.password or ""),
+            user=unquote(parsed.username or "default"), password=password,
             database=(parsed.path or "/").strip("/") or "default",
-            compression=compression or "lz4", url=url, retry=retry, connect_timeout=timeout)
+            compression=compression or "lz4", url=redact_url(url), retry=retry,
+            connect_timeout=timeout)
     raise PermanentWarehouseError(
         f"unsupported warehouse URL scheme {scheme!r} (use chdb:///path or clickhouse://host)",
         code="bad_url")

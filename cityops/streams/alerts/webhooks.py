@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
@@ -27,6 +27,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from cityops.core.secrets import url_label
 from cityops.streams.records import AlertEvent
 
 log = structlog.get_logger(__name__)
@@ -52,10 +53,17 @@ class _Retryable(WebhookDeliveryError):
 
 @dataclass(frozen=True)
 class WebhookTarget:
-    """One webhook URL and the payload style it expects."""
+    """One webhook URL and the payload style it expects.
 
-    url: str
+    The URL is a secret (WeCom's ``key=``, DingTalk's ``access_token=``): it is never shown;
+    logs, metrics and ``/health`` name the target by ``label`` (scheme and host)."""
+
+    url: str = field(repr=False)
     style: Style = "json"
+
+    @property
+    def label(self) -> str:
+        return f"{self.style}:{url_label(self.url)}"
 
     @classmethod
     def parse(cls, spec: str) -> WebhookTarget:
@@ -128,10 +136,20 @@ class WebhookDispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
 
+    def labelled_stats(self) -> dict[str, DeliveryStats]:
+        """Stats keyed by a printable label (never the URL); duplicates get ``#n``."""
+        out: dict[str, DeliveryStats] = {}
+        for t in self.targets:
+            label = t.label
+            if label in out:
+                label = f"{label}#{len(out)}"
+            out[label] = self.stats[t.url]
+        return out
+
     async def start(self) -> None:
         """Open the HTTP client and one worker task per webhook."""
         self._client = httpx.AsyncClient(timeout=self.timeout_s)
-        self._tasks = [asyncio.create_task(self._worker(t), name=f"webhook:{t.url}")
+        self._tasks = [asyncio.create_task(self._worker(t), name=f"webhook:{t.label}")
                        for t in self.targets]
 
     def offer(self, event: AlertEvent) -> bool:
@@ -160,7 +178,8 @@ class WebhookDispatcher:
         try:
             resp = await self._client.post(target.url, json=body)
         except httpx.HTTPError as exc:  # transport problems and timeouts
-            raise _Retryable(f"{type(exc).__name__}: {exc}", True) from None
+            # the class name only: httpx puts the URL (with its access key) in the text
+            raise _Retryable(type(exc).__name__, True) from None
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code}", True)
         if resp.status_code >= 400:
@@ -187,7 +206,7 @@ class WebhookDispatcher:
                     await self._post(target, body)
         except (WebhookDeliveryError, RetryError) as exc:
             stats.failed += 1
-            log.warning("webhook_failed", url=target.url, alert_id=event.alert_id,
+            log.warning("webhook_failed", webhook=target.label, alert_id=event.alert_id,
                         seq=event.seq, error=str(exc))
             return
         stats.delivered += 1
