@@ -27,3 +27,9 @@ class FeedError(CityopsError):
     def __init__(self, reason: str, detail: str) -> None:
         self.reason, self.detail = reason, detail
         super().__init__(f"{reason}: {detail}")
+
+
+class AuthError(CityopsError):
+    """Credentials are missing, malformed or refused; never carries the secret itself."""
+
+    code = "auth"

@@ -10,7 +10,12 @@ Endpoints (FastAPI, served by ``cityops intake``):
 ``POST /ngsi-ld/v1/entityOperations/upsert`` (and ``.../create``), ``POST /ngsi-ld/v1/entities``
     FIWARE NGSI-LD entities (AirQualityObserved, OffStreetParking, CrowdFlowObserved), mapped
     by ``cityops.ingest.ngsi_ld`` and then judged like any event.
-``GET /healthz``, ``GET /v1/stats``
+``GET /healthz`` (open, for probes), ``GET /v1/stats``
+
+Every route but ``/healthz`` needs a vendor's API key (``Authorization: Bearer`` or
+``X-API-Key``; ``cityops keys``): 401 when it is missing or unknown, 403 naming the scope
+(``feed:parking``, ``source:cp-07``) when the batch holds a record the key may not send; nothing
+of a refused batch is produced. The lock lives in ``intake_auth``.
 
 Answers: 200 when every record was accepted, 207 when some were rejected or not delivered
 (``results`` has one entry per record: ``accepted`` / ``rejected`` / ``failed`` with
@@ -29,17 +34,19 @@ from typing import Any
 
 import orjson
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import FEED_MODELS, ValidationContext
+from cityops.core.keys import LOCAL, Gate, KeyStore, Principal
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
 from cityops.core.strictjson import StrictJSONError, loads_strict
 from cityops.ingest.deadletters import dead_letter, send_dead_letter
 from cityops.ingest.exceptions import IngestError, MappingError
+from cityops.ingest.intake_auth import Refused, caller_dependency, check_feed, scope_violation
 from cityops.ingest.ngsi_ld import entity_to_event
 from cityops.ingest.producer import FeedProducer
 
@@ -103,13 +110,17 @@ class Intake:
                 self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
 
     # --- the work, in a worker thread -----------------------------------------------------
-    def process(self, items: list[tuple[str | None, bytes, Rejection | None]], client: str
-                ) -> tuple[int, dict[str, Any]]:
-        """Judge, produce and await a batch. ``items``: (feed, wire bytes, early rejection)."""
+    def process(self, items: list[tuple[str | None, bytes, Rejection | None]], client: str,
+                principal: Principal = LOCAL) -> tuple[int, dict[str, Any]]:
+        """Judge, produce and await a batch. ``items``: (feed, wire bytes, early rejection).
+
+        Raises ``Refused`` (403) before producing anything when the key's scope does not
+        cover every accepted record."""
         ctx = self.ctx()
         max_bytes = self.settings.max_message_bytes
         results: list[dict[str, Any]] = []
         to_send: list[tuple[int, str, bytes, Any]] = []
+        sources: list[tuple[str, str]] = []
         for i, (feed, raw, early) in enumerate(items):
             result: Any = early
             if result is None:
@@ -121,6 +132,10 @@ class Intake:
             results.append({"index": i, "status": "accepted", "event_id": result.event_id,
                             "feed": result.feed})
             to_send.append((i, result.feed, raw, result.key()))
+            sources.append((result.feed, result.source))
+        refused = scope_violation(principal, sources)
+        if refused is not None:
+            raise refused
         if to_send and not self.reserve(len(to_send)):
             return 503, {"error": "busy", "detail": f"more than "
                          f"{self.settings.intake_max_pending} records await Kafka; retry "
@@ -215,12 +230,27 @@ def _split_records(body: bytes, ndjson: bool, max_bytes: int
     return [orjson.dumps(item) for item in data]
 
 
-def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -> FastAPI:
-    """The intake application; the caller owns (and closes) the producer."""
+def _client(request: Request, principal: Principal) -> str:
+    """Who sent a batch, as dead letters record it: the key's name and the peer address."""
+    host = request.client.host if request.client else "unknown"
+    return f"{principal.name}@{host}" if principal.authenticated else host
+
+
+def create_app(settings: Settings, registry: Registry, producer: FeedProducer,
+               gate: Gate | None = None) -> FastAPI:
+    """The intake application; the caller owns (and closes) the producer. ``gate`` defaults
+    to the key store of ``settings`` for a bind on ``intake_host``."""
     intake = Intake(settings, registry, producer)
+    gate = gate or Gate(KeyStore(settings.keys_path), "intake", settings.intake_host)
     app = FastAPI(title="cityops intake", version="1",
                   description="Sensor-vendor and FIWARE NGSI-LD intake for cityops feeds")
     app.state.intake = intake
+    app.state.gate = gate
+    caller = caller_dependency(gate)
+
+    @app.exception_handler(Refused)
+    async def refused(_request: Request, exc: Refused) -> Response:
+        return _json(exc.body, exc.status, headers=exc.headers)
 
     def too_large() -> Response:
         return _json({"error": "too_large", "detail": "body larger than "
@@ -246,12 +276,14 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
                                f"{settings.intake_max_batch} per request"}, 413)
 
     @app.post("/v1/feeds/{feed}/events")
-    async def post_events(feed: str, request: Request) -> Response:
+    async def post_events(feed: str, request: Request,
+                          principal: Principal = Depends(caller)) -> Response:
         with intake._lock:
             intake.stats.requests += 1
         if feed not in FEED_MODELS:
             return _json({"error": "unknown_feed", "detail": f"{feed!r} (allowed: "
                                    f"{', '.join(FEED_MODELS)})"}, 404)
+        check_feed(principal, feed)
         refused = busy()
         if refused is not None:
             return refused
@@ -268,11 +300,12 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
             return too_many(len(records))
         items = [(feed, b"", r) if isinstance(r, Rejection) else (feed, r, None)
                  for r in records]
-        client = request.client.host if request.client else "unknown"
-        status, payload = await run_in_threadpool(intake.process, items, client)
+        status, payload = await run_in_threadpool(intake.process, items,
+                                                  _client(request, principal), principal)
         return answer(status, payload)
 
-    async def post_entities(request: Request) -> Response:
+    async def post_entities(request: Request,
+                            principal: Principal = Depends(caller)) -> Response:
         with intake._lock:
             intake.stats.requests += 1
         refused = busy()
@@ -303,8 +336,8 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
                 items.append((None, raw, Rejection("invalid", f"{type(exc).__name__}: {exc}")))
                 continue
             items.append((feed, orjson.dumps(event), None))
-        client = request.client.host if request.client else "unknown"
-        status, payload = await run_in_threadpool(intake.process, items, client)
+        status, payload = await run_in_threadpool(intake.process, items,
+                                                  _client(request, principal), principal)
         return answer(status, payload)
 
     for path in ("/ngsi-ld/v1/entityOperations/upsert", "/ngsi-ld/v1/entityOperations/create",
@@ -315,7 +348,7 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "pending": intake.stats.pending}
 
-    @app.get("/v1/stats")
+    @app.get("/v1/stats", dependencies=[Depends(caller)])
     def stats() -> dict[str, Any]:
         s = intake.stats
         return {"requests": s.requests, "accepted": s.accepted, "rejected": s.rejected,

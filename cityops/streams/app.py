@@ -146,6 +146,10 @@ def make_app(settings: Settings) -> faust.App:
         stream_wait_empty=True,
         stream_publish_on_commit=False,
         web_enabled=True,
+        # Faust's own pages (/router, /table, /graph, stats at /) have no lock: off; only
+        # our guarded views (streams.web) and Faust's {"status": "OK"} index are served
+        web_router_enabled=False, web_tables_enabled=False, web_stats_enabled=False,
+        web_graph_enabled=False, web_metrics_enabled=False,
         web_bind=settings.worker_web_host,
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
