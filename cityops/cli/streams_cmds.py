@@ -143,6 +143,8 @@ def worker_command(
         from cityops.deploy.kafka_local import ensure_topics
 
         ensure_topics(settings)  # subscribe to existing topics, with the configured partitions
+    except CityopsError as exc:  # e.g. the broker refused our password: its own one line
+        fail(str(exc))
     except Exception as exc:
         fail(f"Kafka at {settings.bootstrap_servers} is not reachable ({exc}); "
              "start it with `cityops kafka up`")

@@ -21,10 +21,22 @@ def uses_tls(settings: Settings) -> bool:
     return settings.kafka_security_protocol in ("SSL", "SASL_SSL")
 
 
+def cafile(settings: Settings) -> str | None:
+    """``kafka_ssl_cafile``; for the local broker (no bootstrap servers set) the certificate
+    its launcher made (``<data_dir>/kafka-<port>/tls/ca.pem``, see ``deploy.kafka_local``);
+    else None (the system store)."""
+    if settings.kafka_ssl_cafile:
+        return str(settings.kafka_ssl_cafile)
+    if not settings.kafka_bootstrap_servers:
+        local = (settings.data_dir / f"kafka-{settings.kafka_port}" / "tls" / "ca.pem").resolve()
+        if local.exists():
+            return str(local)
+    return None
+
+
 def ssl_context(settings: Settings) -> ssl.SSLContext:
-    """A client TLS context trusting ``kafka_ssl_cafile`` (or the system store)."""
-    cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-    ctx = ssl.create_default_context(cafile=cafile)
+    """A client TLS context trusting ``cafile(settings)``."""
+    ctx = ssl.create_default_context(cafile=cafile(settings))
     ctx.check_hostname = settings.kafka_ssl_check_hostname
     return ctx
 

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
         "SCRAM-SHA-512", description="CITYOPS_KAFKA_SASL_MECHANISM"
     )
-    kafka_sasl_username: str = Field("", description="CITYOPS_KAFKA_SASL_USERNAME")
+    kafka_sasl_username: str = Field("cityops", description="CITYOPS_KAFKA_SASL_USERNAME")
     kafka_sasl_password: SecretStr = Field(
         SecretStr(""), description="CITYOPS_KAFKA_SASL_PASSWORD (or _FILE)"
     )

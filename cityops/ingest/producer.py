@@ -41,6 +41,7 @@ from cityops.ingest.exceptions import (
     ProducerClosedError,
     RecordTooLargeError,
 )
+from cityops.ingest.kafka_access import check_access
 
 log = structlog.get_logger(__name__)
 
@@ -145,6 +146,7 @@ class FeedProducer:
         self.settings = settings
         self.config = producer_config(settings, bootstrap=bootstrap, client_id=client_id,
                                       **overrides)
+        check_access(settings, bootstrap)  # a refused password: one line, not a 30 s wait
         try:
             self._producer = KafkaProducer(**self.config)
         except _UNREACHABLE as exc:
