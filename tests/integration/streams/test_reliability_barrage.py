@@ -56,6 +56,8 @@ def barrage() -> list[tuple[str, bytes, str | None]]:
         ("invalid_utf8", _j(_good(106)).replace(b'"ok106"', b'"ok\xff\xfe106"'),
          "bad_encoding"),
         ("far_future", _j(_good(107, event_time="2099-01-01T00:00:00+08:00")), "future_event"),
+        # valid but 30 days old (within the raw tables' TTL): stored, and late for windows
+        ("ancient", _j(_good(108, event_time=(T0 - timedelta(days=30)).isoformat())), None),
         ("unknown_counter", _j(_good(109, source="fc_nowhere_99")), "unknown_counter"),
         ("unknown_zone", _j(_good(110, zone_id="atlantis")), "unknown_zone"),
         ("duplicate_key", _j(_good(111))[:-1] + b', "entries": 99999}', "duplicate_key"),
@@ -127,6 +129,8 @@ def test_kcat_barrage_is_judged_exactly(make_worker: Any, kafka_broker: str, kca
     offsets = sorted(int(o) for (o,) in worker.sql(
         f"SELECT source_offset FROM dead_letters FINAL WHERE source_topic = '{topic}'"))
     assert offsets == [n for n, (_, _, r) in enumerate(items) if r is not None]
+    # the ancient one is stored and counted late, never silently folded into a window
+    assert worker.scalar("SELECT count() FROM late_events FINAL") == 1
     # the oversized one keeps its head, its length and its digest (it could not be produced
     # whole to the dead-letter topic)
     [[detail]] = worker.sql("SELECT detail FROM dead_letters FINAL WHERE reason = 'oversized'")
