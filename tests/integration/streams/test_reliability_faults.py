@@ -70,7 +70,7 @@ def test_broker_stopped_and_restarted_mid_stream(own_broker: LocalKafka, make_wo
     client: Settings = load_settings(kafka_bootstrap_servers=own_broker.bootstrap,
                                      topic_prefix=worker.prefix)
     t0 = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
-    n, rate = 3000, 50.0
+    n, rate = 2000, 50.0
     done = threading.Event()
     producer = FeedProducer(client, client_id="it-broker-restart")
 
