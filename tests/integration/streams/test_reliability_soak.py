@@ -64,6 +64,20 @@ def _fds(pids: list[int]) -> int:
     return n
 
 
+def _fd_kinds(pids: list[int]) -> dict[str, int]:
+    """What the descriptors are: socket, pipe, anon_inode or the folder of a file."""
+    kinds: dict[str, int] = {}
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{p}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{p}/fd/{fd}")
+                    kind = target.split(":")[0] if ":" in target and not \
+                        target.startswith("/") else str(Path(target).parent.name)
+                    kinds[kind] = kinds.get(kind, 0) + 1
+    return dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:8])
+
+
 def _lag(bootstrap: str, group: str, topics: list[str]) -> int:
     """Records of the raw topics the worker's group has not committed yet."""
     from kafka import KafkaConsumer, TopicPartition
@@ -119,6 +133,7 @@ def test_soak_at_twenty_times_the_district_rate(make_worker: Any, kafka_broker: 
             break
     thread.join(120)
     assert done.is_set()
+    print("SOAK descriptors at the end: " + json.dumps(_fd_kinds(_tree(worker.proc.pid))))
     stats = producer.close()
     want = {f: len(ids) for f, ids in sent.items() if ids}
 
