@@ -63,3 +63,26 @@ def test_intake_keys_and_scopes(tmp_path, isolated_settings, kafka_broker, regis
     dead = consume(kafka_broker, settings.topic("dlq"), 1, idle_s=3)
     assert len(dead) == 1 and b"acme@127.0.0.1" in dead[0].value
     assert stats["accepted"] == 2 + len(air)  # refused batches produced nothing
+
+
+def test_ngsi_ld_routes_take_the_same_keys(tmp_path, isolated_settings, kafka_broker,
+                                           example_registry, ngsi_ld_example, serve_intake):
+    settings = load_settings(**isolated_settings.model_dump(
+        include={"data_dir", "kafka_port", "topic_prefix"}), keys_file=tmp_path / "keys.json")
+    _, parking_key = KeyStore(settings.keys_path).add("garage-co", "intake",
+                                                     feeds=("parking",), sources=("*",))
+    upsert = "/ngsi-ld/v1/entityOperations/upsert"
+    air = [ngsi_ld_example("air-quality-normalized")]
+    park = [ngsi_ld_example("off-street-parking-normalized")]
+    auth = {"authorization": f"Bearer {parking_key}", "content-type": "application/ld+json"}
+    with FeedProducer(settings, client_id="it-auth-ngsi") as producer, \
+            serve_intake(settings, example_registry, producer) as url, \
+            httpx.Client(timeout=60) as http:
+        assert http.post(url + upsert, json=park).status_code == 401
+        r = http.post(url + upsert, content=orjson.dumps(air), headers=auth)
+        assert r.status_code == 403 and r.json()["scope"] == "feed:air"
+        r = http.post(url + upsert, content=orjson.dumps(park), headers=auth)
+        assert r.status_code < 300, r.text
+        dup = orjson.dumps(park)[:-2] + b', "type": "OffStreetParking"}]'
+        r = http.post(url + upsert, content=dup, headers=auth)
+        assert r.status_code == 400 and r.json()["reason"] == "duplicate_key"
