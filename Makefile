@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test lint bench clean kafka-up kafka-down
+.PHONY: venv run test test-reliability lint bench clean kafka-up kafka-down
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: venv
 ## test: the whole suite against the real broker and engines.
 test: venv
 	VENV=$(VENV) scripts/test.sh $(PYTEST_ARGS)
+
+## test-reliability: every fault case, the long ones included (10-minute soak); figures in
+## docs/reliability.md. The short cases also run in make test.
+test-reliability: venv
+	VENV=$(VENV) scripts/test.sh -m reliability -s tests/integration/streams $(PYTEST_ARGS)
 
 ## lint: ruff on the code, tests and benchmarks; mypy on the package (settings in pyproject).
 lint: venv

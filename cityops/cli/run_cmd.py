@@ -45,13 +45,17 @@ def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 60.0) -> No
         proc.wait(10)
 
 
-def _summary(url: str, started: float) -> Any:
+def _summary(url: str, started: float, headers: dict[str, str]) -> Any:
     import httpx
     from rich.table import Table
 
     try:
-        health = httpx.get(f"{url}/health", timeout=5).json()
-        alerts = httpx.get(f"{url}/alerts", timeout=5).json().get("alerts", [])
+        resp = httpx.get(f"{url}/health", timeout=5, headers=headers)
+        if resp.status_code in (401, 403):
+            return f"[red]worker refused the token ({resp.status_code}): set " \
+                   "CITYOPS_WORKER_TOKEN to a viewer token[/red]"
+        health = resp.json()
+        alerts = httpx.get(f"{url}/alerts", timeout=5, headers=headers).json().get("alerts", [])
     except (httpx.HTTPError, ValueError):
         return "[yellow]worker not answering yet …[/yellow]"
     table = Table(title=f"cityops — {time.monotonic() - started:,.0f} s, worker "
@@ -94,12 +98,26 @@ def run(
 
     from rich.live import Live
 
+    from cityops.core.keys import bearer_headers
     from cityops.deploy.exceptions import BrokerError
     from cityops.deploy.kafka_local import LocalKafka, ensure_topics
     from cityops.exceptions import CityopsError
+    from cityops.streams.web import worker_gate
 
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
+    gate = worker_gate(settings)
+    try:
+        gate.check_startup("the worker web server")
+    except CityopsError as exc:
+        fail(str(exc))
+    token = settings.worker_token.get_secret_value()
+    session_key = None
+    if gate.enforced and not token:
+        # worker tokens exist but none is configured here: a token for this run only
+        session_key, token = gate.store.add("cityops-run", "worker",
+                                            roles=("viewer", "operator", "analyst"))
+    headers = bearer_headers(token)
     broker = LocalKafka(settings)
     started_broker = False
     if not settings.kafka_bootstrap_servers:
@@ -125,6 +143,8 @@ def run(
     console.print(f"warehouse {settings.effective_warehouse_url} migrated")
 
     env = dict(os.environ)
+    if token:
+        env["CITYOPS_WORKER_TOKEN"] = token  # `cityops sql` / alerts from this environment
     # replaying the past at speed: alert time (dead sensors, durations) follows event time
     env.setdefault("CITYOPS_ALERT_CLOCK", "event")
     logs = settings.data_dir.resolve() / "logs"
@@ -146,19 +166,19 @@ def run(
                   f"web {url} (/health /metrics /alerts /sql)", highlight=False)
     t0 = time.monotonic()
     try:
-        with Live(_summary(url, t0), console=console, refresh_per_second=1) as live:
+        with Live(_summary(url, t0, headers), console=console, refresh_per_second=1) as live:
             while True:
                 if worker.poll() is not None:
                     raise RuntimeError(f"worker exited with {worker.returncode}; see "
                                        f"{logs / 'worker.log'}")
-                if sim is None and _ready(url):
+                if sim is None and _ready(url, headers):
                     sim = subprocess.Popen(sim_cmd, env=env, stdout=sim_log,
                                            stderr=subprocess.STDOUT)
                 elif sim is not None and sim.poll() is not None and not realtime:
                     realtime = True  # caught up with now: continue in real time
                     sim = subprocess.Popen([_cityops(), "simulate", "--quiet", "--speed", "1"],
                                            env=env, stdout=sim_log, stderr=subprocess.STDOUT)
-                live.update(_summary(url, t0))
+                live.update(_summary(url, t0, headers))
                 time.sleep(every)
     except KeyboardInterrupt:
         console.print("Ctrl-C: shutting down")
@@ -167,6 +187,8 @@ def run(
     finally:
         _stop(sim, "simulator")
         _stop(worker, "worker")
+        if session_key is not None:
+            gate.store.revoke(session_key.key_id)
         if started_broker:
             console.print("stopping the broker …")
             broker.down()
@@ -174,11 +196,12 @@ def run(
         sim_log.close()
 
 
-def _ready(url: str) -> bool:
+def _ready(url: str, headers: dict[str, str]) -> bool:
     import httpx
 
     try:
-        return bool(httpx.get(f"{url}/health", timeout=2).json().get("running"))
+        return bool(httpx.get(f"{url}/health", timeout=2, headers=headers).json()
+                    .get("running"))
     except (httpx.HTTPError, ValueError):
         return False
 

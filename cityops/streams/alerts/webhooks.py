@@ -11,11 +11,15 @@ answers are permanent failures.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-from dataclasses import dataclass
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import quote_plus, urlparse
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -28,6 +32,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from cityops.core.secrets import url_label
 from cityops.streams.records import AlertEvent
 
 log = structlog.get_logger(__name__)
@@ -52,24 +57,47 @@ class _Retryable(WebhookDeliveryError):
 
 @dataclass(frozen=True)
 class WebhookTarget:
-    """One webhook URL and the payload style it expects."""
+    """One webhook URL and the payload style it expects.
 
-    url: str
+    The URL is a secret (WeCom's ``key=``, DingTalk's ``access_token=``): it is never shown;
+    logs, metrics and ``/health`` name the target by ``label`` (scheme and host)."""
+
+    url: str = field(repr=False)
     style: Style = "json"
+    #: DingTalk "加签" secret (``SEC…``): each request carries ``timestamp`` and ``sign``
+    secret: str = field(default="", repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.style}:{url_label(self.url)}"
+
+    def request_url(self, now_ms: int | None = None) -> str:
+        """The URL to post to; signed (HMAC-SHA256 of ``"{timestamp}\n{secret}"``, DingTalk's
+        custom-robot security setting) when the target has a secret."""
+        if not self.secret:
+            return self.url
+        ts = str(now_ms if now_ms is not None else int(time.time() * 1000))
+        mac = hmac.new(self.secret.encode(), f"{ts}\n{self.secret}".encode(), hashlib.sha256)
+        sign = quote_plus(base64.b64encode(mac.digest()))
+        sep = "&" if "?" in self.url else "?"
+        return f"{self.url}{sep}timestamp={ts}&sign={sign}"
 
     @classmethod
     def parse(cls, spec: str) -> WebhookTarget:
-        """``[wecom+|dingtalk+|json+]https://…``; without a prefix the style follows the host
-        (qyapi.weixin.qq.com → WeCom, oapi.dingtalk.com → DingTalk, otherwise JSON)."""
+        """``[wecom+|dingtalk+|json+]https://…[#secret=SEC…]``; without a prefix the style
+        follows the host (qyapi.weixin.qq.com → WeCom, oapi.dingtalk.com → DingTalk,
+        otherwise JSON). A ``#secret=`` fragment is DingTalk's signing secret."""
+        spec, _, fragment = spec.partition("#")
+        secret = fragment.removeprefix("secret=") if fragment.startswith("secret=") else ""
         for style in ("wecom", "dingtalk", "json"):
             if spec.startswith(f"{style}+"):
-                return cls(spec[len(style) + 1:], style)
+                return cls(spec[len(style) + 1:], style, secret)
         host = urlparse(spec).hostname or ""
         if host.endswith("weixin.qq.com"):
-            return cls(spec, "wecom")
+            return cls(spec, "wecom", secret)
         if host.endswith("dingtalk.com"):
-            return cls(spec, "dingtalk")
-        return cls(spec, "json")
+            return cls(spec, "dingtalk", secret)
+        return cls(spec, "json", secret)
 
 
 def utc_offset_label(moment: datetime) -> str:
@@ -138,10 +166,20 @@ class WebhookDispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
 
+    def labelled_stats(self) -> dict[str, DeliveryStats]:
+        """Stats keyed by a printable label (never the URL); duplicates get ``#n``."""
+        out: dict[str, DeliveryStats] = {}
+        for t in self.targets:
+            label = t.label
+            if label in out:
+                label = f"{label}#{len(out)}"
+            out[label] = self.stats[t.url]
+        return out
+
     async def start(self) -> None:
         """Open the HTTP client and one worker task per webhook."""
         self._client = httpx.AsyncClient(timeout=self.timeout_s)
-        self._tasks = [asyncio.create_task(self._worker(t), name=f"webhook:{t.url}")
+        self._tasks = [asyncio.create_task(self._worker(t), name=f"webhook:{t.label}")
                        for t in self.targets]
 
     def offer(self, event: AlertEvent) -> bool:
@@ -168,9 +206,10 @@ class WebhookDispatcher:
         assert self._client is not None
         self.stats[target.url].attempts += 1
         try:
-            resp = await self._client.post(target.url, json=body)
+            resp = await self._client.post(target.request_url(), json=body)
         except httpx.HTTPError as exc:  # transport problems and timeouts
-            raise _Retryable(f"{type(exc).__name__}: {exc}", True) from None
+            # the class name only: httpx puts the URL (with its access key) in the text
+            raise _Retryable(type(exc).__name__, True) from None
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code}", True)
         if resp.status_code >= 400:
@@ -197,7 +236,7 @@ class WebhookDispatcher:
                     await self._post(target, body)
         except (WebhookDeliveryError, RetryError) as exc:
             stats.failed += 1
-            log.warning("webhook_failed", url=target.url, alert_id=event.alert_id,
+            log.warning("webhook_failed", webhook=target.label, alert_id=event.alert_id,
                         seq=event.seq, error=str(exc))
             return
         stats.delivered += 1

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from streams_harness import Producer, WorkerProc, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 #: one counter per zone, so each zone's reports share one partition and stay in order
 COUNTERS = {"jfb_square": "fc_jfb_square_01", "minzu_road": "fc_minzu_road_01",
@@ -153,3 +153,6 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(make_worker: Any,
                          "FROM alerts FINAL GROUP BY rule_id, subject HAVING n > 1")
     assert refired == []
     assert worker.health()["services"] == {"WarehouseSink": True}
+    print(f"worker SIGKILL x2: sent {N_EVENTS + len(flush) + n_dups} (incl. {n_dups} re-sent), "
+          f"stored {N_EVENTS + len(flush)}, dead-lettered {n_dups} (duplicate), windows "
+          f"{n_windows} = pandas")

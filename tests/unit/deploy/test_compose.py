@@ -10,7 +10,7 @@ import typer
 import yaml
 
 from cityops.cli.main import app
-from cityops.core.settings import Settings
+from cityops.core.settings import Settings, secret_fields
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -31,7 +31,10 @@ def test_images_are_pinned() -> None:
 
 def test_every_cityops_variable_is_a_real_setting() -> None:
     known = {f"CITYOPS_{f.upper()}" for f in Settings.model_fields}
+    known |= {f"CITYOPS_{f.upper()}_FILE" for f in secret_fields()}
     for name, svc in SERVICES.items():
+        if "build" not in svc:  # e.g. the ClickHouse server's own CITYOPS_CH_* passwords
+            continue
         for var in _env(svc):
             if var.startswith("CITYOPS_"):
                 assert var in known, f"{name}: {var} is not a Settings field"
@@ -42,10 +45,19 @@ def test_cityops_services_point_at_compose_hosts() -> None:
     assert env["CITYOPS_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert "kafka" in SERVICES
     url = env["CITYOPS_WAREHOUSE_URL"]
-    assert url.startswith("clickhouse://") and "@clickhouse:9000/" in url
-    ch_env = _env(SERVICES["clickhouse"])
-    assert f"{ch_env['CLICKHOUSE_USER']}:{ch_env['CLICKHOUSE_PASSWORD']}@" in url
+    assert url.startswith("clickhouse://cityops_writer@clickhouse:9000/")
+    ch = SERVICES["clickhouse"]
+    ch_env = _env(ch)
     assert url.rsplit("/", 1)[1] == ch_env["CLICKHOUSE_DB"]
+    # least privilege: the shipped users.d file, passwords from the environment only
+    assert "CLICKHOUSE_PASSWORD" not in ch_env
+    assert any("cityops/deploy/clickhouse/users.d/cityops-users.xml:" in v
+               for v in ch["volumes"])
+    assert ch_env["CITYOPS_CH_WRITER_PASSWORD"].startswith("${CITYOPS_CH_WRITER_PASSWORD:?")
+    for name in ("worker", "migrate"):
+        assert _env(SERVICES[name])["CITYOPS_WAREHOUSE_PASSWORD_FILE"] == \
+            "/run/secrets/ch_writer_password"
+        assert "ch_writer_password" in SERVICES[name]["secrets"]
     Settings(**{k.removeprefix("CITYOPS_").lower(): v for k, v in env.items()
                 if k.startswith("CITYOPS_")})
 

@@ -95,6 +95,26 @@ def test_target_style_detection() -> None:
     assert WebhookTarget.parse("https://example.org/hook").style == "json"
 
 
+def test_dingtalk_signing_secret_is_kept_out_of_sight() -> None:
+    t = WebhookTarget.parse("https://oapi.dingtalk.com/robot/send?access_token=tok"
+                            "#secret=SECabc123")
+    assert (t.style, t.secret, t.url) == ("dingtalk", "SECabc123",
+                                          "https://oapi.dingtalk.com/robot/send?access_token=tok")
+    assert "SECabc123" not in repr(t) and "tok" not in repr(t) and "tok" not in t.label
+    # DingTalk's documented recipe: base64(HMAC-SHA256(secret, f"{ts}\n{secret}")), URL-encoded
+    import base64
+    import hashlib
+    import hmac
+    from urllib.parse import parse_qs, urlparse
+    url = t.request_url(1_700_000_000_000)
+    q = parse_qs(urlparse(url).query)
+    want = base64.b64encode(hmac.new(b"SECabc123", b"1700000000000\nSECabc123",
+                                     hashlib.sha256).digest()).decode()
+    assert q["timestamp"] == ["1700000000000"] and q["sign"] == [want]
+    assert q["access_token"] == ["tok"]
+    assert WebhookTarget.parse("https://example.org/h").request_url() == "https://example.org/h"
+
+
 def test_payload_shapes() -> None:
     wecom = payload(event(), "wecom", TZ)
     assert wecom["msgtype"] == "markdown"
