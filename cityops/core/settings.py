@@ -249,6 +249,17 @@ class Settings(BaseSettings):
     # --- Grafana -----------------------------------------------------------------------------
     grafana_url: str = Field("http://127.0.0.1:3000", description="CITYOPS_GRAFANA_URL")
     grafana_token: SecretStr = Field(SecretStr(""), description="CITYOPS_GRAFANA_TOKEN")
+    grafana_clickhouse_user: str = Field(
+        "cityops_reader", description="CITYOPS_GRAFANA_CLICKHOUSE_USER: read-only ClickHouse "
+        "user of the Grafana datasource")
+    grafana_clickhouse_password: SecretStr = Field(
+        SecretStr(""), description="CITYOPS_GRAFANA_CLICKHOUSE_PASSWORD: its password (secret)")
+    board_refresh_s: int = Field(
+        5, ge=5, le=10, description="CITYOPS_BOARD_REFRESH_S: refresh of the live boards "
+        "(Grafana and the terminal board), 5-10 s")
+    worker_sql_token: SecretStr = Field(
+        SecretStr(""), description="CITYOPS_WORKER_SQL_TOKEN: bearer token for the worker's "
+        "/sql endpoint when it asks for one (secret)")
 
     @field_validator("timezone")
     @classmethod

@@ -167,9 +167,9 @@ FROM
            argMax(status, event_time) AS status, min(event_time) AS reported_at,
            argMax(lat, event_time) AS lat, argMax(lon, event_time) AS lon
     FROM incidents_reported
-    WHERE event_time >= $__toTime - {OPEN_LOOKBACK} AND event_time <= $__toTime AND {ZONE}
+    WHERE event_time >= $__toTime - {OPEN_LOOKBACK} AND event_time <= $__toTime
     GROUP BY incident_id
-    HAVING status NOT IN ('resolved', 'cancelled')
+    HAVING status NOT IN ('resolved', 'cancelled') AND {ZONE}
 ) AS i
 LEFT JOIN dim_zones AS z ON z.zone_id = i.zone_id
 ORDER BY indexOf(['critical', 'high', 'medium', 'low'], severity), reported_at"""
@@ -244,13 +244,13 @@ def overview(rules: RuleSet, registry: Registry, refresh: str) -> Board:
             Panel("alerts", "活动告警", "Active alerts", "table", (Query(ACTIVE_ALERTS),),
                   (18, 9, 6, 9)),
             Panel("carparks", "停车场空位", "Free spaces and minutes to full", "table",
-                  (Query(CARPARKS_NOW),), (0, 9, 8, 9), unit="none"),
+                  (Query(CARPARKS_NOW),), (0, 9, 8, 11), unit="none"),
             Panel("stations", "各站空气质量", "AQI per station", "table", (Query(STATIONS_NOW),),
                   (8, 14, 10, 6), thresholds=aqi_steps()),
             Panel("incidents", "未结事件", "Open incidents", "table", (Query(OPEN_INCIDENTS),),
-                  (0, 18, 18, 7)),
+                  (0, 20, 18, 7)),
             Panel("feeds", "各数据源吞吐与延迟", "Throughput and lag per feed", "table",
-                  (Query(PIPELINE_FEEDS),), (18, 18, 6, 7)),
+                  (Query(PIPELINE_FEEDS),), (18, 18, 6, 9)),
         ))
 
 

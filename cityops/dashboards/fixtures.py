@@ -142,8 +142,9 @@ def fill_derived(wh: Warehouse, registry: Registry, rules: RuleSet, start: datet
     for rec in derived_records(registry, rules, events, timezone=timezone):
         table, row = record_row(rec)  # type: ignore[arg-type]
         rows.setdefault(table, []).append(row)
-    for dl in dead_letters(start, end, timedelta(minutes=7)):
-        table, row = record_row(dl)
+    for extra in [*dead_letters(start, end, timedelta(minutes=7)),
+                  *late_events(start, end, timedelta(minutes=13))]:
+        table, row = record_row(extra)
         rows.setdefault(table, []).append(row)
     return _insert(wh, rows)
 
@@ -156,3 +157,15 @@ def fill(wh: Warehouse, registry: Registry, rules: RuleSet, *, timezone: str, en
                    timezone=timezone, coarse=True)
     live = fill_derived(wh, registry, rules, live_start, end, timezone=timezone)
     return {"history_rows": raw, "live_rows": live}
+
+
+def late_events(start: datetime, end: datetime, every: timedelta) -> list[LateEvent]:
+    """A few late events across the span (the pipeline board's late-event series)."""
+    out, t, i = [], start, 0
+    while t < end:
+        out.append(LateEvent(feed="footfall", event_id=f"late{i}", source="sim",
+                             event_time=t - timedelta(minutes=10), watermark=t,
+                             lateness_s=600.0, payload_json="{}", received_at=t))
+        t += every
+        i += 1
+    return out
