@@ -11,6 +11,8 @@ interval lies (``event_time - interval_s``), not at the report's end.
 
 from __future__ import annotations
 
+import itertools
+
 from cityops.core.registry import Registry
 from cityops.dashboards.spec import Board, Format, Panel, Query, Step, Variable
 from cityops.streams.alerts.rules import RuleSet, levels_for
@@ -36,8 +38,10 @@ SEVERITY_COLOURS = {"info": "blue", "warning": YELLOW, "major": ORANGE, "critica
 
 VARIABLES = (
     Variable("zone", "区域 Zone", "SELECT zone_id FROM dim_zones ORDER BY zone_id"),
-    Variable("carpark", "停车场 Car park", "SELECT carpark_id FROM dim_carparks ORDER BY carpark_id"),
-    Variable("station", "监测站 Station", "SELECT station_id FROM dim_stations ORDER BY station_id"),
+    Variable("carpark", "停车场 Car park",
+             "SELECT carpark_id FROM dim_carparks ORDER BY carpark_id"),
+    Variable("station", "监测站 Station",
+             "SELECT station_id FROM dim_stations ORDER BY station_id"),
 )
 
 
@@ -65,14 +69,14 @@ def zone_threshold_sql(rules: RuleSet, registry: Registry, severity: str, which:
 
 def _steps_for(rules: RuleSet, kind: str) -> tuple[Step, ...]:
     rule = rules.by_kind(kind)[0]
-    return (Step(None, GREEN),) + tuple(Step(lv.fire, SEVERITY_COLOURS[lv.severity])
-                                         for lv in rule.levels)
+    return (Step(None, GREEN), *(Step(lv.fire, SEVERITY_COLOURS[lv.severity])
+                                 for lv in rule.levels))
 
 
 def aqi_steps() -> tuple[Step, ...]:
     """HJ 633-2012 category bands with the standard's colours (Table 2, Appendix A)."""
     steps = [Step(None, CATEGORIES[0][4])]
-    for (upper, *_), nxt in zip(CATEGORIES, CATEGORIES[1:], strict=False):
+    for (upper, *_), nxt in itertools.pairwise(CATEGORIES):
         steps.append(Step(upper + 1, nxt[4]))
     return tuple(steps)
 

@@ -162,7 +162,8 @@ def shape_problem(panel: Panel, query: Query, df: pandas.DataFrame) -> str | Non
     if df.empty:
         return "returned no rows on the simulated data"
     if query.fmt is Format.TIME_SERIES:
-        if not cols or cols[0] != "time" or not pandas.api.types.is_datetime64_any_dtype(df["time"]):
+        if not cols or cols[0] != "time" or not pandas.api.types.is_datetime64_any_dtype(
+                df["time"]):
             return f"time series needs a first datetime column 'time', got {cols}"
         if not _numeric(df.drop(columns=["time"])):
             return "time series needs a numeric value column"

@@ -76,7 +76,8 @@ def _geomap_options(panel: Panel, center: tuple[float, float]) -> dict[str, Any]
             "type": "markers", "name": name, "filterData": {"id": "byRefId", "options": q.ref_id},
             "location": {"mode": "coords", "latitude": "latitude", "longitude": "longitude"},
             "config": {"style": {"color": color, "size": {"fixed": size},
-                                 "symbol": {"mode": "fixed", "fixed": f"img/icons/marker/{symbol}.svg"}},
+                                 "symbol": {"mode": "fixed",
+                                            "fixed": f"img/icons/marker/{symbol}.svg"}},
                        "showLegend": True},
             "tooltip": True})
     return {"view": {"id": "coords", "lat": round(center[0], 5), "lon": round(center[1], 5),

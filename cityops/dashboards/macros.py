@@ -11,21 +11,19 @@ Grafana expands a panel query in two steps, and so do we:
    default macros with the plugin's, applies them longest name first, finds ``$__name\\b`` and
    a bracketed argument list (nesting allowed, split on top-level commas, trimmed):
 
-   ======================================  ===============================================
-   ``$__timeFilter(c)``                    ``c >= toDateTime(<from s>) AND c <= toDateTime(<to s>)``
-   ``$__timeFilter_ms(c)``                 same with ``fromUnixTimestamp64Milli(<ms>)``
-   ``$__dateFilter(c)``                    ``c >= toDate('<from date>') AND c <= toDate('<to>')``
-   ``$__dateTimeFilter(d, t)`` / ``$__dt`` ``(<dateFilter d>) AND (<timeFilter t>)``
-   ``$__fromTime`` / ``$__toTime``          ``toDateTime(<s>)``; ``_ms``: ``fromUnixTimestamp64Milli``
-   ``$__timeInterval(c)``                  ``toStartOfInterval(toDateTime(c), INTERVAL <s, min 1> second)``
-   ``$__timeInterval_ms(c)``               ``toStartOfInterval(toDateTime64(c, 3), INTERVAL <ms> millisecond)``
-   ``$__interval_s``                       interval in whole seconds, at least 1
-   ``$__timeFrom(c)`` / ``$__timeTo(c)``    ``c >= '<from RFC 3339 UTC>'`` / ``c <= '<to>'`` (sqlutil)
-   ``$__timeGroup(c, unit)``               sqlutil's ``datepart(...)`` list for minute … year,
-                                           empty for anything else (e.g. ``5m``): ClickHouse
-                                           has no ``datepart``, so boards never use it
-   ``$__interval`` / ``$__interval_ms``    Grafana's interval text (``1m``) / milliseconds
-   ======================================  ===============================================
+   * ``$__timeFilter(c)`` → ``c >= toDateTime(<from s>) AND c <= toDateTime(<to s>)``;
+     ``$__timeFilter_ms(c)`` the same with ``fromUnixTimestamp64Milli(<ms>)``;
+   * ``$__dateFilter(c)`` → ``c >= toDate('<from>') AND c <= toDate('<to>')``;
+   * ``$__dateTimeFilter(d, t)`` and its alias ``$__dt`` → ``(<dateFilter d>) AND
+     (<timeFilter t>)``;
+   * ``$__fromTime`` / ``$__toTime`` → ``toDateTime(<s>)``; ``_ms`` → ``fromUnixTimestamp64Milli``;
+   * ``$__timeInterval(c)`` → ``toStartOfInterval(toDateTime(c), INTERVAL <s, min 1> second)``;
+     ``$__timeInterval_ms(c)`` → ``toStartOfInterval(toDateTime64(c, 3), INTERVAL <ms>
+     millisecond)``; ``$__interval_s`` → the interval in whole seconds, at least 1;
+   * sqlutil's defaults: ``$__timeFrom(c)`` / ``$__timeTo(c)`` → ``c >= '<RFC 3339 UTC>'`` /
+     ``c <= '…'``; ``$__timeGroup(c, unit)`` → a ``datepart(…)`` list for minute … year and
+     nothing for any other unit (``5m``): ClickHouse has no ``datepart``, so boards never use
+     it; ``$__interval`` / ``$__interval_ms`` → Grafana's interval text (``1m``) / ms.
 
    Dates of ``$__dateFilter`` are the UTC dates of the range ends (Go formats the UTC time).
 
@@ -242,7 +240,7 @@ def _time_group(args: list[str]) -> str:
     return ",".join(f"datepart({u}, {args[0]})" for u in units[units.index(args[1]):])
 
 
-def _macro(name: str, args: list[str], ctx: QueryContext) -> str:  # noqa: C901 - a table
+def _macro(name: str, args: list[str], ctx: QueryContext) -> str:
     a, b = ctx.start, ctx.end
     if name in ("timeFilter", "timeFilter_ms", "dateFilter"):
         _need(name, args, 1)
