@@ -187,7 +187,8 @@ FROM alerts
 WHERE event_time >= $__toTime - {OPEN_LOOKBACK} AND event_time <= $__toTime
 GROUP BY alert_id
 HAVING state IN ('active_unack', 'active_ack', 'cleared_unack')
-ORDER BY indexOf(['critical', 'major', 'warning', 'info'], severity), fired_at"""
+ORDER BY startsWith(state, 'cleared'), indexOf(['critical', 'major', 'warning', 'info'], severity),
+         fired_at"""
 
 FEEDS = (("footfall", "footfall_observed"), ("parking", "parking_observed"),
          ("air", "air_quality_observed"), ("incidents", "incidents_reported"))

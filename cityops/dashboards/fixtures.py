@@ -61,8 +61,17 @@ def fill_raw(wh: Warehouse, registry: Registry, start: datetime, end: datetime, 
     while day < end:
         nxt = min(day + timedelta(days=1), end)
         rows: dict[str, list[dict]] = {}
-        for ev in synth_events(registry, day, nxt, seed=seed + day.toordinal(),
-                               timezone=timezone, **steps):  # type: ignore[arg-type]
+        # incidents of the day run their whole lifecycle, even past midnight
+        events = list(synth_events(registry, day, nxt + timedelta(hours=3),
+                                   seed=seed + day.toordinal(), timezone=timezone,
+                                   **steps))  # type: ignore[arg-type]
+        today = {ev.incident_id for ev in events if isinstance(ev, IncidentReported)
+                 and ev.status.value == "reported" and ev.event_time < nxt}
+        for ev in events:
+            keep = (ev.incident_id in today if isinstance(ev, IncidentReported)
+                    else ev.event_time < nxt)
+            if not keep:
+                continue
             table, row = event_row(ev, ingested_at=ev.event_time + timedelta(seconds=1.5))
             rows.setdefault(table, []).append(row)
         total += _insert(wh, rows)

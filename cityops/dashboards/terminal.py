@@ -91,23 +91,30 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def _table(title: str, cols: list[str]) -> Table:
+    """A table whose first column gives way (ellipsis) before the figures do."""
     t = Table(title=title, title_justify="left", expand=True, pad_edge=False)
-    for c in cols:
-        t.add_column(c, no_wrap=True, overflow="ellipsis")
+    for i, c in enumerate(cols):
+        t.add_column(c, no_wrap=True, overflow="ellipsis", ratio=3 if i == 0 else None,
+                     min_width=None if i == 0 else len(c), justify="left" if i == 0 else "right")
     return t
 
 
+def _text(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and v != v) else str(v)
+
+
 def density_table(df: pandas.DataFrame) -> Table:
-    t = _table("人群密度 Crowd density (persons/m²)", ["zone", "density", "warn", "crit", "level"])
+    t = _table("人群密度 Crowd density (persons/m²)", ["zone", "now", "warn/crit", "level"])
     for r in df.itertuples(index=False):
         style = LEVEL_STYLE.get(r.level, "")
-        t.add_row(f"{r.zone_zh} {r.zone}", _fmt(r.density_ppm2), _fmt(r.warning_ppm2, 1),
-                  _fmt(r.critical_ppm2, 1), Text(r.level, style=style))
+        t.add_row(f"{r.zone_zh} {r.zone}", _fmt(r.density_ppm2),
+                  f"{_fmt(r.warning_ppm2, 1)}/{_fmt(r.critical_ppm2, 1)}",
+                  Text(r.level, style=style))
     return t
 
 
 def carpark_table(df: pandas.DataFrame) -> Table:
-    t = _table("停车 Car parks", ["car park", "free", "occupancy", "min to full"])
+    t = _table("停车 Car parks (⇄ ring road)", ["car park", "free", "occ.", "min to full"])
     for r in df.itertuples(index=False):
         occ = float(r.occupancy)
         style = "red" if occ >= 0.95 else "yellow" if occ >= 0.85 else "green"
@@ -127,31 +134,33 @@ def aqi_table(df: pandas.DataFrame) -> Table:
 
 
 def incidents_table(df: pandas.DataFrame, limit: int = 8) -> Table:
-    t = _table(f"事件 Open incidents ({len(df)})", ["severity", "type", "zone", "status",
+    t = _table(f"事件 Open incidents ({len(df)})", ["type · zone", "severity", "status",
                                                       "open min"])
     for r in df.head(limit).itertuples(index=False):
-        t.add_row(Text(r.severity, style=SEVERITY_STYLE.get(r.severity, "")), r.type,
-                  r.zone_id, r.status, _fmt(r.open_min))
+        t.add_row(f"{r.type} · {r.zone_id}",
+                  Text(r.severity, style=SEVERITY_STYLE.get(r.severity, "")), r.status,
+                  _fmt(r.open_min))
     return t
 
 
 def alerts_table(df: pandas.DataFrame, limit: int = 8) -> Table:
-    t = _table(f"告警 Active alerts ({len(df)})", ["severity", "rule", "subject", "value",
-                                                     "state", "by"])
+    t = _table(f"告警 Active alerts ({len(df)})", ["rule · subject", "severity", "value",
+                                                     "state"])
     for r in df.head(limit).itertuples(index=False):
-        state = STATE_TEXT.get(r.state, r.state)
-        t.add_row(Text(r.severity, style=SEVERITY_STYLE.get(r.severity, "")), r.rule, r.subject,
-                  _fmt(r.value), Text(state, style="dim" if "ack" in r.state and
-                                      "unack" not in r.state else "bold"),
-                  r.acknowledged_by or "")
+        state = STATE_TEXT.get(str(r.state), str(r.state))
+        by = _text(r.acknowledged_by)
+        t.add_row(f"{r.rule} · {r.subject}",
+                  Text(str(r.severity), style=SEVERITY_STYLE.get(str(r.severity), "")),
+                  _fmt(r.value), Text(state + (f" ({by})" if by else ""),
+                                      style="bold" if str(r.state).endswith("unack") else "dim"))
     return t
 
 
 def pipeline_table(line: pandas.DataFrame, feeds: pandas.DataFrame) -> Table:
     head = line.iloc[0] if not line.empty else {}
-    t = _table(f"管道 Pipeline — {int(head.get('events_5m', 0)):,} events/5 min, "
-               f"{int(head.get('dead_letters_5m', 0))} dead letters/5 min, "
-               f"{int(head.get('late_1h', 0))} late/1 h",
+    t = _table(f"管道 Pipeline: {int(head.get('events_5m', 0)):,} events, "
+               f"{int(head.get('dead_letters_5m', 0))} dead letters in 5 min; "
+               f"{int(head.get('late_1h', 0))} late in 1 h",
                ["feed", "events 5 min", "lag s", "sink p95 s"])
     for r in feeds.itertuples(index=False):
         lag = int(r.lag_s)
