@@ -197,6 +197,7 @@ def engine_firing(engine: AlertEngine, rule: Rule) -> dict[int, set[str]]:
 class Comparison:
     instants: int = 0
     fired: dict[str, int] = field(default_factory=dict)  # grafana rule uid → firing instants
+    subjects: dict[str, set[str]] = field(default_factory=dict)  # uid → subjects that fired
     mismatches: list[str] = field(default_factory=list)
 
 
@@ -213,7 +214,7 @@ def compare(wh: Warehouse, rules: RuleSet, registry: Registry, grafana_rules: li
     engine = AlertEngine(rules, registry, clock=lambda: start)
     pending = sorted(obs, key=lambda o: o.at)
     unwritten = sorted(written, key=lambda w: w.at)
-    result = Comparison(fired={g.uid: 0 for g in mine})
+    result = Comparison(fired={g.uid: 0 for g in mine}, subjects={g.uid: set() for g in mine})
     for t in _instants(start, end, interval_s):
         due: dict[str, list[dict]] = {}
         while unwritten and unwritten[0].at <= t:
@@ -229,6 +230,7 @@ def compare(wh: Warehouse, rules: RuleSet, registry: Registry, grafana_rules: li
         for g in mine:
             got = sims[g.uid].step(t.timestamp(), signals(wh, g, t))
             result.fired[g.uid] += bool(got)
+            result.subjects[g.uid] |= got
             if got != want[g.level_index]:
                 result.mismatches.append(f"{g.uid} at {t.isoformat()}: Grafana {sorted(got)}, "
                                          f"engine {sorted(want[g.level_index])}")
