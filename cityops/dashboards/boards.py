@@ -17,6 +17,7 @@ from cityops.core.registry import Registry
 from cityops.dashboards.spec import Board, Format, Panel, Query, Step, Variable
 from cityops.streams.alerts.rules import RuleSet, levels_for
 from cityops.streams.aqi import CATEGORIES
+from cityops.warehouse import aqi_sql
 
 #: ranges up to this read the raw tables; longer ones the hourly rollups
 RAW_MAX_RANGE_S = 6 * 3600
@@ -27,6 +28,15 @@ OPEN_LOOKBACK = "INTERVAL 30 DAY"
 
 SHORT = f"dateDiff('second', $__fromTime, $__toTime) <= {RAW_MAX_RANGE_S}"
 LONG = f"dateDiff('second', $__fromTime, $__toTime) > {RAW_MAX_RANGE_S}"
+
+
+def long_only(col: str) -> str:
+    """The rollup branch's filter. Rollup branches read the ``agg_*`` tables themselves (sums
+    of partial sums are exact), not the analyst views: a constant-false guard then sits right
+    above the table read and nothing is read, where above a view's GROUP BY it would not."""
+    return f"{LONG} AND $__timeFilter({col})"
+
+
 ZONE = "$__conditionalAll(zone_id IN (${zone:singlequote}), $zone)"
 CARPARK = "$__conditionalAll(carpark_id IN (${carpark:singlequote}), $carpark)"
 STATION = "$__conditionalAll(station_id IN (${station:singlequote}), $station)"
@@ -270,8 +280,8 @@ FOOTFALL_SERIES = f"""SELECT t AS time, zone_id, entries FROM
     GROUP BY t, zone_id
     UNION ALL
     SELECT {HOUR_BUCKET.format(col='hour')} AS t, zone_id, sum(entries) AS entries
-    FROM footfall_zone_1h
-    WHERE {LONG} AND $__timeFilter(hour) AND {ZONE}
+    FROM agg_footfall_zone_1h
+    WHERE {long_only('hour')} AND {ZONE}
     GROUP BY t, zone_id
 )
 ORDER BY time"""
@@ -325,9 +335,10 @@ OCCUPANCY_SERIES = f"""SELECT t AS time, carpark_id, occupancy FROM
     WHERE {SHORT} AND $__timeFilter(event_time) AND {CARPARK}
     GROUP BY t, carpark_id
     UNION ALL
-    SELECT {HOUR_BUCKET.format(col='hour')} AS t, carpark_id, avg(occupancy_avg) AS occupancy
-    FROM parking_1h
-    WHERE {LONG} AND $__timeFilter(hour) AND {CARPARK}
+    SELECT {HOUR_BUCKET.format(col='hour')} AS t, carpark_id,
+           sum(occupied_sum) / sum(samples) / max(capacity_max) AS occupancy
+    FROM agg_parking_1h
+    WHERE {long_only('hour')} AND {CARPARK}
     GROUP BY t, carpark_id
 )
 ORDER BY time"""
@@ -343,9 +354,9 @@ RING_ROAD = f"""SELECT t AS time, group, occupancy FROM
     UNION ALL
     SELECT {HOUR_BUCKET.format(col='p.hour')} AS t,
            if(c.ring_road, 'ring road 地下环道', 'others 其他') AS group,
-           sum(p.occupied_avg) / sum(p.capacity) AS occupancy
-    FROM parking_1h AS p INNER JOIN dim_carparks AS c ON c.carpark_id = p.carpark_id
-    WHERE {LONG} AND $__timeFilter(p.hour)
+           sum(p.occupied_sum) / sum(p.samples * p.capacity_max) AS occupancy
+    FROM agg_parking_1h AS p INNER JOIN dim_carparks AS c ON c.carpark_id = p.carpark_id
+    WHERE {long_only('p.hour')}
     GROUP BY t, group
 )
 ORDER BY time"""
@@ -380,26 +391,36 @@ def parking(rules: RuleSet, refresh: str) -> Board:
 
 # --- air quality ---------------------------------------------------------------------------------
 
+#: raw column → prefix of its decimal sum and count in agg_air_1h
+AGG_AIR = {"pm25_ugm3": "pm25", "pm10_ugm3": "pm10", "o3_ugm3": "o3", "no2_ugm3": "no2",
+           "so2_ugm3": "so2", "co_mgm3": "co"}
 POLLUTANTS = (("pm25_ugm3", "PM2.5", "µg/m³"), ("pm10_ugm3", "PM10", "µg/m³"),
               ("o3_ugm3", "O₃", "µg/m³"), ("no2_ugm3", "NO₂", "µg/m³"),
               ("so2_ugm3", "SO₂", "µg/m³"), ("co_mgm3", "CO", "mg/m³"))
 
 
-def _air_series(expr_short: str, expr_long: str) -> str:
+def _air_series(col: str) -> str:
     return f"""SELECT t AS time, station_id, value FROM
 (
-    SELECT $__timeInterval(event_time) AS t, station_id, avg({expr_short}) AS value
+    SELECT $__timeInterval(event_time) AS t, station_id, avg({col}) AS value
     FROM air_quality_observed
     WHERE {SHORT} AND $__timeFilter(event_time) AND {STATION}
     GROUP BY t, station_id
     UNION ALL
-    SELECT {HOUR_BUCKET.format(col='hour')} AS t, station_id, max({expr_long}) AS value
-    FROM air_quality_1h
-    WHERE {LONG} AND $__timeFilter(hour) AND {STATION}
+    SELECT {HOUR_BUCKET.format(col='hour')} AS t, station_id,
+           toFloat64(sum({AGG_AIR[col]}_sum)) / nullIf(sum({AGG_AIR[col]}_n), 0) AS value
+    FROM agg_air_1h
+    WHERE {long_only('hour')} AND {STATION}
     GROUP BY t, station_id
 )
 ORDER BY time"""
 
+
+_AQI = aqi_sql.render_context()
+_IAQI = ", ".join(f"{_AQI[k]} AS {k}" for k in _AQI if k.startswith("iaqi_"))
+_HOURLY_MEANS = ",\n".join(
+    f"               toFloat64(sum({p}_sum)) / nullIf(sum({p}_n), 0) AS {col}"
+    for col, p in AGG_AIR.items())
 
 AQI_SERIES = f"""SELECT t AS time, station_id, aqi FROM
 (
@@ -410,8 +431,18 @@ AQI_SERIES = f"""SELECT t AS time, station_id, aqi FROM
     GROUP BY t, station_id
     UNION ALL
     SELECT {HOUR_BUCKET.format(col='hour')} AS t, station_id, max(aqi) AS aqi
-    FROM air_quality_1h
-    WHERE {LONG} AND $__timeFilter(hour) AND {STATION}
+    FROM
+    (
+        SELECT station_id, hour, {_IAQI}, {_AQI['aqi']} AS aqi
+        FROM
+        (
+            SELECT station_id, hour,
+{_HOURLY_MEANS}
+            FROM agg_air_1h
+            WHERE {long_only('hour')} AND {STATION}
+            GROUP BY station_id, hour
+        )
+    )
     GROUP BY t, station_id
 )
 ORDER BY time"""
@@ -425,7 +456,7 @@ def air(refresh: str) -> Board:
     for i, (col, label, unit) in enumerate(POLLUTANTS):
         panels.append(Panel(
             col, f"{label} 浓度", f"{label} per station", "timeseries",
-            (Query(_air_series(col, col), Format.TIME_SERIES, long_range=True),),
+            (Query(_air_series(col), Format.TIME_SERIES, long_range=True),),
             ((i % 3) * 8, 9 + (i // 3) * 8, 8, 8), unit=unit))
     return Board(uid="cityops-air", title_zh="空气质量", title_en="Air quality",
                  time_from="now-24h", refresh=refresh, variables=VARIABLES,
@@ -457,8 +488,8 @@ LIFECYCLE = f"""SELECT t AS time, reported, dispatched, on_scene, resolved FROM
     UNION ALL
     SELECT {HOUR_BUCKET.format(col='hour')} AS t, sum(reported) AS reported,
            sum(dispatched) AS dispatched, sum(on_scene) AS on_scene, sum(resolved) AS resolved
-    FROM incidents_1h
-    WHERE {LONG} AND $__timeFilter(hour) AND {ZONE}
+    FROM agg_incidents_1h
+    WHERE {long_only('hour')} AND {ZONE}
     GROUP BY t
 )
 ORDER BY time"""
