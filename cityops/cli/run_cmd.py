@@ -46,7 +46,8 @@ def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 60.0) -> No
         proc.wait(10)
 
 
-def _summary(url: str, started: float, board: Any = None, runner: Any = None) -> Any:
+def _summary(url: str, started: float, board: Any = None, runner: Any = None,
+             tz: Any = None) -> Any:
     """The live view: one pipeline line from ``/health``, then the command-centre board."""
     import httpx
     from rich.console import Group
@@ -67,8 +68,7 @@ def _summary(url: str, started: float, board: Any = None, runner: Any = None) ->
 
     from cityops.dashboards.terminal import frame
 
-    now = datetime.now().astimezone()
-    return Group(line, frame(runner, board, now))
+    return Group(line, frame(runner, board, datetime.now(tz)))
 
 
 def run(
@@ -158,7 +158,7 @@ def run(
                     realtime = True  # caught up with now: continue in real time
                     sim = subprocess.Popen([_cityops(), "simulate", "--quiet", "--speed", "1"],
                                            env=env, stdout=sim_log, stderr=subprocess.STDOUT)
-                live.update(_summary(url, t0, board, runner))
+                live.update(_summary(url, t0, board, runner, settings.tz))
                 time.sleep(every)
     except KeyboardInterrupt:
         console.print("Ctrl-C: shutting down")
