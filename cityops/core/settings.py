@@ -258,8 +258,8 @@ class Settings(BaseSettings):
         5, ge=5, le=10, description="CITYOPS_BOARD_REFRESH_S: refresh of the live boards "
         "(Grafana and the terminal board), 5-10 s")
     worker_sql_token: SecretStr = Field(
-        SecretStr(""), description="CITYOPS_WORKER_SQL_TOKEN: bearer token for the worker's "
-        "/sql endpoint when it asks for one (secret)")
+        SecretStr(""), description="CITYOPS_WORKER_SQL_TOKEN: bearer token the terminal board "
+        "sends to the worker's /sql endpoint when it asks for one (secret)")
 
     @field_validator("timezone")
     @classmethod

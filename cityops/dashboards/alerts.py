@@ -151,7 +151,7 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
-def build_rules(rules: RuleSet, registry: Registry, interval_s: int) -> list[GrafanaRule]:
+def build_rules(rules: RuleSet, registry: Registry) -> list[GrafanaRule]:
     """Every (rule, level) as an SDK alert rule (HTTP-API shape) plus its parts."""
     out = []
     for rule in rules.rules:
@@ -191,7 +191,6 @@ def build_rules(rules: RuleSet, registry: Registry, interval_s: int) -> list[Gra
             body = json.loads(json.dumps(r.build(), cls=JSONEncoder))
             body["keepFiringFor"] = _duration(rule.min_clear_s)
             out.append(GrafanaRule(uid, rule, i, sql, lookback, body))
-    _ = interval_s
     return out
 
 

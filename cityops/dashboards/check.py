@@ -189,13 +189,14 @@ def run_panels(wh: Warehouse, bundle: Bundle, end: datetime, report: Report,
                on_query: Callable[[str, float], None] | None = None) -> None:
     import time
 
+    one = _one_each(wh)
     for board in bundle.boards:
         start, stop = board_range(board, end)
         for panel in board.panels:
             for q in panel.queries:
                 where = f"{board.uid}/{panel.key}/{q.ref_id}"
                 for label, ctx in (("All", context(start, stop)),
-                                   ("one", context(start, stop, _one_each(wh)))):
+                                   ("one", context(start, stop, one))):
                     sql = macros.expand(q.sql, ctx)
                     try:
                         t0 = time.perf_counter()
@@ -209,20 +210,14 @@ def run_panels(wh: Warehouse, bundle: Bundle, end: datetime, report: Report,
                     report.add(problem is None, f"{where}: {problem}")
 
 
-_ONE: dict[int, dict[str, list[str]]] = {}
-
-
-def _one_each(wh: Warehouse) -> dict[str, list[str]]:
+def _one_each(wh: Warehouse) -> dict[str, Any]:
     """One value of each variable (the non-All path of ``$__conditionalAll``)."""
-    key = id(wh)
-    if key not in _ONE:
-        pick = {}
-        for name, sql in (("zone", "SELECT min(zone_id) FROM dim_zones"),
-                          ("carpark", "SELECT min(carpark_id) FROM dim_carparks"),
-                          ("station", "SELECT min(station_id) FROM dim_stations")):
-            pick[name] = [str(wh.query(sql)[0][0])]
-        _ONE[key] = pick
-    return _ONE[key]
+    pick: dict[str, Any] = {}
+    for name, sql in (("zone", "SELECT min(zone_id) FROM dim_zones"),
+                      ("carpark", "SELECT min(carpark_id) FROM dim_carparks"),
+                      ("station", "SELECT min(station_id) FROM dim_stations")):
+        pick[name] = [str(wh.query(sql)[0][0])]
+    return pick
 
 
 def granules(wh: Warehouse, sql: str) -> list[tuple[int, int]]:

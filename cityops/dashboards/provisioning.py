@@ -78,7 +78,7 @@ def generate(settings: Settings, registry: Registry, rules: RuleSet) -> Bundle:
               (registry.manifest.bbox.lon_min + registry.manifest.bbox.lon_max) / 2)
     dashboards = {b.uid: dashboard_json(b, settings.timezone, center) for b in boards}
     interval = max(10, int(settings.alert_tick_s))
-    grules = alerts.build_rules(rules, registry, interval)
+    grules = alerts.build_rules(rules, registry)
     files = {
         "provisioning/datasources/cityops.yaml": _yaml(datasource()),
         "provisioning/dashboards/cityops.yaml": _yaml(dashboard_provider()),
