@@ -87,6 +87,24 @@ def _geomap_options(panel: Panel, center: tuple[float, float]) -> dict[str, Any]
             "tooltip": {"mode": "details"}}
 
 
+def _by_thresholds(steps: list[tuple[float | None, str]]) -> list[dm.DynamicConfigValue]:
+    return [dm.DynamicConfigValue("color", {"mode": "thresholds"}),
+            dm.DynamicConfigValue("thresholds", {"mode": "absolute", "steps": [
+                {"value": v, "color": c} for v, c in steps]})]
+
+
+def geomap_overrides(b: db.Panel) -> db.Panel:
+    """Marker colours: zone level (0 normal, 1 warning, 2 critical), car-park free spaces,
+    station AQI by the HJ 633-2012 category colours."""
+    from cityops.dashboards.boards import aqi_steps
+
+    b = b.override_by_name("level", _by_thresholds([(None, "green"), (1, "#FADE2A"),
+                                                     (2, "red")]))
+    b = b.override_by_name("free", _by_thresholds([(None, "red"), (20, "orange"),
+                                                    (100, "green")]))
+    return b.override_by_name("aqi", _by_thresholds([(s.value, s.color) for s in aqi_steps()]))
+
+
 def _options(panel: Panel, center: tuple[float, float]) -> dict[str, Any]:
     if panel.kind == "geomap":
         return _geomap_options(panel, center)
@@ -125,6 +143,8 @@ def panel_builder(panel: Panel, panel_id: int, center: tuple[float, float]) -> d
         b = b.thresholds(th).color_scheme(db.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
     if panel.kind == "timeseries" and panel.options.get("thresholdsStyle"):
         b = b.custom({"thresholdsStyle": {"mode": panel.options["thresholdsStyle"]}})
+    if panel.kind == "geomap":
+        b = geomap_overrides(b)
     opts = {k: v for k, v in _options(panel, center).items() if k != "thresholdsStyle"}
     if opts:
         b = b.options(opts)
