@@ -29,7 +29,7 @@ from cityops.core.settings import load_settings  # noqa: E402
 from cityops.dashboards import check, fixtures, macros  # noqa: E402
 from cityops.dashboards.boards import all_boards  # noqa: E402
 from cityops.streams.alerts.rules import load_rules  # noqa: E402
-from cityops.warehouse.embedded import EmbeddedWarehouse  # noqa: E402
+from cityops.warehouse.backend import connect  # noqa: E402
 from cityops.warehouse.migrate import migrate  # noqa: E402
 
 GOAL_MS = 200.0
@@ -46,10 +46,10 @@ def main() -> int:
     registry = load_registry(settings.registry_dir)
     rules = load_rules(settings.alert_rules)
     path = (settings.data_dir / "boards-bench").resolve()
-    wh = EmbeddedWarehouse(str(path), database="boards")
+    wh = connect(f"chdb://{path}?database=boards", settings=settings)
     wh.execute("DROP DATABASE IF EXISTS boards SYNC")
     wh.close()
-    wh = EmbeddedWarehouse(str(path), database="boards")
+    wh = connect(f"chdb://{path}?database=boards", settings=settings)
     migrate(wh, timezone=settings.timezone, raw_ttl_days=0, registry=registry)
     end = fixtures.default_end(settings.timezone)
     live_start = end - timedelta(hours=6)

@@ -17,23 +17,23 @@ from cityops.core.settings import Settings
 from cityops.dashboards import fixtures
 from cityops.dashboards.provisioning import Bundle, generate
 from cityops.streams.alerts.rules import RuleSet, load_rules
-from cityops.warehouse.embedded import EmbeddedWarehouse
+from cityops.warehouse.backend import Warehouse, connect
 from cityops.warehouse.migrate import migrate
 
 #: days of history: enough monthly partitions for long-range queries to skip some
 HISTORY_DAYS = 90
 
 
-def fresh_warehouse(settings: Settings, registry: Registry) -> EmbeddedWarehouse:
+def fresh_warehouse(settings: Settings, registry: Registry) -> Warehouse:
     path = (settings.data_dir / "warehouse-tests").resolve()
     db = f"b_{uuid.uuid4().hex[:10]}"
-    wh = EmbeddedWarehouse(str(path), database=db, url=f"chdb://{path}?database={db}")
+    wh = connect(f"chdb://{path}?database={db}", settings=settings)
     migrate(wh, timezone=settings.timezone, raw_ttl_days=0, registry=registry)
     return wh
 
 
-def drop(wh: EmbeddedWarehouse) -> None:
-    wh.execute(f"DROP DATABASE IF EXISTS {wh.database} SYNC")
+def drop(wh: Warehouse) -> None:
+    wh.execute(f"DROP DATABASE IF EXISTS {wh.database} SYNC")  # type: ignore[attr-defined]
     wh.close()
 
 
@@ -54,7 +54,7 @@ def board_end(settings: Settings) -> datetime:
 
 @pytest.fixture(scope="package")
 def boards_wh(settings: Settings, registry: Registry, rules: RuleSet,
-              board_end: datetime) -> Iterator[EmbeddedWarehouse]:
+              board_end: datetime) -> Iterator[Warehouse]:
     """90 days of simulated history and 6 live hours ending on the National Day night."""
     wh = fresh_warehouse(settings, registry)
     fixtures.fill(wh, registry, rules, timezone=settings.timezone, end=board_end,

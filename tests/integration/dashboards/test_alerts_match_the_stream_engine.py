@@ -12,7 +12,7 @@ from cityops.core.settings import Settings
 from cityops.dashboards import evaluate, fixtures
 from cityops.dashboards.provisioning import Bundle
 from cityops.streams.alerts.rules import RuleSet
-from cityops.warehouse.embedded import EmbeddedWarehouse
+from cityops.warehouse.backend import Warehouse
 
 from .conftest import drop, fresh_warehouse
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def results(settings: Settings, registry: Registry, rules: RuleSet,
             bundle: Bundle) -> Iterator[dict[str, evaluate.Comparison]]:
-    wh: EmbeddedWarehouse = fresh_warehouse(settings, registry)
+    wh: Warehouse = fresh_warehouse(settings, registry)
     try:
         yield evaluate.replay_all(wh, rules, registry, bundle.rules,
                                   fixtures.default_end(settings.timezone), settings.tz,

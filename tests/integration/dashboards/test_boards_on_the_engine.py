@@ -11,13 +11,13 @@ from rich.console import Console
 from cityops.dashboards import check, macros
 from cityops.dashboards.provisioning import Bundle
 from cityops.dashboards.terminal import frame
-from cityops.warehouse.embedded import EmbeddedWarehouse
+from cityops.warehouse.backend import Warehouse
 
 pytestmark = pytest.mark.integration
 
 
 def test_every_panel_query_runs_and_returns_what_its_panel_needs(
-        boards_wh: EmbeddedWarehouse, bundle: Bundle, board_end: datetime) -> None:
+        boards_wh: Warehouse, bundle: Bundle, board_end: datetime) -> None:
     report = check.Report()
     timings: list[float] = []
     check.run_panels(boards_wh, bundle, board_end, report,
@@ -28,7 +28,7 @@ def test_every_panel_query_runs_and_returns_what_its_panel_needs(
 
 
 def test_long_range_queries_skip_granules_and_read_the_rollups(
-        boards_wh: EmbeddedWarehouse, bundle: Bundle, board_end: datetime) -> None:
+        boards_wh: Warehouse, bundle: Bundle, board_end: datetime) -> None:
     report = check.Report()
     check.check_pruning(boards_wh, bundle, board_end, report)
     assert report.checked >= 30 and report.problems == []
@@ -42,14 +42,14 @@ def test_long_range_queries_skip_granules_and_read_the_rollups(
 
 
 def test_alert_queries_return_one_signal_per_subject(
-        boards_wh: EmbeddedWarehouse, bundle: Bundle, board_end: datetime) -> None:
+        boards_wh: Warehouse, bundle: Bundle, board_end: datetime) -> None:
     report = check.Report()
     check.run_alert_queries(boards_wh, bundle, board_end, report)
     assert report.checked == len(bundle.rules) and report.problems == []
 
 
 def test_terminal_board_draws_the_overview_from_the_same_queries(
-        boards_wh: EmbeddedWarehouse, bundle: Bundle, board_end: datetime) -> None:
+        boards_wh: Warehouse, bundle: Bundle, board_end: datetime) -> None:
     console = Console(record=True, width=140)
     errors: list[str] = []
     console.print(frame(boards_wh, bundle.boards[0], board_end - timedelta(hours=2),
