@@ -60,6 +60,15 @@ def main() -> int:
         for table, batch in data.items():
             for i in range(0, len(batch), BATCH):
                 rows += wh.insert(table, batch[i:i + BATCH])
+    # the stream's hourly AQI for the history: the warehouse's own HJ 633-2012 hourly AQI of
+    # the simulated readings (air_quality_1h), written as the worker's records would be
+    wh.execute("""INSERT INTO air_quality_index (record_id, station_id, hour_start, averaging,
+                  pm25_ugm3, pm10_ugm3, no2_ugm3, so2_ugm3, co_mgm3, aqi, primary_pollutants,
+                  category, samples, revision, emitted_at)
+                  SELECT concat(station_id, ':1h:', toString(hour)), station_id, hour, '1h',
+                         pm25_ugm3, pm10_ugm3, no2_ugm3, so2_ugm3, co_mgm3, aqi,
+                         primary_pollutants, category, samples, 0, hour + INTERVAL 1 HOUR
+                  FROM air_quality_1h""")
     rows += fixtures.fill_derived(wh, registry, rules, live_start, end,
                                   timezone=settings.timezone)
     print(f"\n{rows:,} rows ({args.days} days of every sensor + 6 live hours) in "

@@ -17,7 +17,6 @@ from cityops.core.registry import Registry
 from cityops.dashboards.spec import Board, Format, Panel, Query, Step, Variable
 from cityops.streams.alerts.rules import RuleSet, levels_for
 from cityops.streams.aqi import CATEGORIES
-from cityops.warehouse import aqi_sql
 
 #: ranges up to this read the raw tables; longer ones the hourly rollups
 RAW_MAX_RANGE_S = 6 * 3600
@@ -416,39 +415,22 @@ def _air_series(col: str) -> str:
 ORDER BY time"""
 
 
-_AQI = aqi_sql.render_context()
-_IAQI = ", ".join(f"{_AQI[k]} AS {k}" for k in _AQI if k.startswith("iaqi_"))
-_HOURLY_MEANS = ",\n".join(
-    f"               toFloat64(sum({p}_sum)) / nullIf(sum({p}_n), 0) AS {col}"
-    for col, p in AGG_AIR.items())
-
-AQI_SERIES = f"""SELECT t AS time, station_id, aqi FROM
+AQI_SERIES = f"""SELECT toStartOfInterval(hour_start, INTERVAL greatest($__interval_s, 3600) second)
+           AS time, station_id, max(aqi) AS aqi
+FROM
 (
-    SELECT toStartOfInterval(hour_start, INTERVAL greatest($__interval_s, 3600) second) AS t,
-           station_id, max(aqi) AS aqi
+    SELECT station_id, hour_start, argMax(aqi, revision) AS aqi
     FROM air_quality_index
-    WHERE {SHORT} AND averaging = '1h' AND $__timeFilter(hour_start) AND {STATION}
-    GROUP BY t, station_id
-    UNION ALL
-    SELECT {HOUR_BUCKET.format(col='hour')} AS t, station_id, max(aqi) AS aqi
-    FROM
-    (
-        SELECT station_id, hour, {_IAQI}, {_AQI['aqi']} AS aqi
-        FROM
-        (
-            SELECT station_id, hour,
-{_HOURLY_MEANS}
-            FROM agg_air_1h
-            WHERE {long_only('hour')} AND {STATION}
-            GROUP BY station_id, hour
-        )
-    )
-    GROUP BY t, station_id
+    WHERE averaging = '1h' AND $__timeFilter(hour_start) AND {STATION}
+    GROUP BY station_id, hour_start
 )
+GROUP BY time, station_id
 ORDER BY time"""
 
 
 def air(refresh: str) -> Board:
+    # the stream's hourly AQI (one row per station-hour, the value the AQI alert watches)
+    # serves every range: it is already an hourly table, no raw/rollup choice to make
     panels = [Panel("aqi", "各站 AQI", "AQI per station (hourly, HJ 633-2012)", "timeseries",
                     (Query(AQI_SERIES, Format.TIME_SERIES, long_range=True),), (0, 0, 24, 9),
                     unit="none", thresholds=aqi_steps(),

@@ -54,9 +54,11 @@ def _insert(wh: Warehouse, rows: dict[str, list[dict]]) -> int:
 
 def fill_raw(wh: Warehouse, registry: Registry, start: datetime, end: datetime, *,
              timezone: str, seed: int = 9, coarse: bool = False) -> int:
-    """Raw feed rows from ``start`` to ``end``, one day at a time (bounded memory)."""
+    """Raw feed rows from ``start`` to ``end``, one day at a time (bounded memory), with the
+    stream's hourly AQI records (small, and what the AQI board and alert read)."""
     steps = (dict(footfall_step_s=1800, parking_step_s=1800, air_step_s=3600,
                   incidents_per_day=8.0) if coarse else {})
+    air = AirQualityAggregator(tz=ZoneInfo(timezone))
     total, day = 0, start
     while day < end:
         nxt = min(day + timedelta(days=1), end)
@@ -74,6 +76,10 @@ def fill_raw(wh: Warehouse, registry: Registry, start: datetime, end: datetime, 
                 continue
             table, row = event_row(ev, ingested_at=ev.event_time + timedelta(seconds=1.5))
             rows.setdefault(table, []).append(row)
+            if isinstance(ev, AirQualityObserved):  # the stream's hourly AQI, as the worker writes
+                for rec in air.add(ev, ev.event_time + timedelta(seconds=1)).records:
+                    t, r = record_row(rec)
+                    rows.setdefault(t, []).append(r)
         total += _insert(wh, rows)
         day = nxt
     return total
