@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,27 +36,19 @@ from cityops.warehouse.migrate import migrate  # noqa: E402
 GOAL_MS = 200.0
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--days", type=int, default=90)
-    ap.add_argument("--runs", type=int, default=9)
-    args = ap.parse_args()
+def _fill(wh: Any, path: Path, settings: Any, registry: Any, rules: Any, end: datetime,
+          days: int) -> Any:
+    """A fresh database: ``days`` of realistic history, hourly AQI, 6 live hours."""
     from tqdm import tqdm
 
-    settings = load_settings()
-    registry = load_registry(settings.registry_dir)
-    rules = load_rules(settings.alert_rules)
-    path = (settings.data_dir / "boards-bench").resolve()
-    wh = connect(f"chdb://{path}?database=boards", settings=settings)
     wh.execute("DROP DATABASE IF EXISTS boards SYNC")
     wh.close()
     wh = connect(f"chdb://{path}?database=boards", settings=settings)
     migrate(wh, timezone=settings.timezone, raw_ttl_days=0, registry=registry)
-    end = fixtures.default_end(settings.timezone)
     live_start = end - timedelta(hours=6)
-    start = live_start - timedelta(days=args.days)
+    start = live_start - timedelta(days=days)
     t0, rows = time.perf_counter(), 0
-    for _d, data in tqdm(simulate_days(registry, start, args.days), total=args.days,
+    for _d, data in tqdm(simulate_days(registry, start, days), total=days,
                          desc="simulate+insert", unit="day"):
         for table, batch in data.items():
             for i in range(0, len(batch), BATCH):
@@ -71,8 +64,30 @@ def main() -> int:
                   FROM air_quality_1h""")
     rows += fixtures.fill_derived(wh, registry, rules, live_start, end,
                                   timezone=settings.timezone)
-    print(f"\n{rows:,} rows ({args.days} days of every sensor + 6 live hours) in "
+    print(f"\n{rows:,} rows ({days} days of every sensor + 6 live hours) in "
           f"{time.perf_counter() - t0:.0f} s; board time {end.isoformat()}")
+    return wh
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--reuse", action="store_true", help="query the warehouse a previous run "
+                    "filled instead of simulating again")
+    args = ap.parse_args()
+    settings = load_settings()
+    registry = load_registry(settings.registry_dir)
+    rules = load_rules(settings.alert_rules)
+    path = (settings.data_dir / "boards-bench").resolve()
+    end = fixtures.default_end(settings.timezone)
+    wh = connect(f"chdb://{path}?database=boards", settings=settings)
+    if args.reuse and wh.query("SELECT count() FROM system.tables WHERE database = 'boards' "
+                               "AND name = 'footfall_observed'")[0][0]:
+        print(f"reusing {path}: {wh.query('SELECT count() FROM footfall_observed')[0][0]:,} "
+              "footfall rows")
+    else:
+        wh = _fill(wh, path, settings, registry, rules, end, args.days)
     print(f"\npanel queries, {args.runs} runs each (ms; goal p95 ≤ {GOAL_MS:.0f})")
     print(f"  {'board/panel/ref':<34}{'range':>7}{'rows':>7}{'p50':>9}{'p95':>9}")
     worst, over = 0.0, []

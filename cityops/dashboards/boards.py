@@ -542,6 +542,22 @@ SINK_LATENCY = f"""SELECT t AS time, feed, p95_s FROM
 ORDER BY time"""
 
 
+def _silent_union(registry: Registry) -> str:
+    """Newest report per source, each feed looked back 60 × its slowest cadence (the dead-sensor
+    rule's major level) rather than days of raw rows."""
+    cadences = {"footfall": [c.cadence_s for c in registry.counters.values()],
+                "parking": [c.cadence_s for c in registry.carparks.values()],
+                "air": [s.cadence_s for s in registry.stations.values()],
+                "incidents": [3600]}
+    parts = []
+    for feed, table in FEEDS:
+        back = 61 * max(cadences[feed] or [3600])
+        parts.append(f"    SELECT toString(source) AS source, max(event_time) AS last_seen "
+                     f"FROM {table} WHERE event_time >= $__toTime - INTERVAL {back} SECOND "
+                     "AND event_time <= $__toTime GROUP BY source")
+    return "\nUNION ALL\n".join(parts)
+
+
 def silent_sensors_sql(registry: Registry, min_ratio: float) -> str:
     """Sources silent for at least ``min_ratio`` × their registry cadence at ``$__toTime``."""
     sources = [*registry.counters.values(), *registry.carparks.values(),
@@ -554,9 +570,7 @@ def silent_sensors_sql(registry: Registry, min_ratio: float) -> str:
        round(silent_s / cadence_s, 1) AS cadences
 FROM
 (
-{_per_feed("    SELECT toString(source) AS source, max(event_time) AS last_seen FROM {table} "
-           "WHERE event_time >= $__toTime - INTERVAL 3 DAY AND event_time <= $__toTime "
-           "GROUP BY source")}
+{_silent_union(registry)}
 )
 WHERE has({_sql_list(ids)}, source)
 GROUP BY source
