@@ -5,8 +5,9 @@
 3. the streams worker (``cityops worker``: Faust agents, alert engine, warehouse sink);
 4. the simulator (``cityops simulate``): the last ``--hours`` replayed at ``--speed``×, then
    real time;
-5. a terminal summary every ``--every`` seconds: events in / out per feed, dead letters, late
-   events, warehouse rows, sink batches, active alerts.
+5. the command-centre board every ``--every`` seconds (``CITYOPS_BOARD_REFRESH_S``): the
+   overview board's own panel queries over the worker's read-only ``/sql``
+   (``dashboards.terminal``), under a one-line pipeline summary from ``/health``.
 
 Ctrl-C stops the simulator, then the worker (SIGTERM: it flushes and commits), then the
 broker if this command started it.
@@ -45,9 +46,11 @@ def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 60.0) -> No
         proc.wait(10)
 
 
-def _summary(url: str, started: float, headers: dict[str, str]) -> Any:
+def _summary(url: str, started: float, headers: dict[str, str], board: Any = None,
+             runner: Any = None, tz: Any = None) -> Any:
+    """The live view: one pipeline line from ``/health``, then the command-centre board."""
     import httpx
-    from rich.table import Table
+    from rich.console import Group
 
     try:
         resp = httpx.get(f"{url}/health", timeout=5, headers=headers)
@@ -55,30 +58,21 @@ def _summary(url: str, started: float, headers: dict[str, str]) -> Any:
             return f"[red]worker refused the token ({resp.status_code}): set " \
                    "CITYOPS_WORKER_TOKEN to a viewer token[/red]"
         health = resp.json()
-        alerts = httpx.get(f"{url}/alerts", timeout=5, headers=headers).json().get("alerts", [])
     except (httpx.HTTPError, ValueError):
         return "[yellow]worker not answering yet …[/yellow]"
-    table = Table(title=f"cityops — {time.monotonic() - started:,.0f} s, worker "
-                  f"{health.get('status')}", expand=False)
-    for col in ("feed", "raw in", "clean", "dead letters", "duplicates", "aggregated",
-                "records out", "late"):
-        table.add_column(col, justify="right" if col != "feed" else "left")
-    for feed, v in health.get("validate", {}).items():
-        a = health.get("aggregate", {}).get(feed, {})
-        table.add_row(feed, f"{v['in']:,}", f"{v['clean']:,}", f"{v['dead']:,}",
-                      f"{v['duplicate']:,}", f"{a.get('in', 0):,}", f"{a.get('records', 0):,}",
-                      f"{a.get('late', 0):,}")
+    validate = health.get("validate", {})
     sink = health.get("sink", {})
-    out = Table.grid(padding=(0, 2))
-    out.add_row(table)
-    out.add_row(f"warehouse: {sink.get('rows', 0):,} rows in {sink.get('batches', 0):,} "
-                f"batches (last {sink.get('last_batch_s', 0)} s); alert engine "
-                f"{health.get('alerts', {}).get('events', 0):,} events, {len(alerts)} open")
-    for a in sorted(alerts, key=lambda x: str(x.get("severity")))[:8]:
-        out.add_row(f"  [bold]{a.get('severity')}[/bold] {a.get('rule_id')} "
-                    f"{a.get('subject')} = {a.get('value')} ({a.get('state')}) "
-                    f"id {a.get('alert_id')}")
-    return out
+    line = (f"cityops — {time.monotonic() - started:,.0f} s, worker {health.get('status')}; "
+            + ", ".join(f"{feed} {v['in']:,} in / {v['dead']:,} dead" for feed, v in
+                        validate.items())
+            + f"; warehouse {sink.get('rows', 0):,} rows in {sink.get('batches', 0):,} batches")
+    if board is None or runner is None:
+        return line
+    from datetime import datetime
+
+    from cityops.dashboards.terminal import frame
+
+    return Group(line, frame(runner, board, datetime.now(tz)))
 
 
 def run(
@@ -91,7 +85,8 @@ def run(
         help="Simulator faults (see `cityops simulate --help`): by default a few duplicates, "
              "malformed and late records (dead letters, late events) and one sensor that "
              "goes silent (a dead-sensor alert), so the demo shows every path."),
-    every: float = typer.Option(3.0, "--every", help="Seconds between summaries."),
+    every: float = typer.Option(0.0, "--every", help="Seconds between board refreshes "
+                                "(default CITYOPS_BOARD_REFRESH_S)."),
 ) -> None:
     """Run the whole local pipeline: broker, warehouse, worker, simulator; Ctrl-C stops."""
     from datetime import datetime
@@ -164,6 +159,14 @@ def run(
     realtime = False
     console.print(f"worker log {logs / 'worker.log'}; simulator log {logs / 'simulate.log'}; "
                   f"web {url} (/health /metrics /alerts /sql)", highlight=False)
+    from cityops.dashboards.boards import overview
+    from cityops.dashboards.terminal import WorkerSql
+    from cityops.streams.alerts.rules import load_rules
+
+    board = overview(load_rules(settings.alert_rules), registry,
+                     f"{settings.board_refresh_s}s")
+    runner = WorkerSql(f"{url}/sql", settings.worker_token.get_secret_value())
+    every = every or float(settings.board_refresh_s)
     t0 = time.monotonic()
     try:
         with Live(_summary(url, t0, headers), console=console, refresh_per_second=1) as live:
@@ -178,7 +181,7 @@ def run(
                     realtime = True  # caught up with now: continue in real time
                     sim = subprocess.Popen([_cityops(), "simulate", "--quiet", "--speed", "1"],
                                            env=env, stdout=sim_log, stderr=subprocess.STDOUT)
-                live.update(_summary(url, t0, headers))
+                live.update(_summary(url, t0, headers, board, runner, settings.tz))
                 time.sleep(every)
     except KeyboardInterrupt:
         console.print("Ctrl-C: shutting down")

@@ -292,6 +292,14 @@ class Settings(BaseSettings):
     grafana_token: SecretStr = Field(
         SecretStr(""), description="CITYOPS_GRAFANA_TOKEN (or _FILE)"
     )
+    grafana_clickhouse_user: str = Field(
+        "cityops_reader", description="CITYOPS_GRAFANA_CLICKHOUSE_USER: read-only ClickHouse "
+        "user of the Grafana datasource")
+    grafana_clickhouse_password: SecretStr = Field(
+        SecretStr(""), description="CITYOPS_GRAFANA_CLICKHOUSE_PASSWORD: its password (secret)")
+    board_refresh_s: int = Field(
+        5, ge=5, le=10, description="CITYOPS_BOARD_REFRESH_S: refresh of the live boards "
+        "(Grafana and the terminal board), 5-10 s")
 
     @model_validator(mode="before")
     @classmethod
