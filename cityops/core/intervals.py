@@ -34,7 +34,7 @@ def _parts(count: int, start_ms: int, end_ms: int, first_ms: int,
 def interval_ms(end_ms: int, interval_s: float) -> tuple[int, int]:
     """``(start_ms, end_ms)`` of a report ending at ``end_ms`` (an interval of 0 counts as 1 s,
     like the SQL's ``greatest(interval_s, 1)``)."""
-    return end_ms - max(int(round(interval_s * 1000)), 1000), end_ms
+    return end_ms - max(round(interval_s * 1000), 1000), end_ms
 
 
 def spread_aligned(count: int, start_ms: int, end_ms: int,
@@ -51,7 +51,7 @@ def local_hour_start_ms(ms: int, tz: tzinfo) -> int:
     floor = local.replace(minute=0, second=0, microsecond=0)
     # a local hour with a sub-hour offset change inside it does not exist in real zones;
     # fold keeps the earlier of two repeated wall-clock hours right
-    return int(round(floor.timestamp() * 1000))
+    return round(floor.timestamp() * 1000)
 
 
 def spread_hours(count: int, start_ms: int, end_ms: int,

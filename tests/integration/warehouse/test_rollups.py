@@ -31,8 +31,9 @@ def _spread_expected(rows: list[dict]) -> tuple[dict, dict]:
     for r in rows:
         end_ms = round(r["event_time"].timestamp() * 1000)
         start_ms, end_ms = interval_ms(end_ms, r["interval_s"])
-        for out, split in ((minutes, lambda n: spread_aligned(n, start_ms, end_ms, MINUTE_MS)),
-                           (hours, lambda n: spread_hours(n, start_ms, end_ms, TZ))):
+        for out, split in ((minutes, lambda n, a=start_ms, b=end_ms:
+                            spread_aligned(n, a, b, MINUTE_MS)),
+                           (hours, lambda n, a=start_ms, b=end_ms: spread_hours(n, a, b, TZ))):
             ins, outs = split(r["entries"]), split(r["exits"])
             for i, ((b, e), (_, x)) in enumerate(zip(ins, outs, strict=True)):
                 acc = out[(r["zone_id"], datetime.fromtimestamp(b / 1000, TZ))]
