@@ -21,7 +21,7 @@ DROP VIEW IF EXISTS mv_footfall_zone_1m;
 
 DROP VIEW IF EXISTS mv_footfall_zone_1h;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS mv_footfall_zone_1m_spread TO agg_footfall_zone_1m AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS mv_footfall_zone_1m TO agg_footfall_zone_1m AS
 SELECT zone_id, toDateTime(intDiv(b, 1000), '${tz}') AS minute,
        sum(intDiv(toUInt64(en) * toUInt64(least(e, b + 60000) - s), toUInt64(e - s))
            - intDiv(toUInt64(en) * toUInt64(greatest(b, s) - s), toUInt64(e - s))) AS entries,
@@ -41,7 +41,7 @@ ARRAY JOIN arrayMap(i -> b0 + toInt64(i) * 60000,
 GROUP BY zone_id, minute
 COMMENT 'footfall_observed → agg_footfall_zone_1m, each report spread over the minutes of its interval';
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS mv_footfall_zone_1h_spread TO agg_footfall_zone_1h AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS mv_footfall_zone_1h TO agg_footfall_zone_1h AS
 SELECT zone_id, toDateTime(intDiv(b, 1000), '${tz}') AS hour,
        sum(intDiv(toUInt64(en) * toUInt64(least(e, b + 3600000) - s), toUInt64(e - s))
            - intDiv(toUInt64(en) * toUInt64(greatest(b, s) - s), toUInt64(e - s))) AS entries,
@@ -134,4 +134,4 @@ FROM
 ) AS n
 LEFT JOIN dim_calendar AS c ON c.date = n.night_date
 LEFT JOIN dim_zones AS z ON z.zone_id = n.zone_id
-COMMENT 'Night-economy footfall per zone and night: a night runs 18:00–02:00 local time (counts placed where their counting interval lies) and belongs to the evening''s date (night_date); hours = hour buckets seen (8 on most nights, 7 or 9 when the clocks change); weekday 1 = Monday; holiday flags from dim_calendar';
+COMMENT 'Night-economy footfall per zone and night: a night runs 18:00–02:00 local time and belongs to the evening''s date (night_date); counts lie where their interval lies; weekday 1 = Monday; holiday flags from dim_calendar';

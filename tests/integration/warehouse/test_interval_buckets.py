@@ -193,3 +193,35 @@ def test_migration_rebuckets_existing_rollups(settings: Settings, registry: Regi
                        registry=registry).applied == []
     finally:
         drop(wh)
+
+
+# --- a backfill older than the raw TTL -------------------------------------------------------
+
+def test_backfill_older_than_raw_ttl_stays_in_the_raw_table(
+        settings: Settings, registry: Registry) -> None:
+    """Raw TTL counts from ingestion: two-year-old history loaded today survives TTL merges."""
+    wh = open_warehouse(settings)
+    try:
+        migrate(wh, timezone="Asia/Shanghai", raw_ttl_days=30, registry=registry)
+        n = [0]
+        old = datetime(2024, 11, 29, tzinfo=SH)  # two years before the test machine's today
+        rows = [_row("z_backfill", old + timedelta(hours=18 + h), 10 * h, 3600, n)
+                for h in range(1, 9)]  # reports ending 19:00 … 02:00: the night's 8 hours
+        wh.insert("footfall_observed", rows)
+        for table in ("footfall_observed", "agg_footfall_zone_1h"):
+            wh.execute(f"OPTIMIZE TABLE {table} FINAL")  # runs the TTL merge now
+        assert wh.query("SELECT count(), sum(entries) FROM footfall_observed") == [
+            (8, 10 * (1 + 2 + 3 + 4 + 5 + 6 + 7 + 8))]
+        ddl = wh.query("SELECT create_table_query FROM system.tables WHERE database = "
+                       "{db:String} AND name = 'footfall_observed'", {"db": wh.database})[0][0]
+        assert "ingested_at" in ddl.split(" TTL ")[1]
+        # 18:00–02:00 of 29 Nov 2024: the reports ending 19:00 … 02:00 (10 … 80 people)
+        assert wh.query("SELECT night_date, entries FROM night_footfall") == [
+            (datetime(2024, 11, 29).date(), 360)]
+        # a row ingested 31 days ago (by its ingested_at) does expire: the TTL still works
+        wh.insert("footfall_observed", [{**_row("z_backfill", old, 5, 3600, n),
+                                         "ingested_at": datetime.now(SH) - timedelta(days=31)}])
+        wh.execute("OPTIMIZE TABLE footfall_observed FINAL")
+        assert wh.query("SELECT count() FROM footfall_observed")[0][0] == 8
+    finally:
+        drop(wh)
