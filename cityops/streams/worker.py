@@ -58,7 +58,7 @@ class StreamsWorker:
             from cityops.streams.alerts.webhooks import WebhookDispatcher, WebhookTarget
 
             self.webhooks = WebhookDispatcher(
-                [WebhookTarget.parse(u) for u in settings.alert_webhook_urls],
+                [WebhookTarget.parse(u) for u in settings.alert_webhook_urls], settings.tz,
                 timeout_s=settings.alert_webhook_timeout_s,
                 attempts=settings.alert_webhook_attempts,
                 queue_size=settings.alert_webhook_queue_size)

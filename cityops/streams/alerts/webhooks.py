@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 from urllib.parse import urlparse
-from zoneinfo import ZoneInfo
 
 import httpx
 import structlog
@@ -32,7 +32,6 @@ from cityops.streams.records import AlertEvent
 log = structlog.get_logger(__name__)
 
 Style = Literal["json", "wecom", "dingtalk"]
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 SEVERITY_ZH = {"info": "提示", "warning": "预警", "major": "严重", "critical": "紧急"}
 KIND_ZH = {"fired": "触发", "severity_changed": "级别变化", "acknowledged": "已确认",
            "escalated": "升级", "cleared": "解除"}
@@ -72,12 +71,21 @@ class WebhookTarget:
         return cls(spec, "json")
 
 
-def markdown_text(event: AlertEvent) -> tuple[str, str]:
-    """(title, markdown body) for a duty officer's phone: Chinese first, key facts only."""
+def _offset(local: datetime) -> str:
+    off = local.utcoffset() or timedelta(0)
+    minutes = int(off.total_seconds() // 60)
+    sign, minutes = ("+" if minutes >= 0 else "-"), abs(minutes)
+    return f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
+
+
+def markdown_text(event: AlertEvent, tz: tzinfo) -> tuple[str, str]:
+    """(title, markdown body) for a duty officer's phone: Chinese first, key facts only;
+    the time in the district's zone (``tz``, from settings) with its offset that day."""
     sev = event.severity
     title = (f"[{SEVERITY_ZH.get(sev, sev)} {sev}] {KIND_ZH.get(event.kind.value, '')} "
              f"{event.rule_id} {event.subject}")
-    when = event.event_time.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+    local = event.event_time.astimezone(tz)
+    when = f"{local:%Y-%m-%d %H:%M:%S} ({_offset(local)})"
     lines = [f"**{title}**", f"> {event.message}"]
     if event.value is not None:
         thr = "" if event.threshold is None else f" (阈值 threshold {event.threshold:g})"
@@ -86,16 +94,16 @@ def markdown_text(event: AlertEvent) -> tuple[str, str]:
         lines.append(f"> 升级 escalation level: {event.escalation_level}")
     if event.actor:
         lines.append(f"> 确认人 by: {event.actor}")
-    lines.append(f"> 时间 time: {when} (UTC+8)")
+    lines.append(f"> 时间 time: {when}")
     lines.append(f"> alert {event.alert_id} #{event.seq} · {event.state.value}")
     return title, "\n".join(lines)
 
 
-def payload(event: AlertEvent, style: Style) -> dict[str, Any]:
+def payload(event: AlertEvent, style: Style, tz: tzinfo) -> dict[str, Any]:
     """Request body for one event in the target's style."""
     if style == "json":
         return event.model_dump(mode="json")
-    title, text = markdown_text(event)
+    title, text = markdown_text(event, tz)
     if style == "wecom":
         return {"msgtype": "markdown", "markdown": {"content": text}}
     return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
@@ -114,10 +122,11 @@ class DeliveryStats:
 class WebhookDispatcher:
     """Bounded, non-blocking fan-out of alert events to webhooks, with retries and backoff."""
 
-    def __init__(self, targets: list[WebhookTarget], *, timeout_s: float = 5.0,
+    def __init__(self, targets: list[WebhookTarget], tz: tzinfo, *, timeout_s: float = 5.0,
                  attempts: int = 4, queue_size: int = 1000, backoff_initial_s: float = 0.5,
                  backoff_max_s: float = 30.0) -> None:
         self.targets = list(targets)
+        self.tz = tz
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff_initial_s = backoff_initial_s
@@ -174,7 +183,7 @@ class WebhookDispatcher:
                 raise _Retryable(f"errcode {errcode}", True)
 
     async def _deliver(self, target: WebhookTarget, event: AlertEvent) -> None:
-        body = payload(event, target.style)
+        body = payload(event, target.style, self.tz)
         stats = self.stats[target.url]
         try:
             async for attempt in AsyncRetrying(
