@@ -5,7 +5,8 @@
 3. the streams worker (``cityops worker``: Faust agents, alert engine, warehouse sink);
 4. the simulator (``cityops simulate``): the last ``--hours`` replayed at ``--speed``×, then
    real time. A second run on the same data carries on after the newest event time in the
-   warehouse (the streams' dedup store, alert state and event clock stand there), catching up
+   warehouse or the raw topics (the streams' dedup store, alert state and event clock stand
+   there), catching up
    to now in the same wall time a first run would take; ``--fresh`` wipes the local data
    (after asking) and starts over. Each catch-up ends where the next phase starts, so the
    simulated clock never jumps (a jump would look like silent sensors to the alert engine);
@@ -40,16 +41,38 @@ def _cityops() -> str:
     return str(exe) if exe.exists() else "cityops"
 
 
-def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 60.0) -> None:
-    if proc is None or proc.poll() is not None:
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 60.0,
+          group: bool = False) -> None:
+    """Stop one child; with ``group`` (a child started in its own session, like the worker and
+    its supervised process) wait for the whole process group, and SIGKILL the group on
+    timeout, so no grandchild outlives the run."""
+    if proc is None or (proc.poll() is not None and not (group and _group_alive(proc.pid))):
         return
     console.print(f"stopping {name} …", highlight=False)
-    proc.send_signal(signal.SIGINT if name == "simulator" else signal.SIGTERM)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT if name == "simulator" else signal.SIGTERM)
+    deadline = time.monotonic() + timeout
     try:
         proc.wait(timeout)
+        while group and _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
     except subprocess.TimeoutExpired:
+        pass
+    if group and _group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGKILL)
+    elif proc.poll() is None:
         proc.kill()
-        proc.wait(10)
+    proc.wait(10)
 
 
 def _summary(url: str, started: float) -> Any:
@@ -116,7 +139,8 @@ def plan_start(now: datetime, newest: datetime | None, hours: float,
     """Where the simulator starts and how fast it catches up to ``now``.
 
     A fresh warehouse starts ``hours`` back at ``speed``. Otherwise the run resumes one second
-    after the newest stored event (its report was sent; the next one is new), at a speed that
+    after the newest event stored or produced (``newest``: its report was sent; the next one is
+    new), at a speed that
     catches up in no more wall time than a first run takes (``hours / speed``).
     """
     if newest is None or newest >= now:
@@ -205,6 +229,11 @@ def run(
         except CityopsError as exc:
             fail(f"warehouse {settings.effective_warehouse_url}: {exc}")
         console.print(f"warehouse {settings.effective_warehouse_url} migrated")
+        from cityops.ingest.resume import newest_raw_event_time
+
+        produced = newest_raw_event_time(settings)  # ahead of the warehouse if it lagged
+        if produced is not None and (newest is None or produced > newest):
+            newest = produced
         _supervise(settings, broker, newest, hours, speed, faults, every, logs, pids,
                    worker_log, sim_log, Live, started_broker, running)
     except KeyboardInterrupt:
@@ -228,7 +257,7 @@ def _shutdown(running: dict[str, subprocess.Popen | None], broker: Any,
               started_broker: bool) -> None:
     try:
         _stop(running.get("simulator"), "simulator")
-        _stop(running.get("worker"), "worker")
+        _stop(running.get("worker"), "worker", group=True)
     finally:
         if started_broker:
             console.print("stopping the broker …")

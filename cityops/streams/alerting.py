@@ -117,7 +117,8 @@ class AlertWiring:
         self.alerts_topic = alerts_topic
         self.dispatch = dispatch
         self.event_clock: float | None = None  # newest event time seen (POSIX s)
-        self.engine = AlertEngine(rules, registry, clock=lambda: datetime.now(UTC))
+        self.engine = AlertEngine(rules, registry, clock=lambda: datetime.now(UTC),
+                                  silence_by_feed=settings.alert_clock == "event")
         self.loaded = False
         self.offset = -1
         self.input = app.topic(f"{settings.worker_id}-alert-input", partitions=1,

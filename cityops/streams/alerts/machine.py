@@ -58,7 +58,14 @@ class AlertEngine:
     """Turns observations, heartbeats and time into ``AlertEvent`` s (pure; state is a dict)."""
 
     def __init__(self, rules: RuleSet, registry: Registry | None,
-                 clock: Clock = lambda: datetime.now(UTC)) -> None:
+                 clock: Clock = lambda: datetime.now(UTC), silence_by_feed: bool = False,
+                 ) -> None:
+        """``silence_by_feed`` (event-time clocks): a sensor's silence is measured against the
+        newest report of its own kind (counters, car parks, stations), not the newest event of
+        any feed, so a feed whose processing lags another's during an accelerated replay does
+        not look silent. A whole feed stopping then shows as its clock stopping (/health), not
+        as dead sensors; with the wall clock every feed is measured against now."""
+        self.silence_by_feed = silence_by_feed
         self.rules = rules
         self.registry = registry
         self.clock = clock
@@ -242,13 +249,25 @@ class AlertEngine:
         if reg is None:
             return []
         out: list[AlertEvent] = []
-        sources = [*reg.counters, *reg.carparks, *reg.stations]
+        for table in (reg.counters, reg.carparks, reg.stations):
+            out.extend(self._silent_of(rule, list(table), ts))
+        return out
+
+    def _silent_of(self, rule: Rule, sources: list[str], ts: float) -> list[AlertEvent]:
+        reg = self.registry
+        assert reg is not None
+        out: list[AlertEvent] = []
+        now = ts
+        if self.silence_by_feed:
+            newest = max((self._last_seen[s] for s in sources if s in self._last_seen),
+                         default=None)
+            now = ts if newest is None else min(ts, newest)
         for source in sources:
             cadence = self._cadence_s(source)
             if not cadence:
                 continue
-            last = self._last_seen.get(source, self._started_at or ts)
-            ratio = max(0.0, ts - last) / cadence
+            last = self._last_seen.get(source, self._started_at or now)
+            ratio = max(0.0, now - last) / cadence
             levels = levels_for(rule, source, reg)
             if f"{rule.id}|{source}" in self._trackers or ratio >= levels[0].fire:
                 out.extend(self._observe(rule, source, ratio, ts))

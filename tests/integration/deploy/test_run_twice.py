@@ -102,7 +102,13 @@ class Run:
             os.killpg(self.proc.pid, signal.SIGKILL)
             raise
         time.sleep(1)
-        return [p for p in pids.values() if _alive(p)]
+        left = [p for p in pids.values() if _alive(p)]
+        try:  # the worker leads its own process group (its supervised child is in it)
+            os.killpg(pids["worker"], 0)
+            left.append(-pids["worker"])
+        except ProcessLookupError:
+            pass
+        return left
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")

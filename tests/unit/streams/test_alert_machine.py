@@ -172,6 +172,29 @@ def test_dead_sensor(engine: AlertEngine) -> None:
     assert [e for e in engine.tick(at(180)) if e.subject == "cp_wfc"] == []
 
 
+def test_event_clock_measures_silence_on_the_sensor_s_own_feed(registry: Registry) -> None:
+    """Accelerated replay: the parking feed is processed 20 minutes of event time ahead of
+    footfall. Counters are not dead for that; one counter that stops while the others report
+    is."""
+    engine = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT, silence_by_feed=True)
+    counters = sorted(registry.counters)
+    for t in range(0, 301, 30):
+        for c in counters:
+            engine.heartbeat(c, at(t))
+    for cp in registry.carparks:
+        engine.heartbeat(cp, at(1500))  # the parking stage raced ahead
+    assert [e for e in engine.tick(at(1500)) if e.subject in counters] == []
+    for t in range(330, 631, 30):  # footfall catches up, one counter stays silent
+        for c in counters[1:]:
+            engine.heartbeat(c, at(t))
+    dead = [e for e in engine.tick(at(1500)) if e.rule_id == "dead_sensor"]
+    assert [e.subject for e in dead] == [counters[0]]  # silent 330 s = 11 × its 30-s cadence
+    # the wall-clock engine measures against now: the same lag would make counters dead
+    wall = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT)
+    wall.heartbeat(counters[1], at(300))
+    assert counters[1] in {e.subject for e in wall.tick(at(1500))}
+
+
 def test_dead_letter_rate(engine: AlertEngine) -> None:
     # window 300 s, ≥ 20 records, warning at 5 %, min_fire 60 s
     assert engine.record_intake("parking", 95, 5, at(0)) == []  # 5 % wanted: pending
