@@ -145,13 +145,14 @@ class AlertWiring:
     async def observe(self, items: list[dict[str, Any]]) -> list[Any]:
         return await self._send(items)
 
-    async def heartbeat(self, source: str, at: datetime) -> Any | None:
+    async def heartbeat(self, source: str, at: datetime, lane: str | None = None) -> Any | None:
         ts = at.timestamp()
         last = self.last_heartbeat.get(source)
         if last is not None and ts - last < self.settings.heartbeat_every_s and ts >= last:
             return None
         self.last_heartbeat[source] = ts
-        futs = await self._send([{"op": "heartbeat", "source": source, "at": at.isoformat()}])
+        futs = await self._send([{"op": "heartbeat", "source": source, "at": at.isoformat(),
+                                  "lane": lane}])
         return futs[0]
 
     def count_intake(self, feed: str, accepted: int, dead: int) -> None:
@@ -219,7 +220,7 @@ class AlertWiring:
         if op == "heartbeat":
             at = _parse_at(item["at"])
             self._seen(at)
-            return self.engine.heartbeat(item["source"], at)
+            return self.engine.heartbeat(item["source"], at, item.get("lane"))
         if op == "intake":
             return self.engine.record_intake(item["feed"], int(item["ok"]), int(item["dead"]),
                                              self._now())
