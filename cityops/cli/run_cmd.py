@@ -119,7 +119,10 @@ class _Stopped(Exception):
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
-    if signum == signal.SIGHUP:  # the terminal is gone: printing to it would fail
+    if signum == signal.SIGHUP:  # the terminal is gone: writing to it would fail (EIO)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):  # our prints and the libraries' logs during the cleanup
+            os.dup2(devnull, fd)
         console.file = open(os.devnull, "w")  # noqa: SIM115 - until the process exits
     raise _Stopped(signal.Signals(signum).name)
 
