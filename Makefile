@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-## run: the whole pipeline locally on the embedded defaults (Ctrl-C stops it).
+## run: the whole pipeline locally on the embedded defaults (Ctrl-C stops it); a second run
+## carries on where the first stopped; `make run RUN_ARGS=--fresh` starts afresh (asks first).
 run: venv
-	$(BIN)/cityops run
+	$(BIN)/cityops run $(RUN_ARGS)
 
 ## test: the whole suite against the real broker and engines.
 test: venv

@@ -148,6 +148,7 @@ def replay(
     """Replay a recorded file into a feed's raw topic; refused records go to the DLQ."""
     from cityops.ingest.producer import FeedProducer, interrupt_guard
     from cityops.ingest.replay import parse_assignments, replay_file
+    from cityops.ingest.retention import file_notice
 
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
@@ -167,6 +168,15 @@ def replay(
         producer = FeedProducer(settings, client_id="cityops-replay", rate=rate or None)
     except CityopsError as exc:
         fail(str(exc))
+    if not rebase:  # re-based records are recent: nothing to check
+        try:
+            notice = file_notice(file, feed, settings, ctx, fmt=fmt or None, mapping=maps,
+                                 constants=sets, encoding=encoding, naive_tz=zone)
+        except CityopsError as exc:
+            producer.close()
+            fail(str(exc))
+        if (text := notice.message()) is not None:
+            console.print(f"[yellow]{text}[/yellow]", highlight=False)
     try:
         with interrupt_guard(stop):
             summary = replay_file(

@@ -274,7 +274,8 @@ def night_economy_cmd(
     settings = settings_or_exit()
     wh = _connect(settings, url)
     try:
-        result = night_economy_report(wh, start, end, out, progress=progress)
+        result = night_economy_report(wh, start, end, out, timezone=settings.timezone,
+                                      progress=progress)
     except CityopsError as exc:
         fail(str(exc), code=1)
     finally:

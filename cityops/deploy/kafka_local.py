@@ -315,7 +315,8 @@ class LocalKafka:
         proc = subprocess.run(
             [self._java(), "-cp", self._classpath(),
              f"-Dlog4j.configuration=file:{self.paths.log4j}",
-             "kafka.tools.StorageTool", "format", "-t", cluster_id,
+             # one argument: an id starting with "-" (1 in 64) would read as an option
+             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
              "-c", str(self.paths.config), "--ignore-formatted", *scram],
             capture_output=True, text=True, check=False,
         )

@@ -293,7 +293,8 @@ class Stage1:
         metrics.EVENTS_OUT.labels(feed=self.feed).inc()
         if self.alerting is not None:
             self.alerting.count_intake(self.feed, 1, 0)
-            fut = await self.alerting.heartbeat(ev.source, ev.event_time)
+            fut = await self.alerting.heartbeat(ev.source, ev.event_time,
+                                                f"{origin.topic}/{origin.partition}")
             if fut is not None:
                 futures.append(fut)
 

@@ -17,10 +17,9 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 from urllib.parse import quote_plus, urlparse
-from zoneinfo import ZoneInfo
 
 import httpx
 import structlog
@@ -100,21 +99,24 @@ class WebhookTarget:
         return cls(spec, "json", secret)
 
 
-def utc_offset_label(moment: datetime) -> str:
-    """``UTC+8`` for a time in UTC+08:00: how a duty officer reads the zone of a time."""
-    offset = moment.utcoffset() or timedelta(0)
-    hours = offset.total_seconds() / 3600
-    return "UTC" if hours == 0 else f"UTC{hours:+g}"
+def utc_offset_label(local: datetime) -> str:
+    """``UTC+8`` (or ``UTC+5:30``, ``UTC``) for a local time: how a duty officer reads its zone."""
+    off = local.utcoffset() or timedelta(0)
+    minutes = int(off.total_seconds() // 60)
+    if minutes == 0:
+        return "UTC"
+    sign, minutes = ("+" if minutes >= 0 else "-"), abs(minutes)
+    return f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
 
 
-def markdown_text(event: AlertEvent, tz: ZoneInfo) -> tuple[str, str]:
-    """(title, markdown body) for a duty officer's phone: Chinese first, key facts only,
-    times in the district's zone ``tz``."""
+def markdown_text(event: AlertEvent, tz: tzinfo) -> tuple[str, str]:
+    """(title, markdown body) for a duty officer's phone: Chinese first, key facts only;
+    the time in the district's zone (``tz``, from settings) with its offset that day."""
     sev = event.severity
     title = (f"[{SEVERITY_ZH.get(sev, sev)} {sev}] {KIND_ZH.get(event.kind.value, '')} "
              f"{event.rule_id} {event.subject}")
     local = event.event_time.astimezone(tz)
-    when = local.strftime("%Y-%m-%d %H:%M:%S")
+    when = f"{local:%Y-%m-%d %H:%M:%S} ({utc_offset_label(local)})"
     lines = [f"**{title}**", f"> {event.message}"]
     if event.value is not None:
         thr = "" if event.threshold is None else f" (阈值 threshold {event.threshold:g})"
@@ -123,13 +125,13 @@ def markdown_text(event: AlertEvent, tz: ZoneInfo) -> tuple[str, str]:
         lines.append(f"> 升级 escalation level: {event.escalation_level}")
     if event.actor:
         lines.append(f"> 确认人 by: {event.actor}")
-    lines.append(f"> 时间 time: {when} ({utc_offset_label(local)})")
+    lines.append(f"> 时间 time: {when}")
     lines.append(f"> alert {event.alert_id} #{event.seq} · {event.state.value}")
     return title, "\n".join(lines)
 
 
-def payload(event: AlertEvent, style: Style, tz: ZoneInfo) -> dict[str, Any]:
-    """Request body for one event in the target's style (bots' text shows times in ``tz``)."""
+def payload(event: AlertEvent, style: Style, tz: tzinfo) -> dict[str, Any]:
+    """Request body for one event in the target's style."""
     if style == "json":
         return event.model_dump(mode="json")
     title, text = markdown_text(event, tz)
@@ -151,7 +153,7 @@ class DeliveryStats:
 class WebhookDispatcher:
     """Bounded, non-blocking fan-out of alert events to webhooks, with retries and backoff."""
 
-    def __init__(self, targets: list[WebhookTarget], *, tz: ZoneInfo, timeout_s: float = 5.0,
+    def __init__(self, targets: list[WebhookTarget], tz: tzinfo, *, timeout_s: float = 5.0,
                  attempts: int = 4, queue_size: int = 1000, backoff_initial_s: float = 0.5,
                  backoff_max_s: float = 30.0) -> None:
         self.targets = list(targets)

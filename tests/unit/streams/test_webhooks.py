@@ -23,6 +23,7 @@ from cityops.streams.records import AlertEvent, AlertEventKind, AlertState
 
 #: the district's zone, as configured (a webhook text shows times in it)
 TZ = load_settings().tz
+SH = ZoneInfo("Asia/Shanghai")  # the district of these tests
 
 
 class Hook:
@@ -116,14 +117,17 @@ def test_dingtalk_signing_secret_is_kept_out_of_sight() -> None:
 
 
 def test_payload_shapes() -> None:
-    wecom = payload(event(), "wecom", TZ)
+    wecom = payload(event(), "wecom", ZoneInfo("Asia/Shanghai"))
     assert wecom["msgtype"] == "markdown"
     assert set(wecom["markdown"]) == {"content"}
     assert "紧急" in wecom["markdown"]["content"]
     assert "2026-05-01 12:00:00 (UTC+8)" in wecom["markdown"]["content"]
-    ding = payload(event(), "dingtalk", TZ)
+    ding = payload(event(), "dingtalk", ZoneInfo("Asia/Shanghai"))
     assert set(ding["markdown"]) == {"title", "text"}
-    assert payload(event(), "json", TZ)["alert_id"] == "crowd_density:jfb_square:1777608000"
+    london = payload(event(), "wecom", ZoneInfo("Europe/London"))["markdown"]["content"]
+    assert "2026-05-01 05:00:00 (UTC+1)" in london  # the district's zone, summer time
+    plain = payload(event(), "json", ZoneInfo("UTC"))
+    assert plain["alert_id"] == "crowd_density:jfb_square:1777608000"
 
 
 def test_delivery_styles_and_retries(hook: Hook) -> None:
@@ -132,7 +136,7 @@ def test_delivery_styles_and_retries(hook: Hook) -> None:
                WebhookTarget(hook.url("/fail"), "dingtalk")]
 
     async def main() -> WebhookDispatcher:
-        d = WebhookDispatcher(targets, tz=TZ, attempts=3, backoff_initial_s=0.001,
+        d = WebhookDispatcher(targets, SH, attempts=3, backoff_initial_s=0.001,
                               backoff_max_s=0.01)
         await d.start()
         assert d.offer(event())
@@ -153,7 +157,7 @@ def test_bot_errcode_is_retried_then_failed(hook: Hook) -> None:
     target = WebhookTarget(hook.url("/errcode"), "wecom")
 
     async def main() -> WebhookDispatcher:
-        d = WebhookDispatcher([target], tz=TZ, attempts=2, backoff_initial_s=0.001)
+        d = WebhookDispatcher([target], SH, attempts=2, backoff_initial_s=0.001)
         await d.start()
         d.offer(event())
         await d.aclose(drain_timeout_s=30)
@@ -168,7 +172,7 @@ def test_slow_webhook_never_blocks_and_drops_are_counted(hook: Hook) -> None:
     fast = WebhookTarget(hook.url("/ok"), "json")
 
     async def main() -> WebhookDispatcher:
-        d = WebhookDispatcher([slow, fast], tz=TZ, queue_size=2, attempts=1)
+        d = WebhookDispatcher([slow, fast], SH, queue_size=2, attempts=1)
         await d.start()
         results = [d.offer(event(seq=i)) for i in range(10)]  # no await: nothing consumed
         assert results == [True, True] + [False] * 8
