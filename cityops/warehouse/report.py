@@ -25,8 +25,9 @@ from cityops.warehouse.exceptions import PermanentWarehouseError
 log = structlog.get_logger(__name__)
 
 NIGHT_HOURS = "(toHour(hour) >= 18 OR toHour(hour) < 2)"
-#: the evening a night hour belongs to, from the local wall clock (DST-safe, like night_footfall)
-NIGHT_DATE = "if(toHour(hour) < 2, toDate(hour) - 1, toDate(hour))"
+#: the evening a night hour belongs to (DST-safe and monotonic in ``hour``, like night_footfall:
+#: every night hour minus 6 h lies between about 11:00 and 21:00 of its evening's date)
+NIGHT_DATE = "toDate(hour - INTERVAL 6 HOUR)"
 #: charts show this many zones by night-time entries, the rest summed as "others"
 TOP_ZONES = 8
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]

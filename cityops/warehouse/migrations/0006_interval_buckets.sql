@@ -113,10 +113,12 @@ ARRAY JOIN arrayMap(i -> b0 + toInt64(i) * 3600000,
 WHERE hour >= (SELECT toStartOfHour(min(event_time - toIntervalSecond(interval_s))) FROM footfall_observed)
 GROUP BY zone_id, hour;
 
--- A night runs 18:00-02:00 local and belongs to the evening's date, read from the local wall
--- clock (hour - 2 h is wrong on a night whose clocks change: 01:00 after a fall-back would
--- land on the next date). Buckets are interval starts, so 17:00-18:00 is outside and
--- 01:00-02:00 inside.
+-- A night runs 18:00-02:00 local and belongs to the evening's date. hour - 2 h is wrong on a
+-- night whose clocks change (01:00 after a fall-back would land on the next date); hour - 6 h
+-- puts every night hour between about 11:00 and 21:00 of its evening's date, a clock change
+-- included, and stays monotonic in `hour`, so a filter on night_date still prunes the hourly
+-- rollup by its key. Buckets are interval starts, so 17:00-18:00 is outside and 01:00-02:00
+-- inside.
 CREATE OR REPLACE VIEW night_footfall AS
 SELECT n.night_date AS night_date, n.zone_id AS zone_id, z.name_en AS zone_name_en,
        z.name_zh AS zone_name_zh, n.entries AS entries, n.exits AS exits,
@@ -125,7 +127,7 @@ SELECT n.night_date AS night_date, n.zone_id AS zone_id, z.name_en AS zone_name_
        c.is_holiday AS is_holiday, c.holiday_name AS holiday_name, c.is_workday AS is_workday
 FROM
 (
-    SELECT if(toHour(hour) < 2, toDate(hour) - 1, toDate(hour)) AS night_date, zone_id,
+    SELECT toDate(hour - INTERVAL 6 HOUR) AS night_date, zone_id,
            sum(entries) AS entries, sum(exits) AS exits, sum(reports) AS reports,
            uniqExact(hour) AS hours
     FROM agg_footfall_zone_1h
