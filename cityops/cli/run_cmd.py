@@ -110,8 +110,12 @@ RESUME_TABLES = ("footfall_observed", "parking_observed", "air_quality_observed"
                  "incidents_reported")
 
 
-class _Stopped(Exception):
-    """A stop signal (SIGTERM, SIGHUP) turned into an exception, like Ctrl-C."""
+class _Stopped(BaseException):
+    """A stop signal (SIGTERM, SIGHUP) turned into an exception, like Ctrl-C.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: the board catches ``Exception`` per panel
+    (one bad panel must not blank the wall), and a signal arriving mid-query must still stop
+    the run."""
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
