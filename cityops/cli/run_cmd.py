@@ -1,6 +1,6 @@
 """``cityops run``: the whole local pipeline on the embedded defaults, with a live summary.
 
-1. the local Kafka broker (``deploy.kafka_local.LocalKafka``; reused if already running);
+1. the local Kafka broker(s) (``deploy.kafka_local.LocalKafkaCluster``; reused if running);
 2. the warehouse schema (``warehouse.migrate``) in the embedded chdb database;
 3. the streams worker (``cityops worker``: Faust agents, alert engine, warehouse sink);
 4. the simulator (``cityops simulate``): the last ``--hours`` replayed at ``--speed``×, then
@@ -95,15 +95,16 @@ def run(
     from rich.live import Live
 
     from cityops.deploy.exceptions import BrokerError
-    from cityops.deploy.kafka_local import LocalKafka, ensure_topics
+    from cityops.deploy.kafka_local import LocalKafkaCluster, ensure_topics
     from cityops.exceptions import CityopsError
 
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
-    broker = LocalKafka(settings)
+    broker = LocalKafkaCluster(settings)  # CITYOPS_KAFKA_LOCAL_BROKERS nodes
     started_broker = False
     if not settings.kafka_bootstrap_servers:
-        was_running = broker.pid() is not None and broker.answering()
+        was_running = all(n.pid() is not None for n in broker.nodes) and \
+            broker.nodes[0].answering()
         try:
             broker.up()
         except BrokerError as exc:
