@@ -89,10 +89,9 @@ def migrate_cmd(url: str | None = URL_OPTION, cluster: str | None = CLUSTER_OPTI
 
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
-    wh = _connect(settings, url)
     if cluster is not None and (url or settings.effective_warehouse_url).startswith("chdb:"):
-        wh.close()
         fail("--cluster needs a ClickHouse server URL (clickhouse://…), not the embedded chdb")
+    wh = _connect(settings, url)
     layout = _layout(cluster, wh.database)
     try:
         report = migrate(wh, timezone=settings.timezone, raw_ttl_days=settings.raw_ttl_days,

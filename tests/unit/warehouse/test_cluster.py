@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -42,3 +44,10 @@ def test_ddl_command_prints_the_cluster_schema() -> None:
     assert "CREATE TABLE IF NOT EXISTS footfall_observed_local ON CLUSTER city" in result.output
     assert "ENGINE = Distributed(city, cityops, footfall_observed_local, cityHash64(zone_id))" \
         in result.output
+
+
+def test_migrate_cluster_refuses_the_embedded_warehouse(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["warehouse", "migrate", "--cluster", "city", "--url",
+                                      f"chdb://{tmp_path / 'wh'}"])
+    assert result.exit_code != 0
+    assert "needs a ClickHouse server URL" in result.output
