@@ -55,3 +55,58 @@ def kafka_broker(settings: Settings) -> Iterator[str]:
 def topic_name() -> str:
     """A fresh topic name so tests never see each other's messages."""
     return f"test.{uuid.uuid4().hex[:12]}"
+
+
+NGSI_LD_DATA = Path(__file__).resolve().parent / "data" / "ngsi_ld"
+# the external ids of the Smart Data Models examples, mapped the way a city adopting them
+# would map its own: in the registry, on the entries they report for
+EXAMPLE_MAPPINGS = {
+    ("stations.yaml", "stations", "aq_jiefangbei"):
+        ["urn:ngsi-ld:PointOfInterest:28079004-Pza.deEspanya"],
+    ("counters.yaml", "counters", "fc_minzu_road_01"):
+        ["urn:ngsi-ld:CrowdFlowObserved:Valladolid_1"],
+}
+# the parking example's car park has 414 spaces: a car park of that size joins the registry
+EXAMPLE_CARPARK = {"id": "cp_example_trindade", "name_zh": "示例停车场",
+                   "name_en": "Example car park (414 spaces)", "capacity": 414,
+                   "lat": 29.5598, "lon": 106.5735,
+                   "external_ids": ["urn:ngsi-ld:OffStreetParking:porto-ParkingLot-23889"]}
+
+
+def write_example_registry(source: Path, target: Path) -> Path:
+    """A copy of the registry in ``source`` with the Smart Data Models examples' ids mapped."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(source, target)
+    for (fname, section, entry_id), ids in EXAMPLE_MAPPINGS.items():
+        path = target / fname
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for entry in data[section]:
+            if entry["id"] == entry_id:
+                entry["external_ids"] = ids
+        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    path = target / "carparks.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["carparks"].append(EXAMPLE_CARPARK)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return target
+
+
+@pytest.fixture(scope="session")
+def example_registry(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """The Yuzhong registry plus the id mappings of the Smart Data Models examples."""
+    target = tmp_path_factory.mktemp("registry") / "yuzhong"
+    return load_registry(write_example_registry(settings.registry_dir, target))
+
+
+@pytest.fixture
+def ngsi_ld_example():
+    """``ngsi_ld_example(name)``: a fresh copy of one example fixture (``tests/data/ngsi_ld``)."""
+    import orjson
+
+    def _load(name: str) -> dict:
+        return orjson.loads((NGSI_LD_DATA / f"{name}.jsonld").read_bytes())
+
+    return _load

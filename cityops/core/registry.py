@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -22,6 +22,9 @@ class _Entry(BaseModel):
 
     id: str = Field(pattern=r"^[a-z0-9_]{2,64}$")
     approximate: bool = False
+    external_ids: tuple[Annotated[str, Field(min_length=1, max_length=256)], ...] = Field(
+        (), description="ids other systems give this site (an NGSI-LD entity id, refDevice "
+        "or refPointOfInterest URN); unique across the registry")
 
 
 class _Sited(_Entry):
@@ -46,6 +49,12 @@ class Counter(_Entry):
     zone_id: str
     technology: Literal["camera", "infrared", "wifi_probe", "manual"] = "camera"
     cadence_s: int = Field(30, ge=1, le=3600)
+    towards: Literal["entry", "exit"] | None = Field(
+        None, description="what a person moving towards the device does to the zone "
+        "(NGSI-LD peopleCountTowards); peopleCountAway is the other one")
+    inbound: Literal["entry", "exit"] | None = Field(
+        None, description="what travel in the walkway's inbound direction (towards the city "
+        "centre) does to the zone; reads an undirected peopleCount by the entity's direction")
 
 
 class CarPark(_Sited):
@@ -127,6 +136,16 @@ class Registry(BaseModel):
             out[c.zone_id].append(c)
         return out
 
+    @cached_property
+    def external_ids(self) -> dict[str, tuple[str, str]]:
+        """External id → (section, registry id), from every entry's ``external_ids``."""
+        out: dict[str, tuple[str, str]] = {}
+        for section in _SECTIONS:
+            for entry in getattr(self, section).values():
+                for ext in entry.external_ids:
+                    out[ext] = (section, entry.id)
+        return out
+
     def site_ids(self, feed: str) -> set[str]:
         """Known source ids of a feed (counters, car parks, stations, zones for incidents)."""
         return set({
@@ -163,6 +182,7 @@ def load_registry(directory: Path) -> Registry:
         raise RegistryError("registry.yaml", "manifest", _first_error(exc)) from None
 
     found: dict[str, dict[str, _Entry]] = {name: {} for name in _SECTIONS}
+    external: dict[str, str] = {}  # external id → "section[id]" that claimed it first
     for fname in manifest.files:
         data = _read_yaml(directory / fname)
         for section, items in data.items():
@@ -183,6 +203,11 @@ def load_registry(directory: Path) -> Registry:
                 if isinstance(entry, _Sited) and not manifest.bbox.contains(entry.lat, entry.lon):
                     raise RegistryError(fname, f"{section}[{label}]",
                                         f"position {entry.lat},{entry.lon} outside district bbox")
+                for ext in entry.external_ids:
+                    if ext in external:
+                        raise RegistryError(fname, f"{section}[{label}]", f"external id {ext!r} "
+                                            f"already maps to {external[ext]}")
+                    external[ext] = f"{section}[{entry.id}]"
                 found[section][entry.id] = entry
     reg = Registry(manifest=manifest, source_dir=directory, **found)  # type: ignore[arg-type]
     _cross_check(reg)

@@ -7,9 +7,11 @@ Endpoints (FastAPI, served by ``cityops intake``):
     application/x-ndjson``, one event per line). Each record is judged by the feed contract;
     accepted ones are produced to ``raw.<feed>`` and the answer waits for Kafka's ``acks=all``;
     rejected ones are answered with their reason and sent to the dead-letter topic.
-``POST /ngsi-ld/v1/entityOperations/upsert`` (and ``.../create``), ``POST /ngsi-ld/v1/entities``
+``POST /ngsi-ld/v1/entityOperations/{upsert,update,create}``, ``POST /ngsi-ld/v1/entities``,
+``POST /ngsi-ld/v1/notify`` (context-broker notifications), each also with a trailing slash
     FIWARE NGSI-LD entities (AirQualityObserved, OffStreetParking, CrowdFlowObserved), mapped
-    by ``cityops.ingest.ngsi_ld`` and then judged like any event.
+    by ``cityops.ingest.ngsi_ld`` and then judged like any event; answered in NGSI-LD's own
+    shapes (``cityops.ingest.ngsi_ld.answers``).
 ``GET /healthz``, ``GET /v1/stats``
 
 Answers: 200 when every record was accepted, 207 when some were rejected or not delivered
@@ -38,13 +40,21 @@ from cityops.core.feeds import FEED_MODELS, ValidationContext
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
 from cityops.ingest.deadletters import dead_letter, send_dead_letter
-from cityops.ingest.exceptions import IngestError, MappingError
-from cityops.ingest.ngsi_ld import entity_to_event
+from cityops.ingest.exceptions import IngestError
+from cityops.ingest.ngsi_ld import endpoint as ngsi_ld_endpoint
+from cityops.ingest.ngsi_ld.answers import problem
 from cityops.ingest.producer import FeedProducer
 
 log = structlog.get_logger(__name__)
 
 RETRY_AFTER_S = 1
+NGSI_LD_ROUTES = {
+    "/ngsi-ld/v1/entityOperations/upsert": "upsert",
+    "/ngsi-ld/v1/entityOperations/update": "update",
+    "/ngsi-ld/v1/entityOperations/create": "create",
+    "/ngsi-ld/v1/entities": "entity",
+    "/ngsi-ld/v1/notify": "notify",
+}
 
 
 class _TooLarge(Exception):
@@ -271,41 +281,41 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
         status, payload = await run_in_threadpool(intake.process, items, client)
         return answer(status, payload)
 
-    async def post_entities(request: Request) -> Response:
-        with intake._lock:
-            intake.stats.requests += 1
-        refused = busy()
-        if refused is not None:
-            return refused
-        try:
-            body = await _read_body(request, settings.intake_max_body_bytes)
-        except _TooLarge:
-            return too_large()
-        records = _split_records(body, False, settings.max_message_bytes)
-        if isinstance(records, Response):
-            return records
-        if len(records) > settings.intake_max_batch:
-            return too_many(len(records))
-        items: list[tuple[str | None, bytes, Rejection | None]] = []
-        for raw in records:
-            assert isinstance(raw, bytes)
+    def ngsi_ld_route(operation: str) -> Any:
+        async def post_ngsi_ld(request: Request) -> Response:
+            with intake._lock:
+                intake.stats.requests += 1
+            if busy() is not None:
+                return ngsi_ld_answer(503, problem(
+                    "about:blank", f"{intake.stats.pending} records await Kafka; retry after "
+                    f"{RETRY_AFTER_S} s", 503, title="Service Unavailable", reason="busy"), {})
             try:
-                feed, event = entity_to_event(orjson.loads(raw), registry)
-            except MappingError as exc:
-                items.append((None, raw, Rejection(exc.reason, exc.detail, exc.field)))
-                continue
-            except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
-                # an entity shape the mapping did not foresee: refuse this one, keep the rest
-                items.append((None, raw, Rejection("invalid", f"{type(exc).__name__}: {exc}")))
-                continue
-            items.append((feed, orjson.dumps(event), None))
-        client = request.client.host if request.client else "unknown"
-        status, payload = await run_in_threadpool(intake.process, items, client)
-        return answer(status, payload)
+                body = await _read_body(request, settings.intake_max_body_bytes)
+            except _TooLarge:
+                return ngsi_ld_answer(413, problem(
+                    "about:blank", f"body larger than {settings.intake_max_body_bytes} bytes",
+                    413, title="Payload Too Large", reason="too_large"), {})
+            client = request.client.host if request.client else "unknown"
+            status, payload, headers = await run_in_threadpool(
+                ngsi_ld_endpoint.handle, intake, body, operation=operation,
+                link=request.headers.get("link"), client=client)
+            return ngsi_ld_answer(status, payload, headers)
 
-    for path in ("/ngsi-ld/v1/entityOperations/upsert", "/ngsi-ld/v1/entityOperations/create",
-                 "/ngsi-ld/v1/entities"):
-        app.add_api_route(path, post_entities, methods=["POST"])
+        return post_ngsi_ld
+
+    def ngsi_ld_answer(status: int, body: Any, headers: dict[str, str]) -> Response:
+        if status == 503:
+            headers = {**headers, "Retry-After": str(RETRY_AFTER_S)}
+        if body is None:
+            return Response(status_code=status, headers=headers)
+        return Response(orjson.dumps(body), status, headers=headers,
+                        media_type="application/json")
+
+    # the IoT Agents post with a trailing slash (".../upsert/?options=update"): both spellings
+    # are answered directly, never with a redirect
+    for path, operation in NGSI_LD_ROUTES.items():
+        for spelling in (path, path + "/"):
+            app.add_api_route(spelling, ngsi_ld_route(operation), methods=["POST"])
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

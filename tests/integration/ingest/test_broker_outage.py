@@ -95,12 +95,18 @@ def test_broker_stopped_mid_run(own_broker, registry, consume, serve_intake):
             time.sleep(0.05)
         refused = http.post(f"{url}/v1/feeds/footfall/events", content=body)
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        # the NGSI-LD endpoints too (8 pending + 3 > the bound of 10), with ProblemDetails
+        entity = {"id": "urn:ngsi-ld:OffStreetParking:cp_wfc", "type": "OffStreetParking",
+                  "availableSpotNumber": 12, "dateObserved": "2025-10-04T12:00:00Z"}
+        refused = http.post(f"{url}/ngsi-ld/v1/entityOperations/upsert/", json=[entity] * 3)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert refused.json()["status"] == 503 and refused.json()["reason"] == "busy"
         waiting.join()
         r = answer["r"]
         assert r.status_code == 207
         assert {x["status"] for x in r.json()["results"]} == {"failed"}
         stats = http.get(f"{url}/v1/stats").json()
-        assert stats["failed"] == 8 and stats["throttled"] == 1 and stats["pending"] == 0
+        assert stats["failed"] == 8 and stats["throttled"] == 2 and stats["pending"] == 0
 
     closed = main.close()
     assert closed.sent == len(first) + len(second)

@@ -138,8 +138,10 @@ def test_intake_batches(isolated_settings, kafka_broker, registry, consume, serv
             {"id": "urn:ngsi-ld:Alert:1", "type": "Alert"},
         ]
         r = http.post(f"{url}/ngsi-ld/v1/entityOperations/upsert", json=entities)
-        assert r.status_code == 207
-        assert [x["status"] for x in r.json()["results"]] == ["accepted", "rejected"]
+        assert r.status_code == 207  # NGSI-LD BatchOperationResult
+        assert r.json()["success"] == ["urn:ngsi-ld:OffStreetParking:cp_wfc"]
+        assert [(e["entityId"], e["error"]["reason"]) for e in r.json()["errors"]] == [
+            ("urn:ngsi-ld:Alert:1", "unknown_feed")]
         stats = http.get(f"{url}/v1/stats").json()
     assert stats["pending"] == 0 and stats["throttled"] == 0
     assert stats["accepted"] == len(air) + 2 + 2 + 1

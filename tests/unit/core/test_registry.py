@@ -98,3 +98,48 @@ def test_another_district_runs_on_its_own_registry(tmp_path: Path) -> None:
     reg = load_registry(d)
     assert list(reg.zones) == ["ciqikou"]
     assert reg.site_ids("footfall") == {"fc_ciqikou_1"}
+
+
+def test_packaged_counters_carry_their_orientation() -> None:
+    reg = load_registry(PACKAGED_REGISTRY)
+    assert all(c.towards in ("entry", "exit") and c.inbound in ("entry", "exit")
+               for c in reg.counters.values())
+
+
+def test_external_ids_map_to_registry_ids(reg_copy: Path) -> None:
+    _edit(reg_copy / "stations.yaml", "stations", 0,
+          external_ids=["urn:ngsi-ld:PointOfInterest:cq-001", "urn:ngsi-ld:Device:cq-001-a"])
+    _edit(reg_copy / "carparks.yaml", "carparks", 0,
+          external_ids=["urn:ngsi-ld:OffStreetParking:vendor-17"])
+    reg = load_registry(reg_copy)
+    station = next(iter(reg.stations))
+    assert reg.external_ids["urn:ngsi-ld:Device:cq-001-a"] == ("stations", station)
+    assert reg.external_ids["urn:ngsi-ld:OffStreetParking:vendor-17"] == (
+        "carparks", next(iter(reg.carparks)))
+
+
+@pytest.mark.parametrize(("fname", "section", "changes", "needle"), [
+    ("counters.yaml", "counters", {"towards": "sideways"}, "towards"),
+    ("counters.yaml", "counters", {"inbound": "in"}, "inbound"),
+    ("stations.yaml", "stations", {"external_ids": [""]}, "external_ids"),
+    ("stations.yaml", "stations", {"external_ids": "urn:ngsi-ld:x"}, "external_ids"),
+])
+def test_bad_mapping_fields_name_file_entry_and_reason(
+    reg_copy: Path, fname: str, section: str, changes: dict, needle: str
+) -> None:
+    _edit(reg_copy / fname, section, 0, **changes)
+    with pytest.raises(RegistryError) as err:
+        load_registry(reg_copy)
+    assert err.value.file == fname and needle in err.value.reason
+    assert str(err.value).startswith(f"{fname}: {section}[")
+
+
+def test_an_external_id_claimed_twice_is_refused_with_both_entries(reg_copy: Path) -> None:
+    _edit(reg_copy / "stations.yaml", "stations", 0, external_ids=["urn:ngsi-ld:Device:dup"])
+    _edit(reg_copy / "carparks.yaml", "carparks", 1, external_ids=["urn:ngsi-ld:Device:dup"])
+    with pytest.raises(RegistryError) as err:
+        load_registry(reg_copy)
+    # carparks.yaml is read before stations.yaml (the manifest's order)
+    cps = yaml.safe_load((reg_copy / "carparks.yaml").read_text(encoding="utf-8"))
+    assert err.value.file == "stations.yaml"
+    assert f"already maps to carparks[{cps['carparks'][1]['id']}]" in err.value.reason

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from cityops.core.contract import Rejection, decode_event
+from cityops.core.feeds import ValidationContext
 from cityops.ingest.exceptions import MappingError
 from cityops.ingest.ngsi_ld import entity_to_event
 
@@ -49,7 +50,7 @@ def test_air_quality_key_values_micro_station(registry, vctx):
     entity = {"id": "urn:ngsi-ld:AirQualityObserved:aq_micro_square:2025-10-02T10:01",
               "type": "https://smartdatamodels.org/dataModel.Environment/AirQualityObserved",
               "refDevice": "urn:ngsi-ld:Device:aq_micro_square",
-              "dateObserved": "2025-10-02T02:01:00Z", "pm25": 41.5, "relativeHumidity": 80}
+              "dateObserved": "2025-10-02T02:01:00Z", "pm25": 41.5, "relativeHumidity": 0.8}
     feed, ev = _judge(entity, registry, vctx)
     assert feed == "air" and not isinstance(ev, Rejection), ev
     assert ev.station_id == "aq_micro_square" and ev.averaging_s == 60
@@ -88,9 +89,42 @@ def test_crowd_flow_observed_directions(registry, vctx):
     assert feed == "footfall" and not isinstance(inbound, Rejection), inbound
     assert (inbound.entries, inbound.exits, inbound.interval_s) == (100, 0, 300)
     assert inbound.zone_id == "jfb_square"
+    # direction is the walkway's usual direction, not the count's: on an outbound walkway
+    # an undirected count leaves the zone (this counter's inbound travel enters it)
     _, outbound = _judge({**base, "direction": "outbound"}, registry, vctx)
     assert (outbound.entries, outbound.exits) == (0, 100)
-    assert inbound.event_id != outbound.event_id  # both directions of one interval are kept
+
+
+def test_crowd_flow_towards_and_away_follow_the_counter_orientation(registry, vctx):
+    entity = {"id": "urn:ngsi-ld:CrowdFlowObserved:fc_jfb_square_01", "type": "CrowdFlowObserved",
+              "dateObserved": "2025-10-02T12:15:00Z", "direction": "inbound",
+              "peopleCountTowards": 50, "peopleCountAway": 20, "peopleCount": 70}
+    _, ev = _judge(entity, registry, vctx)
+    assert not isinstance(ev, Rejection), ev
+    # fc_jfb_square_01 has towards: entry; direction does not turn counts around
+    assert (ev.entries, ev.exits) == (50, 20)
+    assert ev.interval_s == 30  # an instant: the counter's cadence from the registry
+    flipped = registry.counters["fc_jfb_square_01"].model_copy(update={"towards": "exit"})
+    reg = registry.model_copy(update={"counters": {**registry.counters,
+                                                   "fc_jfb_square_01": flipped}})
+    _, ev2 = _judge(entity, reg, ValidationContext(registry=reg))
+    assert (ev2.entries, ev2.exits) == (20, 50)
+
+
+def test_crowd_flow_without_orientation_is_refused(registry):
+    plain = registry.counters["fc_jfb_square_01"].model_copy(update={"towards": None,
+                                                                     "inbound": None})
+    reg = registry.model_copy(update={"counters": {**registry.counters,
+                                                   "fc_jfb_square_01": plain}})
+    base = {"id": "urn:ngsi-ld:CrowdFlowObserved:fc_jfb_square_01", "type": "CrowdFlowObserved",
+            "dateObserved": "2025-10-02T12:15:00Z"}
+    for extra in ({"peopleCountTowards": 5}, {"peopleCount": 5, "direction": "inbound"}):
+        with pytest.raises(MappingError) as err:
+            entity_to_event({**base, **extra}, reg)
+        assert err.value.reason == "no_orientation" and "fc_jfb_square_01" in err.value.detail
+    with pytest.raises(MappingError) as err:
+        entity_to_event({**base, "peopleCount": 5}, registry)  # no direction at all
+    assert err.value.reason == "undirected_count"
 
 
 @pytest.mark.parametrize(("entity", "reason"), [
@@ -104,9 +138,22 @@ def test_crowd_flow_observed_directions(registry, vctx):
     ({"id": "urn:ngsi-ld:AirQualityObserved:aq_jiefangbei", "type": "AirQualityObserved",
       "dateObserved": "yesterday", "pm25": 3}, "bad_timestamp"),
     ({"id": "urn:ngsi-ld:OffStreetParking:nowhere", "type": "OffStreetParking",
-      "dateObserved": "2025-10-02T10:00:00Z", "availableSpotNumber": 3}, "missing_field"),
+      "dateObserved": "2025-10-02T10:00:00Z", "availableSpotNumber": 3}, "unknown_site"),
     ({"id": "urn:ngsi-ld:CrowdFlowObserved:fc_unknown", "type": "CrowdFlowObserved",
-      "dateObservedTo": "2025-10-02T10:00:00Z", "peopleCount": 3}, "unknown_counter"),
+      "dateObservedTo": "2025-10-02T10:00:00Z", "peopleCount": 3}, "unknown_site"),
+    ({"id": "urn:ngsi-ld:AirQualityObserved:aq_elsewhere", "type": "AirQualityObserved",
+      "dateObserved": "2025-10-02T10:00:00Z", "pm25": 3}, "unknown_site"),
+    ({"id": "urn:ngsi-ld:OffStreetParking:cp_wfc", "type": "OffStreetParking",
+      "refDevice": "urn:ngsi-ld:Device:cp_deyi", "dateObserved": "2025-10-02T10:00:00Z",
+      "availableSpotNumber": 3}, "id_conflict"),
+    ({"id": "urn:ngsi-ld:OffStreetParking:cp_wfc", "type": "OffStreetParking",
+      "dateObserved": "2025-10-02T10:00:00Z", "availableSpotNumber": 3,
+      "location": {"type": "Polygon", "coordinates": [[[106.57, 29.56], [106.70, 29.56],
+                                                       [106.57, 29.57], [106.57, 29.56]]]}},
+     "outside_district"),
+    ({"id": "urn:ngsi-ld:OffStreetParking:cp_wfc", "type": "OffStreetParking",
+      "dateObserved": "2025-10-02T10:00:00Z", "availableSpotNumber": 3,
+      "location": {"type": "Point", "coordinates": ["106.57", 29.56]}}, "bad_location"),
 ])
 def test_unmappable_entities_say_why(registry, entity, reason):
     with pytest.raises(MappingError) as info:
@@ -115,11 +162,7 @@ def test_unmappable_entities_say_why(registry, entity, reason):
 
 
 def test_contract_still_judges_mapped_events(registry, vctx):
-    # mapping succeeds, the contract refuses: unknown station, over capacity
-    _, ev = _judge({"id": "urn:ngsi-ld:AirQualityObserved:aq_elsewhere",
-                    "type": "AirQualityObserved", "dateObserved": "2025-10-02T10:00:00Z",
-                    "pm25": 3}, registry, vctx)
-    assert isinstance(ev, Rejection) and ev.reason == "unknown_station"
+    # mapping succeeds, the contract refuses: over capacity
     _, ev = _judge({"id": "urn:ngsi-ld:OffStreetParking:cp_wfc", "type": "OffStreetParking",
                     "dateObserved": "2025-10-02T10:00:00Z", "totalSpotNumber": 650,
                     "occupiedSpotNumber": 900}, registry, vctx)
@@ -135,13 +178,59 @@ def test_numeric_unit_code_is_read_as_text_not_a_crash(registry, vctx):
     assert ev.no2_ugm3 == pytest.approx(40.0, abs=0.1)
 
 
-def test_observation_period_without_offset_is_refused(registry):
-    from cityops.ingest.ngsi_ld import MappingError, entity_to_event
-
+def test_observation_period_ending_before_it_starts_is_refused(registry):
+    # dateObservedFrom has no offset, so it is UTC (10:00Z); To is 02:00:30Z: before it
     entity = {"id": "urn:ngsi-ld:CrowdFlowObserved:fc_jfb_square_01", "type": "CrowdFlowObserved",
-              "refRoadSegment": "jfb_square",
               "dateObservedFrom": "2025-10-02T10:00:00",
               "dateObservedTo": "2025-10-02T10:00:30+08:00", "peopleCountTowards": 3}
     with pytest.raises(MappingError) as err:
         entity_to_event(entity, registry)
-    assert err.value.reason == "naive_timestamp"
+    assert err.value.reason == "bad_interval" and err.value.field == "dateObservedTo"
+
+
+@pytest.mark.parametrize(("total", "ok"), [(650, True), (663, True), (637, True),
+                                           (664, False), (414, False)])
+def test_total_spot_number_is_cross_checked_against_the_registry(registry, total, ok):
+    # cp_wfc has 650 spaces; the occupancy tolerance (2 %) allows 637–663
+    from cityops.ingest.ngsi_ld import map_entity
+
+    entity = {"id": "urn:ngsi-ld:OffStreetParking:cp_wfc", "type": "OffStreetParking",
+              "dateObserved": "2025-10-02T12:00:00Z", "totalSpotNumber": total,
+              "availableSpotNumber": 12}
+    ctx = ValidationContext(registry=registry)
+    if ok:
+        ev = map_entity(entity, ctx).event
+        assert ev["capacity"] == 650  # the registry's figure is the one stored
+        assert ev["occupied"] == total - 12
+    else:
+        with pytest.raises(MappingError) as err:
+            map_entity(entity, ctx)
+        assert err.value.reason == "capacity_mismatch"
+        assert f"totalSpotNumber {total}" in err.value.detail and "650" in err.value.detail
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    ("open", "open"), ("spacesAvailable", "open"), ("almostEmpty", "open"),
+    ("almostFull", "almost_full"), ("full", "full"), ("fullAtEntrance", "full"),
+    ("closed", "closed"), ("closedAbnormal", "closed"), ("outOfService", "closed"),
+    ("statusUnknown", "unknown"), ("noParkingInformationAvailable", "unknown"),
+    (["spacesAvailable", "closedAbnormal"], "closed"),  # the most restrictive wins
+])
+def test_parking_and_datex_ii_statuses(registry, status, expected):
+    from cityops.ingest.ngsi_ld import map_entity
+
+    mapped = map_entity({"id": "urn:ngsi-ld:OffStreetParking:cp_wfc", "type": "OffStreetParking",
+                         "dateObserved": "2025-10-02T12:00:00Z", "availableSpotNumber": 12,
+                         "status": {"type": "Property", "value": status}},
+                        ValidationContext(registry=registry))
+    assert mapped.event["status"] == expected and mapped.refused == ()
+
+
+def test_an_unknown_parking_status_is_stored_as_unknown_and_said(registry):
+    from cityops.ingest.ngsi_ld import map_entity
+
+    mapped = map_entity({"id": "urn:ngsi-ld:OffStreetParking:cp_wfc", "type": "OffStreetParking",
+                         "dateObserved": "2025-10-02T12:00:00Z", "availableSpotNumber": 12,
+                         "status": "halfOpen"}, ValidationContext(registry=registry))
+    assert mapped.event["status"] == "unknown"
+    assert [(r.attribute, r.reason) for r in mapped.refused] == [("status", "unknown_status")]
