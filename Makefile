@@ -26,8 +26,10 @@ test: venv
 test-cluster: venv
 	VENV=$(VENV) scripts/test-cluster.sh $(PYTEST_ARGS)
 
+## lint: ruff on the code, tests and benchmarks; mypy on the package (settings in pyproject).
 lint: venv
-	$(BIN)/ruff check cityops tests
+	$(BIN)/ruff check cityops tests bench
+	$(BIN)/mypy
 
 ## bench: benchmarks that print figures (not part of make test).
 bench: venv

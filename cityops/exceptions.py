@@ -3,7 +3,6 @@
     CityopsError
     ├── core.exceptions.SettingsError          a setting is invalid; names the variable
     ├── core.exceptions.RegistryError          the site registry failed validation
-    ├── core.exceptions.FeedError              an event failed its contract (reason code)
     ├── deploy.exceptions.BrokerError          the local Kafka broker could not start/stop
     ├── ingest.exceptions.IngestError          producers, replay, HTTP intake
     ├── streams.exceptions.StreamsError        the Faust pipeline

@@ -110,3 +110,38 @@ def ngsi_ld_example():
         return orjson.loads((NGSI_LD_DATA / f"{name}.jsonld").read_bytes())
 
     return _load
+
+
+# --- tests that need clickhouse-server ---------------------------------------------------------
+#: set by scripts/test.sh when clickhouse-server cannot be installed here; the reason why
+WITHOUT_SERVER = "CITYOPS_TEST_WITHOUT_SERVER"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses the server fixture ``server``; when ``make test`` found no
+    clickhouse-server, deselect those tests and remember them for the summary."""
+    for item in items:
+        if "clickhouse_port" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server)
+    reason = os.environ.get(WITHOUT_SERVER)
+    if not reason:
+        return
+    missing = [item for item in items if item.get_closest_marker("server") is not None]
+    if missing:
+        items[:] = [item for item in items if item not in missing]
+        config.hook.pytest_deselected(items=missing)
+    config.stash[_NOT_RUN] = (reason, [item.nodeid for item in missing])
+
+
+_NOT_RUN = pytest.StashKey[tuple[str, list[str]]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    """Name each test that could not run for want of clickhouse-server, and why."""
+    if _NOT_RUN not in config.stash:
+        return
+    reason, nodeids = config.stash[_NOT_RUN]
+    terminalreporter.section(f"{len(nodeids)} tests could NOT run: {reason}", red=True)
+    for nodeid in nodeids:
+        terminalreporter.write_line(f"NOT RUN {nodeid} — needs clickhouse-server: {reason}")

@@ -38,11 +38,7 @@ def validate(
     if feed not in FEED_MODELS:
         fail(f"unknown feed {feed!r} (allowed: {', '.join(FEED_MODELS)})")
     settings = settings_or_exit()
-    ctx = ValidationContext(
-        registry=registry_or_exit(settings),
-        max_clock_skew_s=settings.max_clock_skew_s,
-        occupancy_tolerance=settings.occupancy_tolerance,
-    )
+    ctx = ValidationContext.from_settings(settings, registry_or_exit(settings))
     reasons: Counter[str] = Counter()
     total = 0
     for lineno, line in enumerate(_read_lines(file), start=1):

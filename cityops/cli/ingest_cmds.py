@@ -159,8 +159,7 @@ def replay(
         zone = ZoneInfo(naive_tz) if naive_tz else None
     except (KeyError, ValueError):
         fail(f"--naive-tz {naive_tz!r} is not an IANA time zone")
-    ctx = ValidationContext(registry=registry, max_clock_skew_s=settings.max_clock_skew_s,
-                            occupancy_tolerance=settings.occupancy_tolerance)
+    ctx = ValidationContext.from_settings(settings, registry)
     stop = threading.Event()
     try:
         maps = parse_assignments(mapping, "--map")

@@ -61,7 +61,7 @@ def topics() -> None:
     settings = settings_or_exit()
     try:
         created = ensure_topics(settings)
-    except Exception as exc:  # kafka-python raises many types; report them in one line
+    except BrokerError as exc:
         fail(f"cannot create topics on {settings.bootstrap_servers}: {exc}")
     console.print(f"{len(created)} topics created, {len(settings.all_topics)} expected: "
                   + ", ".join(settings.all_topics), highlight=False)

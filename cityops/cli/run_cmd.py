@@ -112,7 +112,10 @@ def run(
         started_broker = not was_running
         console.print(f"broker at {broker.bootstrap}"
                       + (" (started)" if started_broker else " (already running)"))
-    ensure_topics(settings)
+    try:
+        ensure_topics(settings)
+    except BrokerError as exc:
+        fail(str(exc))
     try:
         from cityops.warehouse.sink_runner import open_warehouse
 

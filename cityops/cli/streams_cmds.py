@@ -1,4 +1,5 @@
-"""Streams subcommands: ``aqi`` (HJ 633-2012 calculator); ``worker``, ``alerts`` join later."""
+"""Streams subcommands: ``aqi`` (HJ 633-2012 calculator), ``worker`` (the Faust pipeline with
+the warehouse sink, supervised) and ``alerts`` (list, acknowledge)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 from cityops.cli.common import console, fail
 
 # ============================================================================================
-# aqi — HJ 633-2012 calculator (domain-logic block; owned by the streams domain engineer)
+# aqi — HJ 633-2012 calculator
 # ============================================================================================
 
 AQI_ARGS: tuple[str, ...] = ("pm25", "pm10", "o3_1h", "o3_8h", "no2", "so2", "co", "so2_24h")
@@ -74,7 +75,7 @@ def _register_aqi(app: typer.Typer) -> None:
 
 
 # ============================================================================================
-# worker, alerts — Faust pipeline and sink wiring (owned by the streams pipeline engineer)
+# worker, alerts — the Faust pipeline with the warehouse sink; alert listing and acks
 # ============================================================================================
 
 
@@ -133,13 +134,15 @@ def worker_command(
         raise typer.Exit(_supervise([] if sink else ["--no-sink"]))
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
-    try:
-        from cityops.deploy.kafka_local import ensure_topics
+    from cityops.deploy.exceptions import BrokerError, BrokerUnreachable
+    from cityops.deploy.kafka_local import ensure_topics
 
+    try:
         ensure_topics(settings)  # subscribe to existing topics, with the configured partitions
-    except Exception as exc:
-        fail(f"Kafka at {settings.bootstrap_servers} is not reachable ({exc}); "
-             "start it with `cityops kafka up`")
+    except BrokerUnreachable as exc:
+        fail(f"{exc}; start it with `cityops kafka up`")
+    except BrokerError as exc:
+        fail(str(exc))
     try:
         if sink:
             from cityops.warehouse.sink_runner import build_worker

@@ -8,7 +8,7 @@ import sys
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -16,6 +16,9 @@ from rich.table import Table
 from cityops.cli.common import console, err_console, fail, registry_or_exit, settings_or_exit
 from cityops.core.settings import Settings
 from cityops.exceptions import CityopsError
+
+if TYPE_CHECKING:
+    from cityops.warehouse.base import Warehouse
 
 warehouse_app = typer.Typer(help="ClickHouse warehouse: schema migrations and the catalogue.",
                             no_args_is_help=True)
@@ -32,7 +35,7 @@ class OutputFormat(StrEnum):
     parquet = "parquet"
 
 
-def _connect(settings: Settings, url: str | None) -> Any:
+def _connect(settings: Settings, url: str | None) -> Warehouse:
     from cityops.warehouse.backend import connect
 
     if url is None and remote_sql_url(settings) and not settings.worker_sql_url:
@@ -57,10 +60,8 @@ def remote_sql_url(settings: Settings) -> str | None:
         return settings.worker_sql_url
     if not settings.effective_warehouse_url.startswith("chdb:"):
         return None
-    try:
-        from cityops.streams.web import remote_sql_url as advertised
-    except ImportError:  # streams not installed in this build
-        return None
+    from cityops.streams.web import remote_sql_url as advertised
+
     return advertised(settings)
 
 

@@ -7,7 +7,9 @@ one carries the same reason code into the dead-letter topic.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -66,7 +68,7 @@ class Rejection:
         return f"{self.reason}{where}: {self.detail}"
 
 
-def _reason_for(err: dict) -> str:
+def _reason_for(err: Mapping[str, Any]) -> str:
     etype: str = err["type"]
     loc = err.get("loc") or ()
     fname = str(loc[-1]) if loc else ""

@@ -14,6 +14,8 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from cityops.core import topics
+
 
 class DerivedRecord(BaseModel):
     """Base of the records emitted on derived topics (see ``cityops.streams.records``)."""
@@ -37,7 +39,7 @@ class DerivedRecord(BaseModel):
 class DeadLetter(DerivedRecord):
     """A record that failed validation, with why and where it came from. Nothing is lost."""
 
-    topic: ClassVar[str] = "dlq"
+    topic: ClassVar[str] = topics.DLQ
     table: ClassVar[str] = "dead_letters"
 
     feed: str
@@ -54,7 +56,7 @@ class DeadLetter(DerivedRecord):
 
     @classmethod
     def from_bytes(cls, raw: bytes, **kw: object) -> DeadLetter:
-        return cls(raw_b64=base64.b64encode(raw).decode(), **kw)  # type: ignore[arg-type]
+        return cls(raw_b64=base64.b64encode(raw).decode(), **kw)
 
     @property
     def raw(self) -> bytes:

@@ -1,4 +1,5 @@
-"""Errors of the shared core (settings, registry, feed contracts)."""
+"""Errors of the shared core (settings, registry). A broken feed contract is not an error
+but a dead letter with a reason code (``core.contract``)."""
 
 from cityops.exceptions import CityopsError
 
@@ -18,12 +19,3 @@ class RegistryError(CityopsError):
         self.file, self.entry, self.reason = file, entry, reason
         super().__init__(f"{file}: {entry}: {reason}")
 
-
-class FeedError(CityopsError):
-    """An event broke its feed contract; ``reason`` is a stable machine-readable code."""
-
-    code = "bad_event"
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason, self.detail = reason, detail
-        super().__init__(f"{reason}: {detail}")

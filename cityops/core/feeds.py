@@ -27,8 +27,9 @@ from pydantic_core import PydanticCustomError
 
 from cityops.core.geo import gcj02_to_wgs84
 from cityops.core.registry import Registry
+from cityops.core.settings import Settings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 EventId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
@@ -38,16 +39,30 @@ Count = Annotated[int, Field(ge=0, le=100_000, strict=True)]
 
 @dataclass(frozen=True)
 class ValidationContext:
-    """What contract checks need beyond the event itself."""
+    """What contract checks need beyond the event itself.
+
+    Build it with ``from_settings`` so the limits are the configured ones; the defaults are
+    the settings' own defaults, for checks without a configuration.
+    """
 
     registry: Registry | None = None
     now: datetime | None = None  # None: the wall clock at validation time
-    max_clock_skew_s: float = 300.0
-    occupancy_tolerance: float = 0.02
+    max_clock_skew_s: float = Settings.model_fields["max_clock_skew_s"].default
+    occupancy_tolerance: float = Settings.model_fields["occupancy_tolerance"].default
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, registry: Registry | None = None, *,
+                      now: datetime | None = None) -> ValidationContext:
+        """The context of a configured process: its registry, clock skew and tolerance."""
+        return cls(registry=registry, now=now, max_clock_skew_s=settings.max_clock_skew_s,
+                   occupancy_tolerance=settings.occupancy_tolerance)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ctx": self}
+
+
+_NO_CONTEXT = ValidationContext()
 
 
 def _ctx(info: ValidationInfo) -> ValidationContext | None:
@@ -106,9 +121,9 @@ class Envelope(BaseModel):
     @field_validator("event_time")
     @classmethod
     def _not_future(cls, value: datetime, info: ValidationInfo) -> datetime:
-        ctx = _ctx(info)
-        skew = ctx.max_clock_skew_s if ctx else 300.0
-        now = (ctx.now if ctx and ctx.now else None) or datetime.now(UTC)
+        ctx = _ctx(info) or _NO_CONTEXT
+        skew = ctx.max_clock_skew_s
+        now = ctx.now or datetime.now(UTC)
         if value - now > timedelta(seconds=skew):
             raise PydanticCustomError(
                 "future_event",
@@ -186,8 +201,7 @@ class ParkingObserved(Envelope):
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> ParkingObserved:
-        ctx = _ctx(info)
-        tol = ctx.occupancy_tolerance if ctx else 0.02
+        tol = (_ctx(info) or _NO_CONTEXT).occupancy_tolerance
         limit = self.capacity * (1 + tol)
         if self.occupied > limit:
             raise PydanticCustomError(

@@ -7,6 +7,7 @@ another district can run cityops on its own files without code changes. Any fail
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -148,10 +149,11 @@ class Registry(BaseModel):
 
     def site_ids(self, feed: str) -> set[str]:
         """Known source ids of a feed (counters, car parks, stations, zones for incidents)."""
-        return set({
+        sites: dict[str, Mapping[str, object]] = {
             "footfall": self.counters, "parking": self.carparks, "air": self.stations,
             "incidents": self.zones,
-        }[feed])
+        }
+        return set(sites[feed])
 
 
 def _read_yaml(path: Path) -> dict:
@@ -209,7 +211,7 @@ def load_registry(directory: Path) -> Registry:
                                             f"already maps to {external[ext]}")
                     external[ext] = f"{section}[{entry.id}]"
                 found[section][entry.id] = entry
-    reg = Registry(manifest=manifest, source_dir=directory, **found)  # type: ignore[arg-type]
+    reg = Registry(manifest=manifest, source_dir=directory, **found)
     _cross_check(reg)
     return reg
 
@@ -228,6 +230,6 @@ def _cross_check(reg: Registry) -> None:
         if st.zone_id is not None and st.zone_id not in reg.zones:
             raise RegistryError("stations", st.id, f"unknown zone_id {st.zone_id!r}")
     for z in reg.zones.values():
-        w, c = z.density_warning_ppm2, z.density_critical_ppm2
-        if w is not None and c is not None and w >= c:
+        warn, crit = z.density_warning_ppm2, z.density_critical_ppm2
+        if warn is not None and crit is not None and warn >= crit:
             raise RegistryError("zones", z.id, "density_warning_ppm2 must be below critical")

@@ -7,19 +7,21 @@ broker on loopback, the embedded chdb warehouse under ``./.cityops-data``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cityops.core import topics
 from cityops.core.exceptions import SettingsError
+from cityops.core.topics import FEEDS as FEEDS  # re-exported: callers import it from here
 
 ENV_PREFIX = "CITYOPS_"
-FEEDS: tuple[str, ...] = ("footfall", "parking", "air", "incidents")
 PACKAGED_REGISTRY = Path(__file__).resolve().parent.parent / "registry_data" / "yuzhong"
 WAREHOUSE_SCHEMES = ("chdb", "clickhouse")
 
@@ -298,6 +300,13 @@ class Settings(BaseSettings):
             f"127.0.0.1:{self.kafka_port + 2 * i}" for i in range(self.kafka_local_brokers))
 
     @property
+    def kafka_max_batch_bytes(self) -> int:
+        """Largest record batch the broker and topics accept and the worker's producer sends:
+        room for a dead letter that wraps a message at the limit (twice the limit), and never
+        below Kafka's own default (1 MiB + record overhead)."""
+        return max(self.max_message_bytes * 2, 1_048_588)
+
+    @property
     def effective_warehouse_url(self) -> str:
         """Warehouse URL; the embedded chdb database under ``data_dir`` when none is set."""
         return self.warehouse_url or f"chdb://{(self.data_dir / 'warehouse').resolve()}"
@@ -312,23 +321,19 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
     def topic(self, name: str) -> str:
-        """Full topic name: ``raw.<feed>`` (as produced), ``clean.<feed>`` (validated, deduped,
-        enriched), ``agg.<feed>`` (window aggregates), ``alerts``, ``dlq``, ``late``."""
+        """Full topic name of a suffix from ``core.topics`` (``raw.<feed>``, ``dlq``, …)."""
         return f"{self.topic_prefix}.{name}"
 
     def raw_topic(self, feed: str) -> str:
-        return self.topic(f"raw.{feed}")
+        return self.topic(topics.raw(feed))
 
     @property
     def all_topics(self) -> list[str]:
         """Every topic the platform uses: raw feeds, derived streams, dead letters, late events."""
-        derived = ["agg.footfall", "agg.parking", "agg.air", "agg.incidents", "alerts",
-                   "dlq", "late"]
-        clean = [f"clean.{f}" for f in FEEDS]
-        return [self.raw_topic(f) for f in FEEDS] + [self.topic(d) for d in clean + derived]
+        return [self.topic(name) for name in topics.ALL]
 
 
-def _describe_error(err: dict) -> str:
+def _describe_error(err: Mapping[str, Any]) -> str:
     field = str(err["loc"][0]) if err.get("loc") else ""
     var = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
     msg = err.get("msg", "invalid")

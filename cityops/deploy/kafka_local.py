@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,7 +34,7 @@ from pathlib import Path
 import structlog
 
 from cityops.core.settings import Settings
-from cityops.deploy.exceptions import BrokerError
+from cityops.deploy.exceptions import BrokerError, BrokerUnreachable, TopicSetupError
 
 log = structlog.get_logger(__name__)
 
@@ -197,7 +198,7 @@ class LocalKafka:
             "unclean.leader.election.enable=false",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=true",
-            f"message.max.bytes={max(s.max_message_bytes * 2, 1_048_588)}",
+            f"message.max.bytes={s.kafka_max_batch_bytes}",
             "log.retention.hours=168",
             "log.segment.bytes=67108864",
             "num.network.threads=2",
@@ -429,34 +430,58 @@ class LocalKafkaCluster:
         return ensure_topics(self.settings, self.bootstrap, replication=rf, min_insync=min_isr)
 
 
+@contextlib.contextmanager
+def kafka_errors(bootstrap: str) -> Iterator[None]:
+    """Convert kafka-python's errors into ``BrokerUnreachable`` / ``TopicSetupError``."""
+    from kafka import errors as kerr
+
+    unreachable = (kerr.KafkaConnectionError, kerr.KafkaTimeoutError, kerr.RequestTimedOutError,
+                   kerr.BrokerNotAvailableError, kerr.MetadataEmptyBrokerList)
+    try:
+        yield
+    except unreachable as exc:
+        raise BrokerUnreachable(
+            f"no Kafka broker answered at {bootstrap} ({type(exc).__name__})") from exc
+    except kerr.KafkaError as exc:
+        name = type(exc).__name__
+        said = re.search(r"error_message='([^']+)'", str(exc))  # the broker's own words
+        detail = said.group(1) if said else getattr(exc, "description", "") or str(exc)[:300]
+        raise TopicSetupError(f"Kafka at {bootstrap} refused the topics: {name}: {detail}",
+                              kafka_error=name) from exc
+
+
 def ensure_topics(settings: Settings, bootstrap: str | None = None, *,
                   replication: int | None = None, min_insync: int | None = None) -> list[str]:
     """Create missing platform topics with the configured partitions and replication
-    (``CITYOPS_TOPIC_REPLICATION``, ``CITYOPS_TOPIC_MIN_INSYNC_REPLICAS`` unless given)."""
+    (``CITYOPS_TOPIC_REPLICATION``, ``CITYOPS_TOPIC_MIN_INSYNC_REPLICAS`` unless given).
+
+    Raises ``BrokerUnreachable`` when no broker answers and ``TopicSetupError`` when the
+    brokers refuse (e.g. a replication factor above the number of brokers)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     rf = replication or settings.topic_replication
     min_isr = min_insync or settings.topic_min_insync_replicas
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap or settings.bootstrap_servers,
-                             client_id="cityops-topics", request_timeout_ms=15000)
-    try:
-        existing = set(admin.list_topics())
-        missing = [t for t in settings.all_topics if t not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([
-                    NewTopic(t, settings.topic_partitions, rf, topic_configs={
-                        "max.message.bytes": str(max(settings.max_message_bytes * 2,
-                                                     1_048_588)),
-                        "min.insync.replicas": str(min_isr)})
-                    for t in missing
-                ])
-            log.info("kafka.topics_created", topics=missing)
-        return missing
-    finally:
-        admin.close()
+    address = bootstrap or settings.bootstrap_servers
+    with kafka_errors(address):
+        admin = KafkaAdminClient(bootstrap_servers=address, client_id="cityops-topics",
+                                 request_timeout_ms=15000)
+        try:
+            existing = set(admin.list_topics())
+            missing = [t for t in settings.all_topics if t not in existing]
+            if missing:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    admin.create_topics([
+                        NewTopic(t, settings.topic_partitions, rf, topic_configs={
+                            "max.message.bytes": str(settings.kafka_max_batch_bytes),
+                            "min.insync.replicas": str(min_isr)})
+                        for t in missing
+                    ])
+                log.info("kafka.topics_created", topics=missing)
+            return missing
+        finally:
+            admin.close()
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from cityops.core.contract import Rejection
 from cityops.core.deadletter import DeadLetter
+from cityops.ingest.ports import RecordSender
 
 
 def dead_letter(feed: str, raw: bytes, rejection: Rejection, *, stage: Literal[
@@ -22,6 +23,6 @@ def dead_letter(feed: str, raw: bytes, rejection: Rejection, *, stage: Literal[
         received_at=received_at or datetime.now(UTC), stage=stage)
 
 
-def send_dead_letter(producer: Any, topic: str, letter: DeadLetter) -> Any:
+def send_dead_letter(producer: RecordSender, topic: str, letter: DeadLetter) -> Any:
     """Produce one dead letter (``producer`` is a ``FeedProducer``); returns the future."""
     return producer.send(topic, letter.to_json(), letter.key())

@@ -35,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from cityops.core import topics
 from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import FEED_MODELS, ValidationContext
 from cityops.core.registry import Registry
@@ -89,9 +90,7 @@ class Intake:
         self._lock = threading.Lock()
 
     def ctx(self) -> ValidationContext:
-        return ValidationContext(registry=self.registry,
-                                 max_clock_skew_s=self.settings.max_clock_skew_s,
-                                 occupancy_tolerance=self.settings.occupancy_tolerance)
+        return ValidationContext.from_settings(self.settings, self.registry)
 
     def reserve(self, n: int) -> bool:
         with self._lock:
@@ -162,7 +161,7 @@ class Intake:
 
     def _dead_letters(self, items: list[tuple[str | None, bytes, Rejection | None]],
                       results: list[dict[str, Any]], client: str) -> None:
-        dlq = self.settings.topic("dlq")
+        dlq = self.settings.topic(topics.DLQ)
         now = datetime.now(UTC)
         for r in results:
             if r["status"] != "rejected":
@@ -275,8 +274,8 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
             return records
         if len(records) > settings.intake_max_batch:
             return too_many(len(records))
-        items = [(feed, b"", r) if isinstance(r, Rejection) else (feed, r, None)
-                 for r in records]
+        items: list[tuple[str | None, bytes, Rejection | None]] = [
+            (feed, b"", r) if isinstance(r, Rejection) else (feed, r, None) for r in records]
         client = request.client.host if request.client else "unknown"
         status, payload = await run_in_threadpool(intake.process, items, client)
         return answer(status, payload)

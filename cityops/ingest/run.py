@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from cityops.ingest.pacing import Pacer
+from cityops.ingest.ports import Progress
 from cityops.ingest.producer import RateLimiter
 from cityops.ingest.simulate import Simulation, WireRecord
 
@@ -84,30 +86,22 @@ def plan_range(*, now: datetime, start: datetime | None, end: datetime | None,
 
 def run(sim: Simulation, sink: Callable[[WireRecord], None], *, speed: float | None = None,
         rate: float | None = None, duration_s: float | None = None,
-        stop: threading.Event | None = None, progress: Any = None,
+        stop: threading.Event | None = None, progress: Progress | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep) -> RunSummary:
     """Feed every wire record of ``sim`` to ``sink``, paced by ``speed`` (None: no pacing)."""
     summary = RunSummary()
     limiter = RateLimiter(rate) if rate else None
     wall0 = clock()
-    sim0 = sim.start.timestamp()
     deadline = wall0 + duration_s if duration_s else None
+    pacer = Pacer(speed, origin=sim.start.timestamp(), stop=stop, deadline=deadline,
+                  clock=clock, sleep=sleep) if speed else None
     for rec in sim.wire():
         if stop is not None and stop.is_set():
             summary.stopped_early = True
             break
-        if speed:
-            due = wall0 + (rec.emit_at - sim0) / speed
-            while True:
-                left = due - clock()
-                if left <= 0:
-                    break
-                if deadline is not None and clock() + min(left, 0.2) > deadline:
-                    break
-                if stop is not None and stop.is_set():
-                    break
-                sleep(min(left, 0.2))
+        if pacer is not None:
+            pacer.wait(rec.emit_at)
         if deadline is not None and clock() >= deadline:
             summary.stopped_early = True
             break

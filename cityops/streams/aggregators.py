@@ -135,7 +135,7 @@ class FootfallAggregator:
         acc = snap.acc
         presence = round(float(acc["presence"]), 3)
         return FootfallWindow(
-            zone_id=snap.key, window=name,  # type: ignore[arg-type]
+            zone_id=snap.key, window=name,
             window_start=_dt(snap.start_s, self.tz), window_end=_dt(snap.end_s, self.tz),
             entries=acc["entries"], exits=acc["exits"], events=acc["events"],
             net_presence=presence, density_ppm2=round(presence / zone.area_m2, 6),
@@ -367,7 +367,7 @@ class AirQualityAggregator:
             return None if v is None else round(v, 3)
 
         return AirQualityIndex(
-            station_id=station, hour_start=_dt(hour, self.tz), averaging=averaging,  # type: ignore[arg-type]
+            station_id=station, hour_start=_dt(hour, self.tz), averaging=averaging,
             pm25_ugm3=r(values.get("pm25")), pm10_ugm3=r(values.get("pm10")),
             o3_1h_ugm3=r(values.get("o3_1h")), o3_8h_ugm3=r(values.get("o3_8h")),
             no2_ugm3=r(values.get("no2")), so2_ugm3=r(values.get("so2")),

@@ -32,6 +32,7 @@ from typing import Any
 import faust
 import orjson
 import structlog
+from faust.types import TopicT
 
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
@@ -105,12 +106,16 @@ def _parse_at(text: Any) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+#: hands an alert event to delivery (e.g. ``WebhookDispatcher.offer``); its result is ignored
+AlertDispatch = Callable[[AlertEvent], object]
+
+
 class AlertWiring:
     """The alert-input topic, its agent, the engine snapshot table, ticks and acks."""
 
     def __init__(self, settings: Settings, registry: Registry, rules: RuleSet,
-                 app: faust.App, alerts_topic: Any,
-                 dispatch: Callable[[AlertEvent], None] | None = None) -> None:
+                 app: faust.App, alerts_topic: TopicT,
+                 dispatch: AlertDispatch | None = None) -> None:
         self.settings = settings
         self.rules = rules
         self.app = app

@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
-import orjson
 import structlog
 
+from cityops.core import topics as topic_names
 from cityops.core.feeds import FEED_MODELS, Envelope, IncidentReported, ValidationContext
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, Settings
@@ -71,7 +70,7 @@ log = structlog.get_logger(__name__)
 
 #: an observation for the alert engine: (rule kind, subject, value, event time, extra)
 Observation = dict[str, Any]
-ObservationSink = Callable[[list[Observation]], Awaitable[None]]
+ObservationSink = Callable[[list[Observation]], Awaitable[list[Any]]]
 
 #: resolved / cancelled incidents are dropped from the state this long (event time) later
 INCIDENT_RETENTION = timedelta(hours=24)
@@ -122,7 +121,7 @@ def make_app(settings: Settings) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         producer_acks=-1,
-        producer_max_request_size=max(settings.max_message_bytes * 2, 1_048_588),
+        producer_max_request_size=settings.kafka_max_batch_bytes,
         broker_commit_interval=settings.worker_commit_interval_s,
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 4),
@@ -155,10 +154,10 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
                          partitions=settings.topic_partitions)
 
     return Topics(
-        raw={f: t(f"raw.{f}") for f in FEEDS},
-        clean={f: t(f"clean.{f}") for f in FEEDS},
-        agg={f: t(f"agg.{f}") for f in FEEDS},
-        alerts=t("alerts"), dlq=t("dlq"), late=t("late"),
+        raw={f: t(topic_names.raw(f)) for f in FEEDS},
+        clean={f: t(topic_names.clean(f)) for f in FEEDS},
+        agg={f: t(topic_names.agg(f)) for f in FEEDS},
+        alerts=t(topic_names.ALERTS), dlq=t(topic_names.DLQ), late=t(topic_names.LATE),
     )
 
 
@@ -202,9 +201,7 @@ class Stage1:
         self.durable.partition = partition
 
     def ctx(self) -> ValidationContext:
-        return ValidationContext(registry=self.registry,
-                                 max_clock_skew_s=self.settings.max_clock_skew_s,
-                                 occupancy_tolerance=self.settings.occupancy_tolerance)
+        return ValidationContext.from_settings(self.settings, self.registry)
 
     async def agent(self, stream: Any) -> None:
         ctx = self.ctx()
@@ -519,10 +516,3 @@ class Stage2:
             await self.publish(out)
             return len(records)
 
-
-def json_bytes(data: Any) -> bytes:
-    return orjson.dumps(data, default=str)
-
-
-def monotonic_ms() -> float:
-    return time.monotonic() * 1000

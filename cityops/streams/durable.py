@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
+
+if TYPE_CHECKING:  # Faust types only: this module does not need Faust at run time
+    from faust.types import TableT
 
 
 class DurableTable(MutableMapping[str, Any]):
@@ -21,13 +24,13 @@ class DurableTable(MutableMapping[str, Any]):
     Faust's (in-memory store rebuilt from the changelog at start).
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: TableT) -> None:
         self.table = table
         self.partition: int | None = None  # where the next writes go (set per record)
         self.pending: list[Any] = []
 
     @property
-    def _store(self) -> Any:
+    def _store(self) -> MutableMapping[Any, Any]:
         return self.table.data
 
     def set_at(self, key: str, value: Any, partition: int) -> None:

@@ -181,9 +181,10 @@ class OriginStore(MutableMapping[str, Any]):
 class ReplayGuard:
     """Highest raw offset applied per raw partition, for one aggregation key.
 
-    ``check(partition, offset)`` says whether a clean record (identified by its raw origin)
-    is new. Stage 1 publishes one raw partition's records in offset order, so within a key
-    anything at or below the high-water mark was applied before.
+    ``is_new(origin)`` says whether a clean record, identified by its raw ``(partition,
+    offset)`` origin, is new; ``mark(origin)`` records it as applied. Validation publishes
+    one raw partition's records in offset order, so within a key anything at or below the
+    high-water mark was applied before.
     """
 
     hw: dict[str, int] = field(default_factory=dict)

@@ -7,12 +7,12 @@ Times are timezone-aware; the warehouse stores them as DateTime64 in Asia/Shangh
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
+from cityops.core import topics
 from cityops.core.deadletter import DeadLetter
 from cityops.core.deadletter import DerivedRecord as _Record
 
@@ -20,7 +20,7 @@ from cityops.core.deadletter import DerivedRecord as _Record
 class FootfallWindow(_Record):
     """Footfall of one zone over one event-time window (tumbling 1 min or hopping 5 min)."""
 
-    topic: ClassVar[str] = "agg.footfall"
+    topic: ClassVar[str] = topics.agg("footfall")
     table: ClassVar[str] = "footfall_windows"
 
     zone_id: str
@@ -45,7 +45,7 @@ class FootfallWindow(_Record):
 class ParkingState(_Record):
     """Derived state of one car park after an observation."""
 
-    topic: ClassVar[str] = "agg.parking"
+    topic: ClassVar[str] = topics.agg("parking")
     table: ClassVar[str] = "parking_states"
 
     carpark_id: str
@@ -67,7 +67,7 @@ class ParkingState(_Record):
 class AirQualityIndex(_Record):
     """AQI of one station for one hour per HJ 633-2012 (see ``streams/aqi.py``)."""
 
-    topic: ClassVar[str] = "agg.air"
+    topic: ClassVar[str] = topics.agg("air")
     table: ClassVar[str] = "air_quality_index"
 
     station_id: str
@@ -98,7 +98,7 @@ class AirQualityIndex(_Record):
 class IncidentStats(_Record):
     """Open incidents of one zone after a status update, with the response time if known."""
 
-    topic: ClassVar[str] = "agg.incidents"
+    topic: ClassVar[str] = topics.agg("incidents")
     table: ClassVar[str] = "incident_stats"
 
     zone_id: str
@@ -134,7 +134,7 @@ class AlertEventKind(StrEnum):
 class AlertEvent(_Record):
     """One lifecycle event of an alert; ``alert_id`` is stable for the alert's whole life."""
 
-    topic: ClassVar[str] = "alerts"
+    topic: ClassVar[str] = topics.ALERTS
     table: ClassVar[str] = "alerts"
 
     alert_id: str
@@ -163,7 +163,7 @@ class AlertEvent(_Record):
 class LateEvent(_Record):
     """A valid event that arrived after its window's allowed lateness: kept, counted, routed."""
 
-    topic: ClassVar[str] = "late"
+    topic: ClassVar[str] = topics.LATE
     table: ClassVar[str] = "late_events"
 
     feed: str
@@ -187,8 +187,3 @@ DERIVED_RECORDS: tuple[type[_Record], ...] = (
     LateEvent,
 )
 
-
-def utc_now() -> datetime:
-    from datetime import UTC
-
-    return datetime.now(UTC)

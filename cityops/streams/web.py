@@ -19,9 +19,10 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import faust
+from faust.web import Request, Response
 
 from cityops.core.settings import Settings
 from cityops.streams import metrics
@@ -89,25 +90,39 @@ def remote_sql_url(settings: Settings) -> str | None:
     return f"{ep['url']}/sql"
 
 
-def register_views(app: faust.App, worker: Any) -> None:
+class WorkerViews(Protocol):
+    """What the endpoints need of the worker (``streams.worker.StreamsWorker``)."""
+
+    sql_handler: SqlHandler | None
+
+    def health(self) -> dict[str, Any]: ...
+
+    def refresh_gauges(self) -> None: ...
+
+    def list_alerts(self, include_all: bool = False) -> list[dict[str, Any]]: ...
+
+    async def acknowledge(self, alert_id: str, actor: str) -> tuple[int, dict[str, Any]]: ...
+
+
+def register_views(app: faust.App, worker: WorkerViews) -> None:
     """Add the endpoints; ``worker`` is the ``StreamsWorker`` (health, alerts, sql)."""
 
     @app.page("/health")
     class Health(faust.web.View):
-        async def get(self, request: Any) -> Any:
+        async def get(self, request: Request) -> Response:
             report = worker.health()
             return self.json(report, status=200 if report["status"] == "ok" else 503)
 
     @app.page("/metrics")
     class Metrics(faust.web.View):
-        async def get(self, request: Any) -> Any:
+        async def get(self, request: Request) -> Response:
             worker.refresh_gauges()
             body, ctype = metrics.exposition()
             return self.bytes(body, content_type=ctype.split(";")[0])
 
     @app.page("/sql")
     class Sql(faust.web.View):
-        async def post(self, request: Any) -> Any:
+        async def post(self, request: Request) -> Response:
             handler: SqlHandler | None = worker.sql_handler
             if handler is None:
                 return self.json({"error": "no embedded warehouse in this worker"},
@@ -130,13 +145,13 @@ def register_views(app: faust.App, worker: Any) -> None:
 
     @app.page("/alerts")
     class Alerts(faust.web.View):
-        async def get(self, request: Any) -> Any:
+        async def get(self, request: Request) -> Response:
             include_all = request.query.get("all") in ("1", "true", "yes")
             return self.json({"alerts": worker.list_alerts(include_all)})
 
     @app.page("/alerts/{alert_id}/ack")
     class Ack(faust.web.View):
-        async def post(self, request: Any, alert_id: str) -> Any:
+        async def post(self, request: Request, alert_id: str) -> Response:
             try:
                 body = await request.json()
             except ValueError:

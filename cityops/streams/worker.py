@@ -17,11 +17,11 @@ import structlog
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, Settings
 from cityops.streams import metrics, web
-from cityops.streams.alerting import AlertWiring
+from cityops.streams.alerting import AlertDispatch, AlertWiring
 from cityops.streams.alerts.rules import RuleSet, load_rules
+from cityops.streams.alerts.webhooks import WebhookDispatcher, WebhookTarget
 from cityops.streams.app import Stage1, Stage2, declare_topics, make_app
 from cityops.streams.exceptions import WorkerStartError
-from cityops.streams.records import AlertEvent
 
 log = structlog.get_logger(__name__)
 
@@ -38,9 +38,9 @@ class Service(Protocol):
 class StreamsWorker:
     def __init__(self, settings: Settings, registry: Registry, *,
                  rules: RuleSet | None = None,
-                 services: list[Any] | None = None,
+                 services: list[Service] | None = None,
                  sql_handler: web.SqlHandler | None = None,
-                 dispatch: Callable[[AlertEvent], None] | None = None,
+                 dispatch: AlertDispatch | None = None,
                  health_extra: Callable[[], dict[str, Any]] | None = None) -> None:
         self.settings = settings
         self.registry = registry
@@ -53,13 +53,11 @@ class StreamsWorker:
         if rules is None:
             rules_path = getattr(settings, "alert_rules", None)
             rules = load_rules(rules_path or None)
-        self.webhooks: Any = None
+        self.webhooks: WebhookDispatcher | None = None
         if dispatch is None and settings.alert_webhook_urls:
-            from cityops.streams.alerts.webhooks import WebhookDispatcher, WebhookTarget
-
             self.webhooks = WebhookDispatcher(
                 [WebhookTarget.parse(u) for u in settings.alert_webhook_urls],
-                timeout_s=settings.alert_webhook_timeout_s,
+                tz=settings.tz, timeout_s=settings.alert_webhook_timeout_s,
                 attempts=settings.alert_webhook_attempts,
                 queue_size=settings.alert_webhook_queue_size)
             dispatch = self.webhooks.offer
@@ -86,9 +84,10 @@ class StreamsWorker:
                  web=f"http://{self.settings.worker_web_host}:{self.settings.worker_web_port}")
 
     async def _start_webhooks(self) -> None:
-        await self.webhooks.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
 
-    async def _on_shutdown(self, app: Any, **_: Any) -> None:
+    async def _on_shutdown(self, app: faust.App, /, *_args: Any, **_kwargs: Any) -> None:
         self._running = False
         if self.webhooks is not None:
             try:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cityops.warehouse.backend import Warehouse
+from cityops.warehouse.base import Warehouse
 
 INTERNAL_PREFIXES = ("agg_", "mv_", "schema_")
 

@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 
-from cityops.warehouse.backend import BaseWarehouse, Column, RetryPolicy, check_readonly_statement
-from cityops.warehouse.backend import token_hash as _token_hash
+from cityops.warehouse.base import BaseWarehouse, Column, RetryPolicy, check_readonly_statement
+from cityops.warehouse.base import token_hash as _token_hash
 from cityops.warehouse.exceptions import (
     MultipleStatements,
     PermanentWarehouseError,
@@ -108,7 +108,9 @@ def _unwrap(typ: str, wrapper: str) -> str | None:
 
 
 def _split_args(inner: str) -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in inner:
         if ch == "(":
             depth += 1

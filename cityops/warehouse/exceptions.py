@@ -2,6 +2,8 @@
 
     WarehouseError                      code: machine-readable, e.g. ``unknown_table``
     ├── TransientWarehouseError         worth retrying: network, server overloaded, timeouts
+    │   └── SinkInterrupted             the sink was stopped while the warehouse was failing;
+    │                                   its batch stays uncommitted and is replayed
     └── PermanentWarehouseError         retrying cannot help: bad SQL, unknown table, types
         ├── SchemaError                 table / column not in the schema (checked before SQL)
         ├── ReadOnlyViolation           a write or DDL in read-only mode (``cityops sql``)
@@ -32,6 +34,10 @@ class WarehouseError(CityopsError):
 class TransientWarehouseError(WarehouseError):
     code = "transient"
     transient = True
+
+
+class SinkInterrupted(TransientWarehouseError):
+    code = "sink_interrupted"
 
 
 class PermanentWarehouseError(WarehouseError):

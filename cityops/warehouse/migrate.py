@@ -29,7 +29,7 @@ import structlog
 
 from cityops.core.registry import Registry
 from cityops.warehouse import aqi_sql
-from cityops.warehouse.backend import Warehouse
+from cityops.warehouse.base import Warehouse
 from cityops.warehouse.cluster import ClusterLayout, cluster_statements, ttl_table
 from cityops.warehouse.dims import content_hash, dimension_rows
 from cityops.warehouse.exceptions import MigrationError, WarehouseError

@@ -19,7 +19,7 @@ import pandas
 import structlog
 from tqdm import tqdm
 
-from cityops.warehouse.backend import Warehouse
+from cityops.warehouse.base import Warehouse
 from cityops.warehouse.exceptions import PermanentWarehouseError
 
 log = structlog.get_logger(__name__)

@@ -19,8 +19,8 @@ import orjson
 import pandas
 import structlog
 
-from cityops.warehouse.backend import BaseWarehouse, RetryPolicy, check_readonly_statement
-from cityops.warehouse.backend import token_hash as _token_hash
+from cityops.warehouse.base import BaseWarehouse, RetryPolicy, check_readonly_statement
+from cityops.warehouse.base import token_hash as _token_hash
 from cityops.warehouse.exceptions import (
     PermanentWarehouseError,
     TransientWarehouseError,

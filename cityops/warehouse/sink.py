@@ -15,9 +15,9 @@ Guarantees:
   at different boundaries — leaves no duplicate after merge (queries use ``FINAL``);
 * **backpressure**: the loop does not poll while a batch is being written, so a slow
   warehouse slows consumption and Kafka holds the backlog; memory stays bounded by one batch;
-* transient warehouse errors are retried with capped exponential backoff, forever (nothing
-  is skipped); a permanent error on one row's conversion dead-ends that row with a log line
-  and a counter, never the stream.
+* transient warehouse errors are retried (``RetryPolicy``: tenacity, the warehouse retry
+  settings) for as long as the sink runs (nothing is skipped); a record it cannot convert to
+  a row is counted and logged, never stalling the stream.
 
 Runs as a thread (``start``/``stop``) inside the worker process; all warehouse calls happen
 on that thread.
@@ -30,15 +30,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from cityops.core import topics
 from cityops.core.feeds import FEED_MODELS
-from cityops.core.settings import FEEDS, Settings
+from cityops.core.settings import Settings
 from cityops.streams import metrics
 from cityops.streams.records import DERIVED_RECORDS
-from cityops.warehouse.exceptions import WarehouseError
+from cityops.warehouse.base import RetryPolicy, Warehouse
+from cityops.warehouse.exceptions import SinkInterrupted, TransientWarehouseError, WarehouseError
 from cityops.warehouse.rows import FEED_TABLES
 
 log = structlog.get_logger(__name__)
@@ -48,13 +50,22 @@ RAW_TABLES = frozenset(FEED_TABLES.values())
 #: topic suffix → derived record class
 RECORD_TOPICS = {cls.topic: cls for cls in DERIVED_RECORDS}
 
+T = TypeVar("T")
+
+
+class ConsumedRecord(Protocol):
+    """One record polled from Kafka (kafka-python's ``ConsumerRecord``)."""
+
+    partition: int
+    offset: int
+    value: bytes | None
+
 Converter = Callable[[str, bytes], tuple[str, dict[str, Any]] | None]
 
 
 def sink_topics(settings: Settings) -> list[str]:
     """Every topic the sink stores: validated events and all derived records."""
-    return [settings.topic(f"clean.{f}") for f in FEEDS] + [
-        settings.topic(s) for s in RECORD_TOPICS]
+    return [settings.topic(name) for name in topics.STORED]
 
 
 def default_converter(settings: Settings) -> Converter:
@@ -65,8 +76,8 @@ def default_converter(settings: Settings) -> Converter:
 
     def convert(topic: str, value: bytes) -> tuple[str, dict[str, Any]] | None:
         suffix = topic[len(prefix):] if topic.startswith(prefix) else topic
-        if suffix.startswith("clean."):
-            feed = suffix.split(".", 1)[1]
+        feed = topics.clean_feed(suffix)
+        if feed is not None:
             event = FEED_MODELS[feed].model_validate_json(value)
             return rows.event_row(event)
         cls = RECORD_TOPICS.get(suffix)
@@ -122,8 +133,9 @@ class SinkStats:
 class WarehouseSink:
     """Kafka → warehouse batches with manual commits; run it with ``start()``/``stop()``."""
 
-    def __init__(self, settings: Settings, warehouse: Any, *, convert: Converter | None = None,
-                 group_id: str | None = None, topics: list[str] | None = None) -> None:
+    def __init__(self, settings: Settings, warehouse: Warehouse, *,
+                 convert: Converter | None = None, group_id: str | None = None,
+                 topics: list[str] | None = None) -> None:
         self.settings = settings
         self.warehouse = warehouse
         self.convert = convert or default_converter(settings)
@@ -131,6 +143,7 @@ class WarehouseSink:
         self.topics = topics or sink_topics(settings)
         self.batch_rows = settings.sink_batch_rows
         self.batch_s = settings.sink_batch_s
+        self.retry = RetryPolicy.from_settings(settings)
         self.stats = SinkStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -165,7 +178,7 @@ class WarehouseSink:
             auto_offset_reset="earliest",
             max_poll_records=max(1, min(self.batch_rows, 5000)),
             max_poll_interval_ms=30 * 60 * 1000,
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=self.settings.worker_fetch_max_wait_ms,
             metadata_max_age_ms=30_000,
             session_timeout_ms=int(self.settings.worker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, self.settings.worker_session_timeout_s / 4)
@@ -235,7 +248,7 @@ class WarehouseSink:
             log.warning("sink.close_failed")
         self._consumer = self._consumer_factory()
 
-    def _add(self, batch: Batch, topic: str, msg: Any) -> None:
+    def _add(self, batch: Batch, topic: str, msg: ConsumedRecord) -> None:
         value = msg.value
         if value is None:
             return
@@ -304,24 +317,28 @@ class WarehouseSink:
             log.info("sink.already_stored", table=table, dropped=dropped)
         return list(unique.values())
 
-    def _call_with_retry(self, what: str, call: Callable[[], Any]) -> Any:
-        delay = 0.2
-        while True:
+    def _call_with_retry(self, what: str, call: Callable[[], T]) -> T:
+        """Run a warehouse call, retrying transient errors until it succeeds or the sink stops.
+
+        A permanent error (schema) is raised at once: retrying cannot help and skipping would
+        lose data, so the sink stops loudly (health turns red) without committing.
+        """
+
+        def counted() -> T:
             try:
                 return call()
             except WarehouseError as exc:
                 self.stats.errors += 1
                 metrics.SINK_ERRORS.labels(code=exc.code).inc()
                 if not exc.transient:
-                    # a permanent error (schema): retrying cannot help, skipping would lose
-                    # data; stop the sink loudly (health turns red) without committing
                     log.error("sink.permanent_error", what=what, error=str(exc)[:500])
-                    raise
-                log.warning("sink.retry", what=what, delay_s=delay, error=str(exc)[:300])
-            if self._stop.wait(delay) and delay >= 5:
-                # stopping while the warehouse is down: leave offsets uncommitted
-                raise RuntimeError(f"sink stopped during {what} (will replay)")
-            delay = min(delay * 2, 10.0)
+                raise
+
+        try:
+            return self.retry.run(what, counted, until=self._stop)
+        except TransientWarehouseError as exc:
+            # stopping while the warehouse is down: leave offsets uncommitted
+            raise SinkInterrupted(f"sink stopped during {what} (will replay): {exc}") from exc
 
     def _insert(self, table: str, rows: list[dict[str, Any]], token: str) -> None:
         """Insert one table's rows, retrying transient errors until stopped; never skip."""

@@ -17,15 +17,14 @@ import structlog
 
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
+from cityops.streams.web import SqlHandler
 from cityops.streams.worker import StreamsWorker
 from cityops.warehouse import connect_settings
-from cityops.warehouse.backend import Warehouse
+from cityops.warehouse.base import Warehouse
 from cityops.warehouse.migrate import migrate
 from cityops.warehouse.sink import WarehouseSink
 
 log = structlog.get_logger(__name__)
-
-SQL_MAX_ROWS = 100_000
 
 
 def _plain(value: Any) -> Any:
@@ -52,12 +51,16 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def sql_handler(wh: Warehouse) -> Any:
-    """``/sql``: one read-only statement → ``{"columns", "types", "rows"}`` (JSON-able)."""
+def sql_handler(wh: Warehouse, settings: Settings) -> SqlHandler:
+    """``/sql``: one read-only statement → ``{"columns", "types", "rows"}`` (JSON-able),
+    within ``CITYOPS_SQL_MAX_RESULT_ROWS`` (a caller may ask for fewer) and
+    ``CITYOPS_SQL_MAX_EXECUTION_S``."""
+    limit = settings.sql_max_result_rows
 
     def handle(sql: str, body: dict[str, Any]) -> dict[str, Any]:
-        max_rows = int(body.get("max_rows") or SQL_MAX_ROWS)
-        df = wh.analyst_df(sql, readonly=True, max_rows=min(max_rows, SQL_MAX_ROWS))
+        max_rows = min(int(body.get("max_rows") or limit), limit)
+        df = wh.analyst_df(sql, readonly=True, max_rows=max_rows,
+                           max_seconds=settings.sql_max_execution_s)
         rows = [[_plain(v) for v in rec] for rec in df.itertuples(index=False, name=None)]
         return {"columns": [str(c) for c in df.columns],
                 "types": [str(t) for t in df.dtypes], "rows": rows}
@@ -88,7 +91,7 @@ def build_worker(settings: Settings, registry: Registry,
                 "error": None if sink.error is None else str(sink.error)[:300]}
 
     return StreamsWorker(settings, registry, services=[sink],
-                         sql_handler=sql_handler(wh) if embedded else None,
+                         sql_handler=sql_handler(wh, settings) if embedded else None,
                          health_extra=sink_health)
 
 

@@ -109,14 +109,14 @@ def synth_events(registry: Registry, start: datetime, end: datetime, *, seed: in
         times = [reported]
         for lo, hi in ((60, 300), (120, 900), (600, 3600)):
             times.append(times[-1] + timedelta(seconds=rng.uniform(lo, hi)))
-        for j, (status, t) in enumerate(zip(("reported", "dispatched", "on_scene", "resolved"),
-                                            times, strict=True)):
+        for j, (stage, t) in enumerate(zip(("reported", "dispatched", "on_scene", "resolved"),
+                                           times, strict=True)):
             if t >= end:
                 break
             yield IncidentReported(
                 event_id=f"inc{seed}_{i}:{j}", source=zone, event_time=t,
                 incident_id=f"inc{seed}_{i}", incident_type=kind, severity=severity,
-                zone_id=zone, status=status)
+                zone_id=zone, status=stage)
 
 
 def _range(start: datetime, end: datetime, step: timedelta) -> Iterator[datetime]:

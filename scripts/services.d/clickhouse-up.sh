@@ -4,11 +4,14 @@
 # runs the server in the background on a free native port with its own config and data under
 # $CITYOPS_DATA_DIR/clickhouse, waits until it answers, and writes the port to
 # $CITYOPS_DATA_DIR/clickhouse/port (the tests read that file). Exports nothing.
+# Exit 3 (reason in $CITYOPS_DATA_DIR/clickhouse/unavailable) when the server is not installed
+# and cannot be: no apt-get, not root and no passwordless sudo, or apt-get failing.
 set -euo pipefail
 DATA_DIR="${CITYOPS_DATA_DIR:-$PWD/.cityops-data}"
 CH_DIR="$DATA_DIR/clickhouse"
 PORT_FILE="$CH_DIR/port"
 PID_FILE="$CH_DIR/server.pid"
+UNAVAILABLE_FILE="$CH_DIR/unavailable"
 mkdir -p "$CH_DIR"
 
 log() { echo "clickhouse-up: $*" >&2; }
@@ -23,12 +26,30 @@ if [ -f "$PID_FILE" ] && [ -f "$PORT_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/
   fi
 fi
 
+# The server cannot be had on this machine: say why in $UNAVAILABLE_FILE and exit 3, so
+# scripts/test.sh runs the other tests and names the ones that could not run.
+unavailable() {
+  echo "$*" > "$UNAVAILABLE_FILE"
+  log "unavailable: $*"
+  exit 3
+}
+rm -f "$UNAVAILABLE_FILE"
+
 if [ -z "$(server_bin)" ] || ! command -v clickhouse-client >/dev/null; then
+  command -v apt-get >/dev/null \
+    || unavailable "clickhouse-server is not installed and there is no apt-get to install it"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo -n true 2>/dev/null \
+      || unavailable "clickhouse-server is not installed and installing it with apt-get needs root (or passwordless sudo)"
+    SUDO="sudo -n"
+  fi
   log "installing clickhouse-server and clickhouse-client with apt-get"
   export DEBIAN_FRONTEND=noninteractive
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo -n"
-  $SUDO apt-get update -q >/dev/null
-  $SUDO apt-get install -y -q clickhouse-server clickhouse-client >/dev/null
+  $SUDO apt-get update -q >/dev/null \
+    || unavailable "apt-get update failed (no network or no package sources?)"
+  $SUDO apt-get install -y -q clickhouse-server clickhouse-client >/dev/null \
+    || unavailable "apt-get install clickhouse-server clickhouse-client failed"
 fi
 BIN="$(server_bin)"
 [ -n "$BIN" ] || { log "clickhouse-server not found after install"; exit 1; }

@@ -58,3 +58,103 @@ def test_domain_logic_does_not_import_faust_or_kafka() -> None:
                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 for m in mods:
                     assert not m.startswith(("faust", "kafka", "aiokafka")), f"{path}: {m}"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module → the cityops modules it imports, anywhere in the file (lazy imports included)."""
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name in modules)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")
+                    anchor = anchor[: len(anchor) - node.level + 1]
+                    base = ".".join([*anchor, base] if base else anchor)
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    if sub in modules:
+                        edges.add(sub)
+                    elif base in modules:
+                        edges.add(base)
+        edges.discard(name)
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Import circles among modules (Tarjan's strongly connected components of size > 1)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycle_finder_sees_a_circle() -> None:
+    graph = {"a.backend": {"a.embedded"}, "a.embedded": {"a.backend"}, "a.base": set()}
+    assert _cycles(graph) == [["a.backend", "a.embedded"]]
+    assert _cycles({"a.backend": {"a.embedded"}, "a.embedded": {"a.base"}}) == []
+
+
+def test_no_import_circles_between_modules() -> None:
+    """No module imports, directly or through others, a module that imports it back
+    (function-level imports count: they hide a circle, they do not break it)."""
+    graph = _import_graph()
+    assert "cityops.warehouse.base" in graph["cityops.warehouse.embedded"]
+    circles = _cycles(graph)
+    assert not circles, "\n".join(" ↔ ".join(c) for c in circles)
+
+
+def test_topic_names_are_written_only_in_core_topics() -> None:
+    """``raw.<feed>``, ``clean.<feed>`` and ``agg.<feed>`` are spelled once, in core/topics.py;
+    everything else derives them from there."""
+    stages = ("raw.", "clean.", "agg.")
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        if path == ROOT / "core" / "topics.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and node.value.startswith(stages)):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
+    assert not offenders, "\n".join(offenders)

@@ -46,3 +46,16 @@ def test_every_dependency_says_why() -> None:
     for dep in deps:
         name = re.split(r"[<>=!~\[ ]", dep, maxsplit=1)[0]
         assert re.search(rf"(^|[ ,|]){re.escape(name)}([ ,|(]|$)", table, flags=re.M), name
+
+
+def test_links_in_readme_and_docs_stay_inside_the_repository() -> None:
+    root = Path(__file__).resolve().parents[2]
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)#\s]+)", text):
+            if re.match(r"^[a-z]+:", target):
+                continue  # a web address
+            resolved = (page.parent / target).resolve()
+            assert resolved.is_relative_to(root), f"{page.name} links outside: {target}"
+            assert resolved.exists(), f"{page.name} links to a missing file: {target}"

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import orjson
 import structlog
 
+from cityops.core import topics
 from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import ValidationContext
 from cityops.core.settings import Settings
@@ -24,6 +25,7 @@ from cityops.ingest.ngsi_ld.answers import Outcome, answer, problem
 from cityops.ingest.ngsi_ld.context import link_context
 from cityops.ingest.ngsi_ld.mapping import ENTITY_FEEDS, Mapped, map_entity
 from cityops.ingest.ngsi_ld.payload import read_payload
+from cityops.ingest.ports import RecordSender
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +37,9 @@ class IntakeLike(Protocol):
     """What an NGSI-LD request needs of the intake."""
 
     settings: Settings
-    producer: Any
+
+    @property
+    def producer(self) -> RecordSender: ...
 
     def ctx(self) -> ValidationContext: ...
 
@@ -60,7 +64,7 @@ def feed_of(entity: Any) -> str | None:
 def _refusal_letters(intake: IntakeLike, mapped: list[tuple[int, bytes, Mapped]],
                      client: str) -> None:
     """Dead-letter each attribute refused from an accepted entity, with the raw entity."""
-    dlq = intake.settings.topic("dlq")
+    dlq = intake.settings.topic(topics.DLQ)
     now = datetime.now(UTC)
     for index, raw, m in mapped:
         for r in m.refused:

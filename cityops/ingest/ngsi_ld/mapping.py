@@ -205,10 +205,14 @@ def _status(e: _Entity) -> tuple[ParkingStatus | None, list[Refusal]]:
     if raw is None:
         return None, []
     values = raw if isinstance(raw, list) else [raw]
-    found, unknown = [], []
+    found: list[ParkingStatus] = []
+    unknown: list[Any] = []
     for v in values:
         status = PARKING_STATUS.get(str(v).replace("_", "").lower())
-        (found if status is not None else unknown).append(status if status else v)
+        if status is not None:
+            found.append(status)
+        else:
+            unknown.append(v)
     refused = [Refusal(e.shown("status"), "unknown_status", f"status {v!r} is neither an "
                        "OffStreetParking nor a DATEX II parking site status; stored as unknown")
                for v in unknown]

@@ -90,8 +90,7 @@ class Simulation:
     # --- sources -------------------------------------------------------------------------
     def sources(self, feed: str) -> list[str]:
         reg = self.registry
-        return sorted({"footfall": reg.counters, "parking": reg.carparks, "air": reg.stations,
-                       "incidents": reg.zones}[feed])
+        return sorted(reg.site_ids(feed))
 
     def _streams(self, day: DayModel, incidents_only: bool = False) -> list[Iterator[gen.Timed]]:
         reg = self.registry

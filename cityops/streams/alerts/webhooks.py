@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
@@ -32,7 +33,6 @@ from cityops.streams.records import AlertEvent
 log = structlog.get_logger(__name__)
 
 Style = Literal["json", "wecom", "dingtalk"]
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 SEVERITY_ZH = {"info": "提示", "warning": "预警", "major": "严重", "critical": "紧急"}
 KIND_ZH = {"fired": "触发", "severity_changed": "级别变化", "acknowledged": "已确认",
            "escalated": "升级", "cleared": "解除"}
@@ -63,7 +63,7 @@ class WebhookTarget:
         (qyapi.weixin.qq.com → WeCom, oapi.dingtalk.com → DingTalk, otherwise JSON)."""
         for style in ("wecom", "dingtalk", "json"):
             if spec.startswith(f"{style}+"):
-                return cls(spec[len(style) + 1:], style)  # type: ignore[arg-type]
+                return cls(spec[len(style) + 1:], style)
         host = urlparse(spec).hostname or ""
         if host.endswith("weixin.qq.com"):
             return cls(spec, "wecom")
@@ -72,12 +72,21 @@ class WebhookTarget:
         return cls(spec, "json")
 
 
-def markdown_text(event: AlertEvent) -> tuple[str, str]:
-    """(title, markdown body) for a duty officer's phone: Chinese first, key facts only."""
+def utc_offset_label(moment: datetime) -> str:
+    """``UTC+8`` for a time in UTC+08:00: how a duty officer reads the zone of a time."""
+    offset = moment.utcoffset() or timedelta(0)
+    hours = offset.total_seconds() / 3600
+    return "UTC" if hours == 0 else f"UTC{hours:+g}"
+
+
+def markdown_text(event: AlertEvent, tz: ZoneInfo) -> tuple[str, str]:
+    """(title, markdown body) for a duty officer's phone: Chinese first, key facts only,
+    times in the district's zone ``tz``."""
     sev = event.severity
     title = (f"[{SEVERITY_ZH.get(sev, sev)} {sev}] {KIND_ZH.get(event.kind.value, '')} "
              f"{event.rule_id} {event.subject}")
-    when = event.event_time.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+    local = event.event_time.astimezone(tz)
+    when = local.strftime("%Y-%m-%d %H:%M:%S")
     lines = [f"**{title}**", f"> {event.message}"]
     if event.value is not None:
         thr = "" if event.threshold is None else f" (阈值 threshold {event.threshold:g})"
@@ -86,16 +95,16 @@ def markdown_text(event: AlertEvent) -> tuple[str, str]:
         lines.append(f"> 升级 escalation level: {event.escalation_level}")
     if event.actor:
         lines.append(f"> 确认人 by: {event.actor}")
-    lines.append(f"> 时间 time: {when} (UTC+8)")
+    lines.append(f"> 时间 time: {when} ({utc_offset_label(local)})")
     lines.append(f"> alert {event.alert_id} #{event.seq} · {event.state.value}")
     return title, "\n".join(lines)
 
 
-def payload(event: AlertEvent, style: Style) -> dict[str, Any]:
-    """Request body for one event in the target's style."""
+def payload(event: AlertEvent, style: Style, tz: ZoneInfo) -> dict[str, Any]:
+    """Request body for one event in the target's style (bots' text shows times in ``tz``)."""
     if style == "json":
         return event.model_dump(mode="json")
-    title, text = markdown_text(event)
+    title, text = markdown_text(event, tz)
     if style == "wecom":
         return {"msgtype": "markdown", "markdown": {"content": text}}
     return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
@@ -114,10 +123,11 @@ class DeliveryStats:
 class WebhookDispatcher:
     """Bounded, non-blocking fan-out of alert events to webhooks, with retries and backoff."""
 
-    def __init__(self, targets: list[WebhookTarget], *, timeout_s: float = 5.0,
+    def __init__(self, targets: list[WebhookTarget], *, tz: ZoneInfo, timeout_s: float = 5.0,
                  attempts: int = 4, queue_size: int = 1000, backoff_initial_s: float = 0.5,
                  backoff_max_s: float = 30.0) -> None:
         self.targets = list(targets)
+        self.tz = tz
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff_initial_s = backoff_initial_s
@@ -174,7 +184,7 @@ class WebhookDispatcher:
                 raise _Retryable(f"errcode {errcode}", True)
 
     async def _deliver(self, target: WebhookTarget, event: AlertEvent) -> None:
-        body = payload(event, target.style)
+        body = payload(event, target.style, self.tz)
         stats = self.stats[target.url]
         try:
             async for attempt in AsyncRetrying(

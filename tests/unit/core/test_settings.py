@@ -52,3 +52,25 @@ def test_grafana_token_is_not_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load_settings()
     assert "glsa_secret_value" not in repr(s)
     assert s.grafana_token.get_secret_value() == "glsa_secret_value"
+
+
+def test_validation_context_from_settings_carries_the_configured_limits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cityops.core.feeds import ValidationContext
+
+    monkeypatch.setenv("CITYOPS_MAX_CLOCK_SKEW_S", "42")
+    monkeypatch.setenv("CITYOPS_OCCUPANCY_TOLERANCE", "0.1")
+    ctx = ValidationContext.from_settings(load_settings())
+    assert (ctx.max_clock_skew_s, ctx.occupancy_tolerance, ctx.registry) == (42.0, 0.1, None)
+    bare = ValidationContext()  # no configuration: the settings' own defaults
+    monkeypatch.delenv("CITYOPS_MAX_CLOCK_SKEW_S")
+    monkeypatch.delenv("CITYOPS_OCCUPANCY_TOLERANCE")
+    defaults = load_settings()
+    assert (bare.max_clock_skew_s, bare.occupancy_tolerance) == (
+        defaults.max_clock_skew_s, defaults.occupancy_tolerance)
+
+
+def test_kafka_batch_limit_leaves_room_for_a_dead_letter(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(max_message_bytes=1_000_000).kafka_max_batch_bytes == 2_000_000
+    assert load_settings(max_message_bytes=2048).kafka_max_batch_bytes == 1_048_588

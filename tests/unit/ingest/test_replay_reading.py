@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from cityops.ingest.exceptions import ReplayError
-from cityops.ingest.replay import RecordMapper, parse_assignments, read_records
+from cityops.ingest.replay import RecordMapper, field_kinds, parse_assignments, read_records
 from cityops.ingest.simulate import Simulation
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -145,3 +145,12 @@ def test_csv_huge_field_and_ragged_rows_reject_only_that_row(tmp_path, vctx):
     items = _read(path, "parking", vctx, max_bytes=100_000)
     assert [i.rejection.reason if i.rejection else "ok" for i in items] == [
         "ok", "oversized", "bad_format", "ok"]
+
+
+def test_field_types_come_from_the_model_fields() -> None:
+    parking = field_kinds("parking")
+    assert parking == {"schema_version": int, "capacity": int, "occupied": int, "free": int}
+    air = field_kinds("air")
+    assert air["pm25_ugm3"] is float and air["averaging_s"] is int
+    assert "station_id" not in air and "event_time" not in air
+    assert field_kinds("incidents") == {"schema_version": int}  # enums stay text

@@ -8,11 +8,21 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from cityops.streams.alerts.webhooks import WebhookDispatcher, WebhookTarget, payload
+from cityops.core.settings import load_settings
+from cityops.streams.alerts.webhooks import (
+    WebhookDispatcher,
+    WebhookTarget,
+    payload,
+    utc_offset_label,
+)
 from cityops.streams.records import AlertEvent, AlertEventKind, AlertState
+
+#: the district's zone, as configured (a webhook text shows times in it)
+TZ = load_settings().tz
 
 
 class Hook:
@@ -86,14 +96,14 @@ def test_target_style_detection() -> None:
 
 
 def test_payload_shapes() -> None:
-    wecom = payload(event(), "wecom")
+    wecom = payload(event(), "wecom", TZ)
     assert wecom["msgtype"] == "markdown"
     assert set(wecom["markdown"]) == {"content"}
     assert "紧急" in wecom["markdown"]["content"]
     assert "2026-05-01 12:00:00 (UTC+8)" in wecom["markdown"]["content"]
-    ding = payload(event(), "dingtalk")
+    ding = payload(event(), "dingtalk", TZ)
     assert set(ding["markdown"]) == {"title", "text"}
-    assert payload(event(), "json")["alert_id"] == "crowd_density:jfb_square:1777608000"
+    assert payload(event(), "json", TZ)["alert_id"] == "crowd_density:jfb_square:1777608000"
 
 
 def test_delivery_styles_and_retries(hook: Hook) -> None:
@@ -102,7 +112,7 @@ def test_delivery_styles_and_retries(hook: Hook) -> None:
                WebhookTarget(hook.url("/fail"), "dingtalk")]
 
     async def main() -> WebhookDispatcher:
-        d = WebhookDispatcher(targets, attempts=3, backoff_initial_s=0.001,
+        d = WebhookDispatcher(targets, tz=TZ, attempts=3, backoff_initial_s=0.001,
                               backoff_max_s=0.01)
         await d.start()
         assert d.offer(event())
@@ -123,7 +133,7 @@ def test_bot_errcode_is_retried_then_failed(hook: Hook) -> None:
     target = WebhookTarget(hook.url("/errcode"), "wecom")
 
     async def main() -> WebhookDispatcher:
-        d = WebhookDispatcher([target], attempts=2, backoff_initial_s=0.001)
+        d = WebhookDispatcher([target], tz=TZ, attempts=2, backoff_initial_s=0.001)
         await d.start()
         d.offer(event())
         await d.aclose(drain_timeout_s=30)
@@ -138,7 +148,7 @@ def test_slow_webhook_never_blocks_and_drops_are_counted(hook: Hook) -> None:
     fast = WebhookTarget(hook.url("/ok"), "json")
 
     async def main() -> WebhookDispatcher:
-        d = WebhookDispatcher([slow, fast], queue_size=2, attempts=1)
+        d = WebhookDispatcher([slow, fast], tz=TZ, queue_size=2, attempts=1)
         await d.start()
         results = [d.offer(event(seq=i)) for i in range(10)]  # no await: nothing consumed
         assert results == [True, True] + [False] * 8
@@ -151,3 +161,11 @@ def test_slow_webhook_never_blocks_and_drops_are_counted(hook: Hook) -> None:
     assert (d.stats[slow.url].dropped, d.stats[slow.url].delivered) == (8, 2)
     assert (d.stats[fast.url].dropped, d.stats[fast.url].delivered) == (8, 2)
     assert [b["seq"] for b in hook.bodies["/ok"]] == [0, 1]
+
+
+def test_webhook_time_is_labelled_with_the_configured_zone() -> None:
+    at = datetime(2026, 5, 1, 4, tzinfo=UTC)
+    assert utc_offset_label(at.astimezone(TZ)) == "UTC+8"
+    assert utc_offset_label(at) == "UTC"
+    berlin = payload(event(), "wecom", ZoneInfo("Europe/Berlin"))["markdown"]["content"]
+    assert "2026-05-01 06:00:00 (UTC+2)" in berlin

@@ -124,6 +124,36 @@ def test_retry_policy() -> None:
     assert len(perm) == 1  # never retried
 
 
+def test_retry_policy_until_an_event_keeps_trying_while_it_is_clear() -> None:
+    """The sink's mode: retry past ``retries`` while running; once stopping, give up after
+    ``retries`` more at most (its batch stays uncommitted)."""
+    import threading
+
+    stopping = threading.Event()
+    calls: list[int] = []
+
+    def down_then_up() -> str:
+        calls.append(1)
+        if len(calls) < 8:
+            raise TransientWarehouseError("down", code="network_error")
+        return "ok"
+
+    policy = RetryPolicy(retries=2, backoff_s=0)
+    assert policy.run("x", down_then_up, until=stopping) == "ok" and len(calls) == 8
+    stopping.set()
+    calls.clear()
+    with pytest.raises(TransientWarehouseError):
+        policy.run("x", down_then_up, until=stopping)
+    assert len(calls) == 3
+
+
+def test_retry_policy_reads_the_warehouse_retry_settings() -> None:
+    from cityops.core.settings import load_settings
+
+    settings = load_settings(warehouse_insert_retries=7, warehouse_retry_backoff_s=0.5)
+    assert RetryPolicy.from_settings(settings) == RetryPolicy(retries=7, backoff_s=0.5)
+
+
 def test_readonly_keywords() -> None:
     for ok in ("SELECT 1", "with x as (select 1) select * from x", "SHOW TABLES",
                "DESCRIBE TABLE t", "EXPLAIN SELECT 1", "EXISTS TABLE t"):
