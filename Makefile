@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test test-cluster lint bench clean kafka-up kafka-down
+.PHONY: venv run test test-cluster test-reliability lint bench clean kafka-up kafka-down
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-## run: the whole pipeline locally on the embedded defaults (Ctrl-C stops it).
+## run: the whole pipeline locally on the embedded defaults (Ctrl-C stops it); a second run
+## carries on where the first stopped; `make run RUN_ARGS=--fresh` starts afresh (asks first).
 run: venv
-	$(BIN)/cityops run
+	$(BIN)/cityops run $(RUN_ARGS)
 
 ## test: the whole suite against the real broker and engines.
 test: venv
@@ -25,6 +26,11 @@ test: venv
 ## test-cluster: the 3-broker fault test (a broker killed mid-stream; ~3-4 min, 3 JVMs).
 test-cluster: venv
 	VENV=$(VENV) scripts/test-cluster.sh $(PYTEST_ARGS)
+
+## test-reliability: every fault case, the long ones included (10-minute soak); figures in
+## docs/reliability.md. The short cases also run in make test.
+test-reliability: venv
+	VENV=$(VENV) scripts/test.sh -m reliability -s tests/integration/streams $(PYTEST_ARGS)
 
 ## lint: ruff on the code, tests and benchmarks; mypy on the package (settings in pyproject).
 lint: venv

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import typer
+from pydantic import SecretStr
 from rich.table import Table
 
 from cityops.cli.common import console, fail, registry_or_exit, settings_or_exit
@@ -59,14 +60,22 @@ def validate(
     raise typer.Exit(1 if bad else 0)
 
 
+def _shown(value: object) -> str:
+    """A setting as the table shows it: a secret only says whether it is set."""
+    if isinstance(value, SecretStr):
+        return "(set, hidden)" if value.get_secret_value() else ""
+    if isinstance(value, list) and value and isinstance(value[0], SecretStr):
+        return f"({len(value)} set, hidden)"
+    return str(value)
+
+
 def show_settings() -> None:
     """Print the effective configuration (secrets masked)."""
     settings = settings_or_exit()
     table = Table("variable", "value", "meaning")
     for name, fld in Settings.model_fields.items():
-        value = getattr(settings, name)
         desc = (fld.description or "").split(":", 1)[-1].strip()
-        table.add_row(f"CITYOPS_{name.upper()}", str(value), desc)
+        table.add_row(f"CITYOPS_{name.upper()}", _shown(getattr(settings, name)), desc)
     table.add_row("(bootstrap)", settings.bootstrap_servers, "brokers clients use")
     table.add_row("(warehouse)", settings.effective_warehouse_url, "warehouse in use")
     console.print(table)

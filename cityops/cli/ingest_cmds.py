@@ -148,6 +148,7 @@ def replay(
     """Replay a recorded file into a feed's raw topic; refused records go to the DLQ."""
     from cityops.ingest.producer import FeedProducer, interrupt_guard
     from cityops.ingest.replay import parse_assignments, replay_file
+    from cityops.ingest.retention import file_notice
 
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
@@ -167,6 +168,15 @@ def replay(
         producer = FeedProducer(settings, client_id="cityops-replay", rate=rate or None)
     except CityopsError as exc:
         fail(str(exc))
+    if not rebase:  # re-based records are recent: nothing to check
+        try:
+            notice = file_notice(file, feed, settings, ctx, fmt=fmt or None, mapping=maps,
+                                 constants=sets, encoding=encoding, naive_tz=zone)
+        except CityopsError as exc:
+            producer.close()
+            fail(str(exc))
+        if (text := notice.message()) is not None:
+            console.print(f"[yellow]{text}[/yellow]", highlight=False)
     try:
         with interrupt_guard(stop):
             summary = replay_file(
@@ -199,18 +209,23 @@ def intake(
     """Serve the HTTP intake for sensor vendors and FIWARE NGSI-LD entities."""
     import uvicorn
 
+    from cityops.core.keys import Gate, KeyStore
     from cityops.ingest.intake import create_app
     from cityops.ingest.producer import FeedProducer
 
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
+    bind, bind_port = host or settings.intake_host, port or settings.intake_port
+    gate = Gate(KeyStore(settings.keys_path), "intake", bind)
     try:
+        gate.check_startup("the intake")
         producer = FeedProducer(settings, client_id="cityops-intake")
     except CityopsError as exc:
         fail(str(exc))
-    app = create_app(settings, registry, producer)
-    bind, bind_port = host or settings.intake_host, port or settings.intake_port
-    console.print(f"intake on http://{bind}:{bind_port} → {settings.bootstrap_servers} "
+    app = create_app(settings, registry, producer, gate)
+    lock = ("API keys required" if gate.enforced
+            else "open to this machine only: no intake keys yet (`cityops keys add`)")
+    console.print(f"intake on http://{bind}:{bind_port} → {settings.bootstrap_servers}; {lock} "
                   f"(started {datetime.now(UTC).isoformat(timespec='seconds')})")
     try:
         uvicorn.run(app, host=bind, port=bind_port, log_level="warning")

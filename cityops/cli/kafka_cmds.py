@@ -7,6 +7,7 @@ import typer
 from cityops.cli.common import console, fail, settings_or_exit
 from cityops.deploy.exceptions import BrokerError
 from cityops.deploy.kafka_local import LocalKafkaCluster, ensure_topics
+from cityops.exceptions import CityopsError
 
 kafka_app = typer.Typer(help="Run a real local Apache Kafka broker (KRaft).", no_args_is_help=True)
 
@@ -61,7 +62,7 @@ def topics() -> None:
     settings = settings_or_exit()
     try:
         created = ensure_topics(settings)
-    except BrokerError as exc:
+    except CityopsError as exc:  # BrokerError, or the broker refused our credentials
         fail(f"cannot create topics on {settings.bootstrap_servers}: {exc}")
     console.print(f"{len(created)} topics created, {len(settings.all_topics)} expected: "
                   + ", ".join(settings.all_topics), highlight=False)

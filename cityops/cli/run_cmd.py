@@ -1,25 +1,34 @@
 """``cityops run``: the whole local pipeline on the embedded defaults, with a live summary.
 
-1. the local Kafka broker(s) (``deploy.kafka_local.LocalKafkaCluster``; reused if running);
+1. the local Kafka broker (``deploy.kafka_local.LocalKafka``; reused if already running);
 2. the warehouse schema (``warehouse.migrate``) in the embedded chdb database;
 3. the streams worker (``cityops worker``: Faust agents, alert engine, warehouse sink);
 4. the simulator (``cityops simulate``): the last ``--hours`` replayed at ``--speed``×, then
-   real time;
-5. a terminal summary every ``--every`` seconds: events in / out per feed, dead letters, late
-   events, warehouse rows, sink batches, active alerts.
+   real time. A second run on the same data carries on after the newest event time in the
+   warehouse or the raw topics (the streams' dedup store, alert state and event clock stand
+   there), catching up
+   to now in the same wall time a first run would take; ``--fresh`` wipes the local data
+   (after asking) and starts over. Each catch-up ends where the next phase starts, so the
+   simulated clock never jumps (a jump would look like silent sensors to the alert engine);
+5. the command-centre board every ``--every`` seconds (``CITYOPS_BOARD_REFRESH_S``): the
+   overview board's own panel queries over the worker's read-only ``/sql``
+   (``dashboards.terminal``), under a one-line pipeline summary from ``/health``.
 
-Ctrl-C stops the simulator, then the worker (SIGTERM: it flushes and commits), then the
-broker if this command started it.
+Ctrl-C, SIGTERM and SIGHUP (the terminal closed) each stop the simulator, then the worker
+(SIGTERM: it flushes and commits), then the broker if this command started it. The pids of
+what it started are in ``$CITYOPS_DATA_DIR/logs/run.json`` while it runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,153 +42,322 @@ def _cityops() -> str:
     return str(exe) if exe.exists() else "cityops"
 
 
-def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 60.0) -> None:
-    if proc is None or proc.poll() is not None:
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 60.0,
+          group: bool = False) -> None:
+    """Stop one child; with ``group`` (a child started in its own session, like the worker and
+    its supervised process) wait for the whole process group, and SIGKILL the group on
+    timeout, so no grandchild outlives the run."""
+    if proc is None or (proc.poll() is not None and not (group and _group_alive(proc.pid))):
         return
     console.print(f"stopping {name} …", highlight=False)
-    proc.send_signal(signal.SIGINT if name == "simulator" else signal.SIGTERM)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT if name == "simulator" else signal.SIGTERM)
+    deadline = time.monotonic() + timeout
     try:
         proc.wait(timeout)
+        while group and _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
     except subprocess.TimeoutExpired:
+        pass
+    if group and _group_alive(proc.pid):
+        os.killpg(proc.pid, signal.SIGKILL)
+    elif proc.poll() is None:
         proc.kill()
-        proc.wait(10)
+    proc.wait(10)
 
 
-def _summary(url: str, started: float) -> Any:
+def _summary(url: str, started: float, headers: dict[str, str], board: Any = None,
+             runner: Any = None, tz: Any = None) -> Any:
+    """The live view: one pipeline line from ``/health``, then the command-centre board."""
     import httpx
-    from rich.table import Table
+    from rich.console import Group
 
     try:
-        health = httpx.get(f"{url}/health", timeout=5).json()
-        alerts = httpx.get(f"{url}/alerts", timeout=5).json().get("alerts", [])
+        resp = httpx.get(f"{url}/health", timeout=5, headers=headers)
+        if resp.status_code in (401, 403):
+            return f"[red]worker refused the token ({resp.status_code}): set " \
+                   "CITYOPS_WORKER_TOKEN to a viewer token[/red]"
+        health = resp.json()
     except (httpx.HTTPError, ValueError):
         return "[yellow]worker not answering yet …[/yellow]"
-    table = Table(title=f"cityops — {time.monotonic() - started:,.0f} s, worker "
-                  f"{health.get('status')}", expand=False)
-    for col in ("feed", "raw in", "clean", "dead letters", "duplicates", "aggregated",
-                "records out", "late"):
-        table.add_column(col, justify="right" if col != "feed" else "left")
-    for feed, v in health.get("validate", {}).items():
-        a = health.get("aggregate", {}).get(feed, {})
-        table.add_row(feed, f"{v['in']:,}", f"{v['clean']:,}", f"{v['dead']:,}",
-                      f"{v['duplicate']:,}", f"{a.get('in', 0):,}", f"{a.get('records', 0):,}",
-                      f"{a.get('late', 0):,}")
+    validate = health.get("validate", {})
     sink = health.get("sink", {})
-    out = Table.grid(padding=(0, 2))
-    out.add_row(table)
-    out.add_row(f"warehouse: {sink.get('rows', 0):,} rows in {sink.get('batches', 0):,} "
-                f"batches (last {sink.get('last_batch_s', 0)} s); alert engine "
-                f"{health.get('alerts', {}).get('events', 0):,} events, {len(alerts)} open")
-    for a in sorted(alerts, key=lambda x: str(x.get("severity")))[:8]:
-        out.add_row(f"  [bold]{a.get('severity')}[/bold] {a.get('rule_id')} "
-                    f"{a.get('subject')} = {a.get('value')} ({a.get('state')}) "
-                    f"id {a.get('alert_id')}")
-    return out
+    line = (f"cityops — {time.monotonic() - started:,.0f} s, worker {health.get('status')}; "
+            + ", ".join(f"{feed} {v['in']:,} in / {v['dead']:,} dead" for feed, v in
+                        validate.items())
+            + f"; warehouse {sink.get('rows', 0):,} rows in {sink.get('batches', 0):,} batches")
+    if board is None or runner is None:
+        return line
+    from cityops.dashboards.terminal import frame
+
+    return Group(line, frame(runner, board, datetime.now(tz)))
+
+
+#: a catch-up phase this close to now hands over to real time
+REALTIME_WITHIN = timedelta(seconds=30)
+#: raw tables whose newest event time says where the previous run stopped
+RESUME_TABLES = ("footfall_observed", "parking_observed", "air_quality_observed",
+                 "incidents_reported")
+
+
+class _Stopped(Exception):
+    """A stop signal (SIGTERM, SIGHUP) turned into an exception, like Ctrl-C."""
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    if signum == signal.SIGHUP:  # the terminal is gone: writing to it would fail (EIO)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):  # our prints and the libraries' logs during the cleanup
+            os.dup2(devnull, fd)
+        console.file = open(os.devnull, "w")  # noqa: SIM115 - until the process exits
+    raise _Stopped(signal.Signals(signum).name)
+
+
+def newest_event_time(wh: Any) -> datetime | None:
+    """Newest event time over the raw feed tables (None when the warehouse is empty)."""
+    newest: datetime | None = None
+    for table in RESUME_TABLES:
+        value = wh.query(f"SELECT maxOrNull(event_time) FROM {table}")[0][0]
+        if value is not None and (newest is None or value > newest):
+            newest = value
+    return newest
+
+
+def plan_start(now: datetime, newest: datetime | None, hours: float,
+               speed: float) -> tuple[datetime, float]:
+    """Where the simulator starts and how fast it catches up to ``now``.
+
+    A fresh warehouse starts ``hours`` back at ``speed``. Otherwise the run resumes one second
+    after the newest event stored or produced (``newest``: its report was sent; the next one is
+    new), at a speed that
+    catches up in no more wall time than a first run takes (``hours / speed``).
+    """
+    if newest is None or newest >= now:
+        return (now - timedelta(hours=hours)).replace(microsecond=0), speed
+    start = newest.replace(microsecond=0) + timedelta(seconds=1)
+    budget_s = max(hours * 3600 / speed, 1.0)
+    return start, max(speed, (now - start).total_seconds() / budget_s)
+
+
+def _wipe(settings: Any, broker: Any, yes: bool) -> None:
+    data = settings.data_dir.resolve()
+    if not data.exists():
+        return
+    if not yes and not typer.confirm(f"Delete everything under {data} (broker data, "
+                                     "warehouse, logs)?", default=False):
+        fail("nothing deleted", code=1)
+    if broker.pid() is not None:
+        broker.down()
+    for child in data.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    console.print(f"wiped {data}")
+
+
+def _write_pids(path: Path, procs: dict[str, int | None]) -> None:
+    path.write_text(json.dumps({"run": os.getpid(), **procs}), encoding="utf-8")
 
 
 def run(
     speed: float = typer.Option(60.0, "--speed", help="Simulated seconds per wall second "
                                 "while replaying the recent past."),
     hours: float = typer.Option(6.0, "--hours", help="How much of the recent past to replay "
-                                "(then the simulator continues in real time)."),
+                                "on a fresh warehouse (then the simulator continues in real "
+                                "time); a later run carries on where the last one stopped."),
     faults: str = typer.Option(
         "dup=0.01,malformed=0.005,late=0.002,dead=1", "--faults",
         help="Simulator faults (see `cityops simulate --help`): by default a few duplicates, "
              "malformed and late records (dead letters, late events) and one sensor that "
              "goes silent (a dead-sensor alert), so the demo shows every path."),
-    every: float = typer.Option(3.0, "--every", help="Seconds between summaries."),
+    every: float = typer.Option(0.0, "--every", help="Seconds between board refreshes "
+                                "(default CITYOPS_BOARD_REFRESH_S)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Wipe the local data (broker, "
+                               "warehouse, logs under CITYOPS_DATA_DIR) first, after asking."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --fresh wipes."),
 ) -> None:
     """Run the whole local pipeline: broker, warehouse, worker, simulator; Ctrl-C stops."""
-    from datetime import datetime
-
     from rich.live import Live
 
     from cityops.deploy.exceptions import BrokerError
-    from cityops.deploy.kafka_local import LocalKafkaCluster, ensure_topics
+    from cityops.deploy.kafka_local import LocalKafka, ensure_topics
     from cityops.exceptions import CityopsError
+    from cityops.streams.web import worker_gate
 
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
-    broker = LocalKafkaCluster(settings)  # CITYOPS_KAFKA_LOCAL_BROKERS nodes
-    started_broker = False
-    if not settings.kafka_bootstrap_servers:
-        was_running = all(n.pid() is not None for n in broker.nodes) and \
-            broker.nodes[0].answering()
-        try:
-            broker.up()
-        except BrokerError as exc:
-            fail(str(exc))
-        started_broker = not was_running
-        console.print(f"broker at {broker.bootstrap}"
-                      + (" (started)" if started_broker else " (already running)"))
+    gate = worker_gate(settings)
     try:
-        ensure_topics(settings)
-    except BrokerError as exc:
-        fail(str(exc))
-    try:
-        from cityops.warehouse.sink_runner import open_warehouse
-
-        wh = open_warehouse(settings, registry)
-        wh.close()
+        gate.check_startup("the worker web server")
     except CityopsError as exc:
-        fail(f"warehouse {settings.effective_warehouse_url}: {exc}")
-    console.print(f"warehouse {settings.effective_warehouse_url} migrated")
-
-    env = dict(os.environ)
-    # replaying the past at speed: alert time (dead sensors, durations) follows event time
-    env.setdefault("CITYOPS_ALERT_CLOCK", "event")
+        fail(str(exc))
+    broker = LocalKafka(settings)
+    if fresh:
+        _wipe(settings, broker, yes)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    token = settings.worker_token.get_secret_value()
+    session_key = None
+    if gate.enforced and not token:
+        # worker tokens exist but none is configured here: a token for this run only
+        session_key, token = gate.store.add("cityops-run", "worker",
+                                            roles=("viewer", "operator", "analyst"))
+    started_broker = False
+    running: dict[str, subprocess.Popen | None] = {"simulator": None, "worker": None}
     logs = settings.data_dir.resolve() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    pids = logs / "run.json"
     worker_log = open(logs / "worker.log", "ab")  # noqa: SIM115 - the child's stdout
     sim_log = open(logs / "simulate.log", "ab")  # noqa: SIM115
+    try:
+        if not settings.kafka_bootstrap_servers:
+            was_running = broker.pid() is not None and broker.answering()
+            try:
+                broker.up()
+            except BrokerError as exc:
+                fail(str(exc))
+            started_broker = not was_running
+            console.print(f"broker at {broker.bootstrap}"
+                          + (" (started)" if started_broker else " (already running)"))
+        try:
+            ensure_topics(settings)
+        except BrokerError as exc:
+            fail(str(exc))
+        try:
+            from cityops.warehouse.sink_runner import open_warehouse
+
+            wh = open_warehouse(settings, registry)
+            try:
+                newest = newest_event_time(wh)
+            finally:
+                wh.close()
+        except CityopsError as exc:
+            fail(f"warehouse {settings.effective_warehouse_url}: {exc}")
+        console.print(f"warehouse {settings.effective_warehouse_url} migrated")
+        from cityops.ingest.resume import newest_raw_event_time
+
+        produced = newest_raw_event_time(settings)  # ahead of the warehouse if it lagged
+        if produced is not None and (newest is None or produced > newest):
+            newest = produced
+        _supervise(settings, registry, token, broker, newest, hours, speed, faults, every,
+                   logs, pids, worker_log, sim_log, Live, started_broker, running)
+    except KeyboardInterrupt:
+        console.print("Ctrl-C: shutting down")
+    except _Stopped as exc:
+        console.print(f"{exc}: shutting down")
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/red]")
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the cleanup
+        try:
+            _shutdown(running, broker, started_broker)
+        finally:
+            if session_key is not None:
+                gate.store.revoke(session_key.key_id)
+        pids.unlink(missing_ok=True)
+        worker_log.close()
+        sim_log.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _shutdown(running: dict[str, subprocess.Popen | None], broker: Any,
+              started_broker: bool) -> None:
+    try:
+        _stop(running.get("simulator"), "simulator")
+        _stop(running.get("worker"), "worker", group=True)
+    finally:
+        if started_broker:
+            console.print("stopping the broker …")
+            broker.down()
+
+
+def _supervise(settings: Any, registry: Any, token: str, broker: Any, newest: datetime | None,
+               hours: float,
+               speed: float, faults: str, every: float, logs: Path, pids: Path,
+               worker_log: Any, sim_log: Any, live_cls: Any, started_broker: bool,
+               running: dict[str, subprocess.Popen | None]) -> None:
+    """Start the worker, then the simulator phases; returns only by an exception."""
+    from cityops.core.keys import bearer_headers
+    from cityops.dashboards.boards import overview
+    from cityops.dashboards.terminal import WorkerSql
+    from cityops.streams.alerts.rules import load_rules
+
+    env = dict(os.environ)
+    if token:
+        env["CITYOPS_WORKER_TOKEN"] = token  # `cityops sql` / alerts from this environment
+    headers = bearer_headers(token)
+    # replaying the past at speed: alert time (dead sensors, durations) follows event time
+    env.setdefault("CITYOPS_ALERT_CLOCK", "event")
     worker = subprocess.Popen([_cityops(), "worker"], env=env, stdout=worker_log,
                               stderr=subprocess.STDOUT, start_new_session=True)
+    running["worker"] = worker
+    broker_pid = broker.pid() if started_broker else None
+    _write_pids(pids, {"broker": broker_pid, "worker": worker.pid, "simulator": None})
     url = f"http://{settings.worker_web_host}:{settings.worker_web_port}"
-    now = datetime.now(settings.tz)
-    start = (now - timedelta(hours=hours)).replace(microsecond=0)
-    sim_cmd = [_cityops(), "simulate", "--quiet", "--start", start.isoformat(),
-               "--end", now.replace(microsecond=0).isoformat(), "--speed", str(speed)]
-    if faults:
-        sim_cmd += ["--faults", faults]
+    now = datetime.now(settings.tz).replace(microsecond=0)
+    start, pace = plan_start(now, newest, hours, speed)
+    console.print(("carrying on after " + newest.isoformat() if newest is not None and
+                   start > now - timedelta(hours=hours) else "starting")
+                  + f": simulating from {start.isoformat()} at ×{pace:,.0f}", highlight=False)
+    phase_end = now
+    extra = ["--faults", faults] if faults else []
+
+    def launch(args: list[str]) -> subprocess.Popen:
+        proc = subprocess.Popen([_cityops(), "simulate", "--quiet", *args, *extra], env=env,
+                                stdout=sim_log, stderr=subprocess.STDOUT)
+        running["simulator"] = proc
+        _write_pids(pids, {"broker": broker_pid, "worker": worker.pid, "simulator": proc.pid})
+        return proc
+
     sim: subprocess.Popen | None = None
     realtime = False
     console.print(f"worker log {logs / 'worker.log'}; simulator log {logs / 'simulate.log'}; "
                   f"web {url} (/health /metrics /alerts /sql)", highlight=False)
+    board = overview(load_rules(settings.alert_rules), registry,
+                     f"{settings.board_refresh_s}s")
+    runner = WorkerSql(f"{url}/sql", token)
+    every = every or float(settings.board_refresh_s)
     t0 = time.monotonic()
-    try:
-        with Live(_summary(url, t0), console=console, refresh_per_second=1) as live:
-            while True:
-                if worker.poll() is not None:
-                    raise RuntimeError(f"worker exited with {worker.returncode}; see "
-                                       f"{logs / 'worker.log'}")
-                if sim is None and _ready(url):
-                    sim = subprocess.Popen(sim_cmd, env=env, stdout=sim_log,
-                                           stderr=subprocess.STDOUT)
-                elif sim is not None and sim.poll() is not None and not realtime:
-                    realtime = True  # caught up with now: continue in real time
-                    sim = subprocess.Popen([_cityops(), "simulate", "--quiet", "--speed", "1"],
-                                           env=env, stdout=sim_log, stderr=subprocess.STDOUT)
-                live.update(_summary(url, t0))
-                time.sleep(every)
-    except KeyboardInterrupt:
-        console.print("Ctrl-C: shutting down")
-    except RuntimeError as exc:
-        console.print(f"[red]{exc}[/red]")
-    finally:
-        _stop(sim, "simulator")
-        _stop(worker, "worker")
-        if started_broker:
-            console.print("stopping the broker …")
-            broker.down()
-        worker_log.close()
-        sim_log.close()
+    with live_cls(_summary(url, t0, headers), console=console, refresh_per_second=1) as live:
+        while True:
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker exited with {worker.returncode}; see "
+                                   f"{logs / 'worker.log'}")
+            if sim is None and _ready(url, headers):
+                sim = launch(["--start", start.isoformat(), "--end", phase_end.isoformat(),
+                              "--speed", f"{pace:g}"])
+            elif sim is not None and sim.poll() is not None and not realtime:
+                # the phase reached its end: catch up again, or carry on in real time from it
+                now = datetime.now(settings.tz).replace(microsecond=0)
+                if now - phase_end > REALTIME_WITHIN:
+                    start, phase_end = phase_end, now
+                    sim = launch(["--start", start.isoformat(), "--end", now.isoformat(),
+                                  "--speed", f"{max(pace, 1.0):g}"])
+                else:
+                    realtime = True
+                    sim = launch(["--start", phase_end.isoformat(), "--speed", "1"])
+            live.update(_summary(url, t0, headers, board, runner, settings.tz))
+            time.sleep(every)
 
 
-def _ready(url: str) -> bool:
+def _ready(url: str, headers: dict[str, str]) -> bool:
     import httpx
 
     try:
-        return bool(httpx.get(f"{url}/health", timeout=2).json().get("running"))
+        return bool(httpx.get(f"{url}/health", timeout=2, headers=headers).json()
+                    .get("running"))
     except (httpx.HTTPError, ValueError):
         return False
 

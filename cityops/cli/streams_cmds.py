@@ -134,14 +134,20 @@ def worker_command(
         raise typer.Exit(_supervise([] if sink else ["--no-sink"]))
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
-    from cityops.deploy.exceptions import BrokerError, BrokerUnreachable
+    try:
+        from cityops.streams.web import worker_gate
+
+        worker_gate(settings).check_startup("the worker web server")
+    except CityopsError as exc:
+        fail(str(exc))
+    from cityops.deploy.exceptions import BrokerUnreachable
     from cityops.deploy.kafka_local import ensure_topics
 
     try:
         ensure_topics(settings)  # subscribe to existing topics, with the configured partitions
     except BrokerUnreachable as exc:
         fail(f"{exc}; start it with `cityops kafka up`")
-    except BrokerError as exc:
+    except CityopsError as exc:  # BrokerError, or the broker refused our password: one line
         fail(str(exc))
     try:
         if sink:
@@ -169,6 +175,29 @@ def _worker_url() -> str | None:
     return ep["url"] if ep else None
 
 
+def _auth() -> dict[str, str]:
+    """The bearer header of ``CITYOPS_WORKER_TOKEN`` (none when unset: an open local worker)."""
+    from cityops.cli.common import settings_or_exit
+    from cityops.core.keys import bearer_headers
+
+    return bearer_headers(settings_or_exit().worker_token.get_secret_value())
+
+
+def _refused(resp: object) -> None:
+    """One line for 401 / 403 (which role is missing), then exit."""
+    status = getattr(resp, "status_code", 0)
+    if status not in (401, 403):
+        return
+    try:
+        body = resp.json()  # type: ignore[attr-defined]
+    except ValueError:
+        body = {}
+    if status == 401:
+        fail("the worker wants a token: set CITYOPS_WORKER_TOKEN (`cityops keys add NAME "
+             "--role …`)", code=1)
+    fail(f"the worker refused this token: {body.get('detail', body.get('scope', ''))}", code=1)
+
+
 @alerts_app.command("list")
 def alerts_list(
     include_all: bool = typer.Option(False, "--all", help="Include closed alerts."),
@@ -181,7 +210,9 @@ def alerts_list(
     url = _worker_url()
     if url is not None:
         try:
-            resp = httpx.get(f"{url}/alerts", params={"all": int(include_all)}, timeout=10)
+            resp = httpx.get(f"{url}/alerts", params={"all": int(include_all)}, timeout=10,
+                             headers=_auth())
+            _refused(resp)
             resp.raise_for_status()
             alerts = resp.json()["alerts"]
         except (httpx.HTTPError, ValueError, KeyError) as exc:
@@ -217,7 +248,9 @@ def _alerts_from_warehouse(include_all: bool) -> list[dict]:
 @alerts_app.command("ack")
 def alerts_ack(
     alert_id: str = typer.Argument(..., help="The alert's id (see `cityops alerts list`)."),
-    by: str = typer.Option(..., "--by", help="Who acknowledges (name or staff id)."),
+    by: str = typer.Option("", "--by", help="Who acknowledges (name or staff id); with a "
+                           "token, the worker records the token's name (and this, if it "
+                           "differs)."),
 ) -> None:
     """Acknowledge an alert through the running worker (its engine owns alert state)."""
     import httpx
@@ -226,9 +259,11 @@ def alerts_ack(
     if url is None:
         fail("no running worker found (start one with `cityops worker`)")
     try:
-        resp = httpx.post(f"{url}/alerts/{alert_id}/ack", json={"by": by}, timeout=40)
+        resp = httpx.post(f"{url}/alerts/{alert_id}/ack", json={"by": by}, timeout=40,
+                          headers=_auth())
     except httpx.HTTPError as exc:
         fail(f"worker at {url} did not answer: {exc}")
+    _refused(resp)
     body = resp.json() if resp.headers.get("content-type", "").startswith(
         "application/json") else {"error": resp.text}
     if resp.status_code == 404:

@@ -194,19 +194,26 @@ def tables_cmd(
 
 # --- cityops sql ---------------------------------------------------------------------------------
 
-def _remote_df(endpoint: str, sql: str, max_rows: int) -> Any:
+def _remote_df(endpoint: str, sql: str, max_rows: int, token: str = "") -> Any:
     import httpx
     import pandas
 
+    from cityops.core.keys import bearer_headers
+
     try:
         resp = httpx.post(endpoint, json={"sql": sql, "format": "json", "max_rows": max_rows},
-                          timeout=300)
+                          timeout=300, headers=bearer_headers(token))
     except httpx.HTTPError as exc:
         fail(f"worker SQL endpoint {endpoint}: {exc}", code=1)
     try:
         body = resp.json()
     except ValueError:
         fail(f"worker SQL endpoint {endpoint} answered {resp.status_code} without JSON", code=1)
+    if resp.status_code == 401:
+        fail("the worker wants a token: set CITYOPS_WORKER_TOKEN to an analyst token "
+             "(`cityops keys add NAME --role analyst`)", code=1)
+    if resp.status_code == 403:
+        fail(f"forbidden: {body.get('detail', 'this token lacks the analyst role')}", code=1)
     if resp.status_code != 200:
         fail(f"{body.get('code', 'error')}: {body.get('error', resp.text)}", code=1)
     return pandas.DataFrame(body.get("rows") or [], columns=body.get("columns") or [])
@@ -266,7 +273,7 @@ def sql_cmd(
     limit = max_rows or settings.sql_max_result_rows
     endpoint = None if (url or write) else remote_sql_url(settings)
     if endpoint:
-        df = _remote_df(endpoint, query, limit)
+        df = _remote_df(endpoint, query, limit, settings.worker_token.get_secret_value())
     else:
         wh = _connect(settings, url)
         try:
@@ -309,7 +316,8 @@ def night_economy_cmd(
     settings = settings_or_exit()
     wh = _connect(settings, url)
     try:
-        result = night_economy_report(wh, start, end, out, progress=progress)
+        result = night_economy_report(wh, start, end, out, timezone=settings.timezone,
+                                      progress=progress)
     except CityopsError as exc:
         fail(str(exc), code=1)
     finally:

@@ -11,16 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from cityops.core.feeds import FEED_MODELS, Envelope, ValidationContext
+from cityops.core.strictjson import StrictJSONError, loads_strict
 
 #: Reason codes, each with a one-line meaning (documented in docs/feeds.md).
 REASONS: dict[str, str] = {
     "oversized": "message larger than CITYOPS_MAX_MESSAGE_BYTES",
     "bad_encoding": "bytes are not UTF-8",
     "bad_json": "not parseable JSON",
+    "duplicate_key": "an object names the same key twice (parsers disagree which one wins)",
+    "non_finite_number": "NaN or Infinity, or a number that overflows a double",
+    "bad_number": "an integer outside the 64-bit range (parsers disagree on its value)",
     "not_an_object": "JSON value is not an object",
     "unknown_feed": "no such feed",
     "missing_field": "a required field is absent",
@@ -122,9 +125,9 @@ def decode_event(
     except UnicodeDecodeError as exc:
         return Rejection("bad_encoding", f"not UTF-8 at byte {exc.start}")
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return Rejection("bad_json", str(exc).split(":")[0])
+        data = loads_strict(raw)
+    except StrictJSONError as exc:
+        return Rejection(exc.reason, exc.detail)
     if not isinstance(data, dict):
         return Rejection("not_an_object", f"got JSON {type(data).__name__}")
     try:

@@ -19,3 +19,8 @@ class RegistryError(CityopsError):
         self.file, self.entry, self.reason = file, entry, reason
         super().__init__(f"{file}: {entry}: {reason}")
 
+
+class AuthError(CityopsError):
+    """Credentials are missing, malformed or refused; never carries the secret itself."""
+
+    code = "auth"

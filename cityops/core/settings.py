@@ -6,19 +6,22 @@ broker on loopback, the embedded chdb warehouse under ``./.cityops-data``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from cityops.core import topics
 from cityops.core.exceptions import SettingsError
+from cityops.core.secrets import MASK, read_secret_file, redact_url, split_url_password
 from cityops.core.topics import FEEDS as FEEDS  # re-exported: callers import it from here
 
 ENV_PREFIX = "CITYOPS_"
@@ -50,6 +53,23 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = Field("console", description="CITYOPS_LOG_FORMAT")
 
     # --- Kafka -----------------------------------------------------------------------------
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="CITYOPS_KAFKA_SECURITY_PROTOCOL: SASL_SSL on shared networks"
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="CITYOPS_KAFKA_SASL_MECHANISM"
+    )
+    kafka_sasl_username: str = Field("cityops", description="CITYOPS_KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr = Field(
+        SecretStr(""), description="CITYOPS_KAFKA_SASL_PASSWORD (or _FILE)"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CITYOPS_KAFKA_SSL_CAFILE: PEM of the CA (or self-signed broker "
+        "certificate) clients trust; empty means the system store"
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="CITYOPS_KAFKA_SSL_CHECK_HOSTNAME: verify the broker's name"
+    )
     kafka_bootstrap_servers: str = Field(
         "", description="CITYOPS_KAFKA_BOOTSTRAP_SERVERS: host:port[,host:port]; "
         "empty means the local broker on kafka_port"
@@ -133,8 +153,12 @@ class Settings(BaseSettings):
 
     # --- warehouse ---------------------------------------------------------------------------
     warehouse_url: str = Field(
-        "", description="CITYOPS_WAREHOUSE_URL: chdb:///path or clickhouse://user:pass@host:9000/db"
-        "; empty means chdb under data_dir"
+        "", description="CITYOPS_WAREHOUSE_URL: chdb:///path or clickhouse://user@host:9000/db"
+        "; empty means chdb under data_dir. A password written in the URL is moved to "
+        "warehouse_password, so the URL itself is never secret"
+    )
+    warehouse_password: SecretStr = Field(
+        SecretStr(""), description="CITYOPS_WAREHOUSE_PASSWORD (or _FILE): ClickHouse password"
     )
     raw_ttl_days: int = Field(
         400, ge=0, le=36_500, description="CITYOPS_RAW_TTL_DAYS: days raw feed rows are kept "
@@ -161,6 +185,20 @@ class Settings(BaseSettings):
     worker_sql_url: str = Field(
         "", description="CITYOPS_WORKER_SQL_URL: read-only SQL endpoint of a running worker that "
         "holds the embedded warehouse; empty means look for its pid file"
+    )
+
+    # --- doors and keys ------------------------------------------------------------------------
+    keys_file: Path | None = Field(
+        None, description="CITYOPS_KEYS_FILE: hashed intake keys and worker tokens "
+        "(`cityops keys`); empty means <data_dir>/keys.json"
+    )
+    worker_token: SecretStr = Field(
+        SecretStr(""), description="CITYOPS_WORKER_TOKEN (or _FILE): bearer token the CLI and "
+        "terminal views send to the worker's web endpoints"
+    )
+    worker_web_open_probes: bool = Field(
+        False, description="CITYOPS_WORKER_WEB_OPEN_PROBES: leave /health and /metrics open "
+        "(no token) for load-balancer and Prometheus probes"
     )
 
     # --- streams worker (Faust pipeline + warehouse sink) -----------------------------------
@@ -229,10 +267,11 @@ class Settings(BaseSettings):
         None, description="CITYOPS_ALERT_RULES: alert rules YAML; empty means the packaged "
         "cityops/streams/alerts/rules.yaml",
     )
-    alert_webhook_urls: list[str] = Field(
+    alert_webhook_urls: list[SecretStr] = Field(
         default_factory=list,
-        description="CITYOPS_ALERT_WEBHOOK_URLS: JSON list of webhook URLs; WeCom / DingTalk "
-        "style chosen by host, or by a 'wecom+' / 'dingtalk+' / 'json+' prefix",
+        description="CITYOPS_ALERT_WEBHOOK_URLS (or _FILE): JSON list of webhook URLs (secret: "
+        "they carry the bot's access key); WeCom / DingTalk style chosen by host, or by a "
+        "'wecom+' / 'dingtalk+' / 'json+' prefix",
     )
     alert_webhook_timeout_s: float = Field(
         5.0, gt=0, le=120, description="CITYOPS_ALERT_WEBHOOK_TIMEOUT_S: per HTTP attempt"
@@ -256,7 +295,51 @@ class Settings(BaseSettings):
 
     # --- Grafana -----------------------------------------------------------------------------
     grafana_url: str = Field("http://127.0.0.1:3000", description="CITYOPS_GRAFANA_URL")
-    grafana_token: SecretStr = Field(SecretStr(""), description="CITYOPS_GRAFANA_TOKEN")
+    grafana_token: SecretStr = Field(
+        SecretStr(""), description="CITYOPS_GRAFANA_TOKEN (or _FILE)"
+    )
+    grafana_clickhouse_user: str = Field(
+        "cityops_reader", description="CITYOPS_GRAFANA_CLICKHOUSE_USER: read-only ClickHouse "
+        "user of the Grafana datasource")
+    grafana_clickhouse_password: SecretStr = Field(
+        SecretStr(""), description="CITYOPS_GRAFANA_CLICKHOUSE_PASSWORD: its password (secret)")
+    board_refresh_s: int = Field(
+        5, ge=5, le=10, description="CITYOPS_BOARD_REFRESH_S: refresh of the live boards "
+        "(Grafana and the terminal board), 5-10 s")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files_and_urls(cls, data: object) -> object:
+        """Read ``CITYOPS_<SECRET>_FILE`` and move a password out of the warehouse URL."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in secret_fields():
+            var = f"{ENV_PREFIX}{name.upper()}_FILE"
+            path = os.environ.get(var)
+            if not path:
+                continue
+            if data.get(name) not in (None, "", []):
+                raise ValueError(f"set {ENV_PREFIX}{name.upper()} or {var}, not both")
+            try:
+                text = read_secret_file(path)
+            except OSError as exc:
+                raise ValueError(f"{var}: cannot read {path} ({exc.strerror})") from None
+            data[name] = _parse_list(text, var) if _is_list(name) else text
+        url = data.get("warehouse_url")
+        if isinstance(url, str) and url:
+            try:
+                bare, password = split_url_password(url)
+            except ValueError:
+                raise ValueError("CITYOPS_WAREHOUSE_URL is not a URL") from None
+            if password is not None:
+                given = data.get("warehouse_password")
+                if given not in (None, ""):
+                    raise ValueError("a password in CITYOPS_WAREHOUSE_URL and "
+                                     "CITYOPS_WAREHOUSE_PASSWORD: give it once")
+                data["warehouse_url"] = bare
+                data["warehouse_password"] = unquote(password)
+        return data
 
     @field_validator("timezone")
     @classmethod
@@ -312,6 +395,11 @@ class Settings(BaseSettings):
         return self.warehouse_url or f"chdb://{(self.data_dir / 'warehouse').resolve()}"
 
     @property
+    def keys_path(self) -> Path:
+        """Where the hashed intake keys and worker tokens live."""
+        return self.keys_file or self.data_dir / "keys.json"
+
+    @property
     def worker_id(self) -> str:
         """Faust app id / consumer group of the streams worker (unique per topic prefix)."""
         return f"{self.topic_prefix}.{self.worker_app_id}"
@@ -333,6 +421,39 @@ class Settings(BaseSettings):
         return [self.topic(name) for name in topics.ALL]
 
 
+def secret_fields() -> list[str]:
+    """Names of the settings that hold secrets (``SecretStr`` or a list of them)."""
+    return [name for name, f in Settings.model_fields.items()
+            if "SecretStr" in str(f.annotation)]
+
+
+def _is_list(name: str) -> bool:
+    return str(Settings.model_fields[name].annotation).startswith("list")
+
+
+def _parse_list(text: str, var: str) -> list[str]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{var}: the file is not a JSON list") from None
+    if not isinstance(value, list):
+        raise ValueError(f"{var}: the file is not a JSON list")
+    return value
+
+
+def shown_value(var: str) -> str:
+    """An environment value as an error message may show it: secrets masked, URLs redacted."""
+    raw = os.environ.get(var)
+    if raw is None:
+        return "<unset>"
+    name = var.removeprefix(ENV_PREFIX).lower()
+    if name.endswith("_file") or name == "warehouse_url":
+        return repr(redact_url(raw)) if name == "warehouse_url" else repr(raw)
+    if name in secret_fields():
+        return MASK
+    return repr(raw)
+
+
 def _describe_error(err: Mapping[str, Any]) -> str:
     field = str(err["loc"][0]) if err.get("loc") else ""
     var = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
@@ -340,7 +461,9 @@ def _describe_error(err: Mapping[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     if "expected" in ctx:
         msg = f"{msg} (allowed: {ctx['expected']})"
-    return f"{var}={os.environ.get(var, '<unset>')!r}: {msg}"
+    if not field:
+        return f"{var}: {msg}"
+    return f"{var}={shown_value(var)}: {msg}"
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -350,6 +473,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = [_describe_error(e) for e in exc.errors()]
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    except PydanticSettingsError as exc:  # a JSON-valued variable that is not JSON
+        field = str(exc).split('"')[1] if '"' in str(exc) else ""
+        var = f"{ENV_PREFIX}{field.upper()}" if field else "a JSON-valued setting"
+        raise SettingsError(f"invalid configuration:\n  {var}: not valid JSON") from None
 
 
 @lru_cache(maxsize=1)

@@ -1,1 +1,1 @@
-"""dashboards area of the data flow."""
+"""Boards and alert rules as code: Grafana provisioning, checks, push, the terminal board."""

@@ -11,6 +11,13 @@ one cluster (every node a controller voter, so the quorum survives one node down
 topics get replication factor 3 and ``min.insync.replicas=2``: with ``acks=all`` a write is
 acknowledged by two replicas, and one broker can stop without losing or refusing a write.
 
+With ``CITYOPS_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` the broker listens with SASL/SCRAM-SHA-512
+over TLS: a self-signed certificate for 127.0.0.1/localhost is made with the JDK's keytool
+(``tls/broker.p12``, its certificate in ``tls/ca.pem`` for clients), and the client user
+(``CITYOPS_KAFKA_SASL_USERNAME`` / ``_PASSWORD``) and a broker-internal user are written into
+the metadata log when storage is formatted (``StorageTool format --add-scram``). Clients of a
+local broker trust ``tls/ca.pem`` unless ``CITYOPS_KAFKA_SSL_CAFILE`` says otherwise.
+
 Kafka 3.9.x is the default: aiokafka (under Faust) and kafka-python both speak its
 protocol versions; Kafka 4.x dropped old protocol versions some clients still request.
 """
@@ -21,6 +28,7 @@ import contextlib
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -33,10 +41,15 @@ from pathlib import Path
 
 import structlog
 
+from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
 from cityops.deploy.exceptions import BrokerError, BrokerUnreachable, TopicSetupError
+from cityops.ingest.kafka_access import check_access
 
 log = structlog.get_logger(__name__)
+
+#: SCRAM user the local SASL_SSL broker uses for itself (clients: CITYOPS_KAFKA_SASL_USERNAME)
+INTERNAL_USER = "cityops-broker"
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -93,6 +106,22 @@ class BrokerPaths:
     @property
     def console_log(self) -> Path:
         return self.logs / "console.out"
+
+    @property
+    def tls(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def keystore(self) -> Path:
+        return self.tls / "broker.p12"
+
+    @property
+    def ca(self) -> Path:
+        return self.tls / "ca.pem"
+
+    @property
+    def mode_file(self) -> Path:
+        return self.root / "security.protocol"
 
 
 @dataclass(frozen=True)
@@ -171,6 +200,93 @@ class LocalKafka:
     def _classpath(self) -> str:
         return str(self.libs / "*")
 
+    @property
+    def secure(self) -> bool:
+        return self.settings.kafka_security_protocol == "SASL_SSL"
+
+    def _check_mode(self) -> None:
+        """A data dir formatted for one protocol is not silently reused for another."""
+        want = self.settings.kafka_security_protocol
+        p = self.paths
+        if want not in ("PLAINTEXT", "SASL_SSL"):
+            raise BrokerError(f"the local broker runs PLAINTEXT or SASL_SSL, not {want}")
+        if (p.data / "meta.properties").exists():
+            have = p.mode_file.read_text().strip() if p.mode_file.exists() else "PLAINTEXT"
+            if have != want:
+                raise BrokerError(f"broker data {p.root} was formatted for {have}; use another "
+                                  f"CITYOPS_KAFKA_PORT (or remove it) to run {want}")
+        if self.secure and not self.settings.kafka_sasl_password.get_secret_value():
+            raise BrokerError("CITYOPS_KAFKA_SASL_PASSWORD is empty: the SASL_SSL broker "
+                              "needs the client user's password")
+
+    def _make_certificate(self) -> str:
+        """Self-signed broker certificate (keytool); returns the keystore password."""
+        p = self.paths
+        pw_file = p.tls / "keystore.password"
+        if p.keystore.exists() and p.ca.exists() and pw_file.exists():
+            return pw_file.read_text().strip()
+        keytool = str(Path(self._java()).with_name("keytool"))
+        p.tls.mkdir(parents=True, exist_ok=True)
+        os.chmod(p.tls, 0o700)
+        password = secrets.token_hex(16)
+        p.keystore.unlink(missing_ok=True)
+        for args in (
+            ["-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
+             "-validity", "825", "-dname", "CN=localhost,O=cityops local broker",
+             "-ext", "SAN=dns:localhost,ip:127.0.0.1", "-keystore", str(p.keystore),
+             "-storetype", "PKCS12", "-storepass", password, "-keypass", password],
+            ["-exportcert", "-rfc", "-alias", "broker", "-keystore", str(p.keystore),
+             "-storepass", password, "-file", str(p.ca)],
+        ):
+            proc = subprocess.run([keytool, "-noprompt", *args], capture_output=True,
+                                  text=True, check=False)
+            if proc.returncode != 0:
+                raise BrokerError(f"keytool failed: {(proc.stdout + proc.stderr)[-300:]}")
+        pw_file.write_text(password)
+        os.chmod(pw_file, 0o600)
+        return password
+
+    def _security_lines(self) -> list[str]:
+        if not self.secure:
+            return [
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            ]
+        store_pw = self._make_certificate()
+        internal = self._internal_password()
+        return [
+            f"listeners=SASL_SSL://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=SASL_SSL://127.0.0.1:{self.port}",
+            "inter.broker.listener.name=SASL_SSL",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{INTERNAL_USER}" password="{internal}";',
+            f"ssl.keystore.location={self.paths.keystore}",
+            "ssl.keystore.type=PKCS12",
+            f"ssl.keystore.password={store_pw}",
+            f"ssl.key.password={store_pw}",
+            # the broker's own client side (inter-broker) trusts the same certificate
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.paths.ca}",
+            "ssl.client.auth=none",
+            "ssl.endpoint.identification.algorithm=https",
+        ]
+
+    def _internal_password(self) -> str:
+        pw_file = self.paths.tls / "internal.password"
+        if not pw_file.exists():
+            self.paths.tls.mkdir(parents=True, exist_ok=True)
+            pw_file.write_text(secrets.token_hex(16))
+            os.chmod(pw_file, 0o600)
+        return pw_file.read_text().strip()
+
     def _write_config(self) -> None:
         p = self.paths
         for d in (p.data, p.logs):
@@ -181,12 +297,8 @@ class LocalKafka:
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
             f"controller.quorum.voters={self.voters}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
-            f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            *self._security_lines(),
             "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             f"log.dirs={p.data}",
             f"num.partitions={s.topic_partitions}",
             f"offsets.topic.replication.factor={rf}",
@@ -205,6 +317,7 @@ class LocalKafka:
             "num.io.threads=4",
             "",
         ]))
+        os.chmod(p.config, 0o600)  # holds the keystore and broker-internal passwords
         p.log4j.write_text(_LOG4J.format(log_file=p.logs / "server.log"))
 
     def _format(self) -> None:
@@ -216,15 +329,30 @@ class LocalKafka:
                 self.cluster_id_file.parent.mkdir(parents=True, exist_ok=True)
                 self.cluster_id_file.write_text(cluster_id)
             cluster_id = self.cluster_id_file.read_text().strip()
+        scram: list[str] = []
+        if self.secure:
+            s = self.settings
+            user = s.kafka_sasl_username
+            scram = [
+                "--add-scram", f"SCRAM-SHA-512=[name={INTERNAL_USER},"
+                f"password={self._internal_password()}]",
+                "--add-scram", f"SCRAM-SHA-512=[name={user},"
+                f"password={s.kafka_sasl_password.get_secret_value()}]",
+            ]
         proc = subprocess.run(
             [self._java(), "-cp", self._classpath(),
              f"-Dlog4j.configuration=file:{self.paths.log4j}",
-             "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(self.paths.config), "--ignore-formatted"],
+             # one argument: an id starting with "-" (1 in 64) would read as an option
+             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+             "-c", str(self.paths.config), "--ignore-formatted", *scram],
             capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:
-            raise BrokerError(f"formatting storage failed: {(proc.stdout + proc.stderr)[-500:]}")
+            out = proc.stdout + proc.stderr
+            if self.secure:  # never echo the command line's passwords
+                out = out.replace(self.settings.kafka_sasl_password.get_secret_value(), "***")
+            raise BrokerError(f"formatting storage failed: {out[-500:]}")
+        self.paths.mode_file.write_text(self.settings.kafka_security_protocol)
 
     def pid(self) -> int | None:
         """PID of the broker if its pid file names a live process, else None."""
@@ -261,6 +389,7 @@ class LocalKafka:
             raise BrokerError(
                 f"port {self.port} or {self.controller_port} is in use by another process; "
                 "set CITYOPS_KAFKA_PORT to a free port")
+        self._check_mode()
         self.fetch()
         self._write_config()
         self._format()
@@ -351,7 +480,8 @@ class LocalKafka:
 
         try:
             admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000,
-                                     client_id="cityops-probe")
+                                     bootstrap_timeout_ms=3000, client_id="cityops-probe",
+                                     **kafka_python_security(self.settings))
         except (KafkaError, OSError, ValueError):
             return False
         try:
@@ -464,9 +594,11 @@ def ensure_topics(settings: Settings, bootstrap: str | None = None, *,
     rf = replication or settings.topic_replication
     min_isr = min_insync or settings.topic_min_insync_replicas
     address = bootstrap or settings.bootstrap_servers
+    check_access(settings, bootstrap)  # a refused password: one line, not a 30 s wait
     with kafka_errors(address):
         admin = KafkaAdminClient(bootstrap_servers=address, client_id="cityops-topics",
-                                 request_timeout_ms=15000)
+                                 request_timeout_ms=15000,
+                                 **kafka_python_security(settings))
         try:
             existing = set(admin.list_topics())
             missing = [t for t in settings.all_topics if t not in existing]

@@ -69,3 +69,9 @@ class MappingError(IngestError):
     def __init__(self, reason: str, detail: str, field: str = "") -> None:
         self.reason, self.detail, self.field = reason, detail, field
         super().__init__(f"{reason}: {detail}")
+
+
+class KafkaAuthError(IngestError):
+    """The broker refused our SASL credentials or our TLS handshake failed."""
+
+    code = "kafka_auth"

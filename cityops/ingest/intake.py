@@ -12,7 +12,13 @@ Endpoints (FastAPI, served by ``cityops intake``):
     FIWARE NGSI-LD entities (AirQualityObserved, OffStreetParking, CrowdFlowObserved), mapped
     by ``cityops.ingest.ngsi_ld`` and then judged like any event; answered in NGSI-LD's own
     shapes (``cityops.ingest.ngsi_ld.answers``).
-``GET /healthz``, ``GET /v1/stats``
+``GET /healthz`` (open, for probes), ``GET /v1/stats``
+
+Every route but ``/healthz`` needs a vendor's API key (``Authorization: Bearer`` or
+``X-API-Key``; ``cityops keys``): 401 when it is missing or unknown, 403 naming the scope
+(``feed:parking``, ``source:cp-07``) when the batch holds a record the key may not send; nothing
+of a refused batch is produced. The lock lives in ``intake_auth``, apart from NGSI-LD parsing:
+the NGSI-LD endpoint gets ``Intake.process`` bound to the caller.
 
 Answers: 200 when every record was accepted, 207 when some were rejected or not delivered
 (``results`` has one entry per record: ``accepted`` / ``rejected`` / ``failed`` with
@@ -24,6 +30,7 @@ acknowledgement (backpressure: a slow broker makes clients wait, not the server'
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,17 +38,20 @@ from typing import Any
 
 import orjson
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from cityops.core import topics
 from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import FEED_MODELS, ValidationContext
+from cityops.core.keys import LOCAL, Gate, KeyStore, Principal
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
+from cityops.core.strictjson import StrictJSONError, loads_strict
 from cityops.ingest.deadletters import dead_letter, send_dead_letter
 from cityops.ingest.exceptions import IngestError
+from cityops.ingest.intake_auth import Refused, caller_dependency, check_feed, scope_violation
 from cityops.ingest.ngsi_ld import endpoint as ngsi_ld_endpoint
 from cityops.ingest.ngsi_ld.answers import problem
 from cityops.ingest.producer import FeedProducer
@@ -111,13 +121,17 @@ class Intake:
                 self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
 
     # --- the work, in a worker thread -----------------------------------------------------
-    def process(self, items: list[tuple[str | None, bytes, Rejection | None]], client: str
-                ) -> tuple[int, dict[str, Any]]:
-        """Judge, produce and await a batch. ``items``: (feed, wire bytes, early rejection)."""
+    def process(self, items: list[tuple[str | None, bytes, Rejection | None]], client: str,
+                principal: Principal = LOCAL) -> tuple[int, dict[str, Any]]:
+        """Judge, produce and await a batch. ``items``: (feed, wire bytes, early rejection).
+
+        Raises ``Refused`` (403) before producing anything when the key's scope does not
+        cover every accepted record."""
         ctx = self.ctx()
         max_bytes = self.settings.max_message_bytes
         results: list[dict[str, Any]] = []
         to_send: list[tuple[int, str, bytes, Any]] = []
+        sources: list[tuple[str, str]] = []
         for i, (feed, raw, early) in enumerate(items):
             result: Any = early
             if result is None:
@@ -129,6 +143,10 @@ class Intake:
             results.append({"index": i, "status": "accepted", "event_id": result.event_id,
                             "feed": result.feed})
             to_send.append((i, result.feed, raw, result.key()))
+            sources.append((result.feed, result.source))
+        refused = scope_violation(principal, sources)
+        if refused is not None:
+            raise refused
         if to_send and not self.reserve(len(to_send)):
             return 503, {"error": "busy", "detail": f"more than "
                          f"{self.settings.intake_max_pending} records await Kafka; retry "
@@ -209,9 +227,9 @@ def _split_records(body: bytes, ndjson: bool, max_bytes: int
         return _json({"error": "bad_encoding",
                                "detail": f"body is not UTF-8 at byte {exc.start}"}, 400)
     try:
-        data = orjson.loads(body.lstrip(b"\xef\xbb\xbf") or b"null")
-    except orjson.JSONDecodeError as exc:
-        return _json({"error": "bad_json", "detail": str(exc)}, 400)
+        data = loads_strict(body.lstrip(b"\xef\xbb\xbf") or b"null")
+    except StrictJSONError as exc:
+        return _json({"error": exc.reason, "detail": exc.detail}, 400)
     if isinstance(data, dict) and isinstance(data.get("events"), list):
         data = data["events"]
     if isinstance(data, dict):
@@ -223,12 +241,27 @@ def _split_records(body: bytes, ndjson: bool, max_bytes: int
     return [orjson.dumps(item) for item in data]
 
 
-def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -> FastAPI:
-    """The intake application; the caller owns (and closes) the producer."""
+def _client(request: Request, principal: Principal) -> str:
+    """Who sent a batch, as dead letters record it: the key's name and the peer address."""
+    host = request.client.host if request.client else "unknown"
+    return f"{principal.name}@{host}" if principal.authenticated else host
+
+
+def create_app(settings: Settings, registry: Registry, producer: FeedProducer,
+               gate: Gate | None = None) -> FastAPI:
+    """The intake application; the caller owns (and closes) the producer. ``gate`` defaults
+    to the key store of ``settings`` for a bind on ``intake_host``."""
     intake = Intake(settings, registry, producer)
+    gate = gate or Gate(KeyStore(settings.keys_path), "intake", settings.intake_host)
     app = FastAPI(title="cityops intake", version="1",
                   description="Sensor-vendor and FIWARE NGSI-LD intake for cityops feeds")
     app.state.intake = intake
+    app.state.gate = gate
+    caller = caller_dependency(gate)
+
+    @app.exception_handler(Refused)
+    async def refused(_request: Request, exc: Refused) -> Response:
+        return _json(exc.body, exc.status, headers=exc.headers)
 
     def too_large() -> Response:
         return _json({"error": "too_large", "detail": "body larger than "
@@ -254,12 +287,14 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
                                f"{settings.intake_max_batch} per request"}, 413)
 
     @app.post("/v1/feeds/{feed}/events")
-    async def post_events(feed: str, request: Request) -> Response:
+    async def post_events(feed: str, request: Request,
+                          principal: Principal = Depends(caller)) -> Response:
         with intake._lock:
             intake.stats.requests += 1
         if feed not in FEED_MODELS:
             return _json({"error": "unknown_feed", "detail": f"{feed!r} (allowed: "
                                    f"{', '.join(FEED_MODELS)})"}, 404)
+        check_feed(principal, feed)
         refused = busy()
         if refused is not None:
             return refused
@@ -276,12 +311,13 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
             return too_many(len(records))
         items: list[tuple[str | None, bytes, Rejection | None]] = [
             (feed, b"", r) if isinstance(r, Rejection) else (feed, r, None) for r in records]
-        client = request.client.host if request.client else "unknown"
-        status, payload = await run_in_threadpool(intake.process, items, client)
+        status, payload = await run_in_threadpool(intake.process, items,
+                                                  _client(request, principal), principal)
         return answer(status, payload)
 
     def ngsi_ld_route(operation: str) -> Any:
-        async def post_ngsi_ld(request: Request) -> Response:
+        async def post_ngsi_ld(request: Request,
+                               principal: Principal = Depends(caller)) -> Response:
             with intake._lock:
                 intake.stats.requests += 1
             if busy() is not None:
@@ -294,10 +330,10 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
                 return ngsi_ld_answer(413, problem(
                     "about:blank", f"body larger than {settings.intake_max_body_bytes} bytes",
                     413, title="Payload Too Large", reason="too_large"), {})
-            client = request.client.host if request.client else "unknown"
             status, payload, headers = await run_in_threadpool(
                 ngsi_ld_endpoint.handle, intake, body, operation=operation,
-                link=request.headers.get("link"), client=client)
+                link=request.headers.get("link"), client=_client(request, principal),
+                process=functools.partial(intake.process, principal=principal))
             return ngsi_ld_answer(status, payload, headers)
 
         return post_ngsi_ld
@@ -320,7 +356,7 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer) -
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "pending": intake.stats.pending}
 
-    @app.get("/v1/stats")
+    @app.get("/v1/stats", dependencies=[Depends(caller)])
     def stats() -> dict[str, Any]:
         s = intake.stats
         return {"requests": s.requests, "accepted": s.accepted, "rejected": s.rejected,

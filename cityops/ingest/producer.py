@@ -31,6 +31,7 @@ from kafka import KafkaProducer
 from kafka import errors as kerr
 
 from cityops.core.feeds import Envelope
+from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
 from cityops.ingest.exceptions import (
     BackpressureTimeoutError,
@@ -40,6 +41,7 @@ from cityops.ingest.exceptions import (
     ProducerClosedError,
     RecordTooLargeError,
 )
+from cityops.ingest.kafka_access import check_access
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +72,7 @@ def producer_config(settings: Settings, *, bootstrap: str | None = None,
         "bootstrap_timeout_ms": min(settings.ingest_max_block_ms, 30_000),
         "max_request_size": max(settings.max_message_bytes + 1024, settings.ingest_batch_bytes),
         "max_in_flight_requests_per_connection": 5,  # ≤ 5 keeps per-partition order (idempotent)
+        **kafka_python_security(settings),
     }
     config.update(overrides)
     return config
@@ -143,6 +146,7 @@ class FeedProducer:
         self.settings = settings
         self.config = producer_config(settings, bootstrap=bootstrap, client_id=client_id,
                                       **overrides)
+        check_access(settings, bootstrap)  # a refused password: one line, not a 30 s wait
         try:
             self._producer = KafkaProducer(**self.config)
         except _UNREACHABLE as exc:

@@ -21,6 +21,7 @@ from cityops.core.feeds import (
     IncidentStatus,
     ParkingObserved,
 )
+from cityops.core.intervals import MINUTE_MS, interval_ms, spread_aligned
 from cityops.core.registry import Registry
 from cityops.streams.aqi import compute_aqi
 from cityops.streams.records import AirQualityIndex, FootfallWindow, IncidentStats, ParkingState
@@ -63,12 +64,18 @@ def _ff_zero() -> dict[str, Any]:
     return {"entries": 0, "exits": 0, "events": 0, "presence": 0.0, "presence_ts": None}
 
 
-def _ff_fold(acc: dict[str, Any], value: tuple[int, int, float], ts: float) -> dict[str, Any]:
-    entries, exits, presence = value
+#: one report's part for one minute: entries, exits, presence after it, the report's id
+FootfallPiece = tuple[int, int, float, str]
+
+
+def _ff_fold(acc: dict[str, Any], value: FootfallPiece, ts: float) -> dict[str, Any]:
+    entries, exits, presence, report = value
     acc = dict(acc)
     acc["entries"] += entries
     acc["exits"] += exits
-    acc["events"] += 1
+    if acc.get("report") != report:  # several minute pieces of one report: one event
+        acc["events"] += 1
+        acc["report"] = report
     if acc["presence_ts"] is None or ts >= acc["presence_ts"]:
         acc["presence"], acc["presence_ts"] = presence, ts
     return acc
@@ -84,7 +91,13 @@ class FootfallAggregator:
     18:00–02:00, when the street is near empty) returns the estimate to zero. The decay also
     slowly under-estimates a genuinely steady crowd; the half-life (6 h by default) is long
     against a typical visit. A window's ``net_presence`` is the estimate after its latest
-    event (by event time). Counts go to the window containing the report's ``event_time``.
+    event (by event time).
+
+    Counts go where the report's interval ``[event_time − interval_s, event_time)`` lies: split
+    into whole-number minute pieces (``cityops.core.intervals``, the same arithmetic as the
+    warehouse rollups), each folded into the windows containing it. A zone's lateness is
+    widened by its slowest counter's interval (registry cadence, or a longer ``interval_s``
+    seen), so an in-order feed of hourly counters is never late.
     """
 
     def __init__(self, registry: Registry, allowed_lateness_s: float,
@@ -94,10 +107,14 @@ class FootfallAggregator:
         self.tz = tz
         self.half_life_s = presence_half_life_s
         self.reset_hour_local = reset_hour_local
-        self.windows: dict[str, WindowedAggregator[str, dict[str, Any], tuple[int, int, float]]]
+        self.windows: dict[str, WindowedAggregator[str, dict[str, Any], FootfallPiece]]
         self.windows = {name: WindowedAggregator(a, allowed_lateness_s, _ff_zero, _ff_fold)
                         for name, a in FOOTFALL_WINDOWS.items()}
         self._presence: dict[str, dict[str, Any]] = {}
+        self._zone_span_s: dict[str, float] = {}
+        for counter in registry.counters.values():
+            self._zone_span_s[counter.zone_id] = max(
+                self._zone_span_s.get(counter.zone_id, 0.0), float(counter.cadence_s))
 
     def _last_reset_s(self, ts: float) -> float | None:
         if self.reset_hour_local is None:
@@ -147,15 +164,24 @@ class FootfallAggregator:
         zone = ev.zone_id
         if zone not in self.registry.zones:
             raise KeyError(f"unknown zone {zone!r}")
+        span = max(self._zone_span_s.get(zone, 0.0), float(ev.interval_s))
+        for agg in self.windows.values():
+            agg.note_span(zone, span)
+        start_ms, end_ms = interval_ms(round(ts * 1000), ev.interval_s)
         wm = self.windows["tumbling_1m"].watermark(zone)
-        if wm is not None and ts < wm:
-            for agg in self.windows.values():
-                agg.add(zone, ts, (0, 0, 0.0))  # counts the late event per aggregator
-            return Outcome(False, lateness_s=wm - ts, watermark=_dt(wm, self.tz))
+        if wm is not None and start_ms / 1000 < wm:
+            nothing: FootfallPiece = (0, 0, 0.0, ev.event_id)
+            for agg in self.windows.values():  # counts the late event per aggregator
+                agg.add(zone, ts, nothing, [(start_ms / 1000, nothing)])
+            return Outcome(False, lateness_s=wm - start_ms / 1000, watermark=_dt(wm, self.tz))
         presence = self._update_presence(zone, ts, ev.entries, ev.exits)
+        ins = spread_aligned(ev.entries, start_ms, end_ms, MINUTE_MS)
+        outs = spread_aligned(ev.exits, start_ms, end_ms, MINUTE_MS)
+        pieces = [(b / 1000, (e, x, presence, ev.event_id))
+                  for (b, e), (_, x) in zip(ins, outs, strict=True)]
         records: list[FootfallWindow] = []
         for name, agg in self.windows.items():
-            res = agg.add(zone, ts, (ev.entries, ev.exits, presence))
+            res = agg.add(zone, ts, pieces[-1][1], pieces)
             records.extend(self._record(name, s, emitted_at) for s in res.emit)
         new_wm = self.windows["tumbling_1m"].watermark(zone)
         return Outcome(True, records, watermark=None if new_wm is None else _dt(new_wm, self.tz))

@@ -122,7 +122,8 @@ class AlertWiring:
         self.alerts_topic = alerts_topic
         self.dispatch = dispatch
         self.event_clock: float | None = None  # newest event time seen (POSIX s)
-        self.engine = AlertEngine(rules, registry, clock=lambda: datetime.now(UTC))
+        self.engine = AlertEngine(rules, registry, clock=lambda: datetime.now(UTC),
+                                  silence_by_feed=settings.alert_clock == "event")
         self.loaded = False
         self.offset = -1
         self.input = app.topic(f"{settings.worker_id}-alert-input", partitions=1,
@@ -149,13 +150,14 @@ class AlertWiring:
     async def observe(self, items: list[dict[str, Any]]) -> list[Any]:
         return await self._send(items)
 
-    async def heartbeat(self, source: str, at: datetime) -> Any | None:
+    async def heartbeat(self, source: str, at: datetime, lane: str | None = None) -> Any | None:
         ts = at.timestamp()
         last = self.last_heartbeat.get(source)
         if last is not None and ts - last < self.settings.heartbeat_every_s and ts >= last:
             return None
         self.last_heartbeat[source] = ts
-        futs = await self._send([{"op": "heartbeat", "source": source, "at": at.isoformat()}])
+        futs = await self._send([{"op": "heartbeat", "source": source, "at": at.isoformat(),
+                                  "lane": lane}])
         return futs[0]
 
     def count_intake(self, feed: str, accepted: int, dead: int) -> None:
@@ -223,7 +225,7 @@ class AlertWiring:
         if op == "heartbeat":
             at = _parse_at(item["at"])
             self._seen(at)
-            return self.engine.heartbeat(item["source"], at)
+            return self.engine.heartbeat(item["source"], at, item.get("lane"))
         if op == "intake":
             return self.engine.record_intake(item["feed"], int(item["ok"]), int(item["dead"]),
                                              self._now())

@@ -34,6 +34,7 @@ import structlog
 
 from cityops.core import topics as topic_names
 from cityops.core.feeds import FEED_MODELS, Envelope, IncidentReported, ValidationContext
+from cityops.core.kafka_security import ssl_context, uses_sasl, uses_tls
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, Settings
 from cityops.streams import metrics
@@ -105,6 +106,19 @@ def _tune_consumer_fetch_wait(wait_ms: int) -> None:
     driver.aiokafka = shim  # type: ignore[assignment]
 
 
+def faust_credentials(settings: Settings) -> Any:
+    """``broker_credentials`` for ``faust.App`` (None on PLAINTEXT): SASL/SCRAM and TLS."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    ctx = ssl_context(settings) if uses_tls(settings) else None
+    if uses_sasl(settings):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism, ssl_context=ctx)
+    return faust.SSLCredentials(ctx)
+
+
 def make_app(settings: Settings) -> faust.App:
     """A Faust app configured from settings (memory store, raw bytes, acks=all)."""
     _tune_consumer_fetch_wait(settings.worker_fetch_max_wait_ms)
@@ -113,6 +127,7 @@ def make_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.worker_id,
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         datadir=str(data),
         autodiscover=False,
@@ -130,6 +145,10 @@ def make_app(settings: Settings) -> faust.App:
         stream_wait_empty=True,
         stream_publish_on_commit=False,
         web_enabled=True,
+        # Faust's own pages (/router, /table, /graph, stats at /) have no lock: off; only
+        # our guarded views (streams.web) and Faust's {"status": "OK"} index are served
+        web_router_enabled=False, web_tables_enabled=False, web_stats_enabled=False,
+        web_graph_enabled=False, web_metrics_enabled=False,
         web_bind=settings.worker_web_host,
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
@@ -274,7 +293,8 @@ class Stage1:
         metrics.EVENTS_OUT.labels(feed=self.feed).inc()
         if self.alerting is not None:
             self.alerting.count_intake(self.feed, 1, 0)
-            fut = await self.alerting.heartbeat(ev.source, ev.event_time)
+            fut = await self.alerting.heartbeat(ev.source, ev.event_time,
+                                                f"{origin.topic}/{origin.partition}")
             if fut is not None:
                 futures.append(fut)
 

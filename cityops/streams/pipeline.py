@@ -20,6 +20,7 @@ Replay safety, in short (see docs/streams.md):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,11 +119,27 @@ def judge(feed: str, raw: bytes, key: bytes | None, origin: Origin, ctx: Validat
     return Judged(event=result)
 
 
+#: bytes of an oversized record its dead letter keeps (the whole record could not be produced
+#: to the dead-letter topic, base64 making it a third larger still)
+DEAD_LETTER_KEEP_BYTES = 65_536
+
+
+def kept_bytes(raw: bytes, detail: str) -> tuple[bytes, str]:
+    """``raw`` and ``detail``, or the head of a large record with its length and SHA-256."""
+    if len(raw) <= DEAD_LETTER_KEEP_BYTES:
+        return raw, detail
+    digest = hashlib.sha256(raw).hexdigest()
+    return raw[:DEAD_LETTER_KEEP_BYTES], (f"{detail}; first {DEAD_LETTER_KEEP_BYTES} of "
+                                          f"{len(raw)} bytes kept, sha256 {digest}")
+
+
 def dead_letter(feed: str, raw: bytes, key: bytes | None, origin: Origin, reason: str,
                 detail: str, field_name: str, received_at: datetime) -> DeadLetter:
     key_text = None
     if key is not None:
         key_text = key.decode("utf-8", errors="replace")[:256]
+    if reason in ("oversized", "invalid"):  # too big to produce whole / internal errors
+        raw, detail = kept_bytes(raw, detail)
     return DeadLetter.from_bytes(
         raw, feed=feed, reason=reason, detail=detail[:2000], field=field_name,
         source_topic=origin.topic, source_partition=origin.partition,

@@ -2,7 +2,7 @@
 
 These are the contract between ``streams/`` (which produces them) and ``warehouse/`` (which
 stores them, importing this module from its left). JSON on the wire, keyed by ``key()``.
-Times are timezone-aware; the warehouse stores them as DateTime64 in Asia/Shanghai.
+Times are timezone-aware; the warehouse stores them as DateTime64 in the district's zone.
 """
 
 from __future__ import annotations

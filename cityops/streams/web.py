@@ -8,6 +8,13 @@
     GET  /alerts                 current alerts of the engine (``?all=1`` includes cleared)
     POST /alerts/{alert_id}/ack  body ``{"by": "name"}``: acknowledge an alert
 
+Every endpoint needs a bearer token (``cityops keys add NAME --role …``) with a role that
+allows it: ``viewer`` reads ``/alerts``, ``/health`` and ``/metrics``; ``operator`` also
+acknowledges; ``analyst`` also queries ``/sql``. 401 without a valid token, 403 naming the
+missing role. ``CITYOPS_WORKER_WEB_OPEN_PROBES`` leaves ``/health`` and ``/metrics`` open; a
+loopback bind with no worker token in the key store is open (a laptop's ``cityops run``). An
+acknowledgement records the token's name.
+
 The worker also writes ``<data_dir>/worker-web.json`` (URL, pid, warehouse URL) while it runs,
 so commands on the same machine find it (``worker_endpoint``).
 """
@@ -24,6 +31,8 @@ from typing import Any, Protocol
 import faust
 from faust.web import Request, Response
 
+from cityops.core.exceptions import AuthError
+from cityops.core.keys import LOCAL, Gate, KeyStore, Principal
 from cityops.core.settings import Settings
 from cityops.streams import metrics
 
@@ -90,10 +99,40 @@ def remote_sql_url(settings: Settings) -> str | None:
     return f"{ep['url']}/sql"
 
 
+#: permission each endpoint needs (``core.keys.ROLES`` says which role grants it)
+NEEDS = {"health": "read", "metrics": "read", "alerts": "read", "ack": "ack", "sql": "sql"}
+ROLE_FOR = {"read": "viewer", "ack": "operator", "sql": "analyst"}
+
+
+def worker_gate(settings: Settings) -> Gate:
+    return Gate(KeyStore(settings.keys_path), "worker", settings.worker_web_host)
+
+
+def authorize(gate: Gate, request: Any, permission: str, open_probe: bool = False
+              ) -> tuple[Principal | None, tuple[dict[str, Any], int, dict[str, str]] | None]:
+    """(principal, None) when allowed, else (None, (body, status, headers)) to answer."""
+    if open_probe:
+        return LOCAL, None
+    try:
+        principal = gate.principal(request.headers.get("Authorization"))
+    except AuthError as exc:
+        return None, ({"error": "auth", "detail": str(exc)}, 500, {})
+    if principal is None:
+        return None, ({"error": "unauthorized", "detail": "missing or unknown bearer token "
+                       "(CITYOPS_WORKER_TOKEN; `cityops keys add NAME --role …`)"}, 401,
+                      {"WWW-Authenticate": 'Bearer realm="cityops-worker"'})
+    if not principal.may(permission):
+        role = ROLE_FOR[permission]
+        return None, ({"error": "forbidden", "scope": f"role:{role}",
+                       "detail": f"token {principal.name!r} lacks the {role} role"}, 403, {})
+    return principal, None
+
+
 class WorkerViews(Protocol):
     """What the endpoints need of the worker (``streams.worker.StreamsWorker``)."""
 
     sql_handler: SqlHandler | None
+    settings: Settings
 
     def health(self) -> dict[str, Any]: ...
 
@@ -106,16 +145,33 @@ class WorkerViews(Protocol):
 
 def register_views(app: faust.App, worker: WorkerViews) -> None:
     """Add the endpoints; ``worker`` is the ``StreamsWorker`` (health, alerts, sql)."""
+    settings: Settings = worker.settings
+    gate = worker_gate(settings)
+    probes_open = settings.worker_web_open_probes
+
+    def guard(view: Any, request: Any, what: str) -> tuple[Principal | None, Any]:
+        principal, refusal = authorize(gate, request, NEEDS[what],
+                                       probes_open and what in ("health", "metrics"))
+        if refusal is None:
+            return principal, None
+        body, status, headers = refusal
+        return None, view.json(body, status=status, headers=headers)
 
     @app.page("/health")
     class Health(faust.web.View):
         async def get(self, request: Request) -> Response:
+            _, refused = guard(self, request, "health")
+            if refused is not None:
+                return refused
             report = worker.health()
             return self.json(report, status=200 if report["status"] == "ok" else 503)
 
     @app.page("/metrics")
     class Metrics(faust.web.View):
         async def get(self, request: Request) -> Response:
+            _, refused = guard(self, request, "metrics")
+            if refused is not None:
+                return refused
             worker.refresh_gauges()
             body, ctype = metrics.exposition()
             return self.bytes(body, content_type=ctype.split(";")[0])
@@ -123,6 +179,9 @@ def register_views(app: faust.App, worker: WorkerViews) -> None:
     @app.page("/sql")
     class Sql(faust.web.View):
         async def post(self, request: Request) -> Response:
+            _, refused = guard(self, request, "sql")
+            if refused is not None:
+                return refused
             handler: SqlHandler | None = worker.sql_handler
             if handler is None:
                 return self.json({"error": "no embedded warehouse in this worker"},
@@ -146,18 +205,31 @@ def register_views(app: faust.App, worker: WorkerViews) -> None:
     @app.page("/alerts")
     class Alerts(faust.web.View):
         async def get(self, request: Request) -> Response:
+            _, refused = guard(self, request, "alerts")
+            if refused is not None:
+                return refused
             include_all = request.query.get("all") in ("1", "true", "yes")
             return self.json({"alerts": worker.list_alerts(include_all)})
 
     @app.page("/alerts/{alert_id}/ack")
     class Ack(faust.web.View):
         async def post(self, request: Request, alert_id: str) -> Response:
+            principal, refused = guard(self, request, "ack")
+            if refused is not None:
+                return refused
+            assert principal is not None
             try:
                 body = await request.json()
             except ValueError:
                 body = {}
-            actor = (body or {}).get("by") if isinstance(body, dict) else None
-            if not isinstance(actor, str) or not actor.strip():
+            by = (body or {}).get("by") if isinstance(body, dict) else None
+            by = by.strip() if isinstance(by, str) else ""
+            if principal.authenticated:  # the token says who; a differing `by` is kept too
+                actor = principal.name if by in ("", principal.name) else \
+                    f"{by} (token {principal.name})"
+            elif by:
+                actor = by
+            else:
                 return self.json({"error": "missing 'by' (who acknowledges)"}, status=400)
-            status, result = await worker.acknowledge(alert_id, actor.strip())
+            status, result = await worker.acknowledge(alert_id, actor)
             return self.json(result, status=status)

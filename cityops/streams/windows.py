@@ -1,8 +1,15 @@
 """Event-time windows with a per-key watermark and allowed lateness; state is a plain dict.
 
 Times are POSIX seconds (``datetime.timestamp()``); windows are aligned to the epoch, which
-for sizes dividing one hour is also aligned to Asia/Shanghai wall-clock minutes and hours
-(UTC+8, no DST).
+for sizes dividing one hour is also aligned to local wall-clock minutes (and to hours in zones
+whose offset is a whole number of hours).
+
+An event may cover a span of time (a footfall report covers ``[end − interval_s, end)``): the
+caller passes its *pieces* (``(piece_ts, value)``, e.g. its per-minute parts) and each piece
+is folded into the windows containing it. The key's *span* (its slowest source's reporting
+interval, ``note_span``) widens its lateness: a report can only be sent once its interval has
+ended, so an hourly counter's windows wait an hour plus the allowed lateness, and an in-order
+feed of hourly, 15-minute or 30-second reports is never late.
 
 Emission model (what the Faust agent publishes):
 
@@ -13,7 +20,8 @@ Emission model (what the Faust agent publishes):
 * an event older than the watermark is **late**: nothing is updated, the caller routes it to
   the late topic with ``AddResult.lateness_s``.
 
-The watermark is **per key** (max event time seen for that key − allowed lateness). Keys are
+The watermark is **per key** (max event time seen for that key − allowed lateness − the
+key's span). Keys are
 sensors / zones whose events share one Kafka partition in order, while different sensors'
 clocks and uplinks differ: with one global watermark a single fast or clock-skewed sensor
 would make every other sensor's events late. Per-key watermarks also live in the key's own
@@ -125,23 +133,32 @@ class WindowedAggregator(Generic[K, A, V]):
     def _key_state(self, key: K) -> dict[str, Any]:
         st = self._state.get(key)
         if st is None:
-            st = {"max_ts": None, "closed_until": None, "windows": {}, "late": 0}
+            st = {"max_ts": None, "closed_until": None, "windows": {}, "late": 0, "span": 0.0}
             self._state[key] = st
         return st
+
+    def note_span(self, key: K, span_s: float) -> None:
+        """Widen the key's lateness to ``span_s`` (its slowest source's interval); never narrows."""
+        st = self._key_state(key)
+        if span_s > st.get("span", 0.0):
+            st["span"] = float(span_s)
 
     def to_state(self, key: K) -> dict[str, Any]:
         """JSON-able snapshot of one key (for a changelog table)."""
         st = self._state.get(key)
         if st is None:
-            return {"max_ts": None, "closed_until": None, "windows": {}, "late": 0}
+            return {"max_ts": None, "closed_until": None, "windows": {}, "late": 0,
+                    "span": 0.0}
         return {"max_ts": st["max_ts"], "closed_until": st["closed_until"], "late": st["late"],
+                "span": st.get("span", 0.0), "closed_end": st.get("closed_end"),
                 "windows": {k: dict(w) for k, w in st["windows"].items()}}
 
     def from_state(self, key: K, state: dict[str, Any]) -> None:
         """Restore one key from ``to_state`` output (e.g. after a rebalance)."""
         self._state[key] = {
             "max_ts": state.get("max_ts"), "closed_until": state.get("closed_until"),
-            "late": int(state.get("late", 0)),
+            "late": int(state.get("late", 0)), "span": float(state.get("span", 0.0)),
+            "closed_end": state.get("closed_end"),
             "windows": {k: dict(w) for k, w in state.get("windows", {}).items()},
         }
 
@@ -149,13 +166,14 @@ class WindowedAggregator(Generic[K, A, V]):
         return iter(list(self._state))
 
     def watermark(self, key: K) -> float | None:
-        """max(max event time − allowed lateness, externally closed point) for the key."""
+        """max(max event time − allowed lateness − span, externally closed point) for the key."""
         st = self._state.get(key)
         if st is None:
             return None
         marks = [m for m in (
-            None if st["max_ts"] is None else st["max_ts"] - self.allowed_lateness_s,
-            st["closed_until"]) if m is not None]
+            None if st["max_ts"] is None
+            else st["max_ts"] - self.allowed_lateness_s - st.get("span", 0.0),
+            st["closed_until"], st.get("closed_end")) if m is not None]
         return max(marks) if marks else None
 
     def late_count(self, key: K) -> int:
@@ -171,13 +189,21 @@ class WindowedAggregator(Generic[K, A, V]):
         return WindowSnapshot(key=key, start_s=w["start"], end_s=w["end"], acc=w["acc"],
                               revision=w["revision"], emitted=emitted)
 
-    def add(self, key: K, ts: float, value: V) -> AddResult[A]:
-        """Fold one event; returns what to publish, or ``accepted=False`` when it is late."""
+    def add(self, key: K, ts: float, value: V,
+            pieces: list[tuple[float, V]] | None = None) -> AddResult[A]:
+        """Fold one event; returns what to publish, or ``accepted=False`` when it is late.
+
+        ``pieces`` (``(piece_ts, value)``, earliest first) spread an event that covers a span
+        over the windows of each piece; without them ``value`` goes to the windows of ``ts``.
+        The event is late when its earliest piece is behind the watermark.
+        """
         st = self._key_state(key)
         wm = self.watermark(key)
-        if wm is not None and ts < wm:
+        parts = pieces if pieces else [(ts, value)]
+        first = min(p for p, _ in parts)
+        if wm is not None and first < wm:
             st["late"] += 1
-            return AddResult(accepted=False, watermark_s=wm, lateness_s=wm - ts)
+            return AddResult(accepted=False, watermark_s=wm, lateness_s=wm - first)
         windows = st["windows"]
         updated: list[Window] = []
         emit: list[WindowSnapshot[A]] = []
@@ -188,18 +214,23 @@ class WindowedAggregator(Generic[K, A, V]):
         for other in self._pending - {key}:
             self._seen_at[other] = self._feed_ts
         self._pending = {key}
-        for start, end in self.assigner.windows_for(ts):
-            wk = self._wkey(start)
-            w = windows.get(wk)
-            if w is None:
-                w = {"start": start, "end": end, "acc": self._zero(), "revision": 0,
-                     "fired": False}
-                windows[wk] = w
-            w["acc"] = self._fold(w["acc"], value, ts)
-            updated.append((start, end))
-            if w["fired"]:  # an allowed-late event changed an already published window
-                w["revision"] += 1
-                emit.append(self._snap(key, w, True))
+        refired: dict[str, dict[str, Any]] = {}
+        for piece_ts, piece in parts:
+            for start, end in self.assigner.windows_for(piece_ts):
+                wk = self._wkey(start)
+                w = windows.get(wk)
+                if w is None:
+                    w = {"start": start, "end": end, "acc": self._zero(), "revision": 0,
+                         "fired": False}
+                    windows[wk] = w
+                w["acc"] = self._fold(w["acc"], piece, ts)
+                if (start, end) not in updated:
+                    updated.append((start, end))
+                if w["fired"]:  # an allowed-late event changed an already published window
+                    refired[wk] = w
+        for w in sorted(refired.values(), key=lambda x: x["start"]):
+            w["revision"] += 1
+            emit.append(self._snap(key, w, True))
         # windows whose end the key's event time has now passed are complete: fire them
         for w in sorted(windows.values(), key=lambda x: x["start"]):
             if not w["fired"] and w["end"] <= new_max:
@@ -218,6 +249,9 @@ class WindowedAggregator(Generic[K, A, V]):
             if w["end"] <= wm:
                 closed.append(self._snap(key, w, w["fired"]))
                 del st["windows"][wk]
+                # a widened span never reopens a closed window: it would replace the
+                # published one with only the newcomer's counts
+                st["closed_end"] = max(st.get("closed_end") or w["end"], w["end"])
         return closed
 
     def close_until(self, key: K, watermark_s: float) -> list[WindowSnapshot[A]]:
@@ -256,9 +290,10 @@ class WindowedAggregator(Generic[K, A, V]):
                 continue
             seen = self._seen_at.setdefault(key, self._feed_ts)
             quiet = self._feed_ts - seen
-            if quiet <= idle_after_s:
+            idle_s = idle_after_s + st.get("span", 0.0)  # an hourly source is quiet for an hour
+            if quiet <= idle_s:
                 continue
-            closed = self.close_until(key, st["max_ts"] + quiet - idle_after_s)
+            closed = self.close_until(key, st["max_ts"] + quiet - idle_s)
             if closed:
                 out[key] = closed
         return out

@@ -56,7 +56,8 @@ class StreamsWorker:
         self.webhooks: WebhookDispatcher | None = None
         if dispatch is None and settings.alert_webhook_urls:
             self.webhooks = WebhookDispatcher(
-                [WebhookTarget.parse(u) for u in settings.alert_webhook_urls],
+                [WebhookTarget.parse(u.get_secret_value())
+                 for u in settings.alert_webhook_urls],
                 tz=settings.tz, timeout_s=settings.alert_webhook_timeout_s,
                 attempts=settings.alert_webhook_attempts,
                 queue_size=settings.alert_webhook_queue_size)
@@ -153,17 +154,14 @@ class StreamsWorker:
             "validate": {f: s.counts for f, s in self.stage1.items()},
             "aggregate": {f: s.counts for f, s in self.stage2.items()},
             "alerts": self.alerting.counts,
-            **({"webhooks": {u: vars(st) for u, st in self.webhooks.stats.items()}}
+            **({"webhooks": {k: vars(st) for k, st in self.webhooks.labelled_stats().items()}}
                if self.webhooks is not None else {}),
             **({"sink": extra} if extra else {}),
         }
 
     def refresh_gauges(self) -> None:
         if self.webhooks is not None:
-            from urllib.parse import urlparse
-
-            for url, st in self.webhooks.stats.items():
-                host = urlparse(url).hostname or "?"
+            for host, st in self.webhooks.labelled_stats().items():
                 for outcome in ("delivered", "failed", "dropped"):
                     metrics.WEBHOOK_DELIVERIES.labels(webhook=host, outcome=outcome).set(
                         getattr(st, outcome))

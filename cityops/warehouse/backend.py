@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from urllib.parse import ParseResult, parse_qs, unquote, urlparse
 
+from cityops.core.secrets import redact_url
 from cityops.core.settings import Settings
 from cityops.warehouse.base import (
     BaseWarehouse,
@@ -41,7 +42,10 @@ def _query_value(parsed: ParseResult, key: str, default: str | None = None) -> s
 
 def connect(url: str, *, retry: RetryPolicy | None = None,
             settings: Settings | None = None) -> Warehouse:
-    """Open the warehouse at ``url`` (``chdb://`` embedded or ``clickhouse://`` server)."""
+    """Open the warehouse at ``url`` (``chdb://`` embedded or ``clickhouse://`` server).
+
+    A server password comes from the URL when it has one, else from
+    ``settings.warehouse_password``; the warehouse keeps only the redacted URL."""
     if settings is not None and retry is None:
         retry = RetryPolicy.from_settings(settings)
     scheme, parsed = parse_url(url)
@@ -54,11 +58,14 @@ def connect(url: str, *, retry: RetryPolicy | None = None,
         if compression is None and settings is not None:
             compression = settings.clickhouse_server_compression
         timeout = float(settings.clickhouse_server_timeout_s) if settings is not None else 10.0
+        password = unquote(parsed.password) if parsed.password is not None else (
+            settings.warehouse_password.get_secret_value() if settings is not None else "")
         return ServerWarehouse(
             host=parsed.hostname or "127.0.0.1", port=parsed.port or 9000,
-            user=unquote(parsed.username or "default"), password=unquote(parsed.password or ""),
+            user=unquote(parsed.username or "default"), password=password,
             database=(parsed.path or "/").strip("/") or "default",
-            compression=compression or "lz4", url=url, retry=retry, connect_timeout=timeout)
+            compression=compression or "lz4", url=redact_url(url), retry=retry,
+            connect_timeout=timeout)
     raise PermanentWarehouseError(
         f"unsupported warehouse URL scheme {scheme!r} (use chdb:///path or clickhouse://host)",
         code="bad_url")

@@ -173,9 +173,37 @@ def _mv_statement(sql: str, name: str, layout: ClusterLayout) -> str:
     return _replace_in_code(out, _FROM_RE, f"FROM {local_name(src.group('name'))}")
 
 
+_DROP_VIEW_RE = re.compile(r"^\s*DROP\s+VIEW\s+IF\s+EXISTS\s+(?P<name>\w+)", re.IGNORECASE)
+_REPLACE_VIEW_RE = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+(?P<name>\w+)",
+                              re.IGNORECASE)
+_DELETE_RE = re.compile(r"^\s*DELETE\s+FROM\s+(?P<name>\w+)", re.IGNORECASE)
+_INSERT_RE = re.compile(r"^\s*INSERT\s+INTO\s+(?P<name>\w+)", re.IGNORECASE)
+
+
 def cluster_statements(sql: str, layout: ClusterLayout) -> list[str]:
-    """The cluster form of one single-node DDL statement (one or two statements)."""
+    """The cluster form of one single-node statement (one or two statements).
+
+    Besides ``CREATE … IF NOT EXISTS``: ``DROP VIEW IF EXISTS`` and ``CREATE OR REPLACE VIEW``
+    run ``ON CLUSTER``; a lightweight ``DELETE`` runs on every node's local table; an
+    ``INSERT … SELECT`` backfill runs once, through the Distributed names (rows go to the
+    shard of their key)."""
     sql = _without_comments(sql)
+    for pattern in (_DROP_VIEW_RE, _REPLACE_VIEW_RE):
+        d = pattern.match(sql)
+        if d is not None:
+            name = d.group("name")
+            return [_replace_in_code(sql, re.compile(rf"\b{name}\b"),
+                                     f"{name} {layout.on_cluster}")]
+    d = _DELETE_RE.match(sql)
+    if d is not None:
+        name = d.group("name")
+        if name not in SHARDING_KEYS:
+            raise MigrationError(f"DELETE from {name}, which is not sharded",
+                                 code="cluster_rewrite")
+        return [_replace_in_code(sql, re.compile(rf"\bFROM\s+{name}\b", re.IGNORECASE),
+                                 f"FROM {local_name(name)} {layout.on_cluster}")]
+    if _INSERT_RE.match(sql) is not None:
+        return [sql]
     m = _HEAD_RE.match(sql)
     if m is None:
         raise MigrationError(f"no cluster form for {sql[:80]!r}: migrations may hold only "

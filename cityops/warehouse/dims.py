@@ -1,60 +1,27 @@
-"""Dimension rows: the site registry and the holiday calendar as table rows (pure logic)."""
+"""Dimension rows: the site registry and the official calendar as table rows (pure logic)."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
 import orjson
-import yaml
 
+from cityops.core.holidays import FIRST_YEAR, LAST_YEAR, calendar_day
 from cityops.core.registry import Registry
 
-CALENDAR_FILE = Path(__file__).resolve().parent / "data" / "calendar_cn.yaml"
 
-
-@dataclass(frozen=True)
-class Holiday:
-    name: str
-    start: date
-    end: date
-    workdays: tuple[date, ...] = ()
-
-
-def load_holidays(path: Path = CALENDAR_FILE) -> tuple[list[int], list[Holiday]]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    out = [Holiday(h["name"], h["from"], h["to"], tuple(h.get("workdays") or ()))
-           for h in data["holidays"]]
-    return list(data["years"]), out
-
-
-def calendar_rows(path: Path = CALENDAR_FILE, first_year: int | None = None,
-                  last_year: int | None = None) -> list[dict]:
-    """One row per date of the covered years (plus one year either side, weekends only)."""
-    years, holidays = load_holidays(path)
-    start = date((first_year or min(years) - 1), 1, 1)
-    end = date((last_year or max(years) + 1), 12, 31)
-    names: dict[date, str] = {}
-    makeup: set[date] = set()
-    for h in holidays:
-        d = h.start
-        while d <= h.end:
-            names[d] = h.name
-            d += timedelta(days=1)
-        makeup.update(h.workdays)
+def calendar_rows(first_year: int = FIRST_YEAR, last_year: int = LAST_YEAR + 1) -> list[dict]:
+    """One row per date: official holidays and make-up working days from chinese-calendar
+    (``cityops.core.holidays``) for the years it covers, weekends only for the year after."""
     rows = []
-    d = start
+    d, end = date(first_year, 1, 1), date(last_year, 12, 31)
     while d <= end:
-        weekday = d.isoweekday()
-        weekend = weekday >= 6
-        holiday = d in names
+        day = calendar_day(d)
         rows.append({
-            "date": d, "weekday": weekday, "is_weekend": weekend, "is_holiday": holiday,
-            "holiday_name": names.get(d, ""),
-            "is_workday": (not holiday) and (not weekend or d in makeup),
-        })
+            "date": d, "weekday": d.isoweekday(), "is_weekend": day.is_weekend,
+            "is_holiday": day.is_holiday, "holiday_name": day.name,
+            "is_workday": day.is_workday})
         d += timedelta(days=1)
     return rows
 
@@ -85,9 +52,9 @@ def registry_rows(reg: Registry) -> dict[str, list[dict]]:
             "dim_stations": stations}
 
 
-def dimension_rows(reg: Registry, calendar: Path = CALENDAR_FILE) -> dict[str, list[dict]]:
+def dimension_rows(reg: Registry) -> dict[str, list[dict]]:
     rows = registry_rows(reg)
-    rows["dim_calendar"] = calendar_rows(calendar)
+    rows["dim_calendar"] = calendar_rows()
     return rows
 
 

@@ -41,12 +41,15 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _TZ_RE = re.compile(r"^[A-Za-z0-9_/+\-]+$")
 
-#: tables with raw data and the time column their TTL counts from
+#: tables with raw data and the time column their TTL counts from: the moment a row was
+#: ingested, so a backfill of old history stays raw for the full TTL (cityops/ingest/retention.py)
 TTL_TABLES: dict[str, str] = {
-    "footfall_observed": "event_time", "parking_observed": "event_time",
-    "air_quality_observed": "event_time", "incidents_reported": "event_time",
-    "dead_letters": "received_at", "late_events": "event_time",
+    "footfall_observed": "ingested_at", "parking_observed": "ingested_at",
+    "air_quality_observed": "ingested_at", "incidents_reported": "ingested_at",
+    "dead_letters": "received_at", "late_events": "ingested_at",
 }
+#: recorded in schema_meta: a TTL set on another basis (event time, before) is re-applied
+TTL_BASIS = "ingested"
 
 BOOKKEEPING = (
     """CREATE TABLE IF NOT EXISTS schema_migrations
@@ -251,7 +254,7 @@ def _sync_ttl(wh: Warehouse, meta: dict[str, str], days: int,
               say: Callable[[str], None], layout: ClusterLayout | None = None) -> str | None:
     current = int(meta.get("raw_ttl_days", "0"))
     days = int(days)
-    if current == days:
+    if current == days and (days == 0 or meta.get("raw_ttl_basis") == TTL_BASIS):
         return None
     say(f"raw TTL {current or 'none'} → {days or 'none'} days")
     for table, column in TTL_TABLES.items():
@@ -262,7 +265,8 @@ def _sync_ttl(wh: Warehouse, meta: dict[str, str], days: int,
         else:
             wh.execute(f"ALTER TABLE {target} REMOVE TTL")
     _set_meta(wh, "raw_ttl_days", str(days))
-    return f"{current} -> {days}"
+    _set_meta(wh, "raw_ttl_basis", TTL_BASIS)
+    return f"{current} -> {days} (from ingestion)"
 
 
 def _sync_dimensions(wh: Warehouse, meta: dict[str, str], registry: Registry,

@@ -25,7 +25,10 @@ from cityops.warehouse.exceptions import PermanentWarehouseError
 log = structlog.get_logger(__name__)
 
 NIGHT_HOURS = "(toHour(hour) >= 18 OR toHour(hour) < 2)"
-NIGHT_DATE = "toDate(hour - INTERVAL 2 HOUR)"
+#: the evening a night hour belongs to, from the local wall clock (DST-safe, like night_footfall)
+NIGHT_DATE = "if(toHour(hour) < 2, toDate(hour) - 1, toDate(hour))"
+#: charts show this many zones by night-time entries, the rest summed as "others"
+TOP_ZONES = 8
 WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
@@ -48,7 +51,8 @@ class _Section:
 
 def _nightly(wh: Warehouse, p: dict) -> pandas.DataFrame:
     return wh.query_df(
-        "SELECT night_date, zone_id, zone_name_en, entries, exits, weekday, is_weekend_night, "
+        "SELECT night_date, zone_id, if(empty(zone_name_en), zone_id, zone_name_en) AS "
+        "zone_name_en, entries, exits, weekday, is_weekend_night, "
         "is_holiday, holiday_name FROM night_footfall "
         "WHERE night_date BETWEEN {d0:Date} AND {d1:Date} ORDER BY night_date, zone_id", p)
 
@@ -104,6 +108,56 @@ def _top_zones(nightly: pandas.DataFrame) -> pandas.DataFrame:
     return out[cols].round(1).reset_index(drop=True)
 
 
+def top_and_others(nightly: pandas.DataFrame, top: int = TOP_ZONES) -> pandas.DataFrame:
+    """Nightly entries per night (rows) for the ``top`` zones by total night-time entries and
+    one "others (n zones)" column with the rest, so a chart of 20+ zones stays readable."""
+    pivot = nightly.pivot_table(index="night_date", columns="zone_name_en", values="entries",
+                                aggfunc="sum", fill_value=0)
+    order = pivot.sum().sort_values(ascending=False).index
+    if len(order) <= top + 1:
+        return pivot[order]
+    out = pivot[order[:top]].copy()
+    out[f"others ({len(order) - top} zones)"] = pivot[order[top:]].sum(axis=1)
+    return out
+
+
+def _date_axis(ax: Any, fig: Any) -> None:
+    """Dates on the x axis that never overlap: matplotlib picks the tick spacing for the width,
+    and the concise formatter writes each label once, short."""
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    fig.autofmt_xdate(rotation=0, ha="center")
+
+
+def nightly_figure(nightly: pandas.DataFrame) -> Any:
+    """Nightly entries stacked by zone: the top zones, and the rest as one "others" band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    if not nightly.empty:
+        lines = top_and_others(nightly)
+        lines.index = pandas.to_datetime(lines.index)
+        # stacked: the top of the pile is the district's night total, each band one zone
+        colours: list[Any] = [plt.get_cmap("tab10")(i) for i in range(len(lines.columns))]
+        if str(lines.columns[-1]).startswith("others"):
+            colours[-1] = "#bdc3c7"
+        ax.stackplot(lines.index, *[lines[c].to_numpy() for c in lines.columns],
+                     labels=[str(c) for c in lines.columns], colors=colours, alpha=0.9)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[::-1], labels[::-1], fontsize=7, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), frameon=False)
+        _date_axis(ax, fig)
+    ax.set(title=f"Nightly footfall, top {TOP_ZONES} zones and the others (18:00–02:00)",
+           xlabel="night (evening date)", ylabel="entries")
+    return fig
+
+
 def _parking(wh: Warehouse, p: dict) -> pandas.DataFrame:
     return wh.query_df(
         "SELECT p.carpark_id AS carpark_id, any(d.name_en) AS name_en, "
@@ -147,15 +201,7 @@ def _charts(out: Path, sections: dict[str, _Section], nightly: pandas.DataFrame,
         plt.close(fig)
         sections[key].chart = f"{key}.png"
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    if not nightly.empty:
-        pivot = nightly.pivot_table(index="night_date", columns="zone_name_en",
-                                    values="entries", aggfunc="sum")
-        pivot.plot(ax=ax, marker="o", ms=3, lw=1.2)
-        ax.legend(fontsize=7, ncol=2)
-    ax.set(title="Nightly footfall per zone (18:00–02:00)", xlabel="night (evening date)",
-           ylabel="entries")
-    save(fig, "nightly_footfall")
+    save(nightly_figure(nightly), "nightly_footfall")
 
     fig, ax = plt.subplots(figsize=(10, 3.8))
     values = heat.astype(float).to_numpy()
@@ -168,35 +214,47 @@ def _charts(out: Path, sections: dict[str, _Section], nightly: pandas.DataFrame,
     fig, ax = plt.subplots(figsize=(7, 3.5))
     hv = sections["holiday_vs_normal"].table
     if not hv.empty:
-        ax.bar(hv["night_type"], hv["mean_entries_per_night"], color="#c0392b")
-    ax.set(title="Mean footfall per night by type of night", ylabel="entries per night")
+        ax.barh(hv["night_type"], hv["mean_entries_per_night"], color="#c0392b")
+    ax.set(title="Mean footfall per night by type of night", xlabel="entries per night")
     save(fig, "holiday_vs_normal")
 
     fig, ax = plt.subplots(figsize=(7, 3.8))
     top = sections["top_zones"].table
     if not top.empty:
-        ax.barh(top["zone_name_en"][::-1], top["night_entries"][::-1], color="#2c3e50")
-    ax.set(title="Zones by night-time entries", xlabel="entries")
+        shown = top.head(TOP_ZONES)
+        labels, values = list(shown["zone_name_en"]), list(shown["night_entries"])
+        if len(top) > TOP_ZONES + 1:
+            labels.append(f"others ({len(top) - TOP_ZONES} zones)")
+            values.append(top["night_entries"].iloc[TOP_ZONES:].sum())
+        ax.barh(labels[::-1], values[::-1],
+                color=["#95a5a6" if str(x).startswith("others") else "#2c3e50"
+                       for x in labels[::-1]])
+    ax.set(title=f"Top {TOP_ZONES} zones by night-time entries, and the others",
+           xlabel="entries")
     save(fig, "top_zones")
 
     fig, ax = plt.subplots(figsize=(8, 3.8))
     pk = sections["evening_parking_pressure"].table
     if not pk.empty:
+        pk = pk.iloc[::-1]
         colours = ["#e67e22" if bool(r) else "#7f8c8d" for r in pk["ring_road"]]
-        ax.bar(pk["name_en"], pk["mean_evening_occupancy"], color=colours)
-        ax.axhline(0.95, ls="--", color="red", lw=1)
-        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        ax.barh(pk["name_en"], pk["mean_evening_occupancy"], color=colours)
+        ax.axvline(0.95, ls="--", color="red", lw=1)
+        ax.tick_params(axis="y", labelsize=7)
+        fig.set_figheight(max(3.8, 0.22 * len(pk) + 1.2))
     ax.set(title="Evening occupancy per car park (orange: ring-road access)",
-           ylabel="mean occupancy")
+           xlabel="mean occupancy")
     save(fig, "evening_parking_pressure")
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     inc = sections["incidents_per_10k"].table.dropna(subset=["per_10k_visitors"])
     if not inc.empty:
-        ax.bar(inc["zone_name_en"].fillna(inc["zone_id"]), inc["per_10k_visitors"],
-               color="#8e44ad")
-        ax.tick_params(axis="x", rotation=45, labelsize=7)
-    ax.set(title="Night incidents per 10,000 visitors", ylabel="incidents / 10k entries")
+        inc = inc.iloc[::-1]
+        ax.barh(inc["zone_name_en"].fillna(inc["zone_id"]), inc["per_10k_visitors"],
+                color="#8e44ad")
+        ax.tick_params(axis="y", labelsize=7)
+        fig.set_figheight(max(3.5, 0.22 * len(inc) + 1.2))
+    ax.set(title="Night incidents per 10,000 visitors", xlabel="incidents / 10k entries")
     save(fig, "incidents_per_10k")
 
 
@@ -206,11 +264,13 @@ table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1.5rem}td,th{bord
 .note{color:#555;font-size:.9rem}"""
 
 
-def _html(start: date, end: date, sections: list[_Section], wh_url: str, nights: int) -> str:
+def _html(start: date, end: date, sections: list[_Section], wh_url: str, nights: int,
+          timezone: str) -> str:
     parts = [f"<!doctype html><html lang='en'><meta charset='utf-8'><title>Night economy "
              f"{start} – {end}</title><style>{_CSS}</style><body>",
              f"<h1>Night economy, Yuzhong district — nights {start} to {end}</h1>",
-             f"<p class='note'>{nights} nights. A night runs 18:00–02:00 Asia/Shanghai and "
+             f"<p class='note'>{nights} nights. A night runs 18:00–02:00 {html.escape(timezone)} "
+             "local time (counts placed where their counting interval lies) and "
              "belongs to the evening's date. Source: warehouse "
              f"<code>{html.escape(wh_url)}</code>, views <code>night_footfall</code>, "
              "<code>footfall_zone_1h</code>, <code>parking_1h</code>, <code>incidents_1h</code>; "
@@ -228,7 +288,7 @@ def _html(start: date, end: date, sections: list[_Section], wh_url: str, nights:
     return "\n".join(parts)
 
 
-def night_economy_report(wh: Warehouse, start: date, end: date, out: Path, *,
+def night_economy_report(wh: Warehouse, start: date, end: date, out: Path, *, timezone: str,
                          progress: bool = True,
                          on_step: Callable[[str], None] | None = None) -> ReportResult:
     """Compute the study for nights ``start``..``end`` (evening dates) and write it to ``out``."""
@@ -298,7 +358,8 @@ def night_economy_report(wh: Warehouse, start: date, end: date, out: Path, *,
             if s.chart:
                 result.charts[key] = out / s.chart
         result.index.write_text(_html(start, end, list(sections.values()),
-                                      getattr(wh, "url", ""), result.nights), encoding="utf-8")
+                                      getattr(wh, "url", ""), result.nights, timezone),
+                              encoding="utf-8")
         bar.update()
     finally:
         bar.close()

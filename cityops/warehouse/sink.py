@@ -36,6 +36,7 @@ import structlog
 
 from cityops.core import topics
 from cityops.core.feeds import FEED_MODELS
+from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
 from cityops.streams import metrics
 from cityops.streams.records import DERIVED_RECORDS
@@ -183,6 +184,7 @@ class WarehouseSink:
             session_timeout_ms=int(self.settings.worker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, self.settings.worker_session_timeout_s / 4)
                                       * 1000),
+            **kafka_python_security(self.settings),
         )
 
     def _run(self) -> None:

@@ -10,7 +10,7 @@ pasted into SQL text:
   protocol), so both backends give a parameter the same meaning.
 
 Aware datetimes travel as Unix epoch seconds, so the zone a query declares on a
-``DateTime64(3, 'Asia/Shanghai')`` placeholder cannot shift them; naive datetimes are refused.
+``DateTime64(3, '<district zone>')`` placeholder cannot shift them; naive datetimes are refused.
 """
 
 from __future__ import annotations

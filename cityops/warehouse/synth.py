@@ -50,9 +50,10 @@ def edge_moments(start: datetime, end: datetime, tz: ZoneInfo) -> list[datetime]
 def synth_events(registry: Registry, start: datetime, end: datetime, *, seed: int = 7,
                  footfall_step_s: int = 600, parking_step_s: int = 900,
                  air_step_s: int = 1800, incidents_per_day: float = 8.0,
-                 timezone: str = "Asia/Shanghai", edges: bool = True) -> Iterator[Envelope]:
-    """Feed events between ``start`` and ``end`` (aware datetimes), deterministic per seed."""
-    tz = ZoneInfo(timezone)
+                 timezone: str | None = None, edges: bool = True) -> Iterator[Envelope]:
+    """Feed events between ``start`` and ``end`` (aware datetimes), deterministic per seed;
+    edges in ``timezone`` (default: the registry's district zone)."""
+    tz = ZoneInfo(timezone or registry.manifest.timezone)
     rng = random.Random(seed)
     step_ff, step_pk, step_aq = (timedelta(seconds=s) for s in
                                  (footfall_step_s, parking_step_s, air_step_s))

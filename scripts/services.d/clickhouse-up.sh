@@ -6,6 +6,9 @@
 # $CITYOPS_DATA_DIR/clickhouse/port (the tests read that file). Exports nothing.
 # Exit 3 (reason in $CITYOPS_DATA_DIR/clickhouse/unavailable) when the server is not installed
 # and cannot be: no apt-get, not root and no passwordless sudo, or apt-get failing.
+# The shipped least-privilege users (cityops/deploy/clickhouse/users.d) are installed beside
+# the server's users.xml, with random passwords kept in $CITYOPS_DATA_DIR/clickhouse/users.env
+# (mode 600) and handed to the server through its environment, as compose does.
 set -euo pipefail
 DATA_DIR="${CITYOPS_DATA_DIR:-$PWD/.cityops-data}"
 CH_DIR="$DATA_DIR/clickhouse"
@@ -108,6 +111,15 @@ cat > "$CH_DIR/users.xml" <<XML
     <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 XML
+
+mkdir -p "$CH_DIR/users.d"
+cp "$(dirname "$0")/../../cityops/deploy/clickhouse/users.d/"*.xml "$CH_DIR/users.d/"
+if [ ! -s "$CH_DIR/users.env" ]; then
+  ( umask 077
+    echo "CITYOPS_CH_WRITER_PASSWORD=w$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$CH_DIR/users.env"
+    echo "CITYOPS_CH_READER_PASSWORD=r$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')" >> "$CH_DIR/users.env" )
+fi
+set -a; . "$CH_DIR/users.env"; set +a
 
 log "starting $BIN on 127.0.0.1:$TCP_PORT (data $CH_DIR/data)"
 # setsid: the server outlives this script; clickhouse-down.sh stops it by its pid

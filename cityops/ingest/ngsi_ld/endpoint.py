@@ -19,6 +19,7 @@ from cityops.core import topics
 from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import ValidationContext
 from cityops.core.settings import Settings
+from cityops.core.strictjson import StrictJSONError, loads_strict
 from cityops.ingest.deadletters import dead_letter, send_dead_letter
 from cityops.ingest.exceptions import IngestError, MappingError
 from cityops.ingest.ngsi_ld.answers import Outcome, answer, problem
@@ -84,11 +85,11 @@ def handle(intake: IntakeLike, body: bytes, *, operation: str, link: str | None,
     asking to it)."""
     settings = intake.settings
     process = process or intake.process
-    try:
-        parsed = orjson.loads(body.lstrip(b"\xef\xbb\xbf") or b"null")
-    except orjson.JSONDecodeError as exc:
-        return 400, problem("InvalidRequest", f"body is not JSON: {exc}", 400,
-                            reason="bad_json"), {}
+    try:  # strict: a duplicated key, NaN or a 65-bit integer is refused (core.strictjson)
+        parsed = loads_strict(body.lstrip(b"\xef\xbb\xbf") or b"null")
+    except StrictJSONError as exc:
+        return 400, problem("InvalidRequest", f"body is not JSON: {exc.detail}", 400,
+                            reason=exc.reason), {}
     try:
         payload = read_payload(parsed, link_context(link))
     except MappingError as exc:

@@ -16,6 +16,7 @@ import orjson
 
 from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import ValidationContext
+from cityops.core.strictjson import StrictJSONError, loads_strict
 from cityops.ingest.exceptions import ReplayError
 from cityops.ingest.ports import Progress
 from cityops.ingest.replay.mapping import RecordMapper
@@ -150,9 +151,9 @@ def _read_jsonl(path: Path, mapper: RecordMapper, judge: _Judge, encoding: str,
                 continue
         if mapper.transforms or not _complete_json(line):
             try:
-                data = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                data = None
+                data = loads_strict(line)
+            except StrictJSONError:
+                data = None  # judged below, byte for byte, with its reason
             if isinstance(data, dict):
                 yield judge.record(mapper.map(data), raw, lineno)
                 continue

@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
+from cityops.core.holidays import calendar_day
+
 #: Hour (local) at which a simulation day starts; the night economy ends at 02:00 before it.
 DAY_START_HOUR = 4
 
-#: Lunar New Year's Day (春节, first day of the first lunar month), Gregorian dates.
+#: Lunar New Year's Day (春节, first day of the first lunar month), Gregorian dates: astronomy,
+#: not the official arrangement (that comes from chinese-calendar via cityops.core.holidays);
+#: used for the eve's reunion dinner and the first days' crowds.
 SPRING_FESTIVAL: dict[int, date] = {
     2018: date(2018, 2, 16), 2019: date(2019, 2, 5), 2020: date(2020, 1, 25),
     2021: date(2021, 2, 12), 2022: date(2022, 2, 1), 2023: date(2023, 1, 22),
@@ -35,6 +39,19 @@ SPRING_FESTIVAL: dict[int, date] = {
 _NATIONAL_DAY = (2.9, 3.1, 2.9, 2.6, 2.3, 2.0, 1.7)
 _SPRING_FESTIVAL = (0.75, 1.7, 2.3, 2.5, 2.4, 2.1, 1.9, 1.6)  # eve, day 1 … day 7
 _LABOUR_DAY = (2.0, 2.1, 1.9, 1.7, 1.5)
+_QINGMING = (1.35, 1.3, 1.15)  # tomb sweeping in the morning, out in town after
+_DRAGON_BOAT = (1.6, 1.5, 1.25)
+_MID_AUTUMN = (1.5, 1.7, 1.4)  # reunion dinner, then the riverside lanterns
+_BREAK = (1.3,)  # days of a break outside the festival's own table (e.g. before the eve)
+#: official holiday keys (chinese-calendar) → the simulator's names
+_NAMES = {"new_years_day": "new_year", "spring_festival": "spring_festival",
+          "tomb_sweeping_day": "qingming", "labour_day": "labour_day",
+          "dragon_boat_festival": "dragon_boat", "national_day": "national_day",
+          "mid_autumn_festival": "mid_autumn", "anti_fascist_70th_day": "victory_day"}
+_FACTORS = {"national_day": _NATIONAL_DAY, "spring_festival": _SPRING_FESTIVAL,
+            "labour_day": _LABOUR_DAY, "qingming": _QINGMING, "dragon_boat": _DRAGON_BOAT,
+            "mid_autumn": _MID_AUTUMN, "new_year_eve": (2.0,), "new_year": (1.6,),
+            "victory_day": (1.4,), "spring_festival_break": _BREAK}
 _WEEKEND = {4: 1.12, 5: 1.45, 6: 1.30}  # Friday (its night), Saturday, Sunday
 
 # Chongqing climate by month (1..12): mean daily temperature °C, rain probability.
@@ -54,26 +71,25 @@ def stable_unit(seed: int, *parts: object) -> float:
 
 @dataclass(frozen=True)
 class Holiday:
-    name: str  # "national_day", "spring_festival", "labour_day", "new_year"
+    name: str  # "national_day", "spring_festival", "qingming", "dragon_boat", "mid_autumn" …
     day_index: int  # 0 = first day of the holiday (the eve for the Spring Festival)
     golden_week: bool
 
 
 def holiday_of(d: date) -> Holiday | None:
-    """The public holiday (or golden-week day) ``d`` falls in, if any."""
-    if d.month == 10 and 1 <= d.day <= 7:
-        return Holiday("national_day", d.day - 1, True)
-    for candidate in (SPRING_FESTIVAL.get(d.year), SPRING_FESTIVAL.get(d.year + 1)):
-        if candidate is not None:
-            idx = (d - candidate).days + 1  # eve = 0
-            if 0 <= idx < len(_SPRING_FESTIVAL):
-                return Holiday("spring_festival", idx, True)
-    if d.month == 5 and 1 <= d.day <= 5:
-        return Holiday("labour_day", d.day - 1, False)
+    """The public holiday ``d`` falls in (official days off from chinese-calendar), the
+    Spring Festival's eve and first week by the lunar date, or New Year's Eve."""
+    lny = SPRING_FESTIVAL.get(d.year)
+    if lny is not None and 0 <= (d - lny).days + 1 < len(_SPRING_FESTIVAL):
+        return Holiday("spring_festival", (d - lny).days + 1, True)
+    day = calendar_day(d)
+    if day.run:
+        name = _NAMES.get(day.run, day.run)
+        if name == "spring_festival":  # official days off before the eve / after day 7
+            return Holiday("spring_festival_break", 0, True)
+        return Holiday(name, day.run_index, name == "national_day")
     if (d.month, d.day) == (12, 31):
         return Holiday("new_year_eve", 0, False)
-    if (d.month, d.day) == (1, 1):
-        return Holiday("new_year", 0, False)
     return None
 
 
@@ -137,17 +153,19 @@ class DayInfo:
 
     @property
     def is_workday(self) -> bool:
-        return not self.is_weekend and (self.holiday is None or not self.holiday.golden_week)
+        """An official working day: weekend make-up days (调休) count, days off do not."""
+        return calendar_day(self.day).is_workday
 
 
 @lru_cache(maxsize=4096)
 def day_info(seed: int, d: date) -> DayInfo:
     hol = holiday_of(d)
-    factor = _WEEKEND.get(d.weekday(), 1.0)
+    official = calendar_day(d)
+    # a weekend make-up working day (调休上班) is an ordinary working day for footfall
+    factor = 1.0 if official.is_makeup_workday else _WEEKEND.get(d.weekday(), 1.0)
     if hol is not None:
-        table = {"national_day": _NATIONAL_DAY, "spring_festival": _SPRING_FESTIVAL,
-                 "labour_day": _LABOUR_DAY, "new_year_eve": (2.0,), "new_year": (1.6,)}
-        factor = max(factor, table[hol.name][hol.day_index])
+        table = _FACTORS.get(hol.name, _BREAK)
+        factor = max(factor, table[min(hol.day_index, len(table) - 1)])
     busyness = math.exp(rng_for(seed, "busyness", d.isoformat()).gauss(0.0, 0.06))
     return DayInfo(d, d.weekday(), hol, factor, busyness, weather_of(seed, d))
 

@@ -58,13 +58,23 @@ class AlertEngine:
     """Turns observations, heartbeats and time into ``AlertEvent`` s (pure; state is a dict)."""
 
     def __init__(self, rules: RuleSet, registry: Registry | None,
-                 clock: Clock = lambda: datetime.now(UTC)) -> None:
+                 clock: Clock = lambda: datetime.now(UTC), silence_by_feed: bool = False,
+                 ) -> None:
+        """``silence_by_feed`` (event-time clocks): a sensor's silence is measured against the
+        newest report on its own *lane* (the topic partition its reports arrive on, given with
+        each heartbeat; its kind's newest report when unknown), not the newest event of any
+        feed: during an accelerated replay partitions are processed at different paces, and a
+        lagging one must not look silent. A lane whose sensors all stop shows as its clock
+        stopping, not as dead sensors; with the wall clock everything is measured against now."""
+        self.silence_by_feed = silence_by_feed
         self.rules = rules
         self.registry = registry
         self.clock = clock
         self._trackers: dict[str, dict[str, Any]] = {}  # "rule_id|subject" → tracker
         self._awaiting_ack: dict[str, dict[str, Any]] = {}  # cleared_unack alerts by id
         self._last_seen: dict[str, float] = {}
+        self._lane_of: dict[str, str] = {}  # source → "topic/partition" its reports come on
+        self._lane_clock: dict[str, float] = {}  # lane → newest heartbeat time on it
         self._started_at: float | None = None
         self._intake: dict[str, list[list[float]]] = {}  # feed → [[bucket_s, ok, dead]]
 
@@ -177,12 +187,16 @@ class AlertEngine:
                 return float(site.cadence_s)
         return None
 
-    def heartbeat(self, source: str, at: datetime) -> list[AlertEvent]:
-        """A source reported: remember when, and clear its dead-sensor alert if it had one."""
+    def heartbeat(self, source: str, at: datetime, lane: str | None = None) -> list[AlertEvent]:
+        """A source reported (on ``lane``, its topic partition): remember when, and clear its
+        dead-sensor alert if it had one."""
         ts = _ts(at)
         if self._started_at is None:
             self._started_at = ts
         self._last_seen[source] = max(ts, self._last_seen.get(source, ts))
+        if lane is not None:
+            self._lane_of[source] = lane
+            self._lane_clock[lane] = max(ts, self._lane_clock.get(lane, ts))
         out: list[AlertEvent] = []
         for rule in self.rules.by_kind("dead_sensor"):
             if f"{rule.id}|{source}" in self._trackers:
@@ -242,13 +256,29 @@ class AlertEngine:
         if reg is None:
             return []
         out: list[AlertEvent] = []
-        sources = [*reg.counters, *reg.carparks, *reg.stations]
+        for table in (reg.counters, reg.carparks, reg.stations):
+            out.extend(self._silent_of(rule, list(table), ts))
+        return out
+
+    def _silent_of(self, rule: Rule, sources: list[str], ts: float) -> list[AlertEvent]:
+        reg = self.registry
+        assert reg is not None
+        out: list[AlertEvent] = []
+        kind_now = ts
+        if self.silence_by_feed:
+            newest = max((self._last_seen[s] for s in sources if s in self._last_seen),
+                         default=None)
+            kind_now = ts if newest is None else min(ts, newest)
         for source in sources:
             cadence = self._cadence_s(source)
             if not cadence:
                 continue
-            last = self._last_seen.get(source, self._started_at or ts)
-            ratio = max(0.0, ts - last) / cadence
+            now = kind_now
+            lane = self._lane_of.get(source)
+            if self.silence_by_feed and lane in self._lane_clock:
+                now = min(ts, self._lane_clock[lane])
+            last = self._last_seen.get(source, self._started_at or now)
+            ratio = max(0.0, now - last) / cadence
             levels = levels_for(rule, source, reg)
             if f"{rule.id}|{source}" in self._trackers or ratio >= levels[0].fire:
                 out.extend(self._observe(rule, source, ratio, ts))
@@ -288,7 +318,8 @@ class AlertEngine:
         return copy.deepcopy({
             "rules_version": self.rules.version, "trackers": self._trackers,
             "awaiting_ack": self._awaiting_ack, "last_seen": self._last_seen,
-            "started_at": self._started_at, "intake": self._intake})
+            "started_at": self._started_at, "intake": self._intake,
+            "lane_of": self._lane_of, "lane_clock": self._lane_clock})
 
     def from_state(self, state: dict[str, Any]) -> None:
         """Restore a ``to_state`` snapshot (rules may have changed version in between)."""
@@ -301,5 +332,7 @@ class AlertEngine:
         self._awaiting_ack = {k: v for k, v in s.get("awaiting_ack", {}).items()
                               if v.get("rule_id") in known}
         self._last_seen = dict(s.get("last_seen", {}))
+        self._lane_of = dict(s.get("lane_of", {}))
+        self._lane_clock = dict(s.get("lane_clock", {}))
         self._started_at = s.get("started_at")
         self._intake = s.get("intake", {})

@@ -11,12 +11,15 @@ answers are permanent failures.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
-from urllib.parse import urlparse
-from zoneinfo import ZoneInfo
+from urllib.parse import quote_plus, urlparse
 
 import httpx
 import structlog
@@ -28,6 +31,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from cityops.core.secrets import url_label
 from cityops.streams.records import AlertEvent
 
 log = structlog.get_logger(__name__)
@@ -52,41 +56,67 @@ class _Retryable(WebhookDeliveryError):
 
 @dataclass(frozen=True)
 class WebhookTarget:
-    """One webhook URL and the payload style it expects."""
+    """One webhook URL and the payload style it expects.
 
-    url: str
+    The URL is a secret (WeCom's ``key=``, DingTalk's ``access_token=``): it is never shown;
+    logs, metrics and ``/health`` name the target by ``label`` (scheme and host)."""
+
+    url: str = field(repr=False)
     style: Style = "json"
+    #: DingTalk "加签" secret (``SEC…``): each request carries ``timestamp`` and ``sign``
+    secret: str = field(default="", repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.style}:{url_label(self.url)}"
+
+    def request_url(self, now_ms: int | None = None) -> str:
+        """The URL to post to; signed (HMAC-SHA256 of ``"{timestamp}\n{secret}"``, DingTalk's
+        custom-robot security setting) when the target has a secret."""
+        if not self.secret:
+            return self.url
+        ts = str(now_ms if now_ms is not None else int(time.time() * 1000))
+        mac = hmac.new(self.secret.encode(), f"{ts}\n{self.secret}".encode(), hashlib.sha256)
+        sign = quote_plus(base64.b64encode(mac.digest()))
+        sep = "&" if "?" in self.url else "?"
+        return f"{self.url}{sep}timestamp={ts}&sign={sign}"
 
     @classmethod
     def parse(cls, spec: str) -> WebhookTarget:
-        """``[wecom+|dingtalk+|json+]https://…``; without a prefix the style follows the host
-        (qyapi.weixin.qq.com → WeCom, oapi.dingtalk.com → DingTalk, otherwise JSON)."""
+        """``[wecom+|dingtalk+|json+]https://…[#secret=SEC…]``; without a prefix the style
+        follows the host (qyapi.weixin.qq.com → WeCom, oapi.dingtalk.com → DingTalk,
+        otherwise JSON). A ``#secret=`` fragment is DingTalk's signing secret."""
+        spec, _, fragment = spec.partition("#")
+        secret = fragment.removeprefix("secret=") if fragment.startswith("secret=") else ""
         for style in ("wecom", "dingtalk", "json"):
             if spec.startswith(f"{style}+"):
-                return cls(spec[len(style) + 1:], style)
+                return cls(spec[len(style) + 1:], style, secret)
         host = urlparse(spec).hostname or ""
         if host.endswith("weixin.qq.com"):
-            return cls(spec, "wecom")
+            return cls(spec, "wecom", secret)
         if host.endswith("dingtalk.com"):
-            return cls(spec, "dingtalk")
-        return cls(spec, "json")
+            return cls(spec, "dingtalk", secret)
+        return cls(spec, "json", secret)
 
 
-def utc_offset_label(moment: datetime) -> str:
-    """``UTC+8`` for a time in UTC+08:00: how a duty officer reads the zone of a time."""
-    offset = moment.utcoffset() or timedelta(0)
-    hours = offset.total_seconds() / 3600
-    return "UTC" if hours == 0 else f"UTC{hours:+g}"
+def utc_offset_label(local: datetime) -> str:
+    """``UTC+8`` (or ``UTC+5:30``, ``UTC``) for a local time: how a duty officer reads its zone."""
+    off = local.utcoffset() or timedelta(0)
+    minutes = int(off.total_seconds() // 60)
+    if minutes == 0:
+        return "UTC"
+    sign, minutes = ("+" if minutes >= 0 else "-"), abs(minutes)
+    return f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
 
 
-def markdown_text(event: AlertEvent, tz: ZoneInfo) -> tuple[str, str]:
-    """(title, markdown body) for a duty officer's phone: Chinese first, key facts only,
-    times in the district's zone ``tz``."""
+def markdown_text(event: AlertEvent, tz: tzinfo) -> tuple[str, str]:
+    """(title, markdown body) for a duty officer's phone: Chinese first, key facts only;
+    the time in the district's zone (``tz``, from settings) with its offset that day."""
     sev = event.severity
     title = (f"[{SEVERITY_ZH.get(sev, sev)} {sev}] {KIND_ZH.get(event.kind.value, '')} "
              f"{event.rule_id} {event.subject}")
     local = event.event_time.astimezone(tz)
-    when = local.strftime("%Y-%m-%d %H:%M:%S")
+    when = f"{local:%Y-%m-%d %H:%M:%S} ({utc_offset_label(local)})"
     lines = [f"**{title}**", f"> {event.message}"]
     if event.value is not None:
         thr = "" if event.threshold is None else f" (阈值 threshold {event.threshold:g})"
@@ -95,13 +125,13 @@ def markdown_text(event: AlertEvent, tz: ZoneInfo) -> tuple[str, str]:
         lines.append(f"> 升级 escalation level: {event.escalation_level}")
     if event.actor:
         lines.append(f"> 确认人 by: {event.actor}")
-    lines.append(f"> 时间 time: {when} ({utc_offset_label(local)})")
+    lines.append(f"> 时间 time: {when}")
     lines.append(f"> alert {event.alert_id} #{event.seq} · {event.state.value}")
     return title, "\n".join(lines)
 
 
-def payload(event: AlertEvent, style: Style, tz: ZoneInfo) -> dict[str, Any]:
-    """Request body for one event in the target's style (bots' text shows times in ``tz``)."""
+def payload(event: AlertEvent, style: Style, tz: tzinfo) -> dict[str, Any]:
+    """Request body for one event in the target's style."""
     if style == "json":
         return event.model_dump(mode="json")
     title, text = markdown_text(event, tz)
@@ -123,7 +153,7 @@ class DeliveryStats:
 class WebhookDispatcher:
     """Bounded, non-blocking fan-out of alert events to webhooks, with retries and backoff."""
 
-    def __init__(self, targets: list[WebhookTarget], *, tz: ZoneInfo, timeout_s: float = 5.0,
+    def __init__(self, targets: list[WebhookTarget], tz: tzinfo, *, timeout_s: float = 5.0,
                  attempts: int = 4, queue_size: int = 1000, backoff_initial_s: float = 0.5,
                  backoff_max_s: float = 30.0) -> None:
         self.targets = list(targets)
@@ -138,10 +168,20 @@ class WebhookDispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
 
+    def labelled_stats(self) -> dict[str, DeliveryStats]:
+        """Stats keyed by a printable label (never the URL); duplicates get ``#n``."""
+        out: dict[str, DeliveryStats] = {}
+        for t in self.targets:
+            label = t.label
+            if label in out:
+                label = f"{label}#{len(out)}"
+            out[label] = self.stats[t.url]
+        return out
+
     async def start(self) -> None:
         """Open the HTTP client and one worker task per webhook."""
         self._client = httpx.AsyncClient(timeout=self.timeout_s)
-        self._tasks = [asyncio.create_task(self._worker(t), name=f"webhook:{t.url}")
+        self._tasks = [asyncio.create_task(self._worker(t), name=f"webhook:{t.label}")
                        for t in self.targets]
 
     def offer(self, event: AlertEvent) -> bool:
@@ -168,9 +208,10 @@ class WebhookDispatcher:
         assert self._client is not None
         self.stats[target.url].attempts += 1
         try:
-            resp = await self._client.post(target.url, json=body)
+            resp = await self._client.post(target.request_url(), json=body)
         except httpx.HTTPError as exc:  # transport problems and timeouts
-            raise _Retryable(f"{type(exc).__name__}: {exc}", True) from None
+            # the class name only: httpx puts the URL (with its access key) in the text
+            raise _Retryable(type(exc).__name__, True) from None
         if resp.status_code == 429 or resp.status_code >= 500:
             raise _Retryable(f"HTTP {resp.status_code}", True)
         if resp.status_code >= 400:
@@ -197,7 +238,7 @@ class WebhookDispatcher:
                     await self._post(target, body)
         except (WebhookDeliveryError, RetryError) as exc:
             stats.failed += 1
-            log.warning("webhook_failed", url=target.url, alert_id=event.alert_id,
+            log.warning("webhook_failed", webhook=target.label, alert_id=event.alert_id,
                         seq=event.seq, error=str(exc))
             return
         stats.delivered += 1

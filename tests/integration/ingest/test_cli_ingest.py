@@ -69,6 +69,11 @@ def test_replay_command(tmp_path, isolated_settings, kafka_broker, monkeypatch, 
         "--map", "pm25_ugm3=pm25,no2_ugm3=no2", "--set", "averaging_s=60", "-q"])
     assert result.exit_code == 0, result.output
     assert re.search(r"sent\s+│\s+2", result.output)
+    # October 2025 is older than the default raw TTL of 400 days: said before sending
+    said = " ".join(result.output.split())
+    assert re.search(r"[23] of [23] records \(oldest 2025-10-03\) are older than the raw "
+                     r"retention of 400 days", said), said
+    assert "stay in the raw tables until" in said
     assert re.search(r"rejected: no_measurement\s+│\s+1", result.output)
     assert len(consume(kafka_broker, isolated_settings.raw_topic("air"), 2)) == 2
     assert len(consume(kafka_broker, isolated_settings.topic("dlq"), 1)) == 1

@@ -56,6 +56,8 @@ class WorkerProc:
         self.url = f"http://127.0.0.1:{env['CITYOPS_WORKER_WEB_PORT']}"
         self.prefix = env["CITYOPS_TOPIC_PREFIX"]
         self.starts = 0
+        token = env.get("CITYOPS_WORKER_TOKEN", "")
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def start(self, timeout: float = 90.0) -> None:
         self.starts += 1
@@ -71,7 +73,7 @@ class WorkerProc:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"worker exited with {self.proc.returncode}; see "
                                  f"{self.log_path}:\n{self.log_tail()}")
-        r = httpx.get(f"{self.url}/health", timeout=2)
+        r = httpx.get(f"{self.url}/health", timeout=2, headers=self.headers)
         return bool(r.json().get("running"))
 
     def log_tail(self, n: int = 40) -> str:
@@ -98,10 +100,11 @@ class WorkerProc:
 
     # --- reading ------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/health", timeout=5).json()
+        return httpx.get(f"{self.url}/health", timeout=5, headers=self.headers).json()
 
     def sql(self, query: str) -> list[list[Any]]:
-        r = httpx.post(f"{self.url}/sql", json={"sql": query}, timeout=60)
+        r = httpx.post(f"{self.url}/sql", json={"sql": query}, timeout=60,
+                       headers=self.headers)
         assert r.status_code == 200, r.text
         return r.json()["rows"]
 

@@ -1,7 +1,7 @@
 """An alert scenario end to end: parking events through Kafka and the worker's aggregation and
 alert engine into the warehouse ``alerts`` table — a rise fires once, flapping around the
 threshold fires nothing more, ``cityops alerts ack`` acknowledges through the worker's HTTP
-API, and the clear arrives once."""
+API with an operator's token (recorded as who acknowledged), and the clear arrives once."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from streams_harness import CITYOPS, Producer, WorkerProc, wait_until
+
+from cityops.core.keys import KeyStore
 
 pytestmark = pytest.mark.integration
 
@@ -84,17 +87,25 @@ def _alert_rows(worker: WorkerProc) -> list[list[Any]]:
         f"WHERE rule_id = 'carpark_full' AND subject = '{CARPARK}' ORDER BY seq")
 
 
-def _cli(worker: WorkerProc, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CITYOPS, *args], env=worker.env, capture_output=True, text=True,
+def _cli(worker: WorkerProc, *args: str, token: str | None = None
+         ) -> subprocess.CompletedProcess:
+    env = worker.env if token is None else {**worker.env, "CITYOPS_WORKER_TOKEN": token}
+    return subprocess.run([CITYOPS, *args], env=env, capture_output=True, text=True,
                           timeout=60, check=False)
 
 
 def test_rise_flap_ack_clear_produce_each_alert_event_once(make_worker: Any,
                                                            kafka_broker: str,
-                                                           receiver: Receiver) -> None:
+                                                           receiver: Receiver,
+                                                           tmp_path: Path) -> None:
     hooks = json.dumps([f"json+{receiver.url}/json", f"wecom+{receiver.url}/wecom"])
+    store = KeyStore(tmp_path / "keys.json")
+    _, wall = store.add("video-wall", "worker", roles=("viewer", "analyst"))
+    _, officer = store.add("duty-officer-07", "worker", roles=("operator",))
     worker: WorkerProc = make_worker(CITYOPS_ALERT_TICK_S="0.5",
-                                     CITYOPS_ALERT_WEBHOOK_URLS=hooks)
+                                     CITYOPS_ALERT_WEBHOOK_URLS=hooks,
+                                     CITYOPS_KEYS_FILE=str(store.path),
+                                     CITYOPS_WORKER_TOKEN=wall)
     prod = Producer(kafka_broker, worker.prefix)
 
     _send(prod, RISE)
@@ -108,10 +119,12 @@ def test_rise_flap_ack_clear_produce_each_alert_event_once(make_worker: Any,
 
     _send(prod, FLAP)
     wait_until(lambda: worker.health()["aggregate"]["parking"]["in"] >= 8, what="flapping")
-    ack = _cli(worker, "alerts", "ack", alert_id, "--by", "duty-officer-07")
+    refused = _cli(worker, "alerts", "ack", alert_id)  # the wall's token may only look
+    assert refused.returncode == 1 and "lacks the operator role" in refused.stderr
+    ack = _cli(worker, "alerts", "ack", alert_id, token=officer)
     assert ack.returncode == 0, ack.stderr + ack.stdout
     assert "acknowledged" in ack.stdout
-    again = _cli(worker, "alerts", "ack", alert_id, "--by", "duty-officer-07")
+    again = _cli(worker, "alerts", "ack", alert_id, token=officer)
     assert again.returncode == 0 and "already acknowledged" in again.stdout
 
     _send(prod, CLEAR)
@@ -136,11 +149,12 @@ def test_rise_flap_ack_clear_produce_each_alert_event_once(make_worker: Any,
     assert len(receiver.wecom_texts()) == 3
     # the closed alert is no longer listed; an unknown id is a clear error
     assert all(a["alert_id"] != alert_id for a in httpx_alerts(worker))
-    missing = _cli(worker, "alerts", "ack", "no-such-alert", "--by", "x")
+    missing = _cli(worker, "alerts", "ack", "no-such-alert", token=officer)
     assert missing.returncode == 1 and "no-such-alert" in missing.stderr
 
 
 def httpx_alerts(worker: WorkerProc) -> list[dict[str, Any]]:
     import httpx
 
-    return httpx.get(f"{worker.url}/alerts", timeout=10).json()["alerts"]
+    return httpx.get(f"{worker.url}/alerts", timeout=10, headers=worker.headers
+                     ).json()["alerts"]

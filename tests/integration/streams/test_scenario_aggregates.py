@@ -32,7 +32,7 @@ T0 = _t0()
 def ff(eid: str, counter: str, sec: int, entries: int, exits: int,
        zone: str = ZONE) -> dict[str, Any]:
     return {"event_id": eid, "source": counter, "zone_id": zone, "entries": entries,
-            "exits": exits, "interval_s": 30,
+            "exits": exits, "interval_s": 10,  # each report's interval inside one minute
             "event_time": (T0 + timedelta(seconds=sec)).isoformat()}
 
 
@@ -88,7 +88,7 @@ def scenario(make_worker: Any, kafka_broker: str) -> WorkerProc:
     prod.close()
 
     def settled() -> bool:
-        return (worker.scalar("SELECT count() FROM footfall_windows FINAL") == 14
+        return (worker.scalar("SELECT count() FROM footfall_windows FINAL") == 16
                 and worker.scalar("SELECT count() FROM dead_letters FINAL") == 3
                 and worker.scalar("SELECT count() FROM late_events FINAL") == 1
                 and worker.scalar("SELECT count() FROM parking_states FINAL") == 3
@@ -114,14 +114,15 @@ def test_tumbling_minute_windows_hold_exact_counts_and_late_revision(scenario: W
     # start offset: (entries, exits, reports, revision); e7 re-opened [180, 240) → rev 1
     assert _windows(scenario, "tumbling_1m") == {
         0: (15, 3, 2, 0), 60: (8, 4, 1, 0), 120: (6, 6, 1, 0), 180: (6, 1, 2, 1),
-        240: (3, 2, 1, 0)}
+        240: (3, 2, 1, 0),
+        840: (0, 0, 1, 0)}  # the flush report covers 890–900 s: its window ends at 900, fires
 
 
 def test_hopping_five_minute_windows_hold_exact_counts(scenario: WorkerProc) -> None:
     assert _windows(scenario, "hopping_5m") == {
         -240: (15, 3, 2, 0), -180: (23, 7, 3, 0), -120: (29, 13, 4, 0),
         -60: (35, 14, 6, 1), 0: (38, 16, 7, 0), 60: (23, 13, 5, 0), 120: (15, 9, 4, 0),
-        180: (9, 3, 3, 0), 240: (3, 2, 1, 0)}
+        180: (9, 3, 3, 0), 240: (3, 2, 1, 0), 600: (0, 0, 1, 0)}
 
 
 def test_presence_and_density_follow_the_decayed_running_balance(scenario: WorkerProc,
@@ -161,8 +162,9 @@ def test_malformed_duplicate_and_unknown_records_are_dead_lettered_with_origin(
 def test_event_beyond_allowed_lateness_goes_to_late_topic_and_is_counted(
         scenario: WorkerProc) -> None:
     rows = scenario.sql("SELECT feed, event_id, lateness_s FROM late_events FINAL")
-    # the zone's newest event is at 900 s, so the watermark is 900 − 120 = 780 s; e9 is at 100
-    assert rows == [["footfall", "e9", 680.0]]
+    # the zone's newest event is at 900 s, so the watermark is 900 − 120 s lateness − 30 s
+    # (the zone's counters report every 30 s) = 750 s; e9's interval starts at 90 s
+    assert rows == [["footfall", "e9", 660.0]]
     assert scenario.health()["aggregate"]["footfall"]["late"] == 1
 
 

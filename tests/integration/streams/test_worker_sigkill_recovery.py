@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from streams_harness import Producer, WorkerProc, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 #: one counter per zone, so each zone's reports share one partition and stay in order
 COUNTERS = {"jfb_square": "fc_jfb_square_01", "minzu_road": "fc_minzu_road_01",
@@ -37,8 +37,8 @@ def _events() -> list[dict[str, Any]]:
 
 
 def _expected_windows(events: list[dict[str, Any]]) -> pd.DataFrame:
-    """Independent computation: every window holding an event (the flush reports, 900 s after
-    the last one, move each zone's event time past all their ends)."""
+    """Independent computation: every window a zone's event time has passed (the flush reports,
+    900 s after the last one, move it past all the produced events' windows)."""
     df = pd.DataFrame(events)
     times = pd.to_datetime(df["event_time"], format="ISO8601", utc=True)
     df["ts"] = times.map(lambda t: t.timestamp())
@@ -46,17 +46,32 @@ def _expected_windows(events: list[dict[str, Any]]) -> pd.DataFrame:
     for zone, g in df.groupby("zone_id"):
         for name, size, step in (("tumbling_1m", 60, 60), ("hopping_5m", 300, 60)):
             starts = {}
-            for ts, en, ex in zip(g["ts"], g["entries"], g["exits"], strict=True):
-                first = (ts // step) * step
-                s = first
-                while s + size > ts:
-                    acc = starts.setdefault(s, [0, 0, 0])
-                    acc[0] += en
-                    acc[1] += ex
-                    acc[2] += 1
-                    s -= step
-            for s, (en, ex, n) in starts.items():
-                rows.append((zone, name, int(s), en, ex, n))
+            for ts, en, ex, iv in zip(g["ts"], g["entries"], g["exits"], g["interval_s"],
+                                      strict=True):
+                # the report covers [ts − interval, ts): whole-number parts per minute,
+                # floor(n·c_k / L) − floor(n·c_(k−1) / L) (docs/warehouse.md)
+                end = round(ts * 1000)
+                start, length = end - iv * 1000, iv * 1000
+                b = start // 60_000 * 60_000
+                while b < end:
+                    hi, lo = min(end, b + 60_000) - start, max(b, start) - start
+                    pe = en * hi // length - en * lo // length
+                    px = ex * hi // length - ex * lo // length
+                    w = b // 1000  # windows (of `size`, every `step`) holding this minute
+                    s = w // step * step
+                    while s + size > w:
+                        acc = starts.setdefault(s, [0, 0, 0, None])
+                        acc[0] += pe
+                        acc[1] += px
+                        if acc[3] != end:  # one report counts once per window
+                            acc[2] += 1
+                            acc[3] = end
+                        s -= step
+                    b += 60_000
+            newest = g["ts"].max()
+            for s, (en, ex, n, _last) in starts.items():
+                if s + size <= newest:  # fired: the zone's event time passed its end
+                    rows.append((zone, name, int(s), en, ex, n))
     return pd.DataFrame(rows, columns=["zone_id", "window", "start", "entries", "exits",
                                        "events"]).sort_values(
         ["zone_id", "window", "start"]).reset_index(drop=True)
@@ -111,7 +126,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(make_worker: Any,
     prod.flush()
     prod.close()
 
-    expected = _expected_windows(body)
+    expected = _expected_windows(body + flush)  # the flush reports' own fired windows too
     n_windows = len(expected)
 
     want = (N_EVENTS + len(flush), n_windows, n_dups)
@@ -153,3 +168,6 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(make_worker: Any,
                          "FROM alerts FINAL GROUP BY rule_id, subject HAVING n > 1")
     assert refired == []
     assert worker.health()["services"] == {"WarehouseSink": True}
+    print(f"worker SIGKILL x2: sent {N_EVENTS + len(flush) + n_dups} (incl. {n_dups} re-sent), "
+          f"stored {N_EVENTS + len(flush)}, dead-lettered {n_dups} (duplicate), windows "
+          f"{n_windows} = pandas")

@@ -13,12 +13,13 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from cityops.core.intervals import interval_ms, spread_hours
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
 from cityops.warehouse.embedded import EmbeddedWarehouse
@@ -32,6 +33,21 @@ SPANS = (
     (datetime(2026, 1, 31, 12, tzinfo=TZ), datetime(2026, 2, 2, 4, tzinfo=TZ)),
     (datetime(2026, 2, 13, 12, tzinfo=TZ), datetime(2026, 2, 16, 4, tzinfo=TZ)),
 )
+
+
+def night_totals(rows: list[dict], tz: ZoneInfo) -> dict[tuple, int]:
+    """Entries per (night, zone) from raw rows, worked out in Python from the interval rule:
+    each report spread over the local hours of [event_time − interval_s, event_time)."""
+    totals: dict[tuple, int] = {}
+    for r in rows:
+        start_ms, end_ms = interval_ms(round(r["event_time"].timestamp() * 1000),
+                                       r["interval_s"])
+        for b, part in spread_hours(r["entries"], start_ms, end_ms, tz):
+            h = datetime.fromtimestamp(b / 1000, tz)
+            if h.hour >= 18 or h.hour < 2:
+                night = h.date() - timedelta(days=1) if h.hour < 2 else h.date()
+                totals[(night, r["zone_id"])] = totals.get((night, r["zone_id"]), 0) + part
+    return totals
 
 
 def wh_path(settings: Settings) -> Path:

@@ -4,7 +4,7 @@ the key ones give the answers the raw rows imply."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from cityops.streams.records import AlertEvent, AlertEventKind, AlertState, Dead
 from cityops.warehouse.catalog import list_objects, load_catalogue
 from cityops.warehouse.embedded import EmbeddedWarehouse
 from cityops.warehouse.rows import record_row
+from tests.integration.warehouse.conftest import night_totals
 
 pytestmark = pytest.mark.integration
 
@@ -76,12 +77,7 @@ def test_busiest_zone_per_night_matches_raw(wh: EmbeddedWarehouse, seeded: dict)
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo("Asia/Shanghai")
-    totals: dict[tuple[date, str], int] = {}
-    for r in seeded["footfall_observed"]:
-        t = r["event_time"].astimezone(tz)
-        if t.hour >= 18 or t.hour < 2:
-            key = ((t - timedelta(hours=2)).date(), r["zone_id"])
-            totals[key] = totals.get(key, 0) + r["entries"]
+    totals = night_totals(seeded["footfall_observed"], tz)
     df = wh.analyst_df(_by_id("Q1").sql)
     for rec in df.itertuples():
         night = rec.night_date.date() if hasattr(rec.night_date, "date") else rec.night_date

@@ -91,7 +91,8 @@ def test_sql_hostile_input_gets_a_clear_error(cli_env: dict[str, str], sql: str,
 
 def test_report_files_and_numbers(seeded_wh: EmbeddedWarehouse, tmp_path: Path) -> None:
     result = night_economy_report(seeded_wh, date(2026, 1, 31), date(2026, 2, 15),
-                                  tmp_path / "report", progress=False)
+                                  tmp_path / "report", timezone="Asia/Shanghai",
+                                  progress=False)
     assert result.nights == 5  # 31 Jan, 1 Feb, 13, 14 and 15 Feb
     expected = {"nightly_footfall", "hour_weekday_heatmap", "holiday_vs_normal", "top_zones",
                 "evening_parking_pressure", "incidents_per_10k"}

@@ -38,7 +38,7 @@ def test_full_schema_applies_and_second_run_is_noop(empty_wh: EmbeddedWarehouse,
                                                     registry: Registry) -> None:
     first = migrate(empty_wh, timezone="Asia/Shanghai", raw_ttl_days=30, registry=registry)
     assert first.applied == [m.label for m in discover()]
-    assert first.ttl_changed == "0 -> 30"
+    assert first.ttl_changed == "0 -> 30 (from ingestion)"
     assert first.dimensions_loaded["dim_zones"] == len(registry.zones)
     objects = _objects(empty_wh)
     assert set(objects) >= EXPECTED_OBJECTS
@@ -75,7 +75,7 @@ def test_raw_ttl_follows_the_setting(schema_wh: EmbeddedWarehouse, registry: Reg
 
     assert "toIntervalDay(400)" in ddl("footfall_observed")
     report = migrate(schema_wh, timezone="Asia/Shanghai", raw_ttl_days=90, registry=registry)
-    assert report.ttl_changed == "400 -> 90" and not report.applied
+    assert report.ttl_changed == "400 -> 90 (from ingestion)" and not report.applied
     for table in TTL_TABLES:
         assert "toIntervalDay(90)" in ddl(table), table
     assert "TTL" not in ddl("agg_footfall_zone_1h")  # rollups are kept long

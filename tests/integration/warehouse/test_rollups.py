@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from cityops.core.intervals import MINUTE_MS, interval_ms, spread_aligned, spread_hours
 from cityops.warehouse.aqi_sql import aqi_py, category_py, iaqi_py
 from cityops.warehouse.embedded import EmbeddedWarehouse
 
@@ -23,65 +24,76 @@ def _local(t: datetime) -> datetime:
     return t.astimezone(TZ)
 
 
-def test_footfall_rollups_equal_raw(seeded_wh: EmbeddedWarehouse, seeded: dict) -> None:
-    for view, bucket in (("footfall_zone_1m", "toStartOfMinute"),
-                         ("footfall_zone_1h", "toStartOfHour")):
+def _spread_expected(rows: list[dict]) -> tuple[dict, dict]:
+    """Rollups worked out in Python from the interval rule (cityops.core.intervals)."""
+    minutes: dict[tuple[str, datetime], list] = defaultdict(lambda: [0, 0, 0, None])
+    hours: dict[tuple[str, datetime], list] = defaultdict(lambda: [0, 0, 0, None])
+    for r in rows:
+        end_ms = round(r["event_time"].timestamp() * 1000)
+        start_ms, end_ms = interval_ms(end_ms, r["interval_s"])
+        for out, split in ((minutes, lambda n, a=start_ms, b=end_ms:
+                            spread_aligned(n, a, b, MINUTE_MS)),
+                           (hours, lambda n, a=start_ms, b=end_ms: spread_hours(n, a, b, TZ))):
+            ins, outs = split(r["entries"]), split(r["exits"])
+            for i, ((b, e), (_, x)) in enumerate(zip(ins, outs, strict=True)):
+                acc = out[(r["zone_id"], datetime.fromtimestamp(b / 1000, TZ))]
+                acc[0] += e
+                acc[1] += x
+                acc[2] += 1 if i == 0 else 0
+                d = r.get("density_ppm2")
+                if d is not None:
+                    acc[3] = d if acc[3] is None else max(acc[3], d)
+    return dict(minutes), dict(hours)
+
+
+def test_footfall_rollups_spread_intervals(seeded_wh: EmbeddedWarehouse, seeded: dict) -> None:
+    minutes, hours = _spread_expected(seeded["footfall_observed"])
+    for view, expected in (("footfall_zone_1m", minutes), ("footfall_zone_1h", hours)):
         col = "minute" if view.endswith("1m") else "hour"
-        rollup = seeded_wh.query(
-            f"SELECT zone_id, {col}, entries, exits, reports, max_density_ppm2 FROM {view} "
-            f"ORDER BY zone_id, {col}")
-        raw = seeded_wh.query(
-            f"SELECT zone_id, {bucket}(event_time) AS b, sum(entries), sum(exits), count(), "
-            "max(density_ppm2) FROM footfall_observed FINAL GROUP BY zone_id, b "
-            "ORDER BY zone_id, b")
-        assert rollup == raw, view
-
-    # independent check in Python, bucketing in local time
-    expected: dict[tuple[str, datetime], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for r in seeded["footfall_observed"]:
-        hour = _local(r["event_time"]).replace(minute=0, second=0, microsecond=0)
-        e = expected[(r["zone_id"], hour)]
-        e[0] += r["entries"]
-        e[1] += r["exits"]
-        e[2] += 1
-    got = {(z, h): [a, b, c] for z, h, a, b, c in seeded_wh.query(
-        "SELECT zone_id, hour, entries, exits, reports FROM footfall_zone_1h")}
-    assert got == dict(expected)
+        got = {(z, b): [e, x, n, d] for z, b, e, x, n, d in seeded_wh.query(
+            f"SELECT zone_id, {col}, entries, exits, reports, max_density_ppm2 FROM {view}")}
+        assert got.keys() == expected.keys(), view
+        for key, (e, x, n, d) in expected.items():
+            g = got[key]
+            assert g[:3] == [e, x, n], (view, key)
+            assert (g[3] is None) == (d is None) and (d is None or abs(g[3] - d) < 1e-4)
 
 
-def test_month_and_day_boundaries(seeded_wh: EmbeddedWarehouse) -> None:
+def test_month_and_day_boundaries(seeded_wh: EmbeddedWarehouse, seeded: dict) -> None:
     # 2026-02-01 00:00 local (= 2026-01-31 16:00 UTC) belongs to February
     parts = dict(seeded_wh.query(
         "SELECT hour, _partition_id FROM agg_footfall_zone_1h WHERE hour IN "
         "(toDateTime('2026-01-31 23:00:00', 'Asia/Shanghai'), "
         " toDateTime('2026-02-01 00:00:00', 'Asia/Shanghai'))"))
     assert sorted(set(parts.values())) == ["202601", "202602"]
-    # the event at 23:59:59.999 is in the 23:59 minute, the one at 00:00 in the next day
-    minutes = seeded_wh.query(
-        "SELECT toString(minute), sum(reports) FROM footfall_zone_1m WHERE minute BETWEEN "
-        "toDateTime('2026-01-31 23:58:00', 'Asia/Shanghai') AND "
-        "toDateTime('2026-02-01 00:00:00', 'Asia/Shanghai') GROUP BY minute ORDER BY minute")
-    assert [m for m, _ in minutes] == ["2026-01-31 23:59:00", "2026-02-01 00:00:00"]
+    # a report ending at 00:00:00.000 covers the last seconds of 31 January: its people
+    # are in the 23:59 minute, and the next day starts with the report ending after it
+    minutes = dict(seeded_wh.query(
+        "SELECT toString(minute), sum(entries) FROM footfall_zone_1m WHERE minute BETWEEN "
+        "toDateTime('2026-01-31 23:59:00', 'Asia/Shanghai') AND "
+        "toDateTime('2026-02-01 00:00:00', 'Asia/Shanghai') GROUP BY minute"))
+    expected, _ = _spread_expected(seeded["footfall_observed"])
+    for label in ("2026-01-31 23:59:00", "2026-02-01 00:00:00"):
+        b = datetime.fromisoformat(label).replace(tzinfo=TZ)
+        assert minutes.get(label, 0) == sum(v[0] for (_, m), v in expected.items() if m == b)
 
 
-def test_night_view_assigns_the_early_hours_to_the_evening(
+def test_night_view_counts_intervals_inside_18_to_02(
         seeded_wh: EmbeddedWarehouse, seeded: dict) -> None:
+    _, hours = _spread_expected(seeded["footfall_observed"])
     expected: dict[tuple[date, str], int] = defaultdict(int)
-    for r in seeded["footfall_observed"]:
-        t = _local(r["event_time"])
-        if t.hour >= 18 or t.hour < 2:
-            expected[((t - timedelta(hours=2)).date(), r["zone_id"])] += r["entries"]
+    for (zone, h), (e, _x, _n, _d) in hours.items():
+        if h.hour >= 18 or h.hour < 2:
+            night = h.date() - timedelta(days=1) if h.hour < 2 else h.date()
+            expected[(night, zone)] += e
     got = {(d, z): e for d, z, e in seeded_wh.query(
         "SELECT night_date, zone_id, entries FROM night_footfall")}
-    assert got == dict(expected)
-    # the reports at 01:59:59.999 on 1 Feb count for the night of 31 Jan; 02:00 for none
-    edge = {r["event_id"] for r in seeded["footfall_observed"]
-            if _local(r["event_time"]).strftime("%m-%d %H:%M:%S.%f") == "02-01 01:59:59.999000"}
+    assert got == {k: v for k, v in expected.items() if v or k in got}
+    # the report ending at 02:00:00.000 on 1 Feb covers 01:59:xx: it counts for the night of
+    # 31 Jan; the one ending at 18:00:00.000 covers 17:59:xx: it does not count for any night
+    edge = [r for r in seeded["footfall_observed"]
+            if _local(r["event_time"]).strftime("%m-%d %H:%M:%S.%f") == "02-01 02:00:00.000000"]
     assert edge
-    nights = seeded_wh.query(
-        "SELECT DISTINCT toDate(event_time - INTERVAL 2 HOUR) FROM footfall_observed "
-        "WHERE event_id IN {ids:Array(String)}", {"ids": sorted(edge)})
-    assert nights == [(date(2026, 1, 31),)]
     holiday = dict(seeded_wh.query(
         "SELECT night_date, any(is_holiday) FROM night_footfall GROUP BY night_date"))
     assert holiday[date(2026, 2, 15)] and not holiday[date(2026, 2, 14)]

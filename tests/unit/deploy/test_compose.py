@@ -45,7 +45,8 @@ def _filled(value: str) -> str:
 
 def _settings_of(service: str) -> Settings:
     """The Settings a cityops service would load (``${…}`` filled in)."""
-    env = {k: _filled(v) for k, v in _env(SERVICES[service]).items()}
+    env = {k: _filled(v) for k, v in _env(SERVICES[service]).items()
+           if not k.endswith("_FILE")}  # secrets mounted as files exist only in the container
     return Settings(**{k.removeprefix("CITYOPS_").lower(): v for k, v in env.items()
                        if k.startswith("CITYOPS_")})
 
@@ -61,9 +62,12 @@ def test_images_are_pinned() -> None:
 
 def test_every_cityops_variable_is_a_real_setting() -> None:
     known = {f"CITYOPS_{f.upper()}" for f in Settings.model_fields}
+    secret_files = {f"CITYOPS_{f.upper()}_FILE" for f, info in Settings.model_fields.items()
+                    if "SecretStr" in str(info.annotation)}
     for name in CITYOPS_SERVICES:
         for var in _env(SERVICES[name]):
-            assert var.startswith("CITYOPS_") and var in known, f"{name}: {var}"
+            assert var.startswith("CITYOPS_") and (var in known or var in secret_files), \
+                f"{name}: {var}"
         _settings_of(name)
 
 
@@ -75,9 +79,12 @@ def test_cityops_services_point_at_compose_hosts_as_the_writer() -> None:
         raw = env["CITYOPS_WAREHOUSE_URL"]
         url = urlparse(_filled(raw))
         assert (url.scheme, url.hostname, url.port) == ("clickhouse", "clickhouse", 9000)
-        assert url.username == layout.CLICKHOUSE_WRITER
+        assert url.username == layout.CLICKHOUSE_WRITER and url.password is None
+        # the password: a compose secret read from the environment, mounted as a file
         var = layout.CLICKHOUSE_PASSWORD_ENV[layout.CLICKHOUSE_WRITER]
-        assert f":${{{var}:?set {var} in .env}}@" in raw
+        (secret,) = [k for k, v in COMPOSE["secrets"].items() if v.get("environment") == var]
+        assert env["CITYOPS_WAREHOUSE_PASSWORD_FILE"] == f"/run/secrets/{secret}"
+        assert secret in SERVICES[name]["secrets"]
         assert url.path.strip("/") == _env(SERVICES["clickhouse"])["CLICKHOUSE_DB"] == \
             layout.CLICKHOUSE_DATABASE
 
@@ -205,7 +212,9 @@ def test_no_secret_in_the_compose_file_and_every_one_in_the_example() -> None:
     for name, svc in SERVICES.items():
         for var, value in _env(svc).items():
             if secret_like.search(var):
-                assert _INTERP_RE.fullmatch(str(value)), f"{name}: {var} has a literal value"
+                assert _INTERP_RE.fullmatch(str(value)) or (
+                    var.endswith("_FILE") and value.startswith("/run/secrets/")), \
+                    f"{name}: {var} has a literal value"
     required = {m.group(1) for m in _INTERP_RE.finditer(COMPOSE_TEXT)
                 if (m.group(2) or "").startswith(":?")}
     optional = {m.group(1) for m in _INTERP_RE.finditer(COMPOSE_TEXT)} - required

@@ -27,10 +27,10 @@ NOW = datetime(2026, 5, 2, tzinfo=TZ)
 
 
 def ff(sec: float, entries: int, exits: int, zone: str = "jfb_square",
-       start: datetime = T0) -> FootfallObserved:
+       start: datetime = T0, interval_s: int = 1) -> FootfallObserved:
     return FootfallObserved(event_id=f"e{sec}", source="fc_jfb_square_01",
                             event_time=start + timedelta(seconds=sec), zone_id=zone,
-                            entries=entries, exits=exits, interval_s=30)
+                            entries=entries, exits=exits, interval_s=interval_s)
 
 
 def test_footfall_windows_presence_and_lateness(registry: Registry) -> None:
@@ -55,9 +55,9 @@ def test_footfall_windows_presence_and_lateness(registry: Registry) -> None:
     assert revised["tumbling_1m"].net_presence == 120  # presence after its newest event
     assert agg.presence("jfb_square") == 135
 
-    agg.add(ff(300, 0, 0), NOW)  # watermark T0+180
+    agg.add(ff(300, 0, 0), NOW)  # watermark T0+150: 120 s lateness + the 30-s cadence
     too_late = agg.add(ff(100, 1, 0), NOW)
-    assert (too_late.accepted, too_late.lateness_s) == (False, 80)
+    assert (too_late.accepted, too_late.lateness_s) == (False, 51)  # its interval 99–100 s
     assert agg.presence("jfb_square") == 135  # late events never touch the estimate
 
 
@@ -247,3 +247,71 @@ def test_incident_state_of_closed_incidents_is_evicted_after_a_day(
     state.apply("@0", inc("new", "dispatched", 24 * 3600 + 601), NOW)
     # resolved more than 24 h of event time ago: gone; still-open ones are kept
     assert set(state.snapshot("@0", 0)["state"]) == {"open", "new"}
+
+
+def test_hourly_reports_spread_over_their_minutes_and_are_never_late(
+        registry: Registry) -> None:
+    """An in-order file of hourly counters (interval 3600 s) in three zones, with the idle timer
+    running between hours: no late event, and each hour's people in that hour's minutes."""
+    agg = FootfallAggregator(registry, allowed_lateness_s=120, presence_half_life_s=0,
+                             reset_hour_local=None)
+    zones = ("jfb_square", "minzu_road", "bayi_road")
+    evening = datetime(2026, 5, 1, 17, tzinfo=TZ)
+    minute_windows: dict[tuple[str, datetime], int] = {}
+    for h in range(1, 11):  # reports ending 18:00 … 03:00, covering 17:00–18:00 … 02:00–03:00
+        for i, zone in enumerate(zones):
+            out = agg.add(ff(h * 3600, 100 + i, 7, zone=zone, start=evening, interval_s=3600),
+                          NOW)
+            assert out.accepted and out.lateness_s == 0, (h, zone)
+            for r in out.records:
+                if r.window == "tumbling_1m":
+                    minute_windows[(r.zone_id, r.window_start)] = r.entries
+        records, _ = agg.close_idle(120 + 60, NOW)
+        for r in records:
+            if r.window == "tumbling_1m":
+                minute_windows[(r.zone_id, r.window_start)] = r.entries
+    closed = agg.close_all_until(evening + timedelta(hours=12), NOW)
+    for r in closed:
+        if r.window == "tumbling_1m":
+            minute_windows[(r.zone_id, r.window_start)] = r.entries
+    # 100 people over 17:00–18:00: floor(100k/60) − floor(100(k−1)/60) → 1, 2, 2, 1, …, 2
+    hour17 = [minute_windows[("jfb_square", evening + timedelta(minutes=m))] for m in range(60)]
+    assert sum(hour17) == 100 and hour17[:4] == [1, 2, 2, 1] and hour17[-1] == 2
+    # every hour's minutes add up to that hour's report, none spill into the next hour
+    for h in range(10):
+        start = evening + timedelta(hours=h)
+        got = sum(v for (z, t), v in minute_windows.items()
+                  if z == "minzu_road" and start <= t < start + timedelta(hours=1))
+        assert got == 101, h
+    assert all(agg.windows[n].late_count(z) == 0 for n in agg.windows for z in zones)
+
+
+def test_hourly_report_after_thirty_second_ones_in_the_same_hour_is_on_time(
+        registry: Registry) -> None:
+    counters = dict(registry.counters)
+    counters["fc_hourly"] = counters["fc_jfb_square_01"].model_copy(
+        update={"id": "fc_hourly", "cadence_s": 3600})  # the zone also has an hourly counter
+    reg = registry.model_copy(update={"counters": counters})
+    agg = FootfallAggregator(reg, allowed_lateness_s=120, presence_half_life_s=0,
+                             reset_hour_local=None)
+    for k in range(1, 121):  # 30-s reports 12:00:00–13:00:00, one person each
+        assert agg.add(ff(30 * k, 1, 0, interval_s=30), NOW).accepted
+    hourly = FootfallObserved(event_id="hourly-13", source="fc_hourly", event_time=T0 + timedelta(
+        hours=1), zone_id="jfb_square", entries=60, exits=0, interval_s=3600)
+    out = agg.add(hourly, NOW)
+    assert out.accepted
+    revised = {r.window_start: r for r in out.records if r.window == "tumbling_1m"}
+    assert len(revised) == 60  # every minute of the hour is re-published …
+    assert revised[T0].entries == 2 + 1 and revised[T0].revision == 1  # … with its share
+    assert revised[T0].events == 3  # two 30-s reports and the hourly one
+
+
+def test_a_longer_interval_than_registered_never_reopens_closed_windows(
+        registry: Registry) -> None:
+    agg = FootfallAggregator(registry, allowed_lateness_s=120, presence_half_life_s=0,
+                             reset_hour_local=None)
+    for k in range(1, 121):  # the zone's 30-s counter, 12:00–13:00
+        agg.add(ff(30 * k, 1, 0, interval_s=30), NOW)
+    out = agg.add(ff(3601, 60, 0, interval_s=3600), NOW)  # an unregistered hourly report
+    # windows up to 12:57 were closed and published: the report is late, not re-opening them
+    assert not out.accepted and out.lateness_s == 57 * 60 - 1

@@ -172,6 +172,35 @@ def test_dead_sensor(engine: AlertEngine) -> None:
     assert [e for e in engine.tick(at(180)) if e.subject == "cp_wfc"] == []
 
 
+def test_event_clock_measures_silence_on_the_sensor_s_own_lane(registry: Registry) -> None:
+    """Accelerated replay: partition 1 of the footfall topic is processed 20 minutes of event
+    time behind partition 0, and parking further ahead. Sensors on the lagging lane are not
+    dead for that; a counter that stops while its lane moves on is."""
+    engine = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT, silence_by_feed=True)
+    counters = sorted(registry.counters)
+    fast, slow = counters[::2], counters[1::2]
+    for t in range(0, 1501, 30):
+        for c in fast[1:]:  # fast[0] stops after t = 300
+            engine.heartbeat(c, at(t), "raw.footfall/0")
+        if t <= 300:
+            engine.heartbeat(fast[0], at(t), "raw.footfall/0")
+            for c in slow:
+                engine.heartbeat(c, at(t), "raw.footfall/1")
+    for cp in registry.carparks:
+        engine.heartbeat(cp, at(1800), "raw.parking/0")
+    dead = [e for e in engine.tick(at(1800)) if e.rule_id == "dead_sensor"]
+    assert [e.subject for e in dead if e.subject in registry.counters
+            or e.subject in registry.carparks] == [fast[0]]  # 1500 − 300 s = 40 × its 30-s cadence
+    restored = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT, silence_by_feed=True)
+    restored.from_state(engine.to_state())  # lanes survive a restart
+    assert [e.subject for e in restored.tick(at(1800)) if e.kind.value == "fired"
+            and e.subject in registry.counters] == []
+    # the wall-clock engine measures against now: the lagging lane would look dead
+    wall = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT)
+    wall.heartbeat(slow[0], at(300), "raw.footfall/1")
+    assert slow[0] in {e.subject for e in wall.tick(at(1500))}
+
+
 def test_dead_letter_rate(engine: AlertEngine) -> None:
     # window 300 s, ≥ 20 records, warning at 5 %, min_fire 60 s
     assert engine.record_intake("parking", 95, 5, at(0)) == []  # 5 % wanted: pending

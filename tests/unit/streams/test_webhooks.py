@@ -23,6 +23,7 @@ from cityops.streams.records import AlertEvent, AlertEventKind, AlertState
 
 #: the district's zone, as configured (a webhook text shows times in it)
 TZ = load_settings().tz
+SH = ZoneInfo("Asia/Shanghai")  # the district of these tests
 
 
 class Hook:
@@ -95,15 +96,38 @@ def test_target_style_detection() -> None:
     assert WebhookTarget.parse("https://example.org/hook").style == "json"
 
 
+def test_dingtalk_signing_secret_is_kept_out_of_sight() -> None:
+    t = WebhookTarget.parse("https://oapi.dingtalk.com/robot/send?access_token=tok"
+                            "#secret=SECabc123")
+    assert (t.style, t.secret, t.url) == ("dingtalk", "SECabc123",
+                                          "https://oapi.dingtalk.com/robot/send?access_token=tok")
+    assert "SECabc123" not in repr(t) and "tok" not in repr(t) and "tok" not in t.label
+    # DingTalk's documented recipe: base64(HMAC-SHA256(secret, f"{ts}\n{secret}")), URL-encoded
+    import base64
+    import hashlib
+    import hmac
+    from urllib.parse import parse_qs, urlparse
+    url = t.request_url(1_700_000_000_000)
+    q = parse_qs(urlparse(url).query)
+    want = base64.b64encode(hmac.new(b"SECabc123", b"1700000000000\nSECabc123",
+                                     hashlib.sha256).digest()).decode()
+    assert q["timestamp"] == ["1700000000000"] and q["sign"] == [want]
+    assert q["access_token"] == ["tok"]
+    assert WebhookTarget.parse("https://example.org/h").request_url() == "https://example.org/h"
+
+
 def test_payload_shapes() -> None:
-    wecom = payload(event(), "wecom", TZ)
+    wecom = payload(event(), "wecom", ZoneInfo("Asia/Shanghai"))
     assert wecom["msgtype"] == "markdown"
     assert set(wecom["markdown"]) == {"content"}
     assert "紧急" in wecom["markdown"]["content"]
     assert "2026-05-01 12:00:00 (UTC+8)" in wecom["markdown"]["content"]
-    ding = payload(event(), "dingtalk", TZ)
+    ding = payload(event(), "dingtalk", ZoneInfo("Asia/Shanghai"))
     assert set(ding["markdown"]) == {"title", "text"}
-    assert payload(event(), "json", TZ)["alert_id"] == "crowd_density:jfb_square:1777608000"
+    london = payload(event(), "wecom", ZoneInfo("Europe/London"))["markdown"]["content"]
+    assert "2026-05-01 05:00:00 (UTC+1)" in london  # the district's zone, summer time
+    plain = payload(event(), "json", ZoneInfo("UTC"))
+    assert plain["alert_id"] == "crowd_density:jfb_square:1777608000"
 
 
 def test_delivery_styles_and_retries(hook: Hook) -> None:
@@ -112,7 +136,7 @@ def test_delivery_styles_and_retries(hook: Hook) -> None:
                WebhookTarget(hook.url("/fail"), "dingtalk")]
 
     async def main() -> WebhookDispatcher:
-        d = WebhookDispatcher(targets, tz=TZ, attempts=3, backoff_initial_s=0.001,
+        d = WebhookDispatcher(targets, SH, attempts=3, backoff_initial_s=0.001,
                               backoff_max_s=0.01)
         await d.start()
         assert d.offer(event())
@@ -133,7 +157,7 @@ def test_bot_errcode_is_retried_then_failed(hook: Hook) -> None:
     target = WebhookTarget(hook.url("/errcode"), "wecom")
 
     async def main() -> WebhookDispatcher:
-        d = WebhookDispatcher([target], tz=TZ, attempts=2, backoff_initial_s=0.001)
+        d = WebhookDispatcher([target], SH, attempts=2, backoff_initial_s=0.001)
         await d.start()
         d.offer(event())
         await d.aclose(drain_timeout_s=30)
@@ -148,7 +172,7 @@ def test_slow_webhook_never_blocks_and_drops_are_counted(hook: Hook) -> None:
     fast = WebhookTarget(hook.url("/ok"), "json")
 
     async def main() -> WebhookDispatcher:
-        d = WebhookDispatcher([slow, fast], tz=TZ, queue_size=2, attempts=1)
+        d = WebhookDispatcher([slow, fast], SH, queue_size=2, attempts=1)
         await d.start()
         results = [d.offer(event(seq=i)) for i in range(10)]  # no await: nothing consumed
         assert results == [True, True] + [False] * 8

@@ -44,14 +44,38 @@ def test_sql_expressions_cover_every_pollutant() -> None:
     assert "SO2" in ctx["primary"] and "严重污染" in ctx["category"]
 
 
-def test_calendar_rows() -> None:
+def test_calendar_rows_from_the_official_arrangements() -> None:
+    """Known dates of the State Council notices (国办发明电〔2024〕12号, 〔2025〕7号)."""
     rows = {r["date"]: r for r in calendar_rows()}
-    assert rows[date(2026, 2, 15)]["is_holiday"] and not rows[date(2026, 2, 15)]["is_workday"]
-    assert rows[date(2026, 2, 14)]["is_workday"] and rows[date(2026, 2, 14)]["weekday"] == 6
-    assert rows[date(2026, 10, 7)]["holiday_name"].startswith("National Day")
-    assert not rows[date(2026, 3, 7)]["is_workday"] and rows[date(2026, 3, 7)]["is_weekend"]
-    assert rows[date(2025, 10, 8)]["is_holiday"]
-    assert min(rows) == date(2023, 1, 1) and max(rows) == date(2027, 12, 31)
+
+    def day(y: int, m: int, d: int) -> tuple:
+        r = rows[date(y, m, d)]
+        return r["is_holiday"], r["is_workday"], r["holiday_name"]
+
+    # 2026 Spring Festival: 15–23 Feb off (Lunar New Year's Day is Tue 17 Feb); Saturdays
+    # 14 and 28 Feb are make-up working days
+    assert day(2026, 2, 17) == (True, False, "Spring Festival 春节")
+    assert day(2026, 2, 15)[:2] == (True, False) and day(2026, 2, 23)[:2] == (True, False)
+    assert day(2026, 2, 14) == (False, True, "") and rows[date(2026, 2, 14)]["weekday"] == 6
+    assert day(2026, 2, 28) == (False, True, "") and rows[date(2026, 2, 28)]["is_weekend"]
+    assert day(2026, 2, 24) == (False, True, "")
+    # 2026 National Day: 1–7 Oct off; Sunday 20 Sep and Saturday 10 Oct are working days
+    assert day(2026, 10, 1) == (True, False, "National Day 国庆节")
+    assert day(2026, 10, 7)[:2] == (True, False)
+    assert day(2026, 9, 20) == (False, True, "") and day(2026, 10, 10) == (False, True, "")
+    assert day(2026, 10, 8) == (False, True, "")
+    # the festivals the hand-made calendar lacked
+    assert day(2026, 4, 5) == (True, False, "Tomb-sweeping Day 清明")
+    assert day(2026, 6, 19) == (True, False, "Dragon Boat Festival 端午")
+    assert day(2026, 9, 25) == (True, False, "Mid-autumn Festival 中秋")
+    # 2025: Mid-Autumn fell inside the National Day break (1–8 Oct)
+    assert day(2025, 10, 6) == (True, False, "Mid-autumn Festival 中秋")
+    assert day(2025, 10, 8)[:2] == (True, False)
+    # an ordinary weekend is neither a holiday nor a working day
+    assert day(2026, 3, 7) == (False, False, "") and rows[date(2026, 3, 7)]["is_weekend"]
+    # the year after the package's last notice: weekends only
+    last = max(rows)
+    assert rows[last]["is_workday"] == (last.isoweekday() < 6) and not rows[last]["is_holiday"]
 
 
 def test_registry_rows_and_hash(registry: Registry) -> None:
