@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test test-reliability lint bench clean kafka-up kafka-down
+.PHONY: venv run test test-cluster test-reliability lint bench clean kafka-up kafka-down
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ run: venv
 ## test: the whole suite against the real broker and engines.
 test: venv
 	VENV=$(VENV) scripts/test.sh $(PYTEST_ARGS)
+
+## test-cluster: the 3-broker fault test (a broker killed mid-stream; ~3-4 min, 3 JVMs).
+test-cluster: venv
+	VENV=$(VENV) scripts/test-cluster.sh $(PYTEST_ARGS)
 
 ## test-reliability: every fault case, the long ones included (10-minute soak); figures in
 ## docs/reliability.md. The short cases also run in make test.

@@ -6,43 +6,54 @@ import typer
 
 from cityops.cli.common import console, fail, settings_or_exit
 from cityops.deploy.exceptions import BrokerError
-from cityops.deploy.kafka_local import LocalKafka, ensure_topics
+from cityops.deploy.kafka_local import LocalKafkaCluster, ensure_topics
 from cityops.exceptions import CityopsError
 
 kafka_app = typer.Typer(help="Run a real local Apache Kafka broker (KRaft).", no_args_is_help=True)
 
+BROKERS_OPTION = typer.Option(None, "--brokers", min=1, max=5,
+                              help="Nodes of the local cluster (default "
+                              "CITYOPS_KAFKA_LOCAL_BROKERS); node i on CITYOPS_KAFKA_PORT + 2i.")
+
 
 @kafka_app.command("up")
-def up() -> None:
-    """Fetch jars (once), format storage, start the broker, create topics."""
-    broker = LocalKafka(settings_or_exit())
+def up(brokers: int | None = BROKERS_OPTION) -> None:
+    """Fetch jars (once), format storage, start the broker(s), create topics."""
+    cluster = LocalKafkaCluster(settings_or_exit(), brokers)
     try:
-        seconds = broker.up()
+        seconds = cluster.up()
     except BrokerError as exc:
         fail(str(exc))
     if seconds == 0.0:
-        console.print(f"broker already running at {broker.bootstrap}")
-    else:
-        console.print(f"broker ready at {broker.bootstrap} in {seconds:.1f} s "
-                      f"(pid {broker.pid()}, data {broker.paths.root})")
+        console.print(f"already running at {cluster.bootstrap}")
+        return
+    for node in cluster.nodes:
+        console.print(f"broker {node.node_id} ready at {node.bootstrap} (pid {node.pid()}, "
+                      f"data {node.paths.root})", highlight=False)
+    console.print(f"{cluster.size} broker(s) in {seconds:.1f} s; "
+                  f"CITYOPS_KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap}", highlight=False)
 
 
 @kafka_app.command("down")
-def down() -> None:
-    """Stop the local broker cleanly."""
-    broker = LocalKafka(settings_or_exit())
-    console.print("broker stopped" if broker.down() else "broker was not running")
+def down(brokers: int | None = BROKERS_OPTION) -> None:
+    """Stop the local broker(s) cleanly."""
+    cluster = LocalKafkaCluster(settings_or_exit(), brokers)
+    console.print("stopped" if cluster.down() else "not running")
 
 
 @kafka_app.command("status")
-def status() -> None:
-    """Say whether the broker runs, where, and whether it answers."""
-    st = LocalKafka(settings_or_exit()).status()
-    state = "running" if st.running else "stopped"
-    console.print(f"broker {state}; pid {st.pid or '-'}; bootstrap {st.bootstrap}; "
-                  f"answering {'yes' if st.answering else 'no'}")
-    console.print(f"data {st.root}\njars {st.libs}", highlight=False)
-    raise typer.Exit(0 if st.answering else 3)
+def status(brokers: int | None = BROKERS_OPTION) -> None:
+    """Say whether the broker(s) run, where, and whether they answer."""
+    cluster = LocalKafkaCluster(settings_or_exit(), brokers)
+    answering = True
+    for node in cluster.nodes:
+        st = node.status()
+        state = "running" if st.running else "stopped"
+        console.print(f"broker {node.node_id} {state}; pid {st.pid or '-'}; bootstrap "
+                      f"{st.bootstrap}; answering {'yes' if st.answering else 'no'}")
+        console.print(f"data {st.root}\njars {st.libs}", highlight=False)
+        answering = answering and st.answering
+    raise typer.Exit(0 if answering else 3)
 
 
 @kafka_app.command("topics")

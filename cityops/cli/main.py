@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "cityops.cli.ingest_cmds",  # simulate, replay, intake
     "cityops.cli.warehouse_cmds",  # warehouse migrate|status|tables, sql, report
     "cityops.cli.streams_cmds",  # worker, aqi, alerts
+    "cityops.cli.sink_cmd",  # sink: the warehouse sink as its own process
     "cityops.cli.keys_cmds",  # keys add | list | revoke
     "cityops.cli.dashboards_cmds",  # dashboards build|check|push, board
     "cityops.cli.run_cmd",  # run: the whole local pipeline

@@ -67,17 +67,37 @@ def remote_sql_url(settings: Settings) -> str | None:
 
 # --- warehouse migrate | status | tables -------------------------------------------------------
 
+CLUSTER_OPTION = typer.Option(None, "--cluster", help="ClickHouse cluster name (remote_servers):"
+                              " the cluster schema, ON CLUSTER, replicated local tables and "
+                              "Distributed tables over them (docs/deploy.md).")
+
+
+def _layout(cluster: str | None, database: str) -> Any:
+    if cluster is None:
+        return None
+    from cityops.warehouse.cluster import ClusterLayout
+
+    try:
+        return ClusterLayout(cluster, database)
+    except CityopsError as exc:
+        fail(str(exc))
+
+
 @warehouse_app.command("migrate")
-def migrate_cmd(url: str | None = URL_OPTION) -> None:
+def migrate_cmd(url: str | None = URL_OPTION, cluster: str | None = CLUSTER_OPTION) -> None:
     """Apply pending schema migrations, align the raw TTL, reload dimension tables."""
     from cityops.warehouse.migrate import migrate
 
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
+    if cluster is not None and (url or settings.effective_warehouse_url).startswith("chdb:"):
+        fail("--cluster needs a ClickHouse server URL (clickhouse://…), not the embedded chdb")
     wh = _connect(settings, url)
+    layout = _layout(cluster, wh.database)
     try:
         report = migrate(wh, timezone=settings.timezone, raw_ttl_days=settings.raw_ttl_days,
-                         registry=registry, progress=lambda m: err_console.print(f"  {m}"))
+                         registry=registry, progress=lambda m: err_console.print(f"  {m}"),
+                         layout=layout)
     except CityopsError as exc:
         fail(str(exc), code=1)
     finally:
@@ -90,6 +110,28 @@ def migrate_cmd(url: str | None = URL_OPTION) -> None:
                   + (f", raw TTL {report.ttl_changed} days" if report.ttl_changed else "")
                   + (f", dimensions reloaded ({sum(report.dimensions_loaded.values())} rows)"
                      if report.dimensions_loaded else ""))
+
+
+@warehouse_app.command("ddl")
+def ddl_cmd(
+    cluster: str | None = CLUSTER_OPTION,
+    database: str = typer.Option("cityops", "--database",
+                                 help="Database the Distributed tables point at."),
+) -> None:
+    """Print the schema DDL (with --cluster: its generated cluster form), one statement each."""
+    from cityops.warehouse.migrate import schema_ddl
+
+    settings = settings_or_exit()
+    try:
+        statements = schema_ddl(settings.timezone, _layout(cluster, database))
+    except CityopsError as exc:
+        fail(str(exc), code=1)
+    current = None
+    for label, stmt in statements:
+        if label != current:
+            sys.stdout.write(f"\n-- {label}\n")
+            current = label
+        sys.stdout.write(stmt + ";\n\n")
 
 
 @warehouse_app.command("status")

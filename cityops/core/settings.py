@@ -79,7 +79,13 @@ class Settings(BaseSettings):
     kafka_heap_mb: int = Field(512, ge=128, le=8192, description="CITYOPS_KAFKA_HEAP_MB")
     kafka_start_timeout_s: float = Field(120.0, gt=0, description="CITYOPS_KAFKA_START_TIMEOUT_S")
     topic_partitions: int = Field(3, ge=1, le=256, description="CITYOPS_TOPIC_PARTITIONS")
+    kafka_local_brokers: int = Field(
+        1, ge=1, le=5, description="CITYOPS_KAFKA_LOCAL_BROKERS: brokers `cityops kafka up` "
+        "runs as one cluster (3: replication factor 3, min.insync.replicas 2)")
     topic_replication: int = Field(1, ge=1, le=5, description="CITYOPS_TOPIC_REPLICATION")
+    topic_min_insync_replicas: int = Field(
+        1, ge=1, le=5, description="CITYOPS_TOPIC_MIN_INSYNC_REPLICAS: replicas that must "
+        "hold a write before acks=all succeeds")
     topic_prefix: str = Field(
         "cityops", pattern=r"^[A-Za-z0-9._-]{1,100}$", description="CITYOPS_TOPIC_PREFIX"
     )
@@ -371,8 +377,10 @@ class Settings(BaseSettings):
     # --- derived values ------------------------------------------------------------------
     @property
     def bootstrap_servers(self) -> str:
-        """Broker list clients use; the local broker when none is configured."""
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        """Broker list clients use; the local broker(s) when none is configured (node ``i`` of
+        a local cluster listens on ``kafka_port + 2i``)."""
+        return self.kafka_bootstrap_servers or ",".join(
+            f"127.0.0.1:{self.kafka_port + 2 * i}" for i in range(self.kafka_local_brokers))
 
     @property
     def kafka_max_batch_bytes(self) -> int:

@@ -1,10 +1,15 @@
-"""A real local Apache Kafka broker (KRaft, combined broker+controller) from Maven Central jars.
+"""Real local Apache Kafka brokers (KRaft, combined broker+controller) from Maven Central jars.
 
 ``up`` resolves the ``kafka_2.13`` broker artifact and its runtime dependencies with Maven
 into ``<cache_dir>/kafka/<version>/libs`` (reused when present, so outside the repo and
 shared by clones), formats a storage directory, starts ``kafka.Kafka`` as a detached Java
 process and waits until the broker answers a metadata request. ``down`` sends SIGTERM (a
 clean controlled shutdown) and waits. Nothing here fakes a broker.
+
+``LocalKafkaCluster`` runs ``CITYOPS_KAFKA_LOCAL_BROKERS`` such brokers from the same jars as
+one cluster (every node a controller voter, so the quorum survives one node down); with three,
+topics get replication factor 3 and ``min.insync.replicas=2``: with ``acks=all`` a write is
+acknowledged by two replicas, and one broker can stop without losing or refusing a write.
 
 With ``CITYOPS_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` the broker listens with SASL/SCRAM-SHA-512
 over TLS: a self-signed certificate for 127.0.0.1/localhost is made with the JDK's keytool
@@ -129,15 +134,28 @@ class BrokerStatus:
     answering: bool
 
 
-class LocalKafka:
-    """Fetch, format, start, stop and inspect one local KRaft broker."""
+def replication_for(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of a local cluster of ``brokers`` nodes."""
+    rf = min(brokers, 3)
+    return rf, max(1, rf - 1)
 
-    def __init__(self, settings: Settings) -> None:
+
+class LocalKafka:
+    """Fetch, format, start, stop and inspect one local KRaft broker (one node of a cluster)."""
+
+    def __init__(self, settings: Settings, *, node_id: int = 1, port: int | None = None,
+                 root: Path | None = None, voters: str | None = None,
+                 cluster_id_file: Path | None = None, brokers: int = 1) -> None:
         self.settings = settings
-        self.port = settings.kafka_port
-        self.controller_port = settings.kafka_port + 1
-        self.paths = BrokerPaths((settings.data_dir / f"kafka-{self.port}").resolve())
+        self.node_id = node_id
+        self.port = port or settings.kafka_port
+        self.controller_port = self.port + 1
+        self.paths = BrokerPaths((root or settings.data_dir / f"kafka-{self.port}").resolve())
         self.libs = (settings.cache_dir / "kafka" / settings.kafka_version / "libs").resolve()
+        self.voters = voters or f"{node_id}@127.0.0.1:{self.controller_port}"
+        self.cluster_id_file = cluster_id_file
+        self.brokers = brokers
+        self._proc: subprocess.Popen | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -274,18 +292,22 @@ class LocalKafka:
         for d in (p.data, p.logs):
             d.mkdir(parents=True, exist_ok=True)
         s = self.settings
+        rf, min_isr = replication_for(self.brokers)
         p.config.write_text("\n".join([
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            f"node.id={self.node_id}",
+            f"controller.quorum.voters={self.voters}",
             *self._security_lines(),
             "controller.listener.names=CONTROLLER",
             f"log.dirs={p.data}",
             f"num.partitions={s.topic_partitions}",
-            "offsets.topic.replication.factor=1",
+            f"offsets.topic.replication.factor={rf}",
             "offsets.topic.num.partitions=6",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"default.replication.factor={rf}",
+            f"min.insync.replicas={min_isr}",
+            "unclean.leader.election.enable=false",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=true",
             f"message.max.bytes={s.kafka_max_batch_bytes}",
@@ -302,6 +324,11 @@ class LocalKafka:
         if (self.paths.data / "meta.properties").exists():
             return
         cluster_id = _kafka_uuid()
+        if self.cluster_id_file is not None:  # every node of a cluster shares one id
+            if not self.cluster_id_file.exists():
+                self.cluster_id_file.parent.mkdir(parents=True, exist_ok=True)
+                self.cluster_id_file.write_text(cluster_id)
+            cluster_id = self.cluster_id_file.read_text().strip()
         scram: list[str] = []
         if self.secure:
             s = self.settings
@@ -350,6 +377,14 @@ class LocalKafka:
             log.info("kafka.already_running", bootstrap=self.bootstrap, pid=self.pid())
             self.create_topics()
             return 0.0
+        started = time.monotonic()
+        self.start()
+        self.wait_ready(started)
+        self.create_topics()
+        return time.monotonic() - started
+
+    def start(self) -> None:
+        """Spawn the broker process (configured and formatted first) without waiting for it."""
         if _port_busy(self.port) or _port_busy(self.controller_port):
             raise BrokerError(
                 f"port {self.port} or {self.controller_port} is in use by another process; "
@@ -358,7 +393,6 @@ class LocalKafka:
         self.fetch()
         self._write_config()
         self._format()
-        started = time.monotonic()
         heap = f"-Xmx{self.settings.kafka_heap_mb}m"
         with open(self.paths.console_log, "ab") as out:
             proc = subprocess.Popen(
@@ -371,30 +405,61 @@ class LocalKafka:
                 start_new_session=True,
             )
         self.paths.pid_file.write_text(str(proc.pid))
+        self._proc = proc
+
+    def wait_ready(self, started: float | None = None) -> None:
+        """Wait until the spawned broker answers; stop it and raise when it cannot."""
+        started = time.monotonic() if started is None else started
         deadline = started + self.settings.kafka_start_timeout_s
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise BrokerError(f"broker exited with {proc.returncode}; see "
+            if self._proc is not None and self._proc.poll() is not None:
+                raise BrokerError(f"broker exited with {self._proc.returncode}; see "
                                   f"{self.paths.console_log} and {self.paths.logs}/server.log")
             if self.answering():
-                elapsed = time.monotonic() - started
-                log.info("kafka.ready", bootstrap=self.bootstrap, pid=proc.pid,
-                         seconds=round(elapsed, 2))
-                self.create_topics()
-                return elapsed
+                log.info("kafka.ready", bootstrap=self.bootstrap, pid=self.pid(),
+                         seconds=round(time.monotonic() - started, 2))
+                return
             time.sleep(0.25)
         self.down()
         raise BrokerError(f"broker did not answer within {self.settings.kafka_start_timeout_s}s")
 
+    def kill(self) -> bool:
+        """SIGKILL the broker (a crash: no controlled shutdown, unflushed pages lost)."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            if self._proc is not None:
+                self._proc.poll()
+            time.sleep(0.1)
+        self.paths.pid_file.unlink(missing_ok=True)
+        log.info("kafka.killed", pid=pid, node=self.node_id)
+        return True
+
     def down(self, timeout_s: float = 60.0) -> bool:
         """Stop the broker cleanly (SIGTERM, then SIGKILL after ``timeout_s``)."""
+        pid = self.terminate()
+        if pid is None:
+            return False
+        self.wait_stopped(pid, timeout_s)
+        return True
+
+    def terminate(self) -> int | None:
+        """Send SIGTERM (a controlled shutdown) without waiting; the pid signalled, if any."""
         pid = self.pid()
         if pid is None:
             self.paths.pid_file.unlink(missing_ok=True)
-            return False
+            return None
         os.kill(pid, signal.SIGTERM)
+        return pid
+
+    def wait_stopped(self, pid: int, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if self._proc is not None:
+                self._proc.poll()  # reap our own child so it does not linger as a zombie
             if not _alive(pid):
                 break
             time.sleep(0.2)
@@ -403,7 +468,6 @@ class LocalKafka:
             os.kill(pid, signal.SIGKILL)
         self.paths.pid_file.unlink(missing_ok=True)
         log.info("kafka.stopped", pid=pid)
-        return True
 
     def answering(self) -> bool:
         """True when the broker answers a metadata request."""
@@ -439,6 +503,63 @@ class LocalKafka:
         return ensure_topics(self.settings, self.bootstrap)
 
 
+class LocalKafkaCluster:
+    """``brokers`` local KRaft nodes as one cluster; node ``i`` listens on ``kafka_port + 2i``
+    (its controller on the next port). One node is exactly ``LocalKafka``."""
+
+    def __init__(self, settings: Settings, brokers: int | None = None) -> None:
+        self.settings = settings
+        self.size = brokers or settings.kafka_local_brokers
+        base = settings.kafka_port
+        if self.size == 1:
+            self.nodes = [LocalKafka(settings)]
+            return
+        root = (settings.data_dir / f"kafka-cluster-{base}").resolve()
+        voters = ",".join(f"{i + 1}@127.0.0.1:{base + 2 * i + 1}" for i in range(self.size))
+        self.nodes = [
+            LocalKafka(settings, node_id=i + 1, port=base + 2 * i, root=root / f"node-{i + 1}",
+                       voters=voters, cluster_id_file=root / "cluster.id", brokers=self.size)
+            for i in range(self.size)]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def up(self) -> float:
+        """Start every node that is not running, wait for all, create the topics."""
+        started = time.monotonic()
+        if all(n.pid() is not None for n in self.nodes) and self.nodes[0].answering():
+            self.create_topics()
+            return 0.0
+        self.nodes[0].fetch()
+        spawned = [n for n in self.nodes if n.pid() is None]
+        try:
+            for n in spawned:
+                n.start()
+            for n in spawned:  # a node answers once a quorum of controllers is up
+                n.wait_ready(started)
+        except BrokerError:
+            self.down()
+            raise
+        self.create_topics()
+        return time.monotonic() - started
+
+    def down(self, timeout_s: float = 60.0) -> bool:
+        """Stop every node: all are signalled at once, so the controller quorum stays up
+        while they shut down (one by one, the last ones would wait for a lost quorum)."""
+        pids = [(n, n.terminate()) for n in self.nodes]
+        for node, pid in pids:
+            if pid is not None:
+                node.wait_stopped(pid, timeout_s)
+        return any(pid is not None for _, pid in pids)
+
+    def create_topics(self) -> list[str]:
+        rf, min_isr = replication_for(self.size)
+        if self.size == 1:
+            return ensure_topics(self.settings, self.bootstrap)
+        return ensure_topics(self.settings, self.bootstrap, replication=rf, min_insync=min_isr)
+
+
 @contextlib.contextmanager
 def kafka_errors(bootstrap: str) -> Iterator[None]:
     """Convert kafka-python's errors into ``BrokerUnreachable`` / ``TopicSetupError``."""
@@ -459,8 +580,10 @@ def kafka_errors(bootstrap: str) -> Iterator[None]:
                               kafka_error=name) from exc
 
 
-def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]:
-    """Create missing platform topics with the configured partitions and replication.
+def ensure_topics(settings: Settings, bootstrap: str | None = None, *,
+                  replication: int | None = None, min_insync: int | None = None) -> list[str]:
+    """Create missing platform topics with the configured partitions and replication
+    (``CITYOPS_TOPIC_REPLICATION``, ``CITYOPS_TOPIC_MIN_INSYNC_REPLICAS`` unless given).
 
     Raises ``BrokerUnreachable`` when no broker answers and ``TopicSetupError`` when the
     brokers refuse (e.g. a replication factor above the number of brokers)."""
@@ -468,6 +591,8 @@ def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
+    rf = replication or settings.topic_replication
+    min_isr = min_insync or settings.topic_min_insync_replicas
     address = bootstrap or settings.bootstrap_servers
     check_access(settings, bootstrap)  # a refused password: one line, not a 30 s wait
     with kafka_errors(address):
@@ -480,9 +605,9 @@ def ensure_topics(settings: Settings, bootstrap: str | None = None) -> list[str]
             if missing:
                 with contextlib.suppress(TopicAlreadyExistsError):
                     admin.create_topics([
-                        NewTopic(t, settings.topic_partitions, settings.topic_replication,
-                                 topic_configs={"max.message.bytes": str(
-                                     settings.kafka_max_batch_bytes)})
+                        NewTopic(t, settings.topic_partitions, rf, topic_configs={
+                            "max.message.bytes": str(settings.kafka_max_batch_bytes),
+                            "min.insync.replicas": str(min_isr)})
                         for t in missing
                     ])
                 log.info("kafka.topics_created", topics=missing)

@@ -41,6 +41,7 @@ class Warehouse(Protocol):
     """What every backend offers. All errors are ``WarehouseError`` subclasses."""
 
     url: str
+    database: str  # the database queries run in (the cluster schema's Distributed tables name it)
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
 

@@ -30,6 +30,7 @@ import structlog
 from cityops.core.registry import Registry
 from cityops.warehouse import aqi_sql
 from cityops.warehouse.base import Warehouse
+from cityops.warehouse.cluster import ClusterLayout, cluster_statements, ttl_table
 from cityops.warehouse.dims import content_hash, dimension_rows
 from cityops.warehouse.exceptions import MigrationError, WarehouseError
 from cityops.warehouse.sqltext import split_statements
@@ -87,8 +88,13 @@ class Migration:
     def checksum(self) -> str:
         return hashlib.sha256(self.template.encode()).hexdigest()[:16]
 
-    def statements(self, context: dict[str, str]) -> list[str]:
-        return split_statements(Template(self.template).substitute(context))
+    def statements(self, context: dict[str, str],
+                   layout: ClusterLayout | None = None) -> list[str]:
+        """The migration's statements; their ``ON CLUSTER`` forms when ``layout`` is given."""
+        single = split_statements(Template(self.template).substitute(context))
+        if layout is None:
+            return single
+        return [c for stmt in single for c in cluster_statements(stmt, layout)]
 
 
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
@@ -139,9 +145,25 @@ def _now_seq() -> int:
     return time.time_ns()
 
 
-def _ensure_bookkeeping(wh: Warehouse) -> None:
-    for ddl in BOOKKEEPING:
+def bookkeeping_statements(layout: ClusterLayout | None = None) -> list[str]:
+    if layout is None:
+        return list(BOOKKEEPING)
+    return [c for ddl in BOOKKEEPING for c in cluster_statements(ddl, layout)]
+
+
+def _ensure_bookkeeping(wh: Warehouse, layout: ClusterLayout | None = None) -> None:
+    for ddl in bookkeeping_statements(layout):
         wh.execute(ddl)
+
+
+def schema_ddl(timezone: str, layout: ClusterLayout | None = None,
+               migrations: list[Migration] | None = None) -> list[tuple[str, str]]:
+    """``(migration label, statement)`` of the whole schema, single-node or cluster form."""
+    context = template_context(timezone)
+    out = [("bookkeeping", ddl) for ddl in bookkeeping_statements(layout)]
+    for m in migrations if migrations is not None else discover():
+        out.extend((m.label, stmt) for stmt in m.statements(context, layout))
+    return out
 
 
 def read_states(wh: Warehouse) -> dict[int, MigrationState]:
@@ -176,12 +198,17 @@ def _set_meta(wh: Warehouse, key: str, value: str) -> None:
 
 def migrate(wh: Warehouse, *, timezone: str, raw_ttl_days: int, registry: Registry | None,
             migrations: list[Migration] | None = None,
-            progress: Callable[[str], None] | None = None) -> Report:
-    """Apply pending migrations, align the raw TTL, reload changed dimensions."""
+            progress: Callable[[str], None] | None = None,
+            layout: ClusterLayout | None = None) -> Report:
+    """Apply pending migrations, align the raw TTL, reload changed dimensions.
+
+    With ``layout`` the cluster form is applied (``ON CLUSTER``, replicated local tables,
+    ``Distributed`` tables over them): see ``cityops.warehouse.cluster``.
+    """
     say = progress or (lambda _msg: None)
     report = Report()
     context = template_context(timezone)
-    _ensure_bookkeeping(wh)
+    _ensure_bookkeeping(wh, layout)
     states = read_states(wh)
     for m in migrations if migrations is not None else discover():
         state = states.get(m.version)
@@ -193,7 +220,7 @@ def migrate(wh: Warehouse, *, timezone: str, raw_ttl_days: int, registry: Regist
                     code="checksum_mismatch")
             report.skipped.append(m.label)
             continue
-        statements = m.statements(context)
+        statements = m.statements(context, layout)
         say(f"applying {m.label} ({len(statements)} statements)")
         _record(wh, m, "running", len(statements), 0)
         for i, stmt in enumerate(statements):
@@ -217,25 +244,26 @@ def migrate(wh: Warehouse, *, timezone: str, raw_ttl_days: int, registry: Regist
     if wh_forget is not None:
         wh_forget()
     meta = read_meta(wh)
-    report.ttl_changed = _sync_ttl(wh, meta, raw_ttl_days, say)
+    report.ttl_changed = _sync_ttl(wh, meta, raw_ttl_days, say, layout)
     if registry is not None:
         report.dimensions_loaded = _sync_dimensions(wh, meta, registry, say)
     return report
 
 
 def _sync_ttl(wh: Warehouse, meta: dict[str, str], days: int,
-              say: Callable[[str], None]) -> str | None:
+              say: Callable[[str], None], layout: ClusterLayout | None = None) -> str | None:
     current = int(meta.get("raw_ttl_days", "0"))
     days = int(days)
     if current == days and (days == 0 or meta.get("raw_ttl_basis") == TTL_BASIS):
         return None
     say(f"raw TTL {current or 'none'} → {days or 'none'} days")
     for table, column in TTL_TABLES.items():
+        target = ttl_table(table, layout)
         if days > 0:
-            wh.execute(f"ALTER TABLE {table} MODIFY TTL toDateTime({column}) + "
+            wh.execute(f"ALTER TABLE {target} MODIFY TTL toDateTime({column}) + "
                        f"INTERVAL {days} DAY")
         else:
-            wh.execute(f"ALTER TABLE {table} REMOVE TTL")
+            wh.execute(f"ALTER TABLE {target} REMOVE TTL")
     _set_meta(wh, "raw_ttl_days", str(days))
     _set_meta(wh, "raw_ttl_basis", TTL_BASIS)
     return f"{current} -> {days} (from ingestion)"

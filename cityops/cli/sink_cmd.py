@@ -1,0 +1,86 @@
+"""``cityops sink``: the warehouse sink as its own process, beside workers run with --no-sink.
+
+The same ``WarehouseSink`` that runs inside ``cityops worker``, plus the two endpoints a
+container orchestrator needs on ``CITYOPS_WORKER_WEB_HOST:CITYOPS_WORKER_WEB_PORT``:
+``/health`` (200 while the sink thread runs without error, else 503) and ``/metrics``.
+Several sink processes share the partitions of their consumer group (``<worker id>.sink``).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import typer
+
+from cityops.cli.common import console, fail, settings_or_exit
+
+
+def _web_app(sink: Any) -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, Response
+
+    from cityops.streams import metrics
+
+    app = FastAPI(title="cityops sink", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        ok = sink.alive and sink.error is None
+        st = sink.stats
+        body = {"ok": ok, "batches": st.batches, "rows": st.rows, "messages": st.messages,
+                "errors": st.errors, "skipped": st.skipped,
+                "error": None if sink.error is None else type(sink.error).__name__}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def sink_command() -> None:
+    """Run the warehouse sink alone: Kafka clean/derived topics → ClickHouse, /health."""
+    import uvicorn
+
+    from cityops.exceptions import CityopsError
+    from cityops.warehouse import connect_settings
+    from cityops.warehouse.sink import WarehouseSink
+
+    settings = settings_or_exit()
+    try:
+        wh = connect_settings(settings)
+    except CityopsError as exc:
+        fail(f"cannot open the warehouse: {exc}")
+    sink = WarehouseSink(settings, wh)
+    sink.start()
+    server = uvicorn.Server(uvicorn.Config(
+        _web_app(sink), host=settings.worker_web_host, port=settings.worker_web_port,
+        log_level="warning", access_log=False))
+    stopping = threading.Event()
+
+    def watch() -> None:  # a crashed sink ends the process, so the orchestrator restarts it
+        while not stopping.wait(1.0):
+            if not sink.alive:
+                server.should_exit = True
+                return
+
+    threading.Thread(target=watch, name="sink-watch", daemon=True).start()
+    console.print(f"sink: {len(sink.topics)} topics → {wh.url}; health on "
+                  f"{settings.worker_web_host}:{settings.worker_web_port}", highlight=False)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    try:
+        server.run()
+    finally:
+        stopping.set()
+        sink.stop()
+        wh.close()
+    if sink.error is not None:
+        fail(f"sink stopped: {type(sink.error).__name__}: {sink.error}", code=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sink")(sink_command)
