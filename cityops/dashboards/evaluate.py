@@ -23,7 +23,7 @@ from cityops.core.feeds import (
     IncidentReported,
     ParkingObserved,
 )
-from cityops.core.registry import Registry
+from cityops.core.registry import CarPark, Counter, Registry, Station
 from cityops.dashboards import macros
 from cityops.dashboards.alerts import FIRE_ABOVE, RECOVER_BELOW, GrafanaRule
 from cityops.streams.alerts.machine import AlertEngine
@@ -244,8 +244,8 @@ def _dead_sensor_scenario(registry: Registry, start: datetime, rows: list[Writte
     days and the engine counts from its start: both see each source from the first instant);
     the loud counter is silent long enough to reach every level, then reports again."""
     loud, _ = dead_sensor_subjects(registry)
-    sources = [*registry.counters.values(), *registry.carparks.values(),
-               *registry.stations.values()]
+    sources: list[Counter | CarPark | Station] = [
+        *registry.counters.values(), *registry.carparks.values(), *registry.stations.values()]
     end = start + DEAD_SENSOR_END
     silent = (start + SILENT_FROM, start + SILENT_FROM + SILENT_FOR)
     for site in sources:
