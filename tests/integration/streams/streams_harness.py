@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from ports import free_port as free_port  # re-exported: the harness is where tests look
 
 ROOT = Path(__file__).resolve().parents[3]
 CITYOPS = str(Path(sys.executable).with_name("cityops"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 60.0, every: float = 0.3,
