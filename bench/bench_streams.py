@@ -125,7 +125,7 @@ def preload(prefix: str, n: int, tag: str) -> Tally:
 
 # --- processes --------------------------------------------------------------------------------
 class Proc:
-    """``cityops worker --no-supervise --no-sink`` or ``cityops sink``, its own port and dir."""
+    """``cityops worker`` (no sink) or ``cityops sink``, with its own port and data dir."""
 
     def __init__(self, kind: str, prefix: str, work: Path, n: int, partitions: int,
                  profile_s: float = 0.0) -> None:
@@ -143,7 +143,8 @@ class Proc:
             "CITYOPS_STREAM_IDLE_CLOSE_S": "0",
             "CITYOPS_LOG_LEVEL": "WARNING",
         })
-        args = ["worker", "--no-supervise"] if kind == "worker" else ["sink"]
+        # supervised, as deployed: a worker that stops itself on an offset gap is restarted
+        args = ["worker"] if kind == "worker" else ["sink"]
         self.log_path = work / f"{kind}{n}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - the child's output
         self.proc = subprocess.Popen([CITYOPS, *args], env=env, stdout=self.log,
@@ -160,7 +161,7 @@ class Proc:
             self.spy = subprocess.Popen(
                 [PYSPY, "record", "--pid", str(self.proc.pid), "--format", "raw",
                  "--duration", str(int(profile_s)), "--rate", "50", "--nonblocking",
-                 "--output", str(self.spy_out)],
+                 "--subprocesses", "--output", str(self.spy_out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait_ready(self, timeout: float = 180.0) -> None:
@@ -467,11 +468,14 @@ def main() -> None:
         setup_topics(prefix, args.partitions)
         preload(prefix, args.events, "c")
         ceiling_rate = ceiling(prefix, args.events)
+        write_markdown(Path(args.out), sys.argv[1:], started)  # each part kept as it ends
     if "drain" in parts:
         drain(args.events, 1, args.partitions, ceiling_rate, profile_s=args.profile_s)
+        write_markdown(Path(args.out), sys.argv[1:], started)
     if "latency" in parts:
         for rate in (float(r) for r in args.rates.split(",") if r):
             latency(rate, args.seconds, args.partitions)
+        write_markdown(Path(args.out), sys.argv[1:], started)
     if "scaling" in parts:
         n = min(args.scale_events, args.events)
         base = None
