@@ -41,9 +41,12 @@ def wait_until(pred: Callable[[], Any], timeout: float = 60.0, every: float = 0.
 
 
 class WorkerProc:
-    """One ``cityops worker`` subprocess with its own environment."""
+    """One ``cityops worker`` (or, with ``command=["sink"]``, ``cityops sink``) subprocess
+    with its own environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path,
+                 command: list[str] | None = None) -> None:
+        self.command = command or ["worker"]
         self.env = env
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
@@ -58,7 +61,7 @@ class WorkerProc:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()
-        self.proc = subprocess.Popen([CITYOPS, "worker"], env=self.env, stdout=log,
+        self.proc = subprocess.Popen([CITYOPS, *self.command], env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, cwd=ROOT,
                                      start_new_session=True)
         wait_until(self._running, timeout, what=f"worker ready ({self.log_path})")
@@ -68,7 +71,8 @@ class WorkerProc:
             raise AssertionError(f"worker exited with {self.proc.returncode}; see "
                                  f"{self.log_path}:\n{self.log_tail()}")
         r = httpx.get(f"{self.url}/health", timeout=2, headers=self.headers)
-        return bool(r.json().get("running"))
+        body = r.json()
+        return bool(body.get("running", body.get("ok")))  # a worker's, or a sink's health
 
     def log_tail(self, n: int = 40) -> str:
         try:
