@@ -19,15 +19,13 @@ from streams_harness import Producer, WorkerProc, free_port, wait_until
 from test_worker_sigkill_recovery import _expected_windows
 
 pytestmark = [
-    pytest.mark.integration, pytest.mark.reliability,
+    pytest.mark.integration, pytest.mark.scale,
     pytest.mark.timeout(1500),  # five processes start and rebalance on a small box
-    # not yet seen passing: on the shared 2-CPU box one run ended with 5,983 of 6,006 reports
-    # stored when its (then 240 s) settle wait ran out, lost or late is undetermined; later
-    # runs could not get the stream under way in time. Non-strict, so a pass shows as XPASS.
-    pytest.mark.xfail(reason="3 workers + sink: 23 of 6,006 reports missing at the settle "
-                      "deadline in the one run that got that far (lost or late: open)",
-                      strict=False),
 ]
+# Not yet seen passing, so outside make test (marker ``scale``; run it with
+# ``make test PYTEST_ARGS="-m scale tests/integration/streams"``): on the shared 2-CPU box one
+# run ended with 5,983 of 6,006 reports stored when its (then 240 s) settle wait ran out, lost
+# or late undetermined; later runs could not get the stream under way in time.
 
 #: one counter per zone (each zone's reports share one partition and stay in order)
 COUNTERS = {"jfb_square": "fc_jfb_square_01", "minzu_road": "fc_minzu_road_01",
