@@ -93,6 +93,13 @@ class Run:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def report(self) -> str:
+        """The run's output and the tail of its worker's log, for a failure message."""
+        worker_log = Path(self.env["CITYOPS_DATA_DIR"]) / "logs" / "worker.log"
+        tail = (worker_log.read_text(errors="replace").splitlines()[-40:]
+                if worker_log.exists() else ["(no worker log)"])
+        return self.text() + "\n--- worker log (tail) ---\n" + "\n".join(tail)
+
     def kill_all(self) -> None:
         """Leave nothing behind after a failure: the run's group, every process it recorded
         (the worker leads its own group) and its broker."""
@@ -141,7 +148,7 @@ def test_make_run_twice_carries_on_and_signals_stop_everything(
               "first run's footfall rows")
         _wait(lambda: "simulator" in first.pids(), 30, "the simulator's pid")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{first.text()}") from None
+        raise AssertionError(f"{exc}\n{first.report()}") from None
     left = first.stop(signal.SIGTERM)
     assert left == [], (left, first.text())
     assert "SIGTERM: shutting down" in first.text()
@@ -165,7 +172,7 @@ def test_make_run_twice_carries_on_and_signals_stop_everything(
                           "AND kind = 'fired'")[0][0]
         dup_rows = second.sql("SELECT count() - uniqExact(event_id) FROM footfall_observed")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{second.text()}") from None
+        raise AssertionError(f"{exc}\n{second.report()}") from None
     left = second.stop(signal.SIGHUP)
     assert left == [], (left, second.text())
     assert added > 100, second.text()
