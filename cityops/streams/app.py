@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -331,6 +332,10 @@ class FeedState:
         self.footfall = FootfallAggregator(
             registry, lateness, presence_half_life_s=settings.footfall_presence_half_life_s,
             reset_hour_local=settings.footfall_presence_reset_hour, tz=tz,
+            # per-counter watermarks on the processing clock (streams.windows): a counter is
+            # idle after its intervals, and never sooner than a zone's windows may stay open
+            clock=time.time, idle_intervals=settings.stream_source_idle_intervals,
+            min_idle_s=lateness + settings.stream_idle_close_s,
         ) if feed == "footfall" else None
         self.parking = ParkingAggregator(tz=tz) if feed == "parking" else None
         self.air = AirQualityAggregator(tz=tz) if feed == "air" else None
