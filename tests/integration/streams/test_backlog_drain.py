@@ -231,5 +231,6 @@ def test_backlog_drained_by_three_workers_with_a_sigkill_has_no_late_event(
     assert late == [], f"{len(late)} late events, e.g. {late[0].value[:300]!r}"
     got = _topic_windows(kafka_broker, prefix)
     _assert_equal(got, want, f"topic {prefix}.agg.footfall")
-    print(f"backlog {HOURS:g} h ({cadence}): {len(events)} events {sent}, drained by 3 workers (one "
-          f"SIGKILLed) in {drain_s:.0f} s; 0 late; {len(want)} footfall windows = pandas")
+    print(f"backlog {HOURS:g} h ({cadence}): {len(events)} events {sent}, drained by 3 "
+          f"workers (one SIGKILLed) in {drain_s:.0f} s; 0 late; {len(want)} footfall "
+          f"windows = pandas")
