@@ -235,6 +235,11 @@ class FootfallAggregator:
         return {"windows": {n: a.to_state(zone_id) for n, a in self.windows.items()},
                 "presence": dict(self._presence.get(zone_id, {"value": 0.0, "ts": None}))}
 
+    def forget(self, zone_id: str) -> None:
+        for agg in self.windows.values():
+            agg.forget(zone_id)
+        self._presence.pop(zone_id, None)
+
     def from_state(self, zone_id: str, state: dict[str, Any]) -> None:
         for n, a in self.windows.items():
             a.from_state(zone_id, state.get("windows", {}).get(n, {}))
@@ -300,6 +305,9 @@ class ParkingAggregator:
     def to_state(self, carpark_id: str) -> dict[str, Any]:
         st = self._state.get(carpark_id, {"points": []})
         return {"points": [list(p) for p in st["points"]]}
+
+    def forget(self, carpark_id: str) -> None:
+        self._state.pop(carpark_id, None)
 
     def from_state(self, carpark_id: str, state: dict[str, Any]) -> None:
         self._state[carpark_id] = {"points": [list(p) for p in state.get("points", [])]}
@@ -428,6 +436,9 @@ class AirQualityAggregator:
         import copy
 
         return copy.deepcopy(self._state.get(station_id, {"hours": {}, "newest": None}))
+
+    def forget(self, station_id: str) -> None:
+        self._state.pop(station_id, None)
 
     def from_state(self, station_id: str, state: dict[str, Any]) -> None:
         import copy

@@ -358,6 +358,15 @@ class FeedState:
             self._keyed().from_state(unit, state)
         self.loaded.add(unit)
 
+    def forget(self, unit: str) -> None:
+        """Drop a unit's state and replay guard; its next use restores it from the table."""
+        if self.feed == "incidents":
+            self.incidents.pop(int(unit[1:]), None)
+        else:
+            self._keyed().forget(unit)
+        self.guards.pop(unit, None)
+        self.loaded.discard(unit)
+
     def _keyed(self) -> Any:
         agg = self.footfall or self.parking or self.air
         assert agg is not None
@@ -403,7 +412,28 @@ class Stage2:
         self.gaps = OffsetGapGuard(f"aggregate-{feed}", stop_for_replay)
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         self.stream_time: datetime | None = None  # newest event time applied (this process)
+        self.clean_topic = settings.topic(topic_names.clean(feed))
+        app.on_partitions_revoked.connect(self.on_revoked)
         app.agent(topics.clean[feed], name=f"aggregate-{feed}")(self.agent)
+
+    async def on_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
+        """A revoked clean partition's units are forgotten: another worker moves them on
+        meanwhile, and if the partition comes back they are restored from the table (the
+        changelog holds that worker's snapshots) instead of reusing the stale copy here."""
+        gone = {tp.partition for tp in revoked if tp.topic == self.clean_topic}
+        if gone:
+            async with self.lock:
+                self.forget_partitions(gone)
+
+    def forget_partitions(self, partitions: set[int]) -> list[str]:
+        units = [u for u, p in self.partitions.items() if p in partitions]
+        for unit in units:
+            self.state.forget(unit)
+            del self.partitions[unit]
+        if units:
+            log.info("stream.partitions_forgotten", feed=self.feed, partitions=sorted(partitions),
+                     units=len(units))
+        return units
 
     async def agent(self, stream: Any) -> None:
         async for events in stream.take_events(self.settings.worker_batch_max,

@@ -205,6 +205,12 @@ class WindowedAggregator(Generic[K, A, V]):
             "wm": state.get("wm"), "born": None, "heard": None,
         }
 
+    def forget(self, key: K) -> None:
+        """Drop the key's state (its partition was revoked; a restore rebuilds it)."""
+        self._state.pop(key, None)
+        self._seen_at.pop(key, None)
+        self._pending.discard(key)
+
     def keys(self) -> Iterator[K]:
         return iter(list(self._state))
 

@@ -315,3 +315,28 @@ def test_a_longer_interval_than_registered_never_reopens_closed_windows(
     out = agg.add(ff(3601, 60, 0, interval_s=3600), NOW)  # an unregistered hourly report
     # windows up to 12:57 were closed and published: the report is late, not re-opening them
     assert not out.accepted and out.lateness_s == 57 * 60 - 1
+
+
+def test_a_forgotten_unit_is_restored_from_its_snapshot_not_reused(registry: Registry) -> None:
+    """A revoked partition's units are forgotten; on its return the table's newer snapshot
+    (written by the worker that held it meanwhile) is what counts, not the stale copy."""
+    from cityops.core.settings import Settings
+    from cityops.streams.app import FeedState
+
+    here = FeedState("footfall", Settings(), registry)
+    there = FeedState("footfall", Settings(), registry)
+    for fs in (here, there):
+        fs.restore("jfb_square", None)
+        fs.apply("jfb_square", ff(10, 4, 1), NOW)
+    there.apply("jfb_square", ff(70, 6, 0), NOW)  # the other worker moved the zone on
+    newer = json.loads(json.dumps(there.snapshot("jfb_square", 0)))
+    here.forget("jfb_square")
+    assert "jfb_square" not in here.loaded and here.footfall is not None
+    assert here.footfall.to_state("jfb_square")["presence"] == {"value": 0.0, "ts": None}
+    here.restore("jfb_square", newer)
+    assert here.snapshot("jfb_square", 0) == there.snapshot("jfb_square", 0)
+    for feed, key in (("parking", "cp_wfc"), ("air", "st_jfb")):
+        fs = FeedState(feed, Settings(), registry)
+        fs.restore(key, None)
+        fs.forget(key)
+        assert key not in fs.loaded and key not in fs.guards
