@@ -41,7 +41,10 @@ source idle while it still delivers, and a dead sensor stops holding its zone af
 of its intervals. Sources the caller ``expect``s (the registry's counters of a zone) hold the
 key back from its first event until they are heard or idle, so a partition not read yet
 cannot be overtaken. The watermark never moves back: a source that comes back after being
-idle finds the key where the others took it, and its older events are late.
+idle finds the key where the others took it, and its older events are late. An event behind
+its *own* source's newest event time − lateness − span is late too, whatever the other
+sources do: a source is read in order from one partition, so only a truly late re-send
+falls that far behind itself.
 """
 
 from __future__ import annotations
@@ -264,6 +267,16 @@ class WindowedAggregator(Generic[K, A, V]):
                 return None  # a registered source not heard yet: its partition may lag
         return min(lows) if lows else None
 
+    def source_mark(self, key: K, source: str) -> float | None:
+        """The source's own newest event time − lateness − span: its reports behind that are
+        late even while another source holds the key back (a source is read in order from
+        one partition, so only a truly late re-send can fall that far behind itself)."""
+        st = self._state.get(key)
+        clock = None if st is None else (st.get("src") or {}).get(source)
+        if clock is None:
+            return None
+        return float(clock[0]) - self.allowed_lateness_s - st.get("span", 0.0)  # type: ignore[union-attr]
+
     def advance(self, key: K, now_s: float) -> float | None:
         """Move the key's per-source watermark on (sources gone idle count no more)."""
         st = self._key_state(key)
@@ -311,6 +324,10 @@ class WindowedAggregator(Generic[K, A, V]):
         if per_source:
             self.advance(key, float(now_s))  # type: ignore[arg-type]
         wm = self.watermark(key)
+        if per_source:
+            own = self.source_mark(key, str(source))
+            if own is not None and (wm is None or own > wm):
+                wm = own
         parts = pieces if pieces else [(ts, value)]
         first = min(p for p, _ in parts)
         if wm is not None and first < wm:

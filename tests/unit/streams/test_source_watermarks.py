@@ -127,8 +127,19 @@ def test_truly_late_events_are_still_late_with_all_sources_active() -> None:
         _add(agg, "a", t, now_s=t)
         _add(agg, "b", t + 5, now_s=t)
     assert agg.watermark("zone") == 190 - LATENESS_S  # min(190, 195) − lateness
-    res = agg.add("zone", 100, 1, source="b", now_s=200, cadence_s=CADENCE_S)
+    res = agg.add("zone", 100, 1, source="a", now_s=200, cadence_s=CADENCE_S)
     assert (res.accepted, res.lateness_s) == (False, 60)
+
+
+def test_a_report_far_behind_its_own_source_is_late_while_another_holds_the_key() -> None:
+    agg = _agg()
+    _add(agg, "a", 0, now_s=0)
+    _add(agg, "b", 0, now_s=0)
+    _add(agg, "a", 300, now_s=1)  # "b" (active) holds the key at 0 − lateness
+    assert agg.watermark("zone") == -LATENESS_S
+    res = agg.add("zone", 100, 1, source="a", now_s=2, cadence_s=CADENCE_S)
+    assert (res.accepted, res.lateness_s) == (False, 300 - LATENESS_S - 100)
+    assert _add(agg, "b", 100, now_s=3)  # the same time from the lagging "b": on time
 
 
 def test_an_expected_source_not_heard_yet_holds_the_key_until_idle() -> None:
