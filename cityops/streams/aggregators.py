@@ -184,7 +184,7 @@ class FootfallAggregator:
         start_ms, end_ms = interval_ms(round(ts * 1000), ev.interval_s)
         now_s = None if self.clock is None else self.clock()
         counter = self.registry.counters.get(ev.source)
-        src = {} if now_s is None else {
+        src: dict[str, Any] = {} if now_s is None else {
             "source": ev.source, "now_s": now_s,
             "cadence_s": float(counter.cadence_s if counter is not None else ev.interval_s)}
         if now_s is not None:

@@ -413,10 +413,11 @@ class Stage2:
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         self.stream_time: datetime | None = None  # newest event time applied (this process)
         self.clean_topic = settings.topic(topic_names.clean(feed))
-        app.on_partitions_revoked.connect(self.on_revoked)
+        app.on_partitions_revoked.connect(self.on_revoked)  # type: ignore[arg-type]
         app.agent(topics.clean[feed], name=f"aggregate-{feed}")(self.agent)
 
-    async def on_revoked(self, sender: Any, revoked: Any, **_: Any) -> None:
+    async def on_revoked(self, sender: Any, revoked: Any, *, signal: Any = None,
+                         **_: Any) -> None:
         """A revoked clean partition's units are forgotten: another worker moves them on
         meanwhile, and if the partition comes back they are restored from the table (the
         changelog holds that worker's snapshots) instead of reusing the stale copy here."""
