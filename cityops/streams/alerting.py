@@ -39,6 +39,7 @@ from cityops.core.settings import Settings
 from cityops.streams import metrics
 from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError
 from cityops.streams.alerts.rules import INCIDENT_SEVERITY_RANK, RuleSet
+from cityops.streams.batches import run_steps
 from cityops.streams.durable import EXIT_REPLAY, DurableTable, OffsetGapGuard, stop_for_replay
 from cityops.streams.records import (
     AirQualityIndex,
@@ -252,16 +253,13 @@ class AlertWiring:
             fut.set_result((status, body))
 
     async def agent(self, stream: Any) -> None:
-        async for events in stream.take_events(self.settings.worker_batch_max,
-                                               within=self.settings.worker_batch_s):
-            try:
-                async with self.lock:
-                    await self.step(events)
-            except Exception as exc:  # outputs or snapshot not delivered: stop uncommitted
-                self.counts["errors"] += 1
-                metrics.AGENT_ERRORS.labels(agent="alerts-engine").inc()
-                log.exception("alerts.step_failed", n=len(events), error=str(exc)[:200])
-                self.on_failure("alerts-engine", events)
+        def count_error() -> None:
+            self.counts["errors"] += 1
+
+        await run_steps(stream, name="alerts-engine", size=self.settings.worker_batch_max,
+                        within_s=self.settings.worker_batch_s, step=self.step,
+                        on_failure=lambda: self.on_failure, lock=self.lock,
+                        on_error=count_error)
 
     async def step(self, events: list[Any]) -> None:
         self._restore()

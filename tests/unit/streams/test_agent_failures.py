@@ -10,11 +10,25 @@ from typing import Any
 
 import pytest
 
+from cityops.core.registry import Registry
+from cityops.core.settings import Settings
 from cityops.streams import alerting
+from cityops.streams.aggregation import AggregationStage
 from cityops.streams.alerting import AlertWiring, observations_from
-from cityops.streams.app import Stage1, Stage2
+from cityops.streams.alerts.rules import load_rules
+from cityops.streams.app import Topics, declare_topics, make_app
 from cityops.streams.durable import EXIT_REPLAY
 from cityops.streams.records import AirQualityIndex
+from cityops.streams.validation import ValidationStage
+
+
+@pytest.fixture
+def app_topics(settings: Settings, tmp_path: Any) -> tuple[Any, Topics, Settings]:
+    """A real (not started) Faust app with the worker's topics; nothing touches a broker."""
+    s = settings.model_copy(update={"data_dir": tmp_path, "worker_batch_max": 10,
+                                    "worker_batch_s": 0.1})
+    app = make_app(s)
+    return app, declare_topics(app, s), s
 
 
 class Stopped(BaseException):
@@ -59,13 +73,10 @@ def _failing(*args: Any, **kwargs: Any) -> Any:
     return fail()
 
 
-def test_validation_step_whose_outputs_fail_stops_before_acknowledging() -> None:
-    st = Stage1.__new__(Stage1)
-    st.feed = "footfall"
-    st.settings = SimpleNamespace(worker_batch_max=10, worker_batch_s=0.1)
-    st.ctx = lambda: None  # type: ignore[method-assign]
-    st.gaps = SimpleNamespace(check=lambda *a: None)
-    st.durable = SimpleNamespace(drain=_failing)
+def test_validation_step_whose_outputs_fail_stops_before_acknowledging(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = app_topics
+    st = ValidationStage("footfall", settings, registry, app, topics)
 
     async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, futures: list[Any]) -> None:
         futures.append(_failing())
@@ -75,21 +86,19 @@ def test_validation_step_whose_outputs_fail_stops_before_acknowledging() -> None
     assert _run_until_stopped(st.agent, stream) == [("validate-footfall", False)]
 
 
-def test_aggregation_step_failure_stops_before_acknowledging() -> None:
-    st = Stage2.__new__(Stage2)
-    st.feed = "footfall"
-    st.settings = SimpleNamespace(worker_batch_max=10, worker_batch_s=0.1)
-    st.lock = asyncio.Lock()
+def test_aggregation_step_failure_stops_before_acknowledging(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = app_topics
+    st = AggregationStage("footfall", settings, registry, app, topics)
     st.step = _failing  # type: ignore[method-assign]
     stream = Stream(_events())
     assert _run_until_stopped(st.agent, stream) == [("aggregate-footfall", False)]
 
 
-def test_alert_engine_step_failure_stops_before_acknowledging() -> None:
-    w = AlertWiring.__new__(AlertWiring)
-    w.settings = SimpleNamespace(worker_batch_max=10, worker_batch_s=0.1)
-    w.lock = asyncio.Lock()
-    w.counts = {"errors": 0}
+def test_alert_engine_step_failure_stops_before_acknowledging(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = app_topics
+    w = AlertWiring(settings, registry, load_rules(None), app, topics.alerts)
     w.step = _failing  # type: ignore[method-assign]
     stream = Stream(_events())
     assert _run_until_stopped(w.agent, stream) == [("alerts-engine", False)]
@@ -115,14 +124,10 @@ def test_aqi_observation_is_timed_at_the_triggering_sample() -> None:
     assert observations_from([rec])[0]["at"] == hour.isoformat()  # no event: hour start
 
 
-def test_undecodable_clean_record_is_dead_lettered_not_dropped() -> None:
-    from cityops.core.feeds import FootfallObserved
-
-    st = Stage2.__new__(Stage2)
-    st.feed = "footfall"
-    st.model = FootfallObserved
-    st.gaps = SimpleNamespace(check=lambda *a: None)
-    st.counts = {"in": 0}
+def test_undecodable_clean_record_is_dead_lettered_not_dropped(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = app_topics
+    st = AggregationStage("footfall", settings, registry, app, topics)
     published: list[Any] = []
 
     async def publish(out: Any) -> None:

@@ -235,18 +235,20 @@ def test_footfall_close_idle_keeps_a_zone_behind_a_fast_zone_on_time(
 def test_incident_state_of_closed_incidents_is_evicted_after_a_day(
         registry: Registry) -> None:
     from cityops.core.settings import Settings
-    from cityops.streams.app import FeedState
+    from cityops.streams.feed_aggregators import aggregator_for
 
-    state = FeedState("incidents", Settings(), registry)
-    state.restore("@0", None)
-    state.apply("@0", inc("old", "reported", 0), NOW)
-    state.apply("@0", inc("old", "resolved", 600), NOW)
-    state.apply("@0", inc("open", "reported", 700), NOW)
-    state.apply("@0", inc("new", "reported", 24 * 3600), NOW)  # < 24 h after resolution
-    assert set(state.snapshot("@0", 0)["state"]) == {"old", "open", "new"}
-    state.apply("@0", inc("new", "dispatched", 24 * 3600 + 601), NOW)
+    state = aggregator_for("incidents", Settings(), registry)
+    unit = state.unit("jfb_square", 0)
+    assert unit == "@0"  # incidents are held per clean partition, not per message key
+    state.from_state(unit, {})
+    state.add(unit, inc("old", "reported", 0), NOW)
+    state.add(unit, inc("old", "resolved", 600), NOW)
+    state.add(unit, inc("open", "reported", 700), NOW)
+    state.add(unit, inc("new", "reported", 24 * 3600), NOW)  # < 24 h after resolution
+    assert set(state.to_state(unit)) == {"old", "open", "new"}
+    state.add(unit, inc("new", "dispatched", 24 * 3600 + 601), NOW)
     # resolved more than 24 h of event time ago: gone; still-open ones are kept
-    assert set(state.snapshot("@0", 0)["state"]) == {"open", "new"}
+    assert set(state.to_state(unit)) == {"open", "new"}
 
 
 def test_hourly_reports_spread_over_their_minutes_and_are_never_late(
@@ -321,22 +323,25 @@ def test_a_forgotten_unit_is_restored_from_its_snapshot_not_reused(registry: Reg
     """A revoked partition's units are forgotten; on its return the table's newer snapshot
     (written by the worker that held it meanwhile) is what counts, not the stale copy."""
     from cityops.core.settings import Settings
-    from cityops.streams.app import FeedState
+    from cityops.streams.feed_aggregators import aggregator_for
 
-    here = FeedState("footfall", Settings(), registry)
-    there = FeedState("footfall", Settings(), registry)
-    for fs in (here, there):
-        fs.restore("jfb_square", None)
-        fs.apply("jfb_square", ff(10, 4, 1), NOW)
-    there.apply("jfb_square", ff(70, 6, 0), NOW)  # the other worker moved the zone on
-    newer = json.loads(json.dumps(there.snapshot("jfb_square", 0)))
+    here = aggregator_for("footfall", Settings(), registry)
+    there = aggregator_for("footfall", Settings(), registry)
+    for agg in (here, there):
+        agg.add("jfb_square", ff(10, 4, 1), NOW)
+    there.add("jfb_square", ff(70, 6, 0), NOW)  # the other worker moved the zone on
+    newer = json.loads(json.dumps(there.to_state("jfb_square")))
     here.forget("jfb_square")
-    assert "jfb_square" not in here.loaded and here.footfall is not None
-    assert here.footfall.to_state("jfb_square")["presence"] == {"value": 0.0, "ts": None}
-    here.restore("jfb_square", newer)
-    assert here.snapshot("jfb_square", 0) == there.snapshot("jfb_square", 0)
-    for feed, key in (("parking", "cp_wfc"), ("air", "st_jfb")):
-        fs = FeedState(feed, Settings(), registry)
-        fs.restore(key, None)
-        fs.forget(key)
-        assert key not in fs.loaded and key not in fs.guards
+    assert here.to_state("jfb_square")["presence"] == {"value": 0.0, "ts": None}
+    here.from_state("jfb_square", newer)
+    assert here.to_state("jfb_square") == there.to_state("jfb_square")
+    parking = aggregator_for("parking", Settings(), registry)
+    empty = parking.to_state("cp_wfc")
+    parking.add("cp_wfc", pk(0, 10), NOW)
+    assert parking.to_state("cp_wfc") != empty
+    parking.forget("cp_wfc")
+    assert parking.to_state("cp_wfc") == empty
+    incidents = aggregator_for("incidents", Settings(), registry)
+    incidents.add("@0", inc("i1", "reported", 0), NOW)
+    incidents.forget("@0")
+    assert incidents.to_state("@0") == {}
