@@ -78,7 +78,8 @@ class AggregationStage:
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         self.stream_time: datetime | None = None  # newest event time applied (this process)
         self.clean_topic = settings.topic(topic_names.clean(feed))
-        app.on_partitions_revoked.connect(self.on_revoked)  # type: ignore[arg-type]
+        # not connected to app.on_partitions_revoked yet: with it, the 3-worker backlog test
+        # with a SIGKILL lost one report's counts in a few windows (not yet explained)
         app.agent(topics.clean[feed], name=self.name)(self.agent)
 
     async def on_revoked(self, sender: Any, revoked: Any, *, signal: Any = None,
