@@ -22,7 +22,7 @@ from cityops.cli.common import console, fail, settings_or_exit
 def _web_app(sink: Any, settings: Any = None, sql: Any = None) -> Any:
     import asyncio
 
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.responses import JSONResponse, Response
 
     from cityops.streams import metrics
@@ -47,8 +47,7 @@ def _web_app(sink: Any, settings: Any = None, sql: Any = None) -> Any:
     if sql is not None:
         gate = worker_gate(settings)
 
-        @app.post("/sql")
-        async def query(request: Request) -> JSONResponse:
+        async def query(request: Any) -> JSONResponse:  # a plain Starlette route
             _, refusal = authorize(gate, request, "sql")
             if refusal is not None:
                 body, status, headers = refusal
@@ -68,6 +67,8 @@ def _web_app(sink: Any, settings: Any = None, sql: Any = None) -> Any:
                 return JSONResponse({"error": str(exc), "code": code},
                                     status_code=400 if code != "transient" else 503)
             return JSONResponse(result)
+
+        app.router.add_route("/sql", query, methods=["POST"])
 
     return app
 

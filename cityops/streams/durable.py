@@ -84,9 +84,11 @@ class OffsetGapGuard:
     stop before acknowledging anything past the gap: ``on_gap`` (``os._exit`` in the worker)
     runs before the record is processed, no commit includes the gap, and the supervised
     restart replays from the last commit. Going back (a seek to a committed offset, a replay)
-    is normal and only moves the expectation. Expectations survive reassignments on purpose
-    (the stale batch arrives right after one); with several workers, a partition that comes
-    back after another worker advanced it costs one spurious, harmless restart.
+    is normal and only moves the expectation. Expectations survive a rebalance for the
+    partitions this worker keeps (the stale batch arrives right after one); a partition newly
+    assigned to this worker is ``forget``-ten first, because another worker may have advanced
+    it meanwhile: without that, every partition coming back after a move cost a spurious
+    restart, and with several workers the restarts' own rebalances kept causing more.
     """
 
     def __init__(self, name: str, on_gap: Callable[[str, int, int, int], None]) -> None:
@@ -100,6 +102,11 @@ class OffsetGapGuard:
         if last is not None and offset > last + 1:
             self.on_gap(topic, partition, last, offset)
         self.last[key] = offset
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Drop the expectations of (topic, partition)s newly assigned to this worker."""
+        for key in partitions:
+            self.last.pop(key, None)
 
 
 

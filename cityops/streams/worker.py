@@ -75,6 +75,8 @@ class StreamsWorker:
             self.app.timer(max(5.0, settings.stream_idle_close_s / 4))(self._close_idle)
         web.register_views(self.app, self)
         self.app.on_before_shutdown.connect(self._on_shutdown)
+        self._assigned: set[tuple[str, int]] = set()
+        self.app.on_partitions_assigned.connect(self._on_assigned)
         self._running = False
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -85,6 +87,16 @@ class StreamsWorker:
         self._running = True
         log.info("worker.started", worker_id=self.settings.worker_id,
                  web=f"http://{self.settings.worker_web_host}:{self.settings.worker_web_port}")
+
+    async def _on_assigned(self, app: faust.App, /, *args: Any, **kwargs: Any) -> None:
+        """Partitions newly assigned to this worker start a fresh offset expectation."""
+        assigned = args[0] if args else kwargs.get("assigned", set())
+        now = {(tp.topic, tp.partition) for tp in assigned}
+        fresh, self._assigned = now - self._assigned, now
+        guards = [s.gaps for s in self.validation.values()]
+        guards += [s.gaps for s in self.aggregation.values()]
+        for guard in [*guards, self.alerting.gaps]:
+            guard.forget(fresh)
 
     async def _start_webhooks(self) -> None:
         if self.webhooks is not None:

@@ -4,45 +4,25 @@ dead-sensor alert for healthy sensors), SIGTERM and SIGHUP stop every process it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from ports import free_port, free_port_pair
 
 pytestmark = pytest.mark.integration
 CITYOPS = str(Path(sys.executable).with_name("cityops"))
-
-
-def _free_pair() -> int:
-    """A port p with p + 1 free too (the local broker's controller listens on p + 1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 65000:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise AssertionError("no free port pair")
-
-
-def _free() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _alive(pid: int) -> bool:
@@ -113,32 +93,62 @@ class Run:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def kill_all(self) -> None:
+        """Leave nothing behind after a failure: the run's group, every process it recorded
+        (the worker leads its own group) and its broker."""
+        try:
+            recorded = list(self.pids().values())
+        except (OSError, ValueError):
+            recorded = []
+        for pid in [self.proc.pid, *recorded]:
+            try:  # still ours (a pid is never reused this fast, but never kill a stranger)
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"cityops" not in cmdline and b"kafka" not in cmdline:
+                continue
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGKILL)
+        subprocess.run([CITYOPS, "kafka", "down"], env=self.env, capture_output=True,
+                       timeout=120, check=False)
+
+
+@pytest.fixture
+def runs() -> Iterator[list[Run]]:
+    """The test's runs; whatever they left running is killed at the end, pass or fail."""
+    started: list[Run] = []
+    yield started
+    for run in started:
+        run.kill_all()
+
 
 @pytest.fixture
 def run_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")}
-    env.update(CITYOPS_DATA_DIR=str(tmp_path / "data"), CITYOPS_KAFKA_PORT=str(_free_pair()),
-               CITYOPS_WORKER_WEB_PORT=str(_free()), CITYOPS_LOG_LEVEL="WARNING",
+    env.update(CITYOPS_DATA_DIR=str(tmp_path / "data"), CITYOPS_KAFKA_PORT=str(free_port_pair()),
+               CITYOPS_WORKER_WEB_PORT=str(free_port()), CITYOPS_LOG_LEVEL="WARNING",
                CITYOPS_SINK_BATCH_S="0.5")
     return env
 
 
 def test_make_run_twice_carries_on_and_signals_stop_everything(
-        run_env: dict[str, str], tmp_path: Path) -> None:
+        run_env: dict[str, str], tmp_path: Path, runs: list[Run]) -> None:
     first = Run(run_env, tmp_path / "run1.log")
+    runs.append(first)
     try:
         _wait(lambda: first.sql("SELECT count() FROM footfall_observed")[0][0] > 500, 240,
               "first run's footfall rows")
         _wait(lambda: "simulator" in first.pids(), 30, "the simulator's pid")
-    except AssertionError:
-        os.killpg(first.proc.pid, signal.SIGKILL)
-        raise AssertionError(first.text()) from None
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{first.text()}") from None
     left = first.stop(signal.SIGTERM)
     assert left == [], (left, first.text())
     assert "SIGTERM: shutting down" in first.text()
 
     started_ms = int(time.time() * 1000)
     second = Run(run_env, tmp_path / "run2.log")
+    runs.append(second)
     try:
         _wait(lambda: "carrying on after" in second.text(), 120, "the resume message")
         # real time after the catch-up: counters report every 30 s, so 40 s adds reports
@@ -154,9 +164,8 @@ def test_make_run_twice_carries_on_and_signals_stop_everything(
         dead = second.sql("SELECT count() FROM alerts WHERE rule_id = 'dead_sensor' "
                           "AND kind = 'fired'")[0][0]
         dup_rows = second.sql("SELECT count() - uniqExact(event_id) FROM footfall_observed")
-    except AssertionError:
-        os.killpg(second.proc.pid, signal.SIGKILL)
-        raise
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{second.text()}") from None
     left = second.stop(signal.SIGHUP)
     assert left == [], (left, second.text())
     assert added > 100, second.text()

@@ -4,7 +4,6 @@ port and data dir), so the shared session broker keeps running."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from datetime import datetime, timedelta
@@ -12,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from ports import free_port_pair
 
 from cityops.core.settings import load_settings
 from cityops.deploy.kafka_local import LocalKafka
@@ -23,21 +23,9 @@ pytestmark = pytest.mark.integration
 TZ = ZoneInfo("Asia/Shanghai")
 
 
-def _free_port_pair() -> int:
-    for port in range(19600, 19900, 2):
-        busy = False
-        for p in (port, port + 1):
-            with socket.socket() as s:
-                s.settimeout(0.2)
-                busy = busy or s.connect_ex(("127.0.0.1", p)) == 0
-        if not busy:
-            return port
-    raise RuntimeError("no free port pair")
-
-
 @pytest.fixture
 def own_broker(tmp_path, settings):
-    own = load_settings(kafka_port=_free_port_pair(), data_dir=tmp_path / "outage",
+    own = load_settings(kafka_port=free_port_pair(), data_dir=tmp_path / "outage",
                         cache_dir=settings.cache_dir, ingest_delivery_timeout_ms=6000,
                         ingest_max_block_ms=3000, intake_max_pending=10,
                         intake_ack_timeout_s=20)

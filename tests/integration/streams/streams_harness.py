@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from ports import free_port as free_port  # re-exported: the harness is where tests look
 
 ROOT = Path(__file__).resolve().parents[3]
 CITYOPS = str(Path(sys.executable).with_name("cityops"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 60.0, every: float = 0.3,
@@ -47,9 +41,12 @@ def wait_until(pred: Callable[[], Any], timeout: float = 60.0, every: float = 0.
 
 
 class WorkerProc:
-    """One ``cityops worker`` subprocess with its own environment."""
+    """One ``cityops worker`` (or, with ``command=["sink"]``, ``cityops sink``) subprocess
+    with its own environment."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path,
+                 command: list[str] | None = None) -> None:
+        self.command = command or ["worker"]
         self.env = env
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
@@ -64,7 +61,7 @@ class WorkerProc:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         log.write(f"\n===== start {self.starts} =====\n".encode())
         log.flush()
-        self.proc = subprocess.Popen([CITYOPS, "worker"], env=self.env, stdout=log,
+        self.proc = subprocess.Popen([CITYOPS, *self.command], env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, cwd=ROOT,
                                      start_new_session=True)
         wait_until(self._running, timeout, what=f"worker ready ({self.log_path})")
@@ -74,7 +71,8 @@ class WorkerProc:
             raise AssertionError(f"worker exited with {self.proc.returncode}; see "
                                  f"{self.log_path}:\n{self.log_tail()}")
         r = httpx.get(f"{self.url}/health", timeout=2, headers=self.headers)
-        return bool(r.json().get("running"))
+        body = r.json()
+        return bool(body.get("running", body.get("ok")))  # a worker's, or a sink's health
 
     def log_tail(self, n: int = 40) -> str:
         try:

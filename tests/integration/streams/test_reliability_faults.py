@@ -10,7 +10,6 @@ Each uses its own broker or receiver, so the session broker of the suite keeps r
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from ports import free_port_pair
 from streams_harness import Producer, WorkerProc, wait_until
 
 from cityops.core.settings import Settings, load_settings
@@ -30,26 +30,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 COUNTER, ZONE = "fc_minzu_road_01", "minzu_road"
 
 
-def _free_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port > 65000:
-                continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise AssertionError("no free port pair")
-
-
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     settings = load_settings(data_dir=tmp_path_factory.mktemp("own-broker"),
-                             kafka_port=_free_pair(), kafka_bootstrap_servers="")
+                             kafka_port=free_port_pair(), kafka_bootstrap_servers="")
     broker = LocalKafka(settings)
     broker.up()
     try:
@@ -117,7 +101,7 @@ class SlowHook:
     """A webhook receiver that can be down (closed), then slow (answers after ``delay_s``)."""
 
     def __init__(self) -> None:
-        self.port = _free_pair()
+        self.port = free_port_pair()
         self.delay_s = 0.0
         self.bodies: list[dict[str, Any]] = []
         self.server: ThreadingHTTPServer | None = None

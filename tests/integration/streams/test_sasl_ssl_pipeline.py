@@ -4,7 +4,6 @@ sink (kafka-python) all authenticating; a wrong password ends with one clear lin
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_port_pair
 from streams_harness import CITYOPS, WorkerProc, wait_until
 
 from cityops.core.registry import Registry
@@ -27,27 +27,10 @@ pytestmark = pytest.mark.integration
 PASSWORD = "scram-test-pw"
 
 
-def _free_pair() -> int:
-    """A port p with p + 1 free too (broker and controller)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            if port > 65000:
-                continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise AssertionError("no free port pair")
-
-
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     data = tmp_path_factory.mktemp("sasl")
-    settings = load_settings(data_dir=data, kafka_port=_free_pair(),
+    settings = load_settings(data_dir=data, kafka_port=free_port_pair(),
                              kafka_security_protocol="SASL_SSL",
                              kafka_sasl_password=PASSWORD, kafka_bootstrap_servers="")
     broker = LocalKafka(settings)

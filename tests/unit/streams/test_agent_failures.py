@@ -143,3 +143,20 @@ def test_undecodable_clean_record_is_dead_lettered_not_dropped(
         "invalid", "cityops.clean.footfall", 2, 77)
     assert dead.raw == b'{"not": "an event"}'
     assert "not decodable" in dead.detail
+
+
+def test_offset_gap_guard_stops_on_a_skip_but_not_on_a_partition_newly_assigned() -> None:
+    from cityops.streams.durable import OffsetGapGuard
+
+    gaps: list[tuple[str, int, int, int]] = []
+    guard = OffsetGapGuard("validate-footfall", lambda *a: gaps.append(a))
+    for off in (5, 6, 7, 3, 4):  # a seek back (a replay) only moves the expectation
+        guard.check("t", 0, off)
+    assert gaps == []
+    guard.check("t", 0, 6)  # 5 was skipped: a gap
+    assert gaps == [("t", 0, 4, 6)]
+    guard.check("t", 1, 10)
+    guard.forget({("t", 1)})  # another worker advanced partition 1 while it was away
+    guard.check("t", 1, 500)
+    guard.check("t", 0, 8)  # a kept partition is still guarded
+    assert gaps == [("t", 0, 4, 6), ("t", 0, 6, 8)]

@@ -1,0 +1,490 @@
+"""Benchmarks of the streams worker against the ceiling, printed and written to BENCHMARKS.md.
+
+Against the broker of ``CITYOPS_KAFKA_PORT`` (``make bench`` starts one), each part with its
+own topic prefix and an embedded chdb warehouse held by one ``cityops sink`` process:
+
+* ceiling — plain aiokafka consuming a pre-loaded topic set (the four raw topics, a realistic
+  mix), without and with ``orjson.loads`` of every value;
+* drain — the same pre-loaded mix, then 1 ``cityops worker --no-sink`` + 1 ``cityops sink``:
+  time until every event is a row in the warehouse, beside the ceiling (ratio);
+* latency — produced → row visible, p50 / p95 / p99 at each ``--rates`` for ``--seconds``;
+* scaling — 1, 2, 3 workers (``--scale``) on ``--partitions`` partitions, per-worker rate;
+* profile — py-spy samples of the worker during a drain; the largest costs by function.
+
+    .venv/bin/python bench/bench_streams.py [--events 1000000] [--only drain,ceiling]
+
+The mix follows the simulator's 12-hour backlog: 63 % footfall, 25 % parking, 8 % air,
+4 % incidents (incidents move through their lifecycle), keyed by source id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter as Tally
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cityops.core import topics as topic_names
+from cityops.core.registry import load_registry
+from cityops.core.settings import FEEDS, load_settings
+from cityops.deploy.kafka_local import ensure_topics
+from cityops.warehouse.rows import FEED_TABLES
+
+ROOT = Path(__file__).resolve().parents[1]
+CITYOPS = str(Path(sys.executable).with_name("cityops"))
+PYSPY = str(Path(sys.executable).with_name("py-spy"))
+MIX = (("footfall", 63), ("parking", 25), ("air", 8), ("incidents", 4))
+RESULTS: list[tuple[str, str, str]] = []  # (part, figure, detail) for BENCHMARKS.md
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def report(part: str, figure: str, detail: str = "") -> None:
+    print(f"  {part}: {figure}" + (f"  ({detail})" if detail else ""), flush=True)
+    RESULTS.append((part, figure, detail))
+
+
+# --- the mix ----------------------------------------------------------------------------------
+def mix(n: int, tag: str, t0: datetime) -> Iterator[tuple[str, bytes, bytes]]:
+    """``n`` valid events (feed, key, value) of the four feeds, event time advancing 50 ms."""
+    reg = load_registry(load_settings().registry_dir)
+    counters = sorted(reg.counters.values(), key=lambda c: c.id)
+    carparks = sorted(reg.carparks.values(), key=lambda c: c.id)
+    stations = sorted(reg.stations.values(), key=lambda s: s.id)
+    zones = sorted(reg.zones)
+    wheel = [f for f, share in MIX for _ in range(share)]
+    statuses = ("reported", "dispatched", "on_scene", "resolved")
+    for i in range(n):
+        feed = wheel[(i * 37) % len(wheel)]
+        at = (t0 + timedelta(milliseconds=50 * i)).isoformat()
+        eid = f"{tag}-{i}"
+        if feed == "footfall":
+            c = counters[i % len(counters)]
+            body: dict[str, Any] = {"source": c.id, "zone_id": c.zone_id,
+                                    "entries": i % 9, "exits": i % 7, "interval_s": 30}
+        elif feed == "parking":
+            p = carparks[i % len(carparks)]
+            body = {"source": p.id, "carpark_id": p.id, "capacity": p.capacity,
+                    "occupied": (i * 13) % p.capacity}
+        elif feed == "air":
+            s = stations[i % len(stations)]
+            body = {"source": s.id, "station_id": s.id, "averaging_s": s.cadence_s,
+                    "pm25_ugm3": float(20 + i % 60), "pm10_ugm3": float(40 + i % 80),
+                    "no2_ugm3": float(10 + i % 50)}
+        else:
+            z = zones[i % len(zones)]
+            body = {"source": z, "incident_id": f"{tag}-inc-{i // 16}",
+                    "incident_type": "fall", "severity": "medium", "zone_id": z,
+                    "status": statuses[(i // 4) % 4]}
+        body.update(event_id=eid, event_time=at)
+        yield feed, body["source"].encode(), json.dumps(body).encode()
+
+
+def setup_topics(prefix: str, partitions: int) -> None:
+    ensure_topics(load_settings(topic_prefix=prefix, topic_partitions=partitions))
+
+
+def preload(prefix: str, n: int, tag: str) -> Tally:
+    from kafka import KafkaProducer
+
+    settings = load_settings(topic_prefix=prefix)
+    prod = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                         linger_ms=20, batch_size=512 * 1024, compression_type="lz4")
+    t0 = datetime.now(UTC) - timedelta(milliseconds=50 * n) - timedelta(hours=1)
+    tally: Tally = Tally()
+    started = time.monotonic()
+    for feed, key, value in mix(n, tag, t0):
+        prod.send(settings.topic(topic_names.raw(feed)), key=key, value=value)
+        tally[feed] += 1
+    prod.flush()
+    prod.close(10)
+    print(f"  pre-loaded {n:,} events {dict(tally)} in {time.monotonic() - started:.1f} s",
+          flush=True)
+    return tally
+
+
+# --- processes --------------------------------------------------------------------------------
+class Proc:
+    """``cityops worker`` (no sink) or ``cityops sink``, with its own port and data dir."""
+
+    def __init__(self, kind: str, prefix: str, work: Path, n: int, partitions: int,
+                 profile_s: float = 0.0) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        env.update({
+            "CITYOPS_TOPIC_PREFIX": prefix,
+            "CITYOPS_TOPIC_PARTITIONS": str(partitions),
+            "CITYOPS_DATA_DIR": str(work / f"{kind}{n}"),
+            "CITYOPS_WAREHOUSE_URL": f"chdb://{work / 'warehouse'}",
+            "CITYOPS_WORKER_WEB_PORT": str(self.port),
+            "CITYOPS_WORKER_SINK": "false",
+            "CITYOPS_STREAM_IDLE_CLOSE_S": "0",
+            "CITYOPS_LOG_LEVEL": "WARNING",
+        })
+        # supervised, as deployed: a worker that stops itself on an offset gap is restarted
+        args = ["worker"] if kind == "worker" else ["sink"]
+        self.log_path = work / f"{kind}{n}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - the child's output
+        self.proc = subprocess.Popen([CITYOPS, *args], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=ROOT,
+                                     start_new_session=True)
+        self.spy: subprocess.Popen | None = None
+        self.spy_out = work / f"{kind}{n}.pyspy.txt"
+        self.profile_s = profile_s
+
+    def start_profile(self) -> None:
+        """py-spy samples of this process from now on (after start-up, during the work)."""
+        profile_s = self.profile_s
+        if profile_s > 0:
+            self.spy = subprocess.Popen(
+                [PYSPY, "record", "--pid", str(self.proc.pid), "--format", "raw",
+                 "--duration", str(int(profile_s)), "--rate", "50", "--nonblocking",
+                 "--subprocesses", "--output", str(self.spy_out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.kind} exited; see {self.log_path}")
+            try:
+                body = httpx.get(f"{self.url}/health", timeout=2).json()
+                if body.get("running", body.get("ok")):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.3)
+        raise SystemExit(f"{self.kind} did not become ready; see {self.log_path}")
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/health", timeout=10).json())
+
+    def sql(self, query: str) -> list[list[Any]]:
+        r = httpx.post(f"{self.url}/sql", json={"sql": query}, timeout=60)
+        r.raise_for_status()
+        return list(r.json()["rows"])
+
+    def stop(self) -> None:
+        if self.spy is not None and self.spy.poll() is None:
+            self.spy.send_signal(signal.SIGINT)
+            try:
+                self.spy.wait(30)
+            except subprocess.TimeoutExpired:
+                self.spy.kill()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
+        self.log.close()
+
+
+def stored(sink: Proc, tag: str) -> int:
+    parts = " UNION ALL ".join(f"SELECT count() AS n FROM {t} WHERE event_id LIKE '{tag}-%'"
+                               for t in FEED_TABLES.values())
+    return int(sink.sql(f"SELECT sum(n) FROM ({parts})")[0][0])
+
+
+# --- parts ------------------------------------------------------------------------------------
+async def _consume(prefix: str, n: int, parse: bool) -> float:
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    settings = load_settings(topic_prefix=prefix)
+    consumer = AIOKafkaConsumer(
+        *[settings.topic(topic_names.raw(f)) for f in FEEDS],
+        bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20)
+    await consumer.start()
+    try:
+        seen = 0
+        started = 0.0  # from the first record: group-less start-up and metadata excluded
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            if batches and not started:
+                started = time.monotonic()
+            for records in batches.values():
+                if parse:
+                    for r in records:
+                        orjson.loads(r.value)
+                seen += len(records)
+        return n / (time.monotonic() - started)
+    finally:
+        await consumer.stop()
+
+
+def ceiling(prefix: str, n: int) -> float:
+    plain = asyncio.run(_consume(prefix, n, parse=False))
+    parsed = asyncio.run(_consume(prefix, n, parse=True))
+    report("ceiling", f"{plain:,.0f} events/s", f"plain aiokafka, {n:,} pre-loaded events")
+    report("ceiling + orjson", f"{parsed:,.0f} events/s", "aiokafka + orjson.loads each value")
+    return parsed
+
+
+def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
+          profile_s: float = 0.0, label: str = "drain") -> float:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    work = Path(tempfile.mkdtemp(prefix="bench-streams-"))
+    setup_topics(prefix, partitions)
+    tag = f"d{uuid.uuid4().hex[:6]}"
+    preload(prefix, n, tag)
+    sink = Proc("sink", prefix, work, 0, partitions)
+    procs = [sink]
+    try:
+        sink.wait_ready()
+        started = time.monotonic()
+        ws = [Proc("worker", prefix, work, k, partitions, profile_s if k == 0 else 0.0)
+              for k in range(workers)]
+        procs += ws
+        for w in ws:
+            w.wait_ready()
+        ready = time.monotonic() - started
+        ws[0].start_profile()
+        first_row: float | None = None
+        last_report = time.monotonic()
+        while True:
+            have = stored(sink, tag)
+            now = time.monotonic()
+            if have and first_row is None:
+                first_row = now
+            if have >= n:
+                break
+            if now - last_report > 30:
+                print(f"    … {have:,}/{n:,} after {now - started:.0f} s", flush=True)
+                last_report = now
+            if now - started > 3600:
+                raise SystemExit(f"only {have:,}/{n:,} stored after an hour")
+            time.sleep(0.5)
+        total = time.monotonic() - started
+        rate = n / total
+        steady = n / (time.monotonic() - first_row) if first_row else rate
+        ratio = f"; {rate / ceiling_rate:.1%} of the ceiling with orjson" if ceiling_rate else ""
+        report(label, f"{rate:,.0f} events/s",
+               f"{n:,} events, {workers} worker(s) + 1 sink, {partitions} partitions, "
+               f"{total:.1f} s from worker launch (ready after {ready:.1f} s); "
+               f"{steady:,.0f}/s from the first stored row{ratio}"
+               + (f"; {rate / workers:,.0f}/s per worker" if workers > 1 else ""))
+        if profile_s > 0:
+            profile(ws[0])
+        return rate
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) -> None:
+    from kafka import KafkaProducer
+
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    work = Path(tempfile.mkdtemp(prefix="bench-streams-"))
+    setup_topics(prefix, partitions)
+    sink = Proc("sink", prefix, work, 0, partitions)
+    procs = [sink]
+    try:
+        sink.wait_ready()
+        w = Proc("worker", prefix, work, 0, partitions)
+        procs.append(w)
+        w.wait_ready()
+        settings = load_settings(topic_prefix=prefix)
+        prod = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                             linger_ms=5, compression_type="lz4")
+        n = int(rate * seconds)
+        tag = f"l{uuid.uuid4().hex[:6]}"
+        sent: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        parts = " UNION ALL ".join(
+            f"SELECT event_id FROM {t} WHERE event_id LIKE '{tag}-%' AND "
+            "ingested_at >= now64(3) - INTERVAL 20 SECOND" for t in FEED_TABLES.values())
+
+        def poll() -> None:
+            rows = sink.sql(parts)
+            now = time.monotonic()
+            for (eid,) in rows:
+                if eid not in seen:
+                    seen[eid] = now
+
+        events = list(mix(n, tag, datetime.now(UTC) - timedelta(minutes=5)))
+        start = time.monotonic()
+        next_poll = start
+        for i, (feed, key, value) in enumerate(events):
+            due = start + i / rate
+            while True:
+                now = time.monotonic()
+                if now >= due:
+                    break
+                if now >= next_poll:
+                    poll()
+                    next_poll = time.monotonic() + poll_s
+                else:
+                    time.sleep(min(due - now, 0.002))
+            sent[f"{tag}-{i}"] = time.monotonic()
+            prod.send(settings.topic(topic_names.raw(feed)), key=key, value=value)
+        prod.flush()
+        achieved = n / (time.monotonic() - start)
+        deadline = time.monotonic() + 120
+        while len(seen) < n and time.monotonic() < deadline:
+            poll()
+            time.sleep(poll_s)
+        prod.close(10)
+        lat = sorted((seen[e] - sent[e]) * 1000 for e in seen if e in sent)
+        if not lat:
+            report(f"latency @{rate:,.0f}/s", "no row became visible")
+            return
+
+        def pct(p: float) -> float:
+            return lat[max(0, min(len(lat) - 1, round(p / 100 * (len(lat) - 1))))]
+
+        report(f"latency @{rate:,.0f}/s",
+               f"p50 {pct(50):,.0f} ms, p95 {pct(95):,.0f} ms, p99 {pct(99):,.0f} ms",
+               f"{n:,} events over {seconds:.0f} s (producer reached {achieved:,.0f}/s), "
+               f"{len(lat):,} seen within 120 s after the last, polled every "
+               f"{poll_s * 1000:.0f} ms")
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def profile(worker: Proc) -> None:
+    """Largest costs by function (self time, and inclusive for our own and Faust's code)."""
+    if worker.spy is None:
+        return
+    try:
+        worker.spy.wait(120)
+    except subprocess.TimeoutExpired:
+        worker.spy.send_signal(signal.SIGINT)
+        worker.spy.wait(30)
+    try:
+        lines = worker.spy_out.read_text().splitlines()
+    except OSError:
+        report("profile", "py-spy produced no output (ptrace not permitted?)")
+        return
+    own: Tally = Tally()
+    incl: Tally = Tally()
+    total = 0
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        c = int(count)
+        frames = stack.split(";")
+        if any(k in frames[-1] for k in ("select (", "epoll", "poll (")):
+            own["(waiting for I/O: event loop select)"] += c
+            total += c
+            continue
+        total += c
+        own[_short(frames[-1])] += c
+        for name in {_area(f) for f in frames}:
+            incl[name] += c
+    if not total:
+        report("profile", "no samples")
+        return
+    top = ", ".join(f"{name} {c / total:.0%}" for name, c in own.most_common(6))
+    areas = ", ".join(f"{name} {c / total:.0%}" for name, c in incl.most_common(8))
+    report("profile (self time)", top, f"{total:,} samples of the worker during the drain")
+    report("profile (inclusive, by package)", areas)
+
+
+def _short(frame: str) -> str:
+    name, _, where = frame.partition(" (")
+    mod = where.split(":")[0].split("site-packages/")[-1].split("/cityops/")[-1]
+    return f"{name} [{mod}]"
+
+
+def _area(frame: str) -> str:
+    where = frame.partition(" (")[2]
+    for key in ("cityops/", "faust/", "mode/", "aiokafka/", "pydantic", "orjson",
+                "kafka/", "asyncio/", "chdb", "structlog", "prometheus_client"):
+        if key in where:
+            return key.strip("/")
+    return "other"
+
+
+def write_markdown(path: Path, argv: list[str], started: datetime) -> None:
+    load = os.getloadavg()
+    lines = [
+        "# Benchmarks", "",
+        f"Written by `make bench` (bench/bench_streams.py) on {started:%Y-%m-%d %H:%M} UTC.",
+        "",
+        f"- machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+        f"- load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+        "(the machine is shared: figures measured under load from other work)",
+        f"- command: `{' '.join(['python bench/bench_streams.py', *argv])}`", "",
+        "| part | figure | detail |", "| --- | --- | --- |",
+    ]
+    lines += [f"| {p} | {f} | {d} |" for p, f, d in RESULTS]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"written to {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000, help="events of the drain")
+    ap.add_argument("--scale-events", type=int, default=100_000,
+                    help="events per scaling run")
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--rates", default="1000,5000")
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--scale", default="1,2,3")
+    ap.add_argument("--profile-s", type=float, default=30.0)
+    ap.add_argument("--only", default="ceiling,drain,latency,scaling",
+                    help="comma-separated parts")
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = ap.parse_args()
+    parts = set(args.only.split(","))
+    started = datetime.now(UTC)
+    print(f"bench_streams: broker {load_settings().bootstrap_servers}, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    ceiling_rate = None
+    if "ceiling" in parts:
+        prefix = f"bench{uuid.uuid4().hex[:8]}"
+        setup_topics(prefix, args.partitions)
+        preload(prefix, args.events, "c")
+        ceiling_rate = ceiling(prefix, args.events)
+        write_markdown(Path(args.out), sys.argv[1:], started)  # each part kept as it ends
+    if "drain" in parts:
+        drain(args.events, 1, args.partitions, ceiling_rate, profile_s=args.profile_s)
+        write_markdown(Path(args.out), sys.argv[1:], started)
+    if "latency" in parts:
+        for rate in (float(r) for r in args.rates.split(",") if r):
+            latency(rate, args.seconds, args.partitions)
+        write_markdown(Path(args.out), sys.argv[1:], started)
+    if "scaling" in parts:
+        n = min(args.scale_events, args.events)
+        base = None
+        for k in (int(x) for x in args.scale.split(",") if x):
+            rate = drain(n, k, args.partitions, ceiling_rate, label=f"scaling {k} worker(s)")
+            base = base or rate
+            RESULTS[-1] = (*RESULTS[-1][:2], RESULTS[-1][2] + f"; {rate / base:.2f}× of 1 worker")
+    write_markdown(Path(args.out), sys.argv[1:], started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Three workers without a sink share the partitions while one ``cityops sink`` writes the
+embedded warehouse; one worker is SIGKILLed mid-stream and a fourth joins later. Every event
+is stored once, the windows equal an independent pandas computation, no alert fires twice.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from streams_harness import Producer, WorkerProc, free_port, wait_until
+from test_worker_sigkill_recovery import _expected_windows
+
+pytestmark = [
+    pytest.mark.integration, pytest.mark.scale,
+    pytest.mark.timeout(1500),  # five processes start and rebalance on a small box
+]
+# Not yet seen passing, so outside make test (marker ``scale``; run it with
+# ``make test PYTEST_ARGS="-m scale tests/integration/streams"``): on the shared 2-CPU box one
+# run ended with 5,983 of 6,006 reports stored when its (then 240 s) settle wait ran out, lost
+# or late undetermined; later runs could not get the stream under way in time.
+
+#: one counter per zone (each zone's reports share one partition and stay in order)
+COUNTERS = {"jfb_square": "fc_jfb_square_01", "minzu_road": "fc_minzu_road_01",
+            "minquan_road": "fc_minquan_road_01", "bayi_road": "fc_bayi_road_01",
+            "wuyi_road": "fc_wuyi_road_01", "hongyadong": "fc_hongyadong_01"}
+N_EVENTS = 6000
+STEP_S = 0.6  # event-time spacing: 6000 events span an hour of event time
+DUP_EVERY = 101  # a producer retry every 101 events: dead-lettered as a duplicate
+N_INCIDENTS = 5  # critical incidents: each fires the severe-incident alert exactly once
+PARTITIONS = 6
+
+
+def _footfall(t0: datetime) -> list[dict[str, Any]]:
+    zones = list(COUNTERS)
+    return [{"event_id": f"m{i}", "source": COUNTERS[zones[i % len(zones)]],
+             "zone_id": zones[i % len(zones)], "entries": (i * 7) % 13,
+             "exits": (i * 5) % 11, "interval_s": 30,
+             "event_time": (t0 + timedelta(seconds=i * STEP_S)).isoformat()}
+            for i in range(N_EVENTS)]
+
+
+def _incidents(t0: datetime) -> list[dict[str, Any]]:
+    zones = list(COUNTERS)
+    return [{"event_id": f"inc{n}", "source": zones[n % len(zones)],
+             "incident_id": f"inc-{n}", "incident_type": "fall", "severity": "critical",
+             "zone_id": zones[n % len(zones)], "status": "reported",
+             "event_time": (t0 + timedelta(minutes=5 * n)).isoformat()}
+            for n in range(N_INCIDENTS)]
+
+
+def _produce(prod: Producer, events: list[dict[str, Any]], incidents: list[dict[str, Any]],
+             rate: float, done: threading.Event) -> None:
+    started = time.monotonic()
+    every = len(events) // (len(incidents) + 1)
+    for i, ev in enumerate(events):
+        prod.send("footfall", ev)
+        if i % DUP_EVERY == DUP_EVERY - 1:
+            prod.send("footfall", events[i - 3])
+        if i % every == every - 1 and i // every < len(incidents):
+            prod.send("incidents", incidents[i // every])
+        if i % 200 == 0:
+            ahead = i / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    prod.flush()
+    done.set()
+
+
+@pytest.fixture
+def cluster(kafka_broker: str, tmp_path: Path) -> Any:
+    """Factory of processes sharing one topic prefix and consumer group: workers (no sink)
+    with their own data dirs and ports, and one sink holding the embedded warehouse."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    procs: list[WorkerProc] = []
+    base_env = dict(os.environ)
+    base_env.update({
+        "CITYOPS_TOPIC_PREFIX": prefix,
+        "CITYOPS_TOPIC_PARTITIONS": str(PARTITIONS),
+        "CITYOPS_WAREHOUSE_URL": f"chdb://{tmp_path / 'warehouse'}",
+        "CITYOPS_KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
+        "CITYOPS_STREAM_IDLE_CLOSE_S": "0",
+        "CITYOPS_ALERT_CLOCK": "event",
+        "CITYOPS_SINK_BATCH_S": "0.3",
+        "CITYOPS_WORKER_BATCH_S": "0.05",
+        "CITYOPS_WORKER_COMMIT_INTERVAL_S": "2.0",
+        "CITYOPS_LOG_LEVEL": "WARNING",
+    })
+
+    def make(kind: str, n: int) -> WorkerProc:
+        env = dict(base_env)
+        env.update({"CITYOPS_DATA_DIR": str(tmp_path / f"{kind}{n}"),
+                    "CITYOPS_WORKER_WEB_PORT": str(free_port())})
+        if kind == "worker":
+            env["CITYOPS_WORKER_SINK"] = "false"
+        proc = WorkerProc(env, tmp_path / f"{kind}{n}.log",
+                          command=["sink"] if kind == "sink" else ["worker"])
+        procs.append(proc)
+        proc.start(timeout=120)
+        return proc
+
+    yield make
+    for p in procs:
+        p.stop()
+
+
+def test_three_workers_and_a_sink_survive_a_sigkill_and_a_newcomer(
+        cluster: Any, kafka_broker: str) -> None:
+    workers = [cluster("worker", 0)]  # `cityops worker` creates the topics (6 partitions)
+    sink = cluster("sink", 0)
+    workers += [cluster("worker", n) for n in (1, 2)]
+
+    t0 = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
+    body = _footfall(t0)
+    incidents = _incidents(t0)
+    last_t = datetime.fromisoformat(body[-1]["event_time"])
+    flush = [{"event_id": f"flush-{zone}", "source": counter, "zone_id": zone,
+              "entries": 0, "exits": 0, "interval_s": 30,
+              "event_time": (last_t + timedelta(seconds=900 + n)).isoformat()}
+             for n, (zone, counter) in enumerate(COUNTERS.items())]
+    n_dups = sum(1 for i in range(N_EVENTS) if i % DUP_EVERY == DUP_EVERY - 1)
+
+    prod = Producer(kafka_broker, sink.prefix)
+    done = threading.Event()
+    thread = threading.Thread(target=_produce, args=(prod, body, incidents, 300.0, done),
+                              daemon=True)
+    thread.start()
+
+    def stored() -> int:
+        return int(sink.scalar("SELECT count() FROM footfall_observed"))
+
+    wait_until(lambda: workers[0].health()["validate"]["footfall"]["in"] >= 100
+               and stored() >= 1000, timeout=240, every=0.2, what="the stream under way")
+    workers[0].kill()  # mid-stream: its partitions move to the others after the session
+    wait_until(lambda: stored() >= 2500, timeout=240, every=0.5,
+               what="the survivors take over")
+    workers.append(cluster("worker", 3))  # a newcomer: partitions are rebalanced again
+    thread.join(120)
+    assert done.is_set()
+    for ev in flush:
+        prod.send("footfall", ev)
+    prod.flush()
+    prod.close()
+
+    expected = _expected_windows(body + flush)
+    want = (N_EVENTS + len(flush), len(expected), n_dups, N_INCIDENTS)
+    seen: list[Any] = []
+
+    def settled() -> bool:
+        now = (sink.scalar("SELECT count() FROM footfall_observed FINAL"),
+               sink.scalar("SELECT count() FROM footfall_windows FINAL"),
+               sink.scalar("SELECT count() FROM dead_letters FINAL"),
+               sink.scalar("SELECT count() FROM incidents_reported FINAL"))
+        seen[:] = [now, {w.prefix: w.proc.poll() if w.proc else None for w in workers}]
+        return now == want
+
+    try:
+        wait_until(settled, timeout=480, every=1.0, what="warehouse to settle")
+    except AssertionError:
+        raise AssertionError(f"want {want}, have {seen}") from None
+    time.sleep(2 * 0.3 + 1)  # one more sink batch period: nothing further may arrive
+    assert sink.scalar("SELECT count() FROM footfall_observed") == N_EVENTS + len(flush), (
+        "a raw row was written twice (before FINAL)")
+    assert sink.scalar("SELECT count(DISTINCT event_id) FROM footfall_observed") == (
+        N_EVENTS + len(flush))
+    assert sink.scalar("SELECT count() FROM late_events FINAL") == 0
+    assert sink.sql("SELECT DISTINCT reason FROM dead_letters FINAL") == [["duplicate"]]
+
+    got = pd.DataFrame(sink.sql(
+        "SELECT zone_id, window, toUnixTimestamp(window_start), entries, exits, events "
+        "FROM footfall_windows FINAL"),
+        columns=["zone_id", "window", "start", "entries", "exits", "events"]).sort_values(
+        ["zone_id", "window", "start"]).reset_index(drop=True)
+    for col in ("start", "entries", "exits", "events"):
+        got[col] = got[col].astype(int)
+        expected[col] = expected[col].astype(int)
+    diff = got.compare(expected) if got.shape == expected.shape else None
+    assert diff is not None and diff.empty, (
+        f"windows differ (topics {sink.prefix}.*):\n{diff}\n{got.shape} vs {expected.shape}")
+
+    def fired() -> list[list[Any]]:
+        return sink.sql("SELECT rule_id, subject, countIf(kind = 'fired') AS n FROM alerts "
+                        "FINAL GROUP BY rule_id, subject HAVING n > 0 ORDER BY subject")
+
+    wait_until(lambda: len([r for r in fired() if r[0] == "severe_incident"]) == N_INCIDENTS,
+               timeout=60, what="every critical incident's alert")
+    assert [r for r in fired() if r[2] > 1] == [], "an alert fired twice"
+    assert {r[1] for r in fired() if r[0] == "severe_incident"} == {
+        f"inc-{n}" for n in range(N_INCIDENTS)}
+    assert sink.health()["ok"] is True
+    print(f"3 workers + sink, 1 SIGKILL, 1 newcomer: stored {N_EVENTS + len(flush)} once, "
+          f"{n_dups} duplicates dead-lettered, {len(expected)} windows = pandas, "
+          f"{N_INCIDENTS} alerts fired once each")
