@@ -253,6 +253,11 @@ class Settings(BaseSettings):
         description="CITYOPS_STREAM_IDLE_CLOSE_S: a timer closes windows of idle "
         "zones once the feed's event time is this far past their lateness; 0 disables",
     )
+    stream_source_idle_intervals: float = Field(
+        4.0, gt=0, le=1000,
+        description="CITYOPS_STREAM_SOURCE_IDLE_INTERVALS: a counter silent (wall clock) for "
+        "this many of its own reporting intervals stops holding its zone's watermark back",
+    )
     alert_tick_s: float = Field(
         5.0, gt=0, le=3600, description="CITYOPS_ALERT_TICK_S: alert engine timer period"
     )

@@ -18,6 +18,7 @@ from typing import Any
 import faust
 import structlog
 
+from cityops.core import topics as topic_names
 from cityops.core.feeds import FEED_MODELS, IncidentReported
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
@@ -76,7 +77,33 @@ class AggregationStage:
         self.gaps = OffsetGapGuard(self.name, stop_for_replay)
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         self.stream_time: datetime | None = None  # newest event time applied (this process)
+        self.clean_topic = settings.topic(topic_names.clean(feed))
+        # not connected to app.on_partitions_revoked yet: with it, the 3-worker backlog test
+        # with a SIGKILL lost one report's counts in a few windows (not yet explained)
         app.agent(topics.clean[feed], name=self.name)(self.agent)
+
+    async def on_revoked(self, sender: Any, revoked: Any, *, signal: Any = None,
+                         **_: Any) -> None:
+        """A revoked clean partition's units are forgotten: another worker moves them on
+        meanwhile, and if the partition comes back they are restored from the table (the
+        changelog holds that worker's snapshots) instead of reusing the stale copy here."""
+        gone = {tp.partition for tp in revoked if tp.topic == self.clean_topic}
+        if gone:
+            async with self.lock:
+                self.forget_partitions(gone)
+
+    def forget_partitions(self, partitions: set[int]) -> list[str]:
+        """Forget every unit last read from one of ``partitions``; returns those units."""
+        units = [u for u, p in self.partitions.items() if p in partitions]
+        for unit in units:
+            self.aggregator.forget(unit)
+            self.guards.pop(unit, None)
+            self.loaded.discard(unit)
+            del self.partitions[unit]
+        if units:
+            log.info("stream.partitions_forgotten", feed=self.feed,
+                     partitions=sorted(partitions), units=len(units))
+        return units
 
     async def agent(self, stream: Any) -> None:
         await run_steps(stream, name=self.name, size=self.settings.worker_batch_max,

@@ -8,6 +8,7 @@ so the Faust wiring can persist it in a changelog table.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -98,11 +99,18 @@ class FootfallAggregator:
     warehouse rollups), each folded into the windows containing it. A zone's lateness is
     widened by its slowest counter's interval (registry cadence, or a longer ``interval_s``
     seen), so an in-order feed of hourly counters is never late.
+
+    With a processing ``clock`` (the worker passes ``time.time``) a zone's watermark is the
+    minimum over its counters (``WindowedAggregator``'s per-source watermarks): the registry's
+    counters of the zone are expected, and a counter silent for ``idle_intervals`` of its own
+    cadence (at least ``min_idle_s``) on that clock stops holding the zone back. A backlog
+    read at any speed then gives the windows a real-time stream gives.
     """
 
     def __init__(self, registry: Registry, allowed_lateness_s: float,
                  presence_half_life_s: float = 6 * 3600, reset_hour_local: int | None = 5,
-                 tz: ZoneInfo = SHANGHAI) -> None:
+                 tz: ZoneInfo = SHANGHAI, clock: Callable[[], float] | None = None,
+                 idle_intervals: float = 4.0, min_idle_s: float = 0.0) -> None:
         self.registry = registry
         self.tz = tz
         self.half_life_s = presence_half_life_s
@@ -115,6 +123,12 @@ class FootfallAggregator:
         for counter in registry.counters.values():
             self._zone_span_s[counter.zone_id] = max(
                 self._zone_span_s.get(counter.zone_id, 0.0), float(counter.cadence_s))
+        self.clock = clock
+        if clock is not None:
+            for agg in self.windows.values():
+                agg.configure_sources(idle_intervals, min_idle_s)
+                for zone_id, counters in registry.counters_by_zone.items():
+                    agg.expect(zone_id, {c.id: float(c.cadence_s) for c in counters})
 
     def _last_reset_s(self, ts: float) -> float | None:
         if self.reset_hour_local is None:
@@ -168,11 +182,22 @@ class FootfallAggregator:
         for agg in self.windows.values():
             agg.note_span(zone, span)
         start_ms, end_ms = interval_ms(round(ts * 1000), ev.interval_s)
+        now_s = None if self.clock is None else self.clock()
+        counter = self.registry.counters.get(ev.source)
+        src: dict[str, Any] = {} if now_s is None else {
+            "source": ev.source, "now_s": now_s,
+            "cadence_s": float(counter.cadence_s if counter is not None else ev.interval_s)}
+        if now_s is not None:
+            for agg in self.windows.values():
+                agg.advance(zone, now_s)
         wm = self.windows["tumbling_1m"].watermark(zone)
+        own = None if now_s is None else self.windows["tumbling_1m"].source_mark(zone, ev.source)
+        if own is not None and (wm is None or own > wm):
+            wm = own  # far behind its own counter's newest report: truly late
         if wm is not None and start_ms / 1000 < wm:
             nothing: FootfallPiece = (0, 0, 0.0, ev.event_id)
             for agg in self.windows.values():  # counts the late event per aggregator
-                agg.add(zone, ts, nothing, [(start_ms / 1000, nothing)])
+                agg.add(zone, ts, nothing, [(start_ms / 1000, nothing)], **src)
             return Outcome(False, lateness_s=wm - start_ms / 1000, watermark=_dt(wm, self.tz))
         presence = self._update_presence(zone, ts, ev.entries, ev.exits)
         ins = spread_aligned(ev.entries, start_ms, end_ms, MINUTE_MS)
@@ -181,7 +206,7 @@ class FootfallAggregator:
                   for (b, e), (_, x) in zip(ins, outs, strict=True)]
         records: list[FootfallWindow] = []
         for name, agg in self.windows.items():
-            res = agg.add(zone, ts, pieces[-1][1], pieces)
+            res = agg.add(zone, ts, pieces[-1][1], pieces, **src)
             records.extend(self._record(name, s, emitted_at) for s in res.emit)
         new_wm = self.windows["tumbling_1m"].watermark(zone)
         return Outcome(True, records, watermark=None if new_wm is None else _dt(new_wm, self.tz))
@@ -202,8 +227,9 @@ class FootfallAggregator:
         whose state changed (closed a window)."""
         out: list[FootfallWindow] = []
         zones: set[str] = set()
+        now_s = None if self.clock is None else self.clock()
         for name, agg in self.windows.items():
-            for zone, snaps in agg.close_idle(idle_after_s).items():
+            for zone, snaps in agg.close_idle(idle_after_s, now_s).items():
                 zones.add(zone)
                 out.extend(self._record(name, s, emitted_at) for s in snaps if not s.emitted)
         return out, zones
@@ -211,6 +237,11 @@ class FootfallAggregator:
     def to_state(self, zone_id: str) -> dict[str, Any]:
         return {"windows": {n: a.to_state(zone_id) for n, a in self.windows.items()},
                 "presence": dict(self._presence.get(zone_id, {"value": 0.0, "ts": None}))}
+
+    def forget(self, zone_id: str) -> None:
+        for agg in self.windows.values():
+            agg.forget(zone_id)
+        self._presence.pop(zone_id, None)
 
     def from_state(self, zone_id: str, state: dict[str, Any]) -> None:
         for n, a in self.windows.items():
@@ -277,6 +308,9 @@ class ParkingAggregator:
     def to_state(self, carpark_id: str) -> dict[str, Any]:
         st = self._state.get(carpark_id, {"points": []})
         return {"points": [list(p) for p in st["points"]]}
+
+    def forget(self, carpark_id: str) -> None:
+        self._state.pop(carpark_id, None)
 
     def from_state(self, carpark_id: str, state: dict[str, Any]) -> None:
         self._state[carpark_id] = {"points": [list(p) for p in state.get("points", [])]}
@@ -405,6 +439,9 @@ class AirQualityAggregator:
         import copy
 
         return copy.deepcopy(self._state.get(station_id, {"hours": {}, "newest": None}))
+
+    def forget(self, station_id: str) -> None:
+        self._state.pop(station_id, None)
 
     def from_state(self, station_id: str, state: dict[str, Any]) -> None:
         import copy

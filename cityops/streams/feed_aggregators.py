@@ -8,6 +8,7 @@ incident and whose counts are per zone, so their state is not split by the messa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -48,6 +49,10 @@ class Aggregator(Protocol):
         """Close what went quiet for ``idle_after_s`` of event time: (records, units)."""
         ...
 
+    def forget(self, unit: str) -> None:
+        """Drop the unit's state (its partition was revoked); ``from_state`` rebuilds it."""
+        ...
+
 
 class _Keyed:
     """A keyed domain aggregator (footfall, parking, air): the unit is the message key."""
@@ -73,6 +78,9 @@ class _Keyed:
                    ) -> tuple[list[Any], set[str]]:
         close = getattr(self.inner, "close_idle", None)
         return close(idle_after_s, emitted_at) if close is not None else ([], set())
+
+    def forget(self, unit: str) -> None:
+        self.inner.forget(unit)
 
 
 class IncidentsByPartition:
@@ -111,12 +119,19 @@ class IncidentsByPartition:
                    ) -> tuple[list[Any], set[str]]:
         return [], set()
 
+    def forget(self, unit: str) -> None:
+        self.parts.pop(unit, None)
+
 
 def _footfall(settings: Settings, registry: Registry) -> Aggregator:
     return _Keyed(FootfallAggregator(
         registry, settings.stream_allowed_lateness_s,
         presence_half_life_s=settings.footfall_presence_half_life_s,
-        reset_hour_local=settings.footfall_presence_reset_hour, tz=settings.tz))
+        reset_hour_local=settings.footfall_presence_reset_hour, tz=settings.tz,
+        # per-counter watermarks on the processing clock (streams.windows): a counter is idle
+        # after its intervals, and never sooner than a zone's windows may stay open
+        clock=time.time, idle_intervals=settings.stream_source_idle_intervals,
+        min_idle_s=settings.stream_allowed_lateness_s + settings.stream_idle_close_s))
 
 
 AGGREGATORS: dict[str, Callable[[Settings, Registry], Aggregator]] = {

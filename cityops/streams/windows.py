@@ -28,6 +28,23 @@ would make every other sensor's events late. Per-key watermarks also live in the
 state, so they move with the key through a changelog table on rebalance. An idle key would
 never close its windows on its own, so the caller closes them with ``close_until(key, wm)``
 / ``close_all_until(wm)`` driven by a wall-clock timer.
+
+**Per-source watermarks** (when the caller passes ``source`` and a processing clock ``now_s``
+to ``add``): a key's event time is then the *minimum* over its active sources' newest event
+times, not the newest of any. A zone's counters arrive through different raw partitions,
+and a consumer catching up reads those at different speeds: with the newest-of-any rule the
+fast partition's counters made the slow one's on-time reports late. A source stops holding
+its key back once it is silent on the *processing* clock for ``idle_intervals`` of its own
+reporting intervals (at least ``min_idle_s``), the way Flink's ``withIdleness`` or Kafka
+Streams' ``max.task.idle.ms`` judge idle inputs: a backlog read at any speed never makes a
+source idle while it still delivers, and a dead sensor stops holding its zone after a few
+of its intervals. Sources the caller ``expect``s (the registry's counters of a zone) hold the
+key back from its first event until they are heard or idle, so a partition not read yet
+cannot be overtaken. The watermark never moves back: a source that comes back after being
+idle finds the key where the others took it, and its older events are late. An event behind
+its *own* source's newest event time − lateness − span is late too, whatever the other
+sources do: a source is read in order from one partition, so only a truly late re-send
+falls that far behind itself.
 """
 
 from __future__ import annotations
@@ -128,12 +145,32 @@ class WindowedAggregator(Generic[K, A, V]):
         self._feed_ts: float | None = None
         self._seen_at: dict[K, float] = {}
         self._pending: set[K] = set()  # keys whose last event no other key followed yet
+        # per-source watermarks (see the module docstring)
+        self.idle_intervals = 4.0
+        self.min_idle_s = 0.0
+        self._expected: dict[K, dict[str, float]] = {}  # key → {source: cadence_s}
+
+    def configure_sources(self, idle_intervals: float, min_idle_s: float) -> None:
+        """How long (processing time) a silent source keeps holding its key's watermark."""
+        if idle_intervals <= 0 or min_idle_s < 0:
+            raise ValueError("need idle_intervals > 0 and min_idle_s ≥ 0")
+        self.idle_intervals = idle_intervals
+        self.min_idle_s = min_idle_s
+
+    def expect(self, key: K, sources: dict[str, float]) -> None:
+        """Sources (→ reporting interval, s) the key waits for before its first sight of them."""
+        self._expected[key] = dict(sources)
+
+    def idle_after_s(self, cadence_s: float) -> float:
+        """Processing time after which a silent source of this cadence is idle."""
+        return max(self.idle_intervals * cadence_s, self.min_idle_s)
 
     # --- state -------------------------------------------------------------------------
     def _key_state(self, key: K) -> dict[str, Any]:
         st = self._state.get(key)
         if st is None:
-            st = {"max_ts": None, "closed_until": None, "windows": {}, "late": 0, "span": 0.0}
+            st = {"max_ts": None, "closed_until": None, "windows": {}, "late": 0, "span": 0.0,
+                  "src": {}, "wm": None, "born": None, "heard": None}
             self._state[key] = st
         return st
 
@@ -149,9 +186,13 @@ class WindowedAggregator(Generic[K, A, V]):
         if st is None:
             return {"max_ts": None, "closed_until": None, "windows": {}, "late": 0,
                     "span": 0.0}
-        return {"max_ts": st["max_ts"], "closed_until": st["closed_until"], "late": st["late"],
-                "span": st.get("span", 0.0), "closed_end": st.get("closed_end"),
-                "windows": {k: dict(w) for k, w in st["windows"].items()}}
+        out = {"max_ts": st["max_ts"], "closed_until": st["closed_until"], "late": st["late"],
+               "span": st.get("span", 0.0), "closed_end": st.get("closed_end"),
+               "windows": {k: dict(w) for k, w in st["windows"].items()}}
+        if st.get("src"):  # per-source clocks: event times only (processing times are local)
+            out["src"] = {s: [v[0], v[2]] for s, v in st["src"].items()}
+            out["wm"] = st.get("wm")
+        return out
 
     def from_state(self, key: K, state: dict[str, Any]) -> None:
         """Restore one key from ``to_state`` output (e.g. after a rebalance)."""
@@ -160,7 +201,18 @@ class WindowedAggregator(Generic[K, A, V]):
             "late": int(state.get("late", 0)), "span": float(state.get("span", 0.0)),
             "closed_end": state.get("closed_end"),
             "windows": {k: dict(w) for k, w in state.get("windows", {}).items()},
+            # a restored source is heard "now" (at its first use): processing time of another
+            # process says nothing about this one's, and the rebalance itself took time
+            "src": {src: [float(v[0]), None, float(v[1])]
+                    for src, v in (state.get("src") or {}).items()},
+            "wm": state.get("wm"), "born": None, "heard": None,
         }
+
+    def forget(self, key: K) -> None:
+        """Drop the key's state (its partition was revoked; a restore rebuilds it)."""
+        self._state.pop(key, None)
+        self._seen_at.pop(key, None)
+        self._pending.discard(key)
 
     def keys(self) -> Iterator[K]:
         return iter(list(self._state))
@@ -170,11 +222,79 @@ class WindowedAggregator(Generic[K, A, V]):
         st = self._state.get(key)
         if st is None:
             return None
-        marks = [m for m in (
-            None if st["max_ts"] is None
-            else st["max_ts"] - self.allowed_lateness_s - st.get("span", 0.0),
-            st["closed_until"], st.get("closed_end")) if m is not None]
+        if st.get("src"):
+            own = st.get("wm")  # per-source: advanced by ``_advance``, never moves back
+        else:
+            own = (None if st["max_ts"] is None
+                   else st["max_ts"] - self.allowed_lateness_s - st.get("span", 0.0))
+        marks = [m for m in (own, st["closed_until"], st.get("closed_end")) if m is not None]
         return max(marks) if marks else None
+
+    def _hear(self, key: K, st: dict[str, Any], source: str, ts: float, now_s: float,
+              cadence_s: float) -> None:
+        """Note that ``source`` delivered an event of time ``ts`` at processing time ``now_s``."""
+        if st.get("born") is None:
+            st["born"] = now_s
+        clock = st.setdefault("src", {}).get(source)
+        if clock is None:
+            st["src"][source] = [ts, now_s, float(cadence_s)]
+        else:
+            clock[0] = max(clock[0], ts)
+            clock[1] = now_s
+            clock[2] = max(clock[2], float(cadence_s))
+        st["heard"] = now_s
+
+    def low_water_s(self, key: K, now_s: float) -> float | None:
+        """Minimum newest event time over the key's active sources; None while it must wait.
+
+        A source is active while silent for less than ``idle_after_s`` of its cadence on the
+        processing clock; an expected source never heard holds the key back for as long
+        from the key's first event (in this process).
+        """
+        st = self._state.get(key)
+        if st is None or not st.get("src"):
+            return None
+        if st.get("born") is None:
+            st["born"] = now_s
+        lows: list[float] = []
+        for clock in st["src"].values():
+            if clock[1] is None:  # restored: counts from its first use here
+                clock[1] = now_s
+            if now_s - clock[1] <= self.idle_after_s(clock[2]):
+                lows.append(clock[0])
+        for source, cadence in self._expected.get(key, {}).items():
+            if source not in st["src"] and now_s - st["born"] <= self.idle_after_s(cadence):
+                return None  # a registered source not heard yet: its partition may lag
+        return min(lows) if lows else None
+
+    def source_mark(self, key: K, source: str) -> float | None:
+        """The source's own newest event time − lateness − span: its reports behind that are
+        late even while another source holds the key back (a source is read in order from
+        one partition, so only a truly late re-send can fall that far behind itself)."""
+        st = self._state.get(key)
+        clock = None if st is None else (st.get("src") or {}).get(source)
+        if clock is None:
+            return None
+        return float(clock[0]) - self.allowed_lateness_s - st.get("span", 0.0)  # type: ignore[union-attr]
+
+    def advance(self, key: K, now_s: float) -> float | None:
+        """Move the key's per-source watermark on (sources gone idle count no more)."""
+        st = self._key_state(key)
+        if not st.get("src"):
+            if st.get("wm") is None and st["max_ts"] is not None:
+                # a key restored from a newest-of-any snapshot keeps its watermark
+                st["wm"] = st["max_ts"] - self.allowed_lateness_s - st.get("span", 0.0)
+            return self.watermark(key)
+        self._advance(key, st, now_s)
+        return self.watermark(key)
+
+    def _advance(self, key: K, st: dict[str, Any], now_s: float) -> None:
+        low = self.low_water_s(key, now_s)
+        if low is None:
+            return
+        mark = low - self.allowed_lateness_s - st.get("span", 0.0)
+        if st.get("wm") is None or mark > st["wm"]:
+            st["wm"] = mark
 
     def late_count(self, key: K) -> int:
         st = self._state.get(key)
@@ -190,19 +310,30 @@ class WindowedAggregator(Generic[K, A, V]):
                               revision=w["revision"], emitted=emitted)
 
     def add(self, key: K, ts: float, value: V,
-            pieces: list[tuple[float, V]] | None = None) -> AddResult[A]:
+            pieces: list[tuple[float, V]] | None = None, *, source: str | None = None,
+            now_s: float | None = None, cadence_s: float = 0.0) -> AddResult[A]:
         """Fold one event; returns what to publish, or ``accepted=False`` when it is late.
 
         ``pieces`` (``(piece_ts, value)``, earliest first) spread an event that covers a span
         over the windows of each piece; without them ``value`` goes to the windows of ``ts``.
-        The event is late when its earliest piece is behind the watermark.
+        The event is late when its earliest piece is behind the watermark. With ``source``
+        and ``now_s`` (processing time, s) the key's watermark is the per-source one.
         """
         st = self._key_state(key)
+        per_source = source is not None and now_s is not None
+        if per_source:
+            self.advance(key, float(now_s))  # type: ignore[arg-type]
         wm = self.watermark(key)
+        if per_source:
+            own = self.source_mark(key, str(source))
+            if own is not None and (wm is None or own > wm):
+                wm = own
         parts = pieces if pieces else [(ts, value)]
         first = min(p for p, _ in parts)
         if wm is not None and first < wm:
             st["late"] += 1
+            if per_source:  # a late event still shows its source is alive
+                self._hear(key, st, str(source), ts, float(now_s), cadence_s)  # type: ignore[arg-type]
             return AddResult(accepted=False, watermark_s=wm, lateness_s=wm - first)
         windows = st["windows"]
         updated: list[Window] = []
@@ -214,6 +345,9 @@ class WindowedAggregator(Generic[K, A, V]):
         for other in self._pending - {key}:
             self._seen_at[other] = self._feed_ts
         self._pending = {key}
+        if per_source:
+            self._hear(key, st, str(source), ts, float(now_s), cadence_s)  # type: ignore[arg-type]
+            self._advance(key, st, float(now_s))  # type: ignore[arg-type]
         refired: dict[str, dict[str, Any]] = {}
         for piece_ts, piece in parts:
             for start, end in self.assigner.windows_for(piece_ts):
@@ -272,7 +406,8 @@ class WindowedAggregator(Generic[K, A, V]):
             out.extend(self.close_until(key, watermark_s))
         return out
 
-    def close_idle(self, idle_after_s: float) -> dict[K, list[WindowSnapshot[A]]]:
+    def close_idle(self, idle_after_s: float, now_s: float | None = None
+                   ) -> dict[K, list[WindowSnapshot[A]]]:
         """Close windows of keys that are actually idle; returns closed snapshots per key.
 
         A key is idle when the feed's event time (newest over all keys) has advanced more
@@ -281,6 +416,10 @@ class WindowedAggregator(Generic[K, A, V]):
         up to its own clock moved on by that quiet time (``max_ts + quiet − idle_after_s``),
         so keys whose clocks run behind or ahead of others never make each other late.
         Keys restored from a snapshot start counting their quiet time at the first call.
+        With ``now_s`` (processing time) a key must also have been silent that long on the
+        processing clock: while a backlog is read, the feed clock races ahead of a key whose
+        partition is read more slowly (or is being reassigned after a crash), and closing it
+        then would make its on-time events late.
         """
         out: dict[K, list[WindowSnapshot[A]]] = {}
         if self._feed_ts is None:
@@ -288,6 +427,11 @@ class WindowedAggregator(Generic[K, A, V]):
         for key, st in list(self._state.items()):
             if st["max_ts"] is None or key in self._pending:
                 continue
+            if now_s is not None:
+                if st.get("heard") is None:
+                    st["heard"] = now_s  # restored: counts from its first use here
+                if now_s - st["heard"] <= idle_after_s:
+                    continue
             seen = self._seen_at.setdefault(key, self._feed_ts)
             quiet = self._feed_ts - seen
             idle_s = idle_after_s + st.get("span", 0.0)  # an hourly source is quiet for an hour

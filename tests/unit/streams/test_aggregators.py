@@ -317,3 +317,31 @@ def test_a_longer_interval_than_registered_never_reopens_closed_windows(
     out = agg.add(ff(3601, 60, 0, interval_s=3600), NOW)  # an unregistered hourly report
     # windows up to 12:57 were closed and published: the report is late, not re-opening them
     assert not out.accepted and out.lateness_s == 57 * 60 - 1
+
+
+def test_a_forgotten_unit_is_restored_from_its_snapshot_not_reused(registry: Registry) -> None:
+    """A revoked partition's units are forgotten; on its return the table's newer snapshot
+    (written by the worker that held it meanwhile) is what counts, not the stale copy."""
+    from cityops.core.settings import Settings
+    from cityops.streams.feed_aggregators import aggregator_for
+
+    here = aggregator_for("footfall", Settings(), registry)
+    there = aggregator_for("footfall", Settings(), registry)
+    for agg in (here, there):
+        agg.add("jfb_square", ff(10, 4, 1), NOW)
+    there.add("jfb_square", ff(70, 6, 0), NOW)  # the other worker moved the zone on
+    newer = json.loads(json.dumps(there.to_state("jfb_square")))
+    here.forget("jfb_square")
+    assert here.to_state("jfb_square")["presence"] == {"value": 0.0, "ts": None}
+    here.from_state("jfb_square", newer)
+    assert here.to_state("jfb_square") == there.to_state("jfb_square")
+    parking = aggregator_for("parking", Settings(), registry)
+    empty = parking.to_state("cp_wfc")
+    parking.add("cp_wfc", pk(0, 10), NOW)
+    assert parking.to_state("cp_wfc") != empty
+    parking.forget("cp_wfc")
+    assert parking.to_state("cp_wfc") == empty
+    incidents = aggregator_for("incidents", Settings(), registry)
+    incidents.add("@0", inc("i1", "reported", 0), NOW)
+    incidents.forget("@0")
+    assert incidents.to_state("@0") == {}
