@@ -108,16 +108,30 @@ def test_broker_killed_mid_stream_loses_and_duplicates_nothing(
                                   daemon=True)
         thread.start()
 
+        sending, started = producer.stats, time.monotonic()
+        trace: list[tuple[float, int, int]] = []  # (s since start, worker in, producer acked)
+
         def stored() -> int:
-            return worker.health()["validate"]["footfall"]["in"]
+            n = worker.health()["validate"]["footfall"]["in"]
+            t = round(time.monotonic() - started, 1)
+            if not trace or t - trace[-1][0] >= 5.0:
+                trace.append((t, n, sending.acked))
+            return n
 
         wait_until(lambda: stored() >= 600, timeout=90, every=0.1, what="stream under way")
         victim = kafka_cluster.nodes[_leader_of_most(kafka_cluster, raw) - 1]
         victim.kill()  # a crash, not a controlled shutdown
         at_kill = stored()
+        killed_at = round(time.monotonic() - started, 1)
         # the stream goes on with two brokers: leaders move, acks=all still gets 2 replicas
-        wait_until(lambda: stored() >= at_kill + 900, timeout=120, every=0.2,
-                   what="stream continuing with one broker down")
+        try:
+            wait_until(lambda: stored() >= at_kill + 900, timeout=120, every=0.2,
+                       what="stream continuing with one broker down")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; node {victim.node_id} killed at {killed_at} s with {at_kill} in; "
+                f"(s, worker in, producer acked): {trace}; {worker.log_path} ends:\n"
+                f"{worker.log_tail(60)}") from None
         victim.start()
         victim.wait_ready()
         thread.join(180)
