@@ -254,13 +254,15 @@ class AlertWiring:
     async def agent(self, stream: Any) -> None:
         async for events in stream.take_events(self.settings.worker_batch_max,
                                                within=self.settings.worker_batch_s):
-            try:
+            try:  # outputs or snapshot not delivered (in time): stop uncommitted
                 async with self.lock:
-                    await self.step(events)
-            except Exception as exc:  # outputs or snapshot not delivered: stop uncommitted
+                    await asyncio.wait_for(self.step(events),
+                                           self.settings.worker_step_timeout_s)
+            except Exception as exc:
                 self.counts["errors"] += 1
                 metrics.AGENT_ERRORS.labels(agent="alerts-engine").inc()
-                log.exception("alerts.step_failed", n=len(events), error=str(exc)[:200])
+                log.exception("alerts.step_failed", n=len(events),
+                              error=f"{type(exc).__name__}: {exc}"[:200])
                 self.on_failure("alerts-engine", events)
 
     async def step(self, events: list[Any]) -> None:

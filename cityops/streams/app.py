@@ -226,32 +226,38 @@ class Stage1:
         ctx = self.ctx()
         async for events in stream.take_events(self.settings.worker_batch_max,
                                                within=self.settings.worker_batch_s):
-            futures: list[Any] = []
-            for event in events:
-                msg = event.message
-                self.gaps.check(msg.topic, msg.partition, msg.offset)
-                origin = Origin(msg.topic, msg.partition, msg.offset)
-                raw = (event.value if isinstance(event.value, bytes)
-                       else bytes(event.value or b""))
-                try:
-                    await self.handle(raw, msg.key, origin, ctx, futures)
-                except Exception as exc:  # never let one record end the stream
-                    metrics.AGENT_ERRORS.labels(agent=f"validate-{self.feed}").inc()
-                    log.exception("stream.validate_error", feed=self.feed, origin=str(origin))
-                    with contextlib.suppress(Exception):
-                        futures.append(await send_record(self.topics.dlq, dead_letter(
-                            self.feed, raw, msg.key, origin, "invalid",
-                            f"internal: {type(exc).__name__}: {exc}", "", now_utc())))
             # outputs and dedup entries delivered before the offsets may be committed;
-            # if not, the worker exits uncommitted (never acknowledged: the restart replays)
+            # if not, or not within the step timeout (a send that hangs never fails), the
+            # worker exits uncommitted (never acknowledged: the restart replays)
             try:
-                await asyncio.gather(*futures)
-                await self.durable.drain()
+                await asyncio.wait_for(self.step(events, ctx),
+                                       self.settings.worker_step_timeout_s)
             except Exception as exc:
                 metrics.AGENT_ERRORS.labels(agent=f"validate-{self.feed}").inc()
                 log.exception("stream.validate_failed", feed=self.feed, n=len(events),
-                              error=str(exc)[:200])
+                              error=f"{type(exc).__name__}: {exc}"[:200])
                 self.on_failure(f"validate-{self.feed}", events)
+
+    async def step(self, events: list[Any], ctx: ValidationContext) -> None:
+        """Handle one batch and wait until its outputs and dedup entries are delivered."""
+        futures: list[Any] = []
+        for event in events:
+            msg = event.message
+            self.gaps.check(msg.topic, msg.partition, msg.offset)
+            origin = Origin(msg.topic, msg.partition, msg.offset)
+            raw = (event.value if isinstance(event.value, bytes)
+                   else bytes(event.value or b""))
+            try:
+                await self.handle(raw, msg.key, origin, ctx, futures)
+            except Exception as exc:  # never let one record end the stream
+                metrics.AGENT_ERRORS.labels(agent=f"validate-{self.feed}").inc()
+                log.exception("stream.validate_error", feed=self.feed, origin=str(origin))
+                with contextlib.suppress(Exception):
+                    futures.append(await send_record(self.topics.dlq, dead_letter(
+                        self.feed, raw, msg.key, origin, "invalid",
+                        f"internal: {type(exc).__name__}: {exc}", "", now_utc())))
+        await asyncio.gather(*futures)
+        await self.durable.drain()
 
     async def handle(self, raw: bytes, key: bytes | None, origin: Origin,
                      ctx: ValidationContext, futures: list[Any]) -> None:
@@ -403,13 +409,14 @@ class Stage2:
     async def agent(self, stream: Any) -> None:
         async for events in stream.take_events(self.settings.worker_batch_max,
                                                within=self.settings.worker_batch_s):
-            try:
+            try:  # outputs or state not delivered (in time): stop uncommitted
                 async with self.lock:
-                    await self.step(events)
-            except Exception as exc:  # outputs or state not delivered: stop uncommitted
+                    await asyncio.wait_for(self.step(events),
+                                           self.settings.worker_step_timeout_s)
+            except Exception as exc:
                 metrics.AGENT_ERRORS.labels(agent=f"aggregate-{self.feed}").inc()
                 log.exception("stream.aggregate_failed", feed=self.feed, n=len(events),
-                              error=str(exc)[:200])
+                              error=f"{type(exc).__name__}: {exc}"[:200])
                 self.on_failure(f"aggregate-{self.feed}", events)
 
     def _load(self, unit: str, partition: int) -> None:

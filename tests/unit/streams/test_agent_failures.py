@@ -35,6 +35,11 @@ class Stream:
             self.acked = True
 
 
+def _settings(step_timeout_s: float = 60.0) -> Any:
+    return SimpleNamespace(worker_batch_max=10, worker_batch_s=0.1,
+                           worker_step_timeout_s=step_timeout_s)
+
+
 def _events() -> list[Any]:
     msg = SimpleNamespace(topic="t", partition=0, offset=5, key=b"k", headers=[])
     return [SimpleNamespace(message=msg, value=b"{}")]
@@ -62,7 +67,7 @@ def _failing(*args: Any, **kwargs: Any) -> Any:
 def test_validation_step_whose_outputs_fail_stops_before_acknowledging() -> None:
     st = Stage1.__new__(Stage1)
     st.feed = "footfall"
-    st.settings = SimpleNamespace(worker_batch_max=10, worker_batch_s=0.1)
+    st.settings = _settings()
     st.ctx = lambda: None  # type: ignore[method-assign]
     st.gaps = SimpleNamespace(check=lambda *a: None)
     st.durable = SimpleNamespace(drain=_failing)
@@ -78,7 +83,7 @@ def test_validation_step_whose_outputs_fail_stops_before_acknowledging() -> None
 def test_aggregation_step_failure_stops_before_acknowledging() -> None:
     st = Stage2.__new__(Stage2)
     st.feed = "footfall"
-    st.settings = SimpleNamespace(worker_batch_max=10, worker_batch_s=0.1)
+    st.settings = _settings()
     st.lock = asyncio.Lock()
     st.step = _failing  # type: ignore[method-assign]
     stream = Stream(_events())
@@ -87,12 +92,68 @@ def test_aggregation_step_failure_stops_before_acknowledging() -> None:
 
 def test_alert_engine_step_failure_stops_before_acknowledging() -> None:
     w = AlertWiring.__new__(AlertWiring)
-    w.settings = SimpleNamespace(worker_batch_max=10, worker_batch_s=0.1)
+    w.settings = _settings()
     w.lock = asyncio.Lock()
     w.counts = {"errors": 0}
     w.step = _failing  # type: ignore[method-assign]
     stream = Stream(_events())
     assert _run_until_stopped(w.agent, stream) == [("alerts-engine", False)]
+
+
+def _hanging(*args: Any, **kwargs: Any) -> Any:
+    """A delivery that never completes (a send stuck in the client: it never fails)."""
+    return asyncio.get_running_loop().create_future()
+
+
+def test_validation_step_whose_delivery_hangs_stops_after_the_step_timeout() -> None:
+    st = Stage1.__new__(Stage1)
+    st.feed = "footfall"
+    st.settings = _settings(step_timeout_s=0.2)
+    st.ctx = lambda: None  # type: ignore[method-assign]
+    st.gaps = SimpleNamespace(check=lambda *a: None)
+    drained: list[bool] = []
+
+    async def drain() -> None:
+        drained.append(True)
+
+    st.durable = SimpleNamespace(drain=drain)
+
+    async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, futures: list[Any]) -> None:
+        futures.append(_hanging())
+
+    st.handle = handle  # type: ignore[method-assign]
+    stream = Stream(_events())
+    assert _run_until_stopped(st.agent, stream) == [("validate-footfall", False)]
+    assert drained == []  # still waiting for the output when the timeout struck
+
+
+def test_aggregation_step_that_hangs_stops_after_the_step_timeout() -> None:
+    st = Stage2.__new__(Stage2)
+    st.feed = "footfall"
+    st.settings = _settings(step_timeout_s=0.2)
+    st.lock = asyncio.Lock()
+
+    async def step(events: list[Any]) -> None:
+        await _hanging()
+
+    st.step = step  # type: ignore[method-assign]
+    stream = Stream(_events())
+    assert _run_until_stopped(st.agent, stream) == [("aggregate-footfall", False)]
+
+
+def test_alert_engine_step_that_hangs_stops_after_the_step_timeout() -> None:
+    w = AlertWiring.__new__(AlertWiring)
+    w.settings = _settings(step_timeout_s=0.2)
+    w.lock = asyncio.Lock()
+    w.counts = {"errors": 0}
+
+    async def step(events: list[Any]) -> None:
+        await _hanging()
+
+    w.step = step  # type: ignore[method-assign]
+    stream = Stream(_events())
+    assert _run_until_stopped(w.agent, stream) == [("alerts-engine", False)]
+    assert w.counts["errors"] == 1
 
 
 def test_stop_after_failed_step_exits_for_replay(monkeypatch: pytest.MonkeyPatch) -> None:
