@@ -90,6 +90,9 @@ def test_broker_killed_mid_stream_loses_and_duplicates_nothing(
         "CITYOPS_STREAM_IDLE_CLOSE_S": "0", "CITYOPS_ALERT_CLOCK": "event",
         "CITYOPS_SINK_BATCH_S": "0.3", "CITYOPS_WORKER_BATCH_S": "0.05",
         "CITYOPS_LOG_LEVEL": "WARNING",
+        # a step stuck on a delivery after the kill ends in a supervised replay within the
+        # stream's 120 s, not after the 600 s default (the stall seen once on a loaded host)
+        "CITYOPS_WORKER_STEP_TIMEOUT_S": "60",
     })
     worker = WorkerProc(env, base / "worker.log")
     worker.start(timeout=180)
