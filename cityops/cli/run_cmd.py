@@ -238,7 +238,7 @@ def run(
         except BrokerError as exc:
             fail(str(exc))
         try:
-            from cityops.warehouse.sink_runner import open_warehouse
+            from cityops.warehouse.access import open_warehouse
 
             wh = open_warehouse(settings, registry)
             try:

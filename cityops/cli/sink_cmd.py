@@ -2,8 +2,10 @@
 
 The same ``WarehouseSink`` that runs inside ``cityops worker``, plus the two endpoints a
 container orchestrator needs on ``CITYOPS_WORKER_WEB_HOST:CITYOPS_WORKER_WEB_PORT``:
-``/health`` (200 while the sink thread runs without error, else 503) and ``/metrics``.
-Several sink processes share the partitions of their consumer group (``<worker id>.sink``).
+``/health`` (200 while the sink thread runs without error, else 503) and ``/metrics``; with
+the embedded warehouse also ``POST /sql`` (read-only, role ``analyst`` like the worker's),
+because this process then holds the only chdb session. Several sink processes share the
+partitions of their consumer group (``<worker id>.sink``) when the warehouse is a server.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import typer
 from cityops.cli.common import console, fail, settings_or_exit
 
 
-def _web_app(sink: Any) -> Any:
-    from fastapi import FastAPI
+def _web_app(sink: Any, settings: Any = None, sql: Any = None) -> Any:
+    import asyncio
+
+    from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
 
     from cityops.streams import metrics
+    from cityops.streams.web import authorize, worker_gate
 
     app = FastAPI(title="cityops sink", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -39,6 +44,31 @@ def _web_app(sink: Any) -> Any:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
+    if sql is not None:
+        gate = worker_gate(settings)
+
+        @app.post("/sql")
+        async def query(request: Request) -> JSONResponse:
+            _, refusal = authorize(gate, request, "sql")
+            if refusal is not None:
+                body, status, headers = refusal
+                return JSONResponse(body, status_code=status, headers=headers)
+            try:
+                req = await request.json()
+            except ValueError:
+                return JSONResponse({"error": "body must be JSON {\"sql\": ...}"},
+                                    status_code=400)
+            text = req.get("sql") if isinstance(req, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                return JSONResponse({"error": "missing 'sql'"}, status_code=400)
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(None, sql, text, req)
+            except Exception as exc:  # converted warehouse errors carry a code
+                code = getattr(exc, "code", "error")
+                return JSONResponse({"error": str(exc), "code": code},
+                                    status_code=400 if code != "transient" else 503)
+            return JSONResponse(result)
+
     return app
 
 
@@ -46,19 +76,22 @@ def sink_command() -> None:
     """Run the warehouse sink alone: Kafka clean/derived topics → ClickHouse, /health."""
     import uvicorn
 
+    from cityops.cli.common import registry_or_exit
     from cityops.exceptions import CityopsError
-    from cityops.warehouse import connect_settings
+    from cityops.warehouse.access import open_warehouse, sql_handler
     from cityops.warehouse.sink import WarehouseSink
 
     settings = settings_or_exit()
     try:
-        wh = connect_settings(settings)
+        wh = open_warehouse(settings, registry_or_exit(settings))
     except CityopsError as exc:
         fail(f"cannot open the warehouse: {exc}")
     sink = WarehouseSink(settings, wh)
     sink.start()
+    embedded = settings.effective_warehouse_url.startswith("chdb:")
+    web = _web_app(sink, settings, sql_handler(wh, settings) if embedded else None)
     server = uvicorn.Server(uvicorn.Config(
-        _web_app(sink), host=settings.worker_web_host, port=settings.worker_web_port,
+        web, host=settings.worker_web_host, port=settings.worker_web_port,
         log_level="warning", access_log=False))
     stopping = threading.Event()
 

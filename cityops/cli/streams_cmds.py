@@ -115,8 +115,9 @@ def _supervise(args: list[str]) -> int:
 
 
 def worker_command(
-    sink: bool = typer.Option(True, "--sink/--no-sink",
-                              help="Run the warehouse sink in this process."),
+    sink: bool | None = typer.Option(None, "--sink/--no-sink",
+                                     help="Run the warehouse sink in this process (default: "
+                                     "CITYOPS_WORKER_SINK); --no-sink beside `cityops sink`."),
     supervise: bool = typer.Option(True, "--supervise/--no-supervise",
                                    help="Restart the worker when it stops itself for a "
                                    "replay (exit status 75)."),
@@ -131,7 +132,7 @@ def worker_command(
     from cityops.exceptions import CityopsError
 
     if supervise:
-        raise typer.Exit(_supervise([] if sink else ["--no-sink"]))
+        raise typer.Exit(_supervise([] if sink is None else ["--sink" if sink else "--no-sink"]))
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
     try:
@@ -150,14 +151,10 @@ def worker_command(
     except CityopsError as exc:  # BrokerError, or the broker refused our password: one line
         fail(str(exc))
     try:
-        if sink:
-            from cityops.warehouse.sink_runner import build_worker
+        from cityops.cli.assembly import build_worker
 
-            worker = build_worker(settings, registry)
-        else:
-            from cityops.streams.worker import StreamsWorker
-
-            worker = StreamsWorker(settings, registry)
+        worker = build_worker(settings, registry,
+                              with_sink=settings.worker_sink if sink is None else sink)
         worker.check_port()
     except CityopsError as exc:
         fail(str(exc))
@@ -238,7 +235,7 @@ def _alerts_from_warehouse(include_all: bool) -> list[dict]:
     from cityops.exceptions import CityopsError
 
     try:
-        from cityops.warehouse.sink_runner import latest_alerts
+        from cityops.warehouse.access import latest_alerts
 
         return latest_alerts(settings_or_exit(), include_all)
     except CityopsError as exc:

@@ -211,6 +211,10 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(
         6066, ge=1024, le=65535, description="CITYOPS_WORKER_WEB_PORT: health/metrics/sql/alerts"
     )
+    worker_sink: bool = Field(
+        True, description="CITYOPS_WORKER_SINK: run the warehouse sink inside the worker; off "
+        "when a separate `cityops sink` writes the warehouse (several workers)",
+    )
     worker_batch_max: int = Field(
         500, ge=1, le=100_000, description="CITYOPS_WORKER_BATCH_MAX: events per aggregation step"
     )

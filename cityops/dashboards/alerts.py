@@ -35,6 +35,7 @@ from cityops.dashboards.grafana import (
     ClickHouseQuery,
 )
 from cityops.dashboards.spec import Format, Query
+from cityops.streams.alerts.machine import BUCKET_S
 from cityops.streams.alerts.rules import INCIDENT_SEVERITY_RANK, Level, Rule, RuleSet, levels_for
 
 EXPR_UID = "__expr__"
@@ -111,15 +112,22 @@ def value_sql(rule: Rule, registry: Registry) -> str:
                 f"FROM (SELECT arrayJoin({ids}) AS subject) AS s "
                 f"LEFT JOIN ({union}) AS u ON u.source = s.subject GROUP BY s.subject")
     if rule.kind == "dead_letter_rate":
-        w = int(rule.window_s)
+        # the engine counts records in BUCKET_S buckets and keeps those starting inside the
+        # window: the same buckets here, so both judge the same records
+        w, b = int(rule.window_s), int(BUCKET_S)
+
+        def recent(col: str) -> str:
+            return (f"{col} >= $__toTime - INTERVAL {w + b} SECOND AND {col} <= $__toTime AND "
+                    f"toStartOfInterval({col}, INTERVAL {b} SECOND) > "
+                    f"$__toTime - INTERVAL {w} SECOND")
+
         raw = " UNION ALL ".join(
             f"SELECT '{f}' AS feed, count() AS n FROM {t} WHERE event_time >= $__toTime - "
             f"INTERVAL {w} SECOND - INTERVAL 1 HOUR AND event_time <= $__toTime AND "
-            f"ingested_at >= $__toTime - INTERVAL {w} SECOND" for f, t in FEEDS)
+            f"{recent('ingested_at')}" for f, t in FEEDS)
         return (f"SELECT a.feed AS subject, ifNull(d.n, 0) / (a.n + ifNull(d.n, 0)) AS value "
                 f"FROM ({raw}) AS a LEFT JOIN (SELECT feed, count() AS n FROM dead_letters "
-                f"WHERE received_at >= $__toTime - INTERVAL {w} SECOND AND received_at <= "
-                f"$__toTime GROUP BY feed) AS d ON d.feed = a.feed "
+                f"WHERE {recent('received_at')} GROUP BY feed) AS d ON d.feed = a.feed "
                 f"WHERE a.n + ifNull(d.n, 0) >= {rule.min_events}")
     raise ValueError(f"no Grafana query for rule kind {rule.kind!r}")  # pragma: no cover
 

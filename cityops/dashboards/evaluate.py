@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from cityops.core.feeds import IncidentReported
-from cityops.core.registry import Registry
+from cityops.core.deadletter import DeadLetter
+from cityops.core.feeds import (
+    AirQualityObserved,
+    Envelope,
+    FootfallObserved,
+    IncidentReported,
+    ParkingObserved,
+)
+from cityops.core.registry import CarPark, Counter, Registry, Station
 from cityops.dashboards import macros
 from cityops.dashboards.alerts import FIRE_ABOVE, RECOVER_BELOW, GrafanaRule
 from cityops.streams.alerts.machine import AlertEngine
@@ -76,10 +83,25 @@ def signals(wh: Warehouse, rule: GrafanaRule, at: datetime) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Observation:
+    """What the stream engine learns at ``at``: a value of ``subject`` for most kinds; a report
+    of source ``subject`` for ``dead_sensor``; ``value`` accepted and ``dead`` dead-lettered
+    records of feed ``subject`` for ``dead_letter_rate``."""
+
     kind: str
     subject: str
     value: float
     at: datetime
+    dead: int = 0
+
+
+def feed_engine(engine: AlertEngine, o: Observation) -> None:
+    """Give ``o`` to the engine through the call the worker makes for that kind."""
+    if o.kind == "dead_sensor":
+        engine.heartbeat(o.subject, o.at)
+    elif o.kind == "dead_letter_rate":
+        engine.record_intake(o.subject, int(o.value), o.dead, o.at)
+    else:
+        engine.observe(o.kind, o.subject, o.value, o.at)
 
 
 def trace(rule: Rule, subject: str, registry: Registry, step_s: float) -> list[float]:
@@ -124,6 +146,10 @@ def scenario(rule: Rule, registry: Registry, start: datetime,
 
     if rule.kind == "incident":
         return _incident_scenario(rule, start, add, rows, obs)
+    if rule.kind == "dead_sensor":
+        return _dead_sensor_scenario(registry, start, rows, obs)
+    if rule.kind == "dead_letter_rate":
+        return _dead_letter_scenario(registry, start, rows, obs)
     step = {"crowd_density": 60.0, "carpark_occupancy": 60.0, "aqi": 300.0}[rule.kind]
     subjects = {"crowd_density": sorted(registry.zones)[:2],
                 "carpark_occupancy": sorted(registry.carparks)[:2],
@@ -181,6 +207,92 @@ def _incident_scenario(rule: Rule, start: datetime, add: Callable[[object], None
     return rows, obs, end + timedelta(minutes=5)
 
 
+def _raw(event: Envelope, at: datetime) -> Written:
+    table, row = event_row(event, ingested_at=at)
+    return Written(at, table, row)
+
+
+def _report(registry: Registry, source: str, at: datetime, n: int) -> Envelope:
+    """A valid raw report of ``source`` (a counter, car park or station) at ``at``."""
+    eid = f"{source}:{n}"
+    if source in registry.counters:
+        c = registry.counters[source]
+        return FootfallObserved(event_id=eid, source=source, event_time=at, zone_id=c.zone_id,
+                                entries=3, exits=2, interval_s=int(c.cadence_s))
+    if source in registry.carparks:
+        return ParkingObserved(event_id=eid, source=source, event_time=at, carpark_id=source,
+                               capacity=registry.carparks[source].capacity, occupied=10)
+    return AirQualityObserved(event_id=eid, source=source, event_time=at, station_id=source,
+                              pm25_ugm3=35.0)
+
+
+#: the dead-sensor scenario: the loud counter falls silent at SILENT_FROM for SILENT_FOR
+SILENT_FROM, SILENT_FOR, DEAD_SENSOR_END = (timedelta(minutes=10), timedelta(minutes=40),
+                                            timedelta(minutes=60))
+
+
+def dead_sensor_subjects(registry: Registry) -> tuple[str, str]:
+    """(loud, quiet): the counter that falls silent and one that never does."""
+    counters = sorted(registry.counters)
+    return counters[0], counters[1]
+
+
+def _dead_sensor_scenario(registry: Registry, start: datetime, rows: list[Written],
+                          obs: list[Observation]) -> tuple[list[Written], list[Observation],
+                                                           datetime]:
+    """Every registered source reports at its cadence from ``start`` (Grafana looks back three
+    days and the engine counts from its start: both see each source from the first instant);
+    the loud counter is silent long enough to reach every level, then reports again."""
+    loud, _ = dead_sensor_subjects(registry)
+    sources: list[Counter | CarPark | Station] = [
+        *registry.counters.values(), *registry.carparks.values(), *registry.stations.values()]
+    end = start + DEAD_SENSOR_END
+    silent = (start + SILENT_FROM, start + SILENT_FROM + SILENT_FOR)
+    for site in sources:
+        step = timedelta(seconds=float(site.cadence_s))
+        t, n = start, 0
+        while t <= end:
+            if not (site.id == loud and silent[0] <= t < silent[1]):
+                rows.append(_raw(_report(registry, site.id, t, n), t))
+                obs.append(Observation("dead_sensor", site.id, 0.0, t))
+            t, n = t + step, n + 1
+    return rows, obs, end
+
+
+#: the dead-letter scenario, per 10 s: (minutes, dead letters beside ten accepted records)
+DEAD_LETTER_PHASES = ((8, 0), (10, 2), (10, 5), (12, 0), (5, 1), (12, 0))
+DEAD_LETTER_LOUD, DEAD_LETTER_QUIET = "footfall", "parking"
+
+
+def _dead_letter_scenario(registry: Registry, start: datetime, rows: list[Written],
+                          obs: list[Observation]) -> tuple[list[Written], list[Observation],
+                                                           datetime]:
+    """Ten records of each of two feeds every 10 s; the loud feed's dead letters rise past both
+    levels and stop, then rise again only past the warning level and stop; the quiet feed has
+    none."""
+    counter = sorted(registry.counters)[0]
+    carpark = sorted(registry.carparks)[0]
+    t, n = start, 0
+    for minutes, dead in DEAD_LETTER_PHASES:
+        for _ in range(minutes * 6):
+            t += timedelta(seconds=10)
+            for feed, source in ((DEAD_LETTER_LOUD, counter), (DEAD_LETTER_QUIET, carpark)):
+                for _ in range(10):
+                    rows.append(_raw(_report(registry, source, t, n), t))
+                    n += 1
+                bad = dead if feed == DEAD_LETTER_LOUD else 0
+                for _ in range(bad):
+                    letter = DeadLetter.from_bytes(
+                        b"{", feed=feed, reason="malformed_json", detail="scenario",
+                        source_topic="raw", source_partition=0, source_offset=n,
+                        received_at=t, stage="stream")
+                    table, row = record_row(letter)
+                    rows.append(Written(t, table, row))
+                    n += 1
+                obs.append(Observation("dead_letter_rate", feed, 10.0, t, dead=bad))
+    return rows, obs, t + timedelta(minutes=1)
+
+
 def engine_firing(engine: AlertEngine, rule: Rule) -> dict[int, set[str]]:
     """Subjects whose active alert of ``rule`` is at level index ≥ i, per level index."""
     order = [lv.severity for lv in rule.levels]
@@ -223,8 +335,7 @@ def compare(wh: Warehouse, rules: RuleSet, registry: Registry, grafana_rules: li
         for table, rows in due.items():
             wh.insert(table, rows)
         while pending and pending[0].at <= t:
-            o = pending.pop(0)
-            engine.observe(o.kind, o.subject, o.value, o.at)
+            feed_engine(engine, pending.pop(0))
         engine.tick(t)
         want = engine_firing(engine, rule)
         for g in mine:
@@ -245,24 +356,27 @@ def _instants(start: datetime, end: datetime, step_s: int) -> Iterator[datetime]
         t += timedelta(seconds=step_s)
 
 
-#: rule kinds whose Grafana rules are replayed against the engine (the others read raw tables
-#: and intake counts the engine keeps in memory: their queries are checked for shape only)
-REPLAYED = ("crowd_density", "carpark_occupancy", "aqi", "incident")
+#: scenarios lie this far apart in time, each on its own day of one warehouse
+SCENARIO_SPACING = timedelta(days=1)
+
+
+def replay(wh: Warehouse, rules: RuleSet, registry: Registry, grafana_rules: list[GrafanaRule],
+           rule_id: str, start: datetime, tz: ZoneInfo, interval_s: int) -> Comparison:
+    """One rule's scenario on its own day after ``start`` (the rule's place in the rules file),
+    so rules can be replayed one at a time, in any order, on one warehouse."""
+    index = [r.id for r in rules.rules].index(rule_id)
+    rule = rules.rules[index]
+    start = start + index * SCENARIO_SPACING
+    written, obs, end = scenario(rule, registry, start, tz)
+    # hourly AQI scenarios step 5 min: every minute is enough (their durations are whole
+    # minutes), the others are evaluated at the rule group's interval
+    every = 60 if rule.kind == "aqi" else interval_s
+    return compare(wh, rules, registry, grafana_rules, rule, obs, written, start, end, every)
 
 
 def replay_all(wh: Warehouse, rules: RuleSet, registry: Registry,
                grafana_rules: list[GrafanaRule], start: datetime, tz: ZoneInfo,
                interval_s: int) -> dict[str, Comparison]:
-    """Every replayed rule's scenario, one after another in time, on an empty warehouse."""
-    out = {}
-    for rule in rules.rules:
-        if rule.kind not in REPLAYED:
-            continue
-        written, obs, end = scenario(rule, registry, start, tz)
-        # hourly AQI scenarios step 5 min: every minute is enough (their durations are whole
-        # minutes), the others are evaluated at the rule group's interval
-        every = 60 if rule.kind == "aqi" else interval_s
-        out[rule.id] = compare(wh, rules, registry, grafana_rules, rule, obs, written, start,
-                               end, every)
-        start = end + timedelta(hours=6)
-    return out
+    """Every rule's scenario on an empty warehouse."""
+    return {r.id: replay(wh, rules, registry, grafana_rules, r.id, start, tz, interval_s)
+            for r in rules.rules}

@@ -39,6 +39,7 @@ from cityops.core.settings import Settings
 from cityops.streams import metrics
 from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError
 from cityops.streams.alerts.rules import INCIDENT_SEVERITY_RANK, RuleSet
+from cityops.streams.batches import run_steps
 from cityops.streams.durable import EXIT_REPLAY, DurableTable, OffsetGapGuard, stop_for_replay
 from cityops.streams.records import (
     AirQualityIndex,
@@ -252,18 +253,13 @@ class AlertWiring:
             fut.set_result((status, body))
 
     async def agent(self, stream: Any) -> None:
-        async for events in stream.take_events(self.settings.worker_batch_max,
-                                               within=self.settings.worker_batch_s):
-            try:  # outputs or snapshot not delivered (in time): stop uncommitted
-                async with self.lock:
-                    await asyncio.wait_for(self.step(events),
-                                           self.settings.worker_step_timeout_s)
-            except Exception as exc:
-                self.counts["errors"] += 1
-                metrics.AGENT_ERRORS.labels(agent="alerts-engine").inc()
-                log.exception("alerts.step_failed", n=len(events),
-                              error=f"{type(exc).__name__}: {exc}"[:200])
-                self.on_failure("alerts-engine", events)
+        def count_error() -> None:
+            self.counts["errors"] += 1
+
+        await run_steps(stream, name="alerts-engine", size=self.settings.worker_batch_max,
+                        within_s=self.settings.worker_batch_s, step=self.step,
+                        on_failure=lambda: self.on_failure, lock=self.lock,
+                        on_error=count_error, timeout_s=self.settings.worker_step_timeout_s)
 
     async def step(self, events: list[Any]) -> None:
         self._restore()

@@ -1,7 +1,7 @@
 """``StreamsWorker``: the Faust app with every agent, the alert wiring, timers and web views.
 
-The warehouse side (sink thread, SQL handler) is passed in by the caller — ``cityops worker``
-in ``cityops.cli.streams_cmds`` — because ``streams/`` never imports ``warehouse/``.
+The warehouse side (sink thread, SQL handler) is passed in by the caller —
+``cityops.cli.assembly`` — because ``streams/`` never imports ``warehouse/``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ import structlog
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, Settings
 from cityops.streams import metrics, web
+from cityops.streams.aggregation import AggregationStage
 from cityops.streams.alerting import AlertDispatch, AlertWiring
 from cityops.streams.alerts.rules import RuleSet, load_rules
 from cityops.streams.alerts.webhooks import WebhookDispatcher, WebhookTarget
-from cityops.streams.app import Stage1, Stage2, declare_topics, make_app
+from cityops.streams.app import declare_topics, make_app
 from cityops.streams.exceptions import WorkerStartError
+from cityops.streams.validation import ValidationStage
 
 log = structlog.get_logger(__name__)
 
@@ -65,10 +67,10 @@ class StreamsWorker:
             self.app.task(self._start_webhooks)
         self.alerting = AlertWiring(settings, registry, rules, self.app, self.topics.alerts,
                                     dispatch=dispatch)
-        self.stage1 = {f: Stage1(f, settings, registry, self.app, self.topics, self.alerting)
-                       for f in FEEDS}
-        self.stage2 = {f: Stage2(f, settings, registry, self.app, self.topics,
-                                 self.alerting.observe) for f in FEEDS}
+        self.validation = {f: ValidationStage(f, settings, registry, self.app, self.topics,
+                                              self.alerting) for f in FEEDS}
+        self.aggregation = {f: AggregationStage(f, settings, registry, self.app, self.topics,
+                                                self.alerting.observe) for f in FEEDS}
         if settings.stream_idle_close_s > 0:
             self.app.timer(max(5.0, settings.stream_idle_close_s / 4))(self._close_idle)
         web.register_views(self.app, self)
@@ -103,7 +105,7 @@ class StreamsWorker:
         web.remove_endpoint(self.settings)
 
     async def _close_idle(self) -> None:
-        for stage in self.stage2.values():
+        for stage in self.aggregation.values():
             try:
                 await stage.close_idle()
             except Exception:
@@ -151,8 +153,8 @@ class StreamsWorker:
             "started_at": self.started_at.isoformat(),
             "running": self._running,
             "services": services,
-            "validate": {f: s.counts for f, s in self.stage1.items()},
-            "aggregate": {f: s.counts for f, s in self.stage2.items()},
+            "validate": {f: s.counts for f, s in self.validation.items()},
+            "aggregate": {f: s.counts for f, s in self.aggregation.items()},
             "alerts": self.alerting.counts,
             **({"webhooks": {k: vars(st) for k, st in self.webhooks.labelled_stats().items()}}
                if self.webhooks is not None else {}),

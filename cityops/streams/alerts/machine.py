@@ -45,15 +45,6 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def target_level(levels: tuple[Level, ...], current: int, value: float) -> int:
-    """Level wanted for ``value`` given the current one (1-based, 0 = none), with hysteresis."""
-    target = 0
-    for i, lv in enumerate(levels, start=1):
-        if value >= (lv.clear if i <= current else lv.fire):
-            target = i
-    return target
-
-
 class AlertEngine:
     """Turns observations, heartbeats and time into ``AlertEvent`` s (pure; state is a dict)."""
 
@@ -118,8 +109,7 @@ class AlertEngine:
         key = f"{rule.id}|{subject}"
         tr = self._trackers.get(key)
         if tr is None:
-            tr = {"level": 0, "pending_dir": 0, "pending_since": None, "value": value,
-                  "at": ts, "alert": None}
+            tr = {"level": 0, "since": {}, "value": value, "at": ts, "alert": None}
             self._trackers[key] = tr
         if ts < tr["at"]:
             return []  # an older measurement never overrides a newer one
@@ -128,24 +118,36 @@ class AlertEngine:
 
     def _evaluate(self, rule: Rule, subject: str, tr: dict[str, Any],
                   now: float) -> list[AlertEvent]:
+        """Each level keeps its own hysteresis, timed from when the value crossed *that* level:
+        it turns on once the value has stayed at or above its ``fire`` for ``min_fire_s`` and
+        off once below its ``clear`` for ``min_clear_s`` (one Grafana rule per level does the
+        same). A value falling through two levels therefore clears the lower one only after it
+        has itself been below its own ``clear`` for the hold. The severity is the highest level
+        that is on."""
         levels = levels_for(rule, subject, self.registry)
-        target = target_level(levels, tr["level"], tr["value"])
-        if target == tr["level"]:
-            tr["pending_dir"], tr["pending_since"] = 0, None
+        since: dict[str, float] = tr.setdefault("since", {})
+        wanted = 0
+        for k, lv in enumerate(levels, start=1):
+            on = k <= tr["level"]
+            crossing = tr["value"] < lv.clear if on else tr["value"] >= lv.fire
+            flips = False
+            if not crossing:
+                since.pop(str(k), None)
+            else:
+                started = since.setdefault(str(k), tr["at"])
+                flips = now - started >= (rule.min_clear_s if on else rule.min_fire_s)
+            if on != flips:
+                wanted = k
+        if wanted == tr["level"]:
             self._forget_if_idle(rule, subject, tr)
             return []
-        direction = 1 if target > tr["level"] else -1
-        if tr["pending_dir"] != direction:
-            tr["pending_dir"], tr["pending_since"] = direction, tr["at"]
-        hold = rule.min_fire_s if direction > 0 else rule.min_clear_s
-        if now - tr["pending_since"] < hold:
-            return []
-        return self._apply(rule, subject, tr, levels, target, now)
+        return self._apply(rule, subject, tr, levels, wanted, now)
 
     def _apply(self, rule: Rule, subject: str, tr: dict[str, Any], levels: tuple[Level, ...],
                target: int, now: float) -> list[AlertEvent]:
-        tr["pending_dir"], tr["pending_since"] = 0, None
         previous, tr["level"] = tr["level"], target
+        for k in range(min(previous, target) + 1, max(previous, target) + 1):
+            tr["since"].pop(str(k), None)  # these levels flipped: their timers are spent
         alert = tr["alert"]
         if previous == 0:
             lv = levels[target - 1]
@@ -173,7 +175,7 @@ class AlertEngine:
 
     def _forget_if_idle(self, rule: Rule, subject: str, tr: dict[str, Any]) -> None:
         """Drop trackers with nothing to remember, so state stays proportional to alerts."""
-        if tr["level"] == 0 and tr["pending_dir"] == 0 and tr["alert"] is None:
+        if tr["level"] == 0 and not tr.get("since") and tr["alert"] is None:
             self._trackers.pop(f"{rule.id}|{subject}", None)
 
     # --- heartbeats, intake, time -------------------------------------------------------------
@@ -238,7 +240,7 @@ class AlertEngine:
         for key, tr in list(self._trackers.items()):
             rule_id, subject = key.split("|", 1)
             rule = self.rules.rule(rule_id)
-            if tr["pending_dir"] != 0:
+            if tr.get("since"):
                 out.extend(self._evaluate(rule, subject, tr, ts))
             alert = tr.get("alert")
             if alert is not None and alert["state"] == AlertState.ACTIVE_UNACK.value:
@@ -329,6 +331,11 @@ class AlertEngine:
         known = {r.id for r in self.rules.rules}
         self._trackers = {k: v for k, v in s.get("trackers", {}).items()
                           if k.split("|", 1)[0] in known}
+        for tr in self._trackers.values():
+            if "since" not in tr:  # a snapshot from before per-level timers: holds restart
+                tr.pop("pending_dir", None)
+                tr.pop("pending_since", None)
+                tr["since"] = {}
         self._awaiting_ack = {k: v for k, v in s.get("awaiting_ack", {}).items()
                               if v.get("rule_id") in known}
         self._last_seen = dict(s.get("last_seen", {}))

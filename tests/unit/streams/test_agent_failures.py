@@ -10,11 +10,25 @@ from typing import Any
 
 import pytest
 
+from cityops.core.registry import Registry
+from cityops.core.settings import Settings
 from cityops.streams import alerting
+from cityops.streams.aggregation import AggregationStage
 from cityops.streams.alerting import AlertWiring, observations_from
-from cityops.streams.app import Stage1, Stage2
+from cityops.streams.alerts.rules import load_rules
+from cityops.streams.app import Topics, declare_topics, make_app
 from cityops.streams.durable import EXIT_REPLAY
 from cityops.streams.records import AirQualityIndex
+from cityops.streams.validation import ValidationStage
+
+
+@pytest.fixture
+def app_topics(settings: Settings, tmp_path: Any) -> tuple[Any, Topics, Settings]:
+    """A real (not started) Faust app with the worker's topics; nothing touches a broker."""
+    s = settings.model_copy(update={"data_dir": tmp_path, "worker_batch_max": 10,
+                                    "worker_batch_s": 0.1})
+    app = make_app(s)
+    return app, declare_topics(app, s), s
 
 
 class Stopped(BaseException):
@@ -33,11 +47,6 @@ class Stream:
             yield self.events
         finally:
             self.acked = True
-
-
-def _settings(step_timeout_s: float = 60.0) -> Any:
-    return SimpleNamespace(worker_batch_max=10, worker_batch_s=0.1,
-                           worker_step_timeout_s=step_timeout_s)
 
 
 def _events() -> list[Any]:
@@ -64,13 +73,10 @@ def _failing(*args: Any, **kwargs: Any) -> Any:
     return fail()
 
 
-def test_validation_step_whose_outputs_fail_stops_before_acknowledging() -> None:
-    st = Stage1.__new__(Stage1)
-    st.feed = "footfall"
-    st.settings = _settings()
-    st.ctx = lambda: None  # type: ignore[method-assign]
-    st.gaps = SimpleNamespace(check=lambda *a: None)
-    st.durable = SimpleNamespace(drain=_failing)
+def test_validation_step_whose_outputs_fail_stops_before_acknowledging(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = app_topics
+    st = ValidationStage("footfall", settings, registry, app, topics)
 
     async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, futures: list[Any]) -> None:
         futures.append(_failing())
@@ -80,21 +86,19 @@ def test_validation_step_whose_outputs_fail_stops_before_acknowledging() -> None
     assert _run_until_stopped(st.agent, stream) == [("validate-footfall", False)]
 
 
-def test_aggregation_step_failure_stops_before_acknowledging() -> None:
-    st = Stage2.__new__(Stage2)
-    st.feed = "footfall"
-    st.settings = _settings()
-    st.lock = asyncio.Lock()
+def test_aggregation_step_failure_stops_before_acknowledging(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = app_topics
+    st = AggregationStage("footfall", settings, registry, app, topics)
     st.step = _failing  # type: ignore[method-assign]
     stream = Stream(_events())
     assert _run_until_stopped(st.agent, stream) == [("aggregate-footfall", False)]
 
 
-def test_alert_engine_step_failure_stops_before_acknowledging() -> None:
-    w = AlertWiring.__new__(AlertWiring)
-    w.settings = _settings()
-    w.lock = asyncio.Lock()
-    w.counts = {"errors": 0}
+def test_alert_engine_step_failure_stops_before_acknowledging(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = app_topics
+    w = AlertWiring(settings, registry, load_rules(None), app, topics.alerts)
     w.step = _failing  # type: ignore[method-assign]
     stream = Stream(_events())
     assert _run_until_stopped(w.agent, stream) == [("alerts-engine", False)]
@@ -102,21 +106,20 @@ def test_alert_engine_step_failure_stops_before_acknowledging() -> None:
 
 def _hanging(*args: Any, **kwargs: Any) -> Any:
     """A delivery that never completes (a send stuck in the client: it never fails)."""
-    return asyncio.get_running_loop().create_future()
+    async def hang(*a: Any, **k: Any) -> None:
+        await asyncio.get_running_loop().create_future()
+    return hang()
 
 
-def test_validation_step_whose_delivery_hangs_stops_after_the_step_timeout() -> None:
-    st = Stage1.__new__(Stage1)
-    st.feed = "footfall"
-    st.settings = _settings(step_timeout_s=0.2)
-    st.ctx = lambda: None  # type: ignore[method-assign]
-    st.gaps = SimpleNamespace(check=lambda *a: None)
-    drained: list[bool] = []
+def _deadline(app_topics: Any) -> tuple[Any, Topics, Settings]:
+    app, topics, settings = app_topics
+    return app, topics, settings.model_copy(update={"worker_step_timeout_s": 0.2})
 
-    async def drain() -> None:
-        drained.append(True)
 
-    st.durable = SimpleNamespace(drain=drain)
+def test_validation_step_whose_delivery_hangs_stops_after_the_step_timeout(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = _deadline(app_topics)
+    st = ValidationStage("footfall", settings, registry, app, topics)
 
     async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, futures: list[Any]) -> None:
         futures.append(_hanging())
@@ -124,36 +127,24 @@ def test_validation_step_whose_delivery_hangs_stops_after_the_step_timeout() -> 
     st.handle = handle  # type: ignore[method-assign]
     stream = Stream(_events())
     assert _run_until_stopped(st.agent, stream) == [("validate-footfall", False)]
-    assert drained == []  # still waiting for the output when the timeout struck
 
 
-def test_aggregation_step_that_hangs_stops_after_the_step_timeout() -> None:
-    st = Stage2.__new__(Stage2)
-    st.feed = "footfall"
-    st.settings = _settings(step_timeout_s=0.2)
-    st.lock = asyncio.Lock()
-
-    async def step(events: list[Any]) -> None:
-        await _hanging()
-
-    st.step = step  # type: ignore[method-assign]
+def test_aggregation_step_that_hangs_stops_after_the_step_timeout(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = _deadline(app_topics)
+    st = AggregationStage("footfall", settings, registry, app, topics)
+    st.step = _hanging  # type: ignore[method-assign]
     stream = Stream(_events())
     assert _run_until_stopped(st.agent, stream) == [("aggregate-footfall", False)]
 
 
-def test_alert_engine_step_that_hangs_stops_after_the_step_timeout() -> None:
-    w = AlertWiring.__new__(AlertWiring)
-    w.settings = _settings(step_timeout_s=0.2)
-    w.lock = asyncio.Lock()
-    w.counts = {"errors": 0}
-
-    async def step(events: list[Any]) -> None:
-        await _hanging()
-
-    w.step = step  # type: ignore[method-assign]
+def test_alert_engine_step_that_hangs_stops_after_the_step_timeout(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = _deadline(app_topics)
+    w = AlertWiring(settings, registry, load_rules(None), app, topics.alerts)
+    w.step = _hanging  # type: ignore[method-assign]
     stream = Stream(_events())
     assert _run_until_stopped(w.agent, stream) == [("alerts-engine", False)]
-    assert w.counts["errors"] == 1
 
 
 def test_stop_after_failed_step_exits_for_replay(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,14 +167,10 @@ def test_aqi_observation_is_timed_at_the_triggering_sample() -> None:
     assert observations_from([rec])[0]["at"] == hour.isoformat()  # no event: hour start
 
 
-def test_undecodable_clean_record_is_dead_lettered_not_dropped() -> None:
-    from cityops.core.feeds import FootfallObserved
-
-    st = Stage2.__new__(Stage2)
-    st.feed = "footfall"
-    st.model = FootfallObserved
-    st.gaps = SimpleNamespace(check=lambda *a: None)
-    st.counts = {"in": 0}
+def test_undecodable_clean_record_is_dead_lettered_not_dropped(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = app_topics
+    st = AggregationStage("footfall", settings, registry, app, topics)
     published: list[Any] = []
 
     async def publish(out: Any) -> None:

@@ -235,18 +235,20 @@ def test_footfall_close_idle_keeps_a_zone_behind_a_fast_zone_on_time(
 def test_incident_state_of_closed_incidents_is_evicted_after_a_day(
         registry: Registry) -> None:
     from cityops.core.settings import Settings
-    from cityops.streams.app import FeedState
+    from cityops.streams.feed_aggregators import aggregator_for
 
-    state = FeedState("incidents", Settings(), registry)
-    state.restore("@0", None)
-    state.apply("@0", inc("old", "reported", 0), NOW)
-    state.apply("@0", inc("old", "resolved", 600), NOW)
-    state.apply("@0", inc("open", "reported", 700), NOW)
-    state.apply("@0", inc("new", "reported", 24 * 3600), NOW)  # < 24 h after resolution
-    assert set(state.snapshot("@0", 0)["state"]) == {"old", "open", "new"}
-    state.apply("@0", inc("new", "dispatched", 24 * 3600 + 601), NOW)
+    state = aggregator_for("incidents", Settings(), registry)
+    unit = state.unit("jfb_square", 0)
+    assert unit == "@0"  # incidents are held per clean partition, not per message key
+    state.from_state(unit, {})
+    state.add(unit, inc("old", "reported", 0), NOW)
+    state.add(unit, inc("old", "resolved", 600), NOW)
+    state.add(unit, inc("open", "reported", 700), NOW)
+    state.add(unit, inc("new", "reported", 24 * 3600), NOW)  # < 24 h after resolution
+    assert set(state.to_state(unit)) == {"old", "open", "new"}
+    state.add(unit, inc("new", "dispatched", 24 * 3600 + 601), NOW)
     # resolved more than 24 h of event time ago: gone; still-open ones are kept
-    assert set(state.snapshot("@0", 0)["state"]) == {"open", "new"}
+    assert set(state.to_state(unit)) == {"open", "new"}
 
 
 def test_hourly_reports_spread_over_their_minutes_and_are_never_late(

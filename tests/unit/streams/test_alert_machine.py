@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cityops.core.registry import Registry
-from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError, target_level
+from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError
 from cityops.streams.alerts.rules import (
     AlertRulesError,
-    Level,
     RuleSet,
     levels_for,
     load_rules,
@@ -61,14 +60,44 @@ def test_bad_rules_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
         load_rules(tmp_path / "missing.yaml")
 
 
-def test_target_level_hysteresis() -> None:
-    levels = (Level(severity="warning", fire=150, clear=140),
-              Level(severity="major", fire=200, clear=190))
-    assert target_level(levels, 0, 145) == 0
-    assert target_level(levels, 1, 145) == 1
-    assert target_level(levels, 2, 195) == 2
-    assert target_level(levels, 1, 195) == 1
-    assert target_level(levels, 0, 250) == 2
+def test_each_level_times_its_own_rise(engine: AlertEngine) -> None:
+    """crowd_density at jfb_square (warning 2.0, critical 4.0; min_fire 60 s): critical fires
+    60 s after the density crossed *its* threshold, not 60 s after warning was crossed."""
+    assert engine.observe("crowd_density", "jfb_square", 2.5, at(0)) == []
+    assert engine.observe("crowd_density", "jfb_square", 4.5, at(50)) == []
+    fired = engine.observe("crowd_density", "jfb_square", 4.5, at(60))
+    assert kinds(fired) == [("fired", "warning", "active_unack")]
+    assert engine.observe("crowd_density", "jfb_square", 4.5, at(100)) == []
+    up = engine.observe("crowd_density", "jfb_square", 4.5, at(110))
+    assert kinds(up) == [("severity_changed", "critical", "active_unack")]
+
+
+def test_each_level_times_its_own_clear(engine: AlertEngine) -> None:
+    """aqi (min_clear 3600 s): falling from major below warning's clear 30 min after leaving
+    major clears the alert an hour after it fell below *warning's* clear."""
+    engine.observe("aqi", "aq_jiefangbei", 210, at(0))
+    assert kinds(engine.observe("aqi", "aq_jiefangbei", 180, at(60))) == []  # below 190
+    assert kinds(engine.observe("aqi", "aq_jiefangbei", 100, at(1860))) == []  # below 140
+    down = engine.observe("aqi", "aq_jiefangbei", 100, at(3660))
+    assert kinds(down) == [("severity_changed", "warning", "active_unack")]
+    assert engine.observe("aqi", "aq_jiefangbei", 100, at(5400)) == []  # 59 min below 140
+    cleared = engine.observe("aqi", "aq_jiefangbei", 100, at(1860 + 3600))
+    assert kinds(cleared) == [("cleared", "warning", "cleared_unack")]
+
+
+def test_a_snapshot_from_before_per_level_timers_restores(engine: AlertEngine,
+                                                          registry: Registry) -> None:
+    engine.observe("aqi", "aq_jiefangbei", 160, at(0))
+    state = json.loads(json.dumps(engine.to_state()))
+    for tr in state["trackers"].values():
+        del tr["since"]
+        tr["pending_dir"], tr["pending_since"] = 0, None
+    again = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT)
+    again.from_state(state)
+    assert [a["severity"] for a in again.active_alerts()] == ["warning"]
+    again.observe("aqi", "aq_jiefangbei", 100, at(60))
+    assert kinds(only(again.tick(at(60 + 3600)), "aqi"))[-1] == (
+        "cleared", "warning", "cleared_unack")
 
 
 def test_rise_fires_once_after_min_duration(engine: AlertEngine) -> None:

@@ -1,8 +1,8 @@
-"""Compose the streams worker with the warehouse: migrate, sink thread, ``/sql`` handler.
+"""What a process needs of the warehouse: open it migrated, answer ``/sql``, read alerts.
 
-``cityops worker`` calls ``build_worker``; ``streams/`` itself never imports ``warehouse/``.
-In embedded mode (chdb) the worker process holds the only chdb session, so the ``/sql``
-endpoint answers ``cityops sql`` for other processes (see ``streams.web.remote_sql_url``).
+The processes are assembled in ``cityops.cli.assembly``. In embedded mode (chdb) the process
+holding the warehouse holds the only chdb session, so its ``/sql`` endpoint answers
+``cityops sql`` for other processes.
 """
 
 from __future__ import annotations
@@ -11,20 +11,21 @@ import datetime as _dt
 import decimal
 import math
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
-from cityops.streams.web import SqlHandler
-from cityops.streams.worker import StreamsWorker
 from cityops.warehouse import connect_settings
 from cityops.warehouse.base import Warehouse
 from cityops.warehouse.migrate import migrate
-from cityops.warehouse.sink import WarehouseSink
 
 log = structlog.get_logger(__name__)
+
+#: ``/sql``: (statement, request body) → ``{"columns", "types", "rows"}``
+SqlHandler = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 def _plain(value: Any) -> Any:
@@ -74,25 +75,6 @@ def open_warehouse(settings: Settings, registry: Registry | None) -> Warehouse:
     migrate(wh, timezone=settings.timezone, raw_ttl_days=settings.raw_ttl_days,
             registry=registry)
     return wh
-
-
-def build_worker(settings: Settings, registry: Registry,
-                 warehouse: Warehouse | None = None) -> StreamsWorker:
-    """The streams worker with the warehouse sink inside it (and ``/sql`` in embedded mode)."""
-    wh = warehouse or open_warehouse(settings, registry)
-    sink = WarehouseSink(settings, wh)
-    embedded = settings.effective_warehouse_url.startswith("chdb:")
-
-    def sink_health() -> dict[str, Any]:
-        st = sink.stats
-        return {"ok": sink.alive and sink.error is None, "batches": st.batches,
-                "rows": st.rows, "messages": st.messages, "errors": st.errors,
-                "skipped": st.skipped, "last_batch_s": round(st.last_batch_s, 4),
-                "error": None if sink.error is None else str(sink.error)[:300]}
-
-    return StreamsWorker(settings, registry, services=[sink],
-                         sql_handler=sql_handler(wh, settings) if embedded else None,
-                         health_extra=sink_health)
 
 
 def latest_alerts(settings: Settings, include_all: bool = False) -> list[dict[str, Any]]:

@@ -1,0 +1,217 @@
+"""The aggregation stage of one feed: ``clean.<feed>`` → ``agg.<feed>`` / ``late`` + alerts.
+
+The feed's ``Aggregator`` (``streams.feed_aggregators``) turns clean events into derived
+records to ``agg.<feed>``, late events to ``late`` and observations to the alert engine. The
+state of each unit is snapshotted, together with its replay high-water marks
+(``pipeline.ReplayGuard``), into the table ``state-<feed>`` after the outputs it caused were
+acknowledged by the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import faust
+import structlog
+
+from cityops.core.feeds import FEED_MODELS, IncidentReported
+from cityops.core.registry import Registry
+from cityops.core.settings import Settings
+from cityops.streams import metrics
+from cityops.streams.alerting import (
+    incident_observation,
+    observations_from,
+    stop_after_failed_step,
+)
+from cityops.streams.app import Topics, now_utc, send_record
+from cityops.streams.batches import run_steps
+from cityops.streams.durable import DurableTable, OffsetGapGuard, stop_for_replay
+from cityops.streams.feed_aggregators import Aggregator, aggregator_for
+from cityops.streams.pipeline import ORIGIN_HEADER, Origin, ReplayGuard, dead_letter, header_value
+from cityops.streams.records import DeadLetter, IncidentStats, LateEvent
+
+log = structlog.get_logger(__name__)
+
+#: an observation for the alert engine: (rule kind, subject, value, event time, extra)
+Observation = dict[str, Any]
+ObservationSink = Callable[[list[Observation]], Awaitable[list[Any]]]
+
+
+@dataclass
+class Applied:
+    """What one batch step produced."""
+
+    records: list[Any] = field(default_factory=list)
+    late: list[LateEvent] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    dirty: set[str] = field(default_factory=set)
+
+
+class AggregationStage:
+    """The ``aggregate-<feed>`` agent: fold clean events, publish, snapshot touched units."""
+
+    def __init__(self, feed: str, settings: Settings, registry: Registry, app: faust.App,
+                 topics: Topics, observe: ObservationSink | None = None) -> None:
+        self.feed = feed
+        self.name = f"aggregate-{feed}"
+        self.settings = settings
+        self.topics = topics
+        self.observe = observe
+        self.aggregator: Aggregator = aggregator_for(feed, settings, registry)
+        self.guards: dict[str, ReplayGuard] = {}
+        self.loaded: set[str] = set()
+        self.table = app.Table(f"state-{feed}", default=None,
+                               partitions=settings.topic_partitions)
+        self.durable = DurableTable(self.table)
+        self.partitions: dict[str, int] = {}  # unit → its clean partition
+        self.lock = asyncio.Lock()
+        self.counts = {"in": 0, "records": 0, "late": 0, "replayed": 0, "ignored": 0,
+                       "errors": 0}
+        self.model = FEED_MODELS[feed]
+        self.gaps = OffsetGapGuard(self.name, stop_for_replay)
+        self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
+        self.stream_time: datetime | None = None  # newest event time applied (this process)
+        app.agent(topics.clean[feed], name=self.name)(self.agent)
+
+    async def agent(self, stream: Any) -> None:
+        await run_steps(stream, name=self.name, size=self.settings.worker_batch_max,
+                        within_s=self.settings.worker_batch_s, step=self.step,
+                        on_failure=lambda: self.on_failure, lock=self.lock,
+                        timeout_s=self.settings.worker_step_timeout_s)
+
+    # --- units: restore from / snapshot to the state table ---------------------------------
+    def _load(self, unit: str, partition: int) -> None:
+        if unit not in self.loaded:
+            snap = self.durable.get(unit) or {}
+            self.guards[unit] = ReplayGuard.from_state(snap.get("hw"))
+            self.aggregator.from_state(unit, snap.get("state") or {})
+            self.loaded.add(unit)
+        self.partitions[unit] = partition
+
+    def snapshot(self, unit: str) -> dict[str, Any]:
+        part = self.partitions[unit]
+        return {"p": part, "hw": self.guards[unit].to_state(),
+                "state": self.aggregator.to_state(unit)}
+
+    # --- the step --------------------------------------------------------------------------
+    async def step(self, events: list[Any]) -> None:
+        out = Applied()
+        emitted_at = now_utc()
+        for event in events:
+            msg = event.message
+            self.gaps.check(msg.topic, msg.partition, msg.offset)
+            self.counts["in"] += 1
+            try:
+                ev = self.model.model_validate_json(event.value)
+            except Exception as exc:  # validation passed it; a foreign writer may not have
+                metrics.AGENT_ERRORS.labels(agent=self.name).inc()
+                log.warning("stream.clean_undecodable", feed=self.feed, offset=msg.offset)
+                out.dead.append(self._dead(event, "invalid",
+                                           f"clean record not decodable: {exc}"[:500]))
+                continue
+            key = (msg.key or b"").decode() or ev.source
+            unit = self.aggregator.unit(key, msg.partition)
+            self._load(unit, msg.partition)
+            guard = self.guards[unit]
+            origin = Origin.parse_header(header_value(msg.headers, ORIGIN_HEADER))
+            if not guard.is_new(origin):
+                self.counts["replayed"] += 1
+                metrics.REPLAYED.labels(stage="aggregate", feed=self.feed).inc()
+                continue
+            try:
+                outcome = self.aggregator.add(unit, ev, emitted_at)
+            except Exception as exc:  # a domain bug on one event: never stall the stream
+                self.counts["errors"] += 1
+                metrics.AGENT_ERRORS.labels(agent=self.name).inc()
+                log.exception("stream.aggregate_event_error", feed=self.feed,
+                              event_id=ev.event_id)
+                out.dead.append(self._dead(event, "invalid",
+                                           f"internal: {type(exc).__name__}: {exc}"[:500]))
+                guard.mark(origin)
+                continue
+            guard.mark(origin)
+            out.dirty.add(unit)
+            if self.stream_time is None or ev.event_time > self.stream_time:
+                self.stream_time = ev.event_time
+            if outcome.accepted:
+                out.records.extend(outcome.records)
+                out.observations.extend(observations_from(outcome.records, ev.event_time))
+                if isinstance(ev, IncidentReported):
+                    out.observations.extend(incident_observation(r, ev.severity.value)
+                                            for r in outcome.records
+                                            if isinstance(r, IncidentStats))
+            elif outcome.lateness_s > 0:
+                wm = outcome.watermark or (
+                    ev.event_time + timedelta(seconds=outcome.lateness_s))
+                out.late.append(LateEvent(
+                    feed=self.feed, event_id=ev.event_id, source=ev.source,
+                    event_time=ev.event_time, watermark=wm,
+                    lateness_s=round(outcome.lateness_s, 3),
+                    payload_json=ev.model_dump_json(exclude_none=True),
+                    received_at=emitted_at))
+            else:
+                self.counts["ignored"] += 1
+        await self.publish(out)
+
+    def _dead(self, event: Any, reason: str, detail: str) -> DeadLetter:
+        """A clean record this stage could not use: dead-lettered with its own coordinates."""
+        msg = event.message
+        raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+        return dead_letter(self.feed, raw, msg.key, Origin(msg.topic, msg.partition, msg.offset),
+                           reason, detail, "", now_utc())
+
+    async def publish(self, out: Applied) -> None:
+        """Send outputs, wait for the broker, then snapshot the touched units."""
+        futures = []
+        topic = self.topics.agg[self.feed]
+        for dead in out.dead:
+            futures.append(await send_record(self.topics.dlq, dead))
+            metrics.DEAD_LETTERS.labels(feed=self.feed, reason=dead.reason).inc()
+        for rec in out.records:
+            futures.append(await send_record(topic, rec))
+        for late in out.late:
+            futures.append(await send_record(self.topics.late, late))
+        if futures:
+            await asyncio.gather(*futures)
+        self.counts["records"] += len(out.records)
+        self.counts["late"] += len(out.late)
+        if out.records:
+            metrics.AGGREGATES_OUT.labels(topic=self.feed).inc(len(out.records))
+        if out.late:
+            metrics.LATE_EVENTS.labels(feed=self.feed).inc(len(out.late))
+        if out.observations and self.observe is not None:
+            obs_futures = await self.observe(out.observations)
+            if obs_futures:
+                await asyncio.gather(*obs_futures)
+        for unit in out.dirty:
+            self.durable.set_at(unit, self.snapshot(unit), self.partitions[unit])
+        await self.durable.drain()  # state in the changelog before the offsets are acked
+
+    async def close_idle(self) -> int:
+        """Close windows of units that went quiet (a timer calls this).
+
+        Idleness is event time, not the wall clock: a zone is idle once the feed's newest
+        event time has moved more than the allowed lateness plus ``CITYOPS_STREAM_IDLE_CLOSE_S``
+        past the zone's own last event (``WindowedAggregator.close_idle``), so a replay of
+        the past at any speed closes windows exactly as real time would, and a zone whose
+        clock is behind (or a fast sensor elsewhere) never makes another zone late. Only
+        units that closed windows are re-snapshotted.
+        """
+        if not self.aggregator.closes_idle or self.stream_time is None:
+            return 0
+        async with self.lock:
+            for unit, snap in list(self.durable.items()):
+                if unit not in self.loaded and isinstance(snap, dict):
+                    self._load(unit, int(snap.get("p", 0)))
+            records, units = self.aggregator.close_idle(
+                self.settings.stream_allowed_lateness_s + self.settings.stream_idle_close_s,
+                now_utc())
+            out = Applied(records=records, observations=observations_from(records),
+                          dirty=units)
+            await self.publish(out)
+            return len(records)
