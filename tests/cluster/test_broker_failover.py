@@ -168,9 +168,16 @@ def test_broker_killed_mid_stream_loses_and_duplicates_nothing(
             e["entries"] for e in events)
 
         # the restarted broker caught up and is back in every in-sync replica set
-        wait_until(lambda: all(n == [1, 2, 3] for n in _isr(
-            kafka_cluster, [raw, f"{prefix}.clean.footfall"]).values()),
-            timeout=120, every=1.0, what="killed broker back in the ISR")
+        def back_in_isr() -> bool:
+            from kafka.errors import KafkaError
+
+            try:
+                isr = _isr(kafka_cluster, [raw, f"{prefix}.clean.footfall"])
+            except KafkaError:  # a metadata request timing out on a loaded host: ask again
+                return False
+            return all(n == [1, 2, 3] for n in isr.values())
+
+        wait_until(back_in_isr, timeout=120, every=1.0, what="killed broker back in the ISR")
     finally:
         if producer is not None:
             producer.close(5)
