@@ -224,6 +224,13 @@ class Settings(BaseSettings):
     worker_commit_interval_s: float = Field(
         1.0, gt=0, le=60, description="CITYOPS_WORKER_COMMIT_INTERVAL_S: Faust offset commits"
     )
+    worker_step_timeout_s: float = Field(
+        600.0, ge=1, le=3600,
+        description="CITYOPS_WORKER_STEP_TIMEOUT_S: longest an agent step may take to deliver "
+        "its outputs and state; past it the worker exits uncommitted and its supervisor "
+        "restarts it (a replay), as when a delivery fails. A bound for a hang, far above a "
+        "slow step (a big replay on a loaded host took over 60 s)",
+    )
     worker_session_timeout_s: float = Field(
         10.0, ge=6, le=300,
         description="CITYOPS_WORKER_SESSION_TIMEOUT_S: consumer-group session timeout; a "

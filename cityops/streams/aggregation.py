@@ -108,7 +108,8 @@ class AggregationStage:
     async def agent(self, stream: Any) -> None:
         await run_steps(stream, name=self.name, size=self.settings.worker_batch_max,
                         within_s=self.settings.worker_batch_s, step=self.step,
-                        on_failure=lambda: self.on_failure, lock=self.lock)
+                        on_failure=lambda: self.on_failure, lock=self.lock,
+                        timeout_s=self.settings.worker_step_timeout_s)
 
     # --- units: restore from / snapshot to the state table ---------------------------------
     def _load(self, unit: str, partition: int) -> None:

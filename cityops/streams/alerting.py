@@ -259,7 +259,7 @@ class AlertWiring:
         await run_steps(stream, name="alerts-engine", size=self.settings.worker_batch_max,
                         within_s=self.settings.worker_batch_s, step=self.step,
                         on_failure=lambda: self.on_failure, lock=self.lock,
-                        on_error=count_error)
+                        on_error=count_error, timeout_s=self.settings.worker_step_timeout_s)
 
     async def step(self, events: list[Any]) -> None:
         self._restore()

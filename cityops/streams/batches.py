@@ -33,23 +33,26 @@ class BatchStream(Protocol):
 async def run_steps(stream: BatchStream, *, name: str, size: int, within_s: float,
                     step: Step, on_failure: Callable[[], OnFailure],
                     lock: asyncio.Lock | None = None,
-                    on_error: Callable[[], None] | None = None) -> None:
+                    on_error: Callable[[], None] | None = None,
+                    timeout_s: float | None = None) -> None:
     """Feed ``stream``'s batches to ``step`` until the stream ends.
 
     ``on_failure`` is looked up per failure (a callable returning the handler), so a test or
-    the worker can swap the handler after the agent started.
+    the worker can swap the handler after the agent started. A step still running after
+    ``timeout_s`` (``CITYOPS_WORKER_STEP_TIMEOUT_S``; the lock wait not counted) fails like
+    one whose delivery failed: a send stuck inside the client never fails by itself.
     """
     async for events in stream.take_events(size, within=within_s):
         try:
             if lock is None:
-                await step(events)
+                await asyncio.wait_for(step(events), timeout_s)
             else:
                 async with lock:
-                    await step(events)
+                    await asyncio.wait_for(step(events), timeout_s)
         except Exception as exc:  # outputs or state not delivered: stop uncommitted
             if on_error is not None:
                 on_error()
             metrics.AGENT_ERRORS.labels(agent=name).inc()
             log.exception("stream.step_failed", agent=name, n=len(events),
-                          error=str(exc)[:200])
+                          error=f"{type(exc).__name__}: {exc}"[:200])
             on_failure()(name, events)

@@ -78,7 +78,8 @@ class ValidationStage:
 
         await run_steps(stream, name=self.name, size=self.settings.worker_batch_max,
                         within_s=self.settings.worker_batch_s, step=step,
-                        on_failure=lambda: self.on_failure)
+                        on_failure=lambda: self.on_failure,
+                        timeout_s=self.settings.worker_step_timeout_s)
 
     async def step(self, events: list[Any], ctx: ValidationContext) -> None:
         """Handle a batch; outputs and dedup entries delivered before the offsets may be

@@ -104,6 +104,49 @@ def test_alert_engine_step_failure_stops_before_acknowledging(
     assert _run_until_stopped(w.agent, stream) == [("alerts-engine", False)]
 
 
+def _hanging(*args: Any, **kwargs: Any) -> Any:
+    """A delivery that never completes (a send stuck in the client: it never fails)."""
+    async def hang(*a: Any, **k: Any) -> None:
+        await asyncio.get_running_loop().create_future()
+    return hang()
+
+
+def _deadline(app_topics: Any) -> tuple[Any, Topics, Settings]:
+    app, topics, settings = app_topics
+    return app, topics, settings.model_copy(update={"worker_step_timeout_s": 0.2})
+
+
+def test_validation_step_whose_delivery_hangs_stops_after_the_step_timeout(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = _deadline(app_topics)
+    st = ValidationStage("footfall", settings, registry, app, topics)
+
+    async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, futures: list[Any]) -> None:
+        futures.append(_hanging())
+
+    st.handle = handle  # type: ignore[method-assign]
+    stream = Stream(_events())
+    assert _run_until_stopped(st.agent, stream) == [("validate-footfall", False)]
+
+
+def test_aggregation_step_that_hangs_stops_after_the_step_timeout(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = _deadline(app_topics)
+    st = AggregationStage("footfall", settings, registry, app, topics)
+    st.step = _hanging  # type: ignore[method-assign]
+    stream = Stream(_events())
+    assert _run_until_stopped(st.agent, stream) == [("aggregate-footfall", False)]
+
+
+def test_alert_engine_step_that_hangs_stops_after_the_step_timeout(
+        app_topics: Any, registry: Registry) -> None:
+    app, topics, settings = _deadline(app_topics)
+    w = AlertWiring(settings, registry, load_rules(None), app, topics.alerts)
+    w.step = _hanging  # type: ignore[method-assign]
+    stream = Stream(_events())
+    assert _run_until_stopped(w.agent, stream) == [("alerts-engine", False)]
+
+
 def test_stop_after_failed_step_exits_for_replay(monkeypatch: pytest.MonkeyPatch) -> None:
     codes: list[int] = []
 
