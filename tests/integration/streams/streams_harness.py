@@ -138,3 +138,16 @@ class Producer:
         self.p.close(10)
 
 
+def uncommitted(bootstrap: str, group: str, topics: list[str]) -> int:
+    """Records of ``topics`` that consumer group ``group`` has not committed yet (its lag)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(t, p) for t in topics
+                 for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = consumer.end_offsets(parts)
+        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in parts)
+    finally:
+        consumer.close()

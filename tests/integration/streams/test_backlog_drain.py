@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from streams_harness import WorkerProc, wait_until
+from streams_harness import WorkerProc, uncommitted, wait_until
 
 from cityops.core.feeds import Envelope, FootfallObserved
 from cityops.core.registry import Registry
@@ -156,20 +156,6 @@ def _assert_equal(got: pd.DataFrame, want: pd.DataFrame, where: str) -> None:
         f"windows differ ({where}):\n{diff}\n{got.shape} vs {want.shape}")
 
 
-def _lag(bootstrap: str, group: str, topics: list[str]) -> int:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(t, p) for t in topics
-                 for p in sorted(consumer.partitions_for_topic(t) or ())]
-        ends = consumer.end_offsets(parts)
-        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in parts)
-    finally:
-        consumer.close()
-
-
 @pytest.mark.parametrize("cadence", CADENCES)
 def test_backlog_drained_by_one_worker_has_no_late_event_and_pandas_windows(
         make_worker: Any, kafka_broker: str, registry: Registry, cadence: str) -> None:
@@ -223,7 +209,7 @@ def test_backlog_drained_by_three_workers_with_a_sigkill_has_no_late_event(
     workers[1].kill()
     client = load_settings(kafka_bootstrap_servers=kafka_broker, topic_prefix=prefix)
     topics = [client.topic(f"{stage}.{f}") for stage in ("raw", "clean") for f in FEEDS]
-    wait_until(lambda: _lag(kafka_broker, client.worker_id, topics) == 0, timeout=900,
+    wait_until(lambda: uncommitted(kafka_broker, client.worker_id, topics) == 0, timeout=900,
                every=2.0, what="the two survivors drained every raw and clean partition")
     drain_s = time.monotonic() - t0
     time.sleep(3)  # the last step's outputs

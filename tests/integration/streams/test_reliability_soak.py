@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streams_harness import WorkerProc, wait_until
+from streams_harness import WorkerProc, uncommitted, wait_until
 
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, load_settings
@@ -78,21 +78,6 @@ def _fd_kinds(pids: list[int]) -> dict[str, int]:
     return dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:8])
 
 
-def _lag(bootstrap: str, group: str, topics: list[str]) -> int:
-    """Records of the raw topics the worker's group has not committed yet."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(t, p) for t in topics
-                 for p in sorted(consumer.partitions_for_topic(t) or ())]
-        ends = consumer.end_offsets(parts)
-        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in parts)
-    finally:
-        consumer.close()
-
-
 def test_soak_at_twenty_times_the_district_rate(make_worker: Any, kafka_broker: str,
                                                registry: Registry, tmp_path: Path) -> None:
     duration_s = float(os.environ.get("CITYOPS_SOAK_S", "600"))
@@ -127,7 +112,7 @@ def test_soak_at_twenty_times_the_district_rate(make_worker: Any, kafka_broker: 
         time.sleep(SAMPLE_S)
         pids = _tree(worker.proc.pid)
         samples.append({"t_s": round(time.monotonic() - t_start), "rss_mb": round(_rss_mb(pids)),
-                        "fds": _fds(pids), "lag": _lag(kafka_broker, client.worker_id, raw),
+                        "fds": _fds(pids), "lag": uncommitted(kafka_broker, client.worker_id, raw),
                         "sent": sum(len(s) for s in sent.values())})
         if time.monotonic() - t_start > duration_s * 3:
             break
@@ -156,4 +141,4 @@ def test_soak_at_twenty_times_the_district_rate(make_worker: Any, kafka_broker: 
     # see docs/reliability.md); the worker keeps up
     assert max(s["rss_mb"] for s in warm) <= 1.5 * warm[0]["rss_mb"] + 100, samples
     assert max(s["fds"] for s in samples) <= 512, samples
-    assert _lag(kafka_broker, client.worker_id, raw) == 0
+    assert uncommitted(kafka_broker, client.worker_id, raw) == 0
