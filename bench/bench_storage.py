@@ -22,11 +22,12 @@ import lz4.frame
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_warehouse import fresh_database  # noqa: E402
 
 from cityops.core.registry import load_registry  # noqa: E402
 from cityops.core.settings import load_settings  # noqa: E402
-from cityops.warehouse.embedded import EmbeddedWarehouse  # noqa: E402
-from cityops.warehouse.migrate import migrate  # noqa: E402
 from cityops.warehouse.rows import event_row  # noqa: E402
 
 #: raw table → (feed's sensor column, rollup tables fed from it)
@@ -45,12 +46,7 @@ def main() -> None:
     registry = load_registry(settings.registry_dir)
     from cityops.ingest.simulate import Simulation
 
-    path = (settings.data_dir / "warehouse-bench-storage").resolve()
-    wh = EmbeddedWarehouse(str(path), database="storage")
-    wh.execute("DROP DATABASE IF EXISTS storage SYNC")
-    wh.close()
-    wh = EmbeddedWarehouse(str(path), database="storage")
-    migrate(wh, timezone=settings.timezone, raw_ttl_days=0, registry=registry)
+    wh = fresh_database(settings, registry, "warehouse-bench-storage", "storage")
     start = datetime(2026, 3, 2, tzinfo=ZoneInfo(settings.timezone))  # an ordinary week
     wire: dict[str, list[bytes]] = {}
     for d in range(args.days):

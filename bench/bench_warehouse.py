@@ -56,15 +56,21 @@ def simulate_days(registry, start: datetime, days: int):
         yield d, rows
 
 
+def fresh_database(settings, registry, folder: str, database: str) -> EmbeddedWarehouse:
+    """An empty, migrated embedded database ``database`` under ``<data dir>/<folder>``."""
+    path = (settings.data_dir / folder).resolve()
+    wh = EmbeddedWarehouse(str(path), database=database)
+    wh.execute(f"DROP DATABASE IF EXISTS {database} SYNC")
+    wh.close()
+    wh = EmbeddedWarehouse(str(path), database=database)
+    migrate(wh, timezone=settings.timezone, raw_ttl_days=0, registry=registry)
+    return wh
+
+
 def bench_embedded(settings, registry, days: int, runs: int) -> tuple[dict, list]:
     from tqdm import tqdm
 
-    path = (settings.data_dir / "warehouse-bench").resolve()
-    wh = EmbeddedWarehouse(str(path), database="bench")
-    wh.execute("DROP DATABASE IF EXISTS bench SYNC")
-    wh.close()
-    wh = EmbeddedWarehouse(str(path), database="bench")
-    migrate(wh, timezone=settings.timezone, raw_ttl_days=0, registry=registry)
+    wh = fresh_database(settings, registry, "warehouse-bench", "bench")
     start = datetime(2026, 1, 20, tzinfo=ZoneInfo(settings.timezone))  # spans Spring Festival
     insert_s, gen_s, total = 0.0, 0.0, 0
     per_table: dict[str, int] = {}
