@@ -2,13 +2,14 @@
 
 Measures, for ``--ids`` ids shaped like the feeds' (``<sensor>:<epoch>``):
 
-* bytes per id (``tracemalloc``) of today's store (``Deduplicator`` over a dict of
-  id → event time, the shape of the Faust memory table, plus its eviction heap) and of
-  ``streams.seen_ids.SeenIds`` (64-bit hashes by event-time bucket) hot (sets) and packed;
+* bytes per id (``tracemalloc``) of a dict of id → event time (the store before compact
+  ids, one changelog record per event) and of ``streams.seen_ids.SeenIds`` (64-bit hashes
+  by event-time bucket) hot (sets) and packed;
 * replay rates on the real broker (``make bench`` starts it): a topic of one small record
-  per id (today's changelog: one write per event) and a topic of packed buckets (1 MB values
-  of 8-byte hashes), each read back from the start by one consumer; restore time after
-  24 h at 20,000 events/s is extrapolated from those measured rates (printed as such).
+  per id (the old changelog) and a topic of the worker's own per-step deltas
+  (``streams.partition_dedup.Delta``, JSON with base64 hashes, 500 ids each), each read back
+  from the start by one consumer, the deltas restored through ``PartitionDedup.restore``;
+  restore time after 24 h at 20,000 events/s is extrapolated from those measured rates.
 
 Run: ``make bench`` or ``.venv/bin/python bench/bench_dedup.py [--ids 1000000]``.
 """
@@ -28,10 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cityops.core.settings import load_settings  # noqa: E402
-from cityops.streams.dedup import Deduplicator  # noqa: E402
+from cityops.streams.partition_dedup import Delta, PartitionDedup  # noqa: E402
 from cityops.streams.seen_ids import SeenIds, id_hash  # noqa: E402
 
-RATE = 20_000  # events/s of the issue's target
+RATE = 20_000  # events/s of the drain goal
+STEP_IDS = 500  # ids per delta: one validation step of CITYOPS_WORKER_BATCH_MAX events
 DAY_S = 86_400
 SENSORS = 500
 
@@ -57,9 +59,9 @@ def memory(n: int) -> dict[str, float]:
     ids = _ids(n)
 
     def today() -> object:
-        d = Deduplicator(DAY_S, {}, evict_every=10**9)
+        d: dict[str, float] = {}
         for eid, ts in ids:
-            d.seen_before(eid, ts)
+            d[eid] = ts
         return d
 
     def hot() -> object:
@@ -98,13 +100,14 @@ def replay(bootstrap: str, n_small: int, n_packed_ids: int) -> dict[str, float]:
     for eid, ts in _ids(n_small):
         prod.send(small, key=eid.encode(), value=repr(ts).encode())
     packed = f"{prefix}.packed"
-    per_msg = (1 << 20) // 8 - 16  # ≈1 MB values
-    s = SeenIds(60)
-    for eid, ts in _ids(n_packed_ids):
-        s.add(id_hash(eid), ts)
-    blob = b"".join(s.packed(b) for b in s.buckets())
-    for off in range(0, len(blob), per_msg * 8):
-        prod.send(packed, key=str(off).encode(), value=blob[off:off + per_msg * 8])
+    state = PartitionDedup(DAY_S)
+    for off, (eid, ts) in enumerate(_ids(n_packed_ids)):
+        state.judge(off, eid, ts)
+        if off % STEP_IDS == STEP_IDS - 1:
+            delta = state.take_delta()
+            assert delta is not None
+            prod.send(packed, key=delta.key(0).encode(),
+                      value=json.dumps(delta.to_state()).encode())
     prod.flush(300)
     prod.close()
 
@@ -115,15 +118,17 @@ def replay(bootstrap: str, n_small: int, n_packed_ids: int) -> dict[str, float]:
         c.assign(parts)
         c.seek_to_beginning()
         ends = c.end_offsets(parts)
-        target = SeenIds(60)
+        deltas: list[Delta] = []
         n = 0
         t = time.perf_counter()
         while any(c.position(tp) < ends[tp] for tp in parts):
             for recs in c.poll(timeout_ms=500).values():
                 for r in recs:
                     if restore:
-                        target.load(n, r.value)  # one bucket per message here
+                        deltas.append(Delta.from_state(json.loads(r.value)))
                     n += 1
+        if restore:
+            PartitionDedup(DAY_S).restore(deltas)
         dt = time.perf_counter() - t
         c.close()
         return dt, n
@@ -155,7 +160,7 @@ def main() -> None:
     day_ids = RATE * DAY_S
     lateness = settings.stream_allowed_lateness_s
     print(f"{'store':<34}{'bytes/id':>10}{'24 h at 20k/s':>16}")
-    for name, key in (("dict of str → float (today)", "dict_str_float_bytes_per_id"),
+    for name, key in (("dict of str → float (old store)", "dict_str_float_bytes_per_id"),
                       ("SeenIds, hot sets", "seen_ids_hot_bytes_per_id"),
                       ("SeenIds, packed uint64", "seen_ids_packed_bytes_per_id")):
         b = float(mem[key])
@@ -166,7 +171,7 @@ def main() -> None:
               f"→ 24 h at 20k/s ({day_ids / 1e9:.2f} G ids) ≈ {per_id:,.0f} s (extrapolated)")
         for horizon in (lateness + 60, lateness + 3600, DAY_S):  # + one bucket / an hour
             ids = RATE * horizon
-            print(f"replay, packed buckets: {rep['packed_ids_per_s']:,} ids/s measured → "
+            print(f"replay, per-step deltas: {rep['packed_ids_per_s']:,} ids/s measured → "
                   f"horizon {horizon:,.0f} s ({ids / 1e6:,.0f} M ids) ≈ "
                   f"{ids / float(rep['packed_ids_per_s']):,.1f} s (extrapolated)")
     print("BENCH dedup " + json.dumps(out))

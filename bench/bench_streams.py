@@ -51,6 +51,7 @@ CITYOPS = str(Path(sys.executable).with_name("cityops"))
 PYSPY = str(Path(sys.executable).with_name("py-spy"))
 MIX = (("footfall", 63), ("parking", 25), ("air", 8), ("incidents", 4))
 RESULTS: list[tuple[str, str, str]] = []  # (part, figure, detail) for BENCHMARKS.md
+PROFILE_OUT: Path | None = None  # --profile-out: where the drain's raw py-spy stacks go
 
 
 def free_port() -> int:
@@ -65,9 +66,21 @@ def report(part: str, figure: str, detail: str = "") -> None:
 
 
 # --- the mix ----------------------------------------------------------------------------------
-def mix(n: int, tag: str, t0: datetime) -> Iterator[tuple[str, bytes, bytes]]:
-    """``n`` valid events (feed, key, value) of the four feeds, event time advancing 50 ms."""
+def event_step_ms() -> float:
+    """Event time between two events of the mix: each footfall counter then reports at its
+    registry cadence (the district's 20 counters every 30 s: about 945 ms), so windows and
+    parking trends hold as many points as in real use and a 1 M backlog spans days."""
     reg = load_registry(load_settings().registry_dir)
+    share = dict(MIX)["footfall"] / sum(s for _f, s in MIX)
+    cadence = min(c.cadence_s for c in reg.counters.values())
+    return 1000.0 * cadence * share / len(reg.counters)
+
+
+def mix(n: int, tag: str, t0: datetime) -> Iterator[tuple[str, bytes, bytes]]:
+    """``n`` valid events (feed, key, value) of the four feeds, event time advancing
+    ``event_step_ms`` per event."""
+    reg = load_registry(load_settings().registry_dir)
+    step_ms = event_step_ms()
     counters = sorted(reg.counters.values(), key=lambda c: c.id)
     carparks = sorted(reg.carparks.values(), key=lambda c: c.id)
     stations = sorted(reg.stations.values(), key=lambda s: s.id)
@@ -76,7 +89,7 @@ def mix(n: int, tag: str, t0: datetime) -> Iterator[tuple[str, bytes, bytes]]:
     statuses = ("reported", "dispatched", "on_scene", "resolved")
     for i in range(n):
         feed = wheel[(i * 37) % len(wheel)]
-        at = (t0 + timedelta(milliseconds=50 * i)).isoformat()
+        at = (t0 + timedelta(milliseconds=step_ms * i)).isoformat()
         eid = f"{tag}-{i}"
         if feed == "footfall":
             c = counters[i % len(counters)]
@@ -110,7 +123,7 @@ def preload(prefix: str, n: int, tag: str) -> Tally:
     settings = load_settings(topic_prefix=prefix)
     prod = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                          linger_ms=20, batch_size=512 * 1024, compression_type="lz4")
-    t0 = datetime.now(UTC) - timedelta(milliseconds=50 * n) - timedelta(hours=1)
+    t0 = datetime.now(UTC) - timedelta(milliseconds=event_step_ms() * n) - timedelta(hours=1)
     tally: Tally = Tally()
     started = time.monotonic()
     for feed, key, value in mix(n, tag, t0):
@@ -329,7 +342,8 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) 
                 if eid not in seen:
                     seen[eid] = now
 
-        events = list(mix(n, tag, datetime.now(UTC) - timedelta(minutes=5)))
+        events = list(mix(n, tag, datetime.now(UTC) - timedelta(minutes=5)
+                          - timedelta(milliseconds=event_step_ms() * n)))
         start = time.monotonic()
         next_poll = start
         for i, (feed, key, value) in enumerate(events):
@@ -385,6 +399,8 @@ def profile(worker: Proc) -> None:
     except OSError:
         report("profile", "py-spy produced no output (ptrace not permitted?)")
         return
+    if PROFILE_OUT is not None:  # the raw folded stacks, for a flame graph or a diff
+        PROFILE_OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
     own: Tally = Tally()
     incl: Tally = Tally()
     total = 0
@@ -457,7 +473,11 @@ def main() -> None:
     ap.add_argument("--only", default="ceiling,drain,latency,scaling",
                     help="comma-separated parts")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--profile-out", type=Path, default=None,
+                    help="also keep the drain's raw py-spy stacks (folded) in this file")
     args = ap.parse_args()
+    global PROFILE_OUT
+    PROFILE_OUT = args.profile_out
     parts = set(args.only.split(","))
     started = datetime.now(UTC)
     print(f"bench_streams: broker {load_settings().bootstrap_servers}, {os.cpu_count()} CPUs, "

@@ -29,7 +29,8 @@ from cityops.streams.alerting import (
     stop_after_failed_step,
 )
 from cityops.streams.app import Topics, now_utc, send_record
-from cityops.streams.batches import run_steps
+from cityops.streams.batches import run_step, run_steps
+from cityops.streams.dispatch import register as deliver_to
 from cityops.streams.durable import DurableTable, OffsetGapGuard, stop_for_replay
 from cityops.streams.feed_aggregators import Aggregator, aggregator_for
 from cityops.streams.pipeline import ORIGIN_HEADER, Origin, ReplayGuard, dead_letter, header_value
@@ -81,6 +82,8 @@ class AggregationStage:
         # not connected to app.on_partitions_revoked yet: with it, the 3-worker backlog test
         # with a SIGKILL lost one report's counts in a few windows (not yet explained)
         app.agent(topics.clean[feed], name=self.name)(self.agent)
+        if settings.worker_direct_dispatch:
+            deliver_to(app, self.clean_topic, self.handle_batch)
 
     async def on_revoked(self, sender: Any, revoked: Any, *, signal: Any = None,
                          **_: Any) -> None:
@@ -110,6 +113,12 @@ class AggregationStage:
                         within_s=self.settings.worker_batch_s, step=self.step,
                         on_failure=lambda: self.on_failure, lock=self.lock,
                         timeout_s=self.settings.worker_step_timeout_s)
+
+    async def handle_batch(self, records: list[Any]) -> bool:
+        """One step over records handed over by ``streams.dispatch``."""
+        return await run_step(records, name=self.name, step=self.step,
+                              on_failure=lambda: self.on_failure, lock=self.lock,
+                              timeout_s=self.settings.worker_step_timeout_s)
 
     # --- units: restore from / snapshot to the state table ---------------------------------
     def _load(self, unit: str, partition: int) -> None:

@@ -39,7 +39,9 @@ from cityops.core.settings import Settings
 from cityops.streams import metrics
 from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError
 from cityops.streams.alerts.rules import INCIDENT_SEVERITY_RANK, RuleSet
-from cityops.streams.batches import run_steps
+from cityops.streams.app import publish, send_record
+from cityops.streams.batches import run_step, run_steps
+from cityops.streams.dispatch import register as deliver_to
 from cityops.streams.durable import EXIT_REPLAY, DurableTable, OffsetGapGuard, stop_for_replay
 from cityops.streams.records import (
     AirQualityIndex,
@@ -50,6 +52,10 @@ from cityops.streams.records import (
 )
 
 log = structlog.get_logger(__name__)
+
+#: engine inputs packed into one record of the input topic (``op: batch``): a step's
+#: observations and heartbeats travel together instead of one record each
+INPUTS_PER_RECORD = 1000
 
 ENGINE_KEY = "engine"
 OPEN_INCIDENT = {"reported", "dispatched", "on_scene"}
@@ -140,26 +146,35 @@ class AlertWiring:
         self.gaps = OffsetGapGuard("alerts-engine", stop_for_replay)
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         app.agent(self.input, name="alerts-engine")(self.agent)
+        if settings.worker_direct_dispatch:
+            deliver_to(app, self.input.get_topic_name(), self.handle_batch)
         app.timer(settings.alert_tick_s)(self.on_timer)
 
     # --- inputs (called from other agents, the timer and the web views) ------------------
     async def _send(self, items: list[dict[str, Any]]) -> list[Any]:
-        """Send inputs; returns their delivery futures."""
-        return [await self.input.send(key=b"engine", value=orjson.dumps(item))
-                for item in items]
+        """Send inputs, up to ``INPUTS_PER_RECORD`` per record (``op: batch``, applied in
+        order as one input); returns their delivery futures."""
+        futures = []
+        for i in range(0, len(items), INPUTS_PER_RECORD):
+            chunk = items[i:i + INPUTS_PER_RECORD]
+            body = chunk[0] if len(chunk) == 1 else {"op": "batch", "items": chunk}
+            futures.append(await publish(self.input, b"engine", orjson.dumps(body)))
+        return futures
 
     async def observe(self, items: list[dict[str, Any]]) -> list[Any]:
         return await self._send(items)
 
-    async def heartbeat(self, source: str, at: datetime, lane: str | None = None) -> Any | None:
+    def heartbeat(self, source: str, at: datetime, lane: str | None = None
+                  ) -> dict[str, Any] | None:
+        """The heartbeat input for a source that reported, or None within
+        ``CITYOPS_HEARTBEAT_EVERY_S`` (event time) of its last one; the caller sends a
+        step's heartbeats together (``observe``)."""
         ts = at.timestamp()
         last = self.last_heartbeat.get(source)
         if last is not None and ts - last < self.settings.heartbeat_every_s and ts >= last:
             return None
         self.last_heartbeat[source] = ts
-        futs = await self._send([{"op": "heartbeat", "source": source, "at": at.isoformat(),
-                                  "lane": lane}])
-        return futs[0]
+        return {"op": "heartbeat", "source": source, "at": at.isoformat(), "lane": lane}
 
     def count_intake(self, feed: str, accepted: int, dead: int) -> None:
         c = self.intake.setdefault(feed, [0, 0])
@@ -219,6 +234,8 @@ class AlertWiring:
 
     def _apply(self, item: dict[str, Any]) -> list[AlertEvent]:
         op = item.get("op")
+        if op == "batch":
+            return [e for one in item["items"] for e in self._apply(one)]
         if op == "observe":
             at = _parse_at(item["at"])
             self._seen(at)
@@ -252,14 +269,22 @@ class AlertWiring:
         if fut is not None and not fut.done():
             fut.set_result((status, body))
 
-    async def agent(self, stream: Any) -> None:
-        def count_error() -> None:
-            self.counts["errors"] += 1
+    def _count_error(self) -> None:
+        self.counts["errors"] += 1
 
+    async def agent(self, stream: Any) -> None:
         await run_steps(stream, name="alerts-engine", size=self.settings.worker_batch_max,
                         within_s=self.settings.worker_batch_s, step=self.step,
                         on_failure=lambda: self.on_failure, lock=self.lock,
-                        on_error=count_error, timeout_s=self.settings.worker_step_timeout_s)
+                        on_error=self._count_error,
+                        timeout_s=self.settings.worker_step_timeout_s)
+
+    async def handle_batch(self, records: list[Any]) -> bool:
+        """One step over records handed over by ``streams.dispatch``."""
+        return await run_step(records, name="alerts-engine", step=self.step,
+                              on_failure=lambda: self.on_failure, lock=self.lock,
+                              on_error=self._count_error,
+                              timeout_s=self.settings.worker_step_timeout_s)
 
     async def step(self, events: list[Any]) -> None:
         self._restore()
@@ -280,8 +305,7 @@ class AlertWiring:
             except Exception as exc:  # one bad input never stops the engine
                 self.counts["errors"] += 1
                 log.warning("alerts.bad_input", offset=off, error=str(exc)[:200])
-        futures = [await self.alerts_topic.send(key=e.key(), value=e.to_json())
-                   for e in produced]
+        futures = [await send_record(self.alerts_topic, e) for e in produced]
         if futures:
             await asyncio.gather(*futures)
         for e in produced:

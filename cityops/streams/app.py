@@ -11,6 +11,7 @@ No exception escapes an agent: an unexpected one dead-letters the record (reason
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ import structlog
 from cityops.core import topics as topic_names
 from cityops.core.kafka_security import ssl_context, uses_sasl, uses_tls
 from cityops.core.settings import FEEDS, Settings
+from cityops.streams import dispatch
 
 log = structlog.get_logger(__name__)
 
@@ -54,86 +56,6 @@ def _tune_consumer_fetch_wait(wait_ms: int) -> None:
     driver.aiokafka = shim  # type: ignore[assignment]
 
 
-def _one_flow_wait_per_fetch() -> None:
-    """One flow-control wait per fetched batch instead of one per message.
-
-    Faust's ``Consumer._drain_messages`` (faust-streaming 0.15.3) delivers every message as
-    ``await self.wait_first(callback(message), self.suspend_flow.wait())``: two tasks, an
-    ``asyncio.wait`` and the cancellation of the loser per message, which profiles as the
-    largest single cost of the worker before any of our code runs. Here the same loop body
-    runs inside one ``wait_first`` per fetched batch: a rebalance (``suspend_flow``) still
-    abandons delivery at once, the messages not yet delivered keep their read offset (so
-    they are fetched again), and ``getmany``'s own checks between messages (flow active,
-    consumer generation) still run per message. Offsets, gaps and commits are unchanged;
-    ``streams.durable.OffsetGapGuard`` still checks every record an agent receives.
-    """
-    import asyncio
-
-    from faust.transport import consumer as fconsumer
-
-    base = fconsumer.Consumer
-    if getattr(base, "_cityops_batch_drain", False):
-        return
-
-    async def _drain_messages(self: Any, fetcher: Any) -> None:
-        callback = self.callback
-        getmany = self.getmany
-        consumer_should_stop = self._stopped.is_set
-        fetcher_should_stop = fetcher._stopped.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
-        set_flag = self.diag.set_flag
-        unset_flag = self.diag.unset_flag
-        commit_every = self._commit_every
-        acks_enabled_for = self.app.topics.acks_enabled_for
-
-        async def deliver(ait: Any) -> None:
-            since_yield = 0
-            async for tp, message in ait:
-                since_yield += 1
-                if since_yield > 100:
-                    await asyncio.sleep(0)
-                    since_yield = 0
-                offset = message.offset
-                r_offset = get_read_offset(tp)
-                if r_offset is None or offset >= r_offset:
-                    gap = offset - (r_offset or 0)
-                    if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, r_offset + 1, offset)
-                    if commit_every is not None and self._n_acked >= commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    await callback(message)
-                    set_read_offset(tp, offset)
-
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                set_flag(fconsumer.CONSUMER_FETCHING)
-                ait = getmany(timeout=1.0)
-                await self.sleep(0)
-                if not self.should_stop:
-                    await self.wait_first(deliver(ait), self.suspend_flow.wait())
-                unset_flag(fconsumer.CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                self.log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                self.log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
-            raise
-        finally:
-            unset_flag(fconsumer.CONSUMER_FETCHING)
-
-    base._drain_messages = _drain_messages  # type: ignore[method-assign]
-    base._cityops_batch_drain = True  # type: ignore[attr-defined]
-
-
 def faust_credentials(settings: Settings) -> Any:
     """``broker_credentials`` for ``faust.App`` (None on PLAINTEXT): SASL/SCRAM and TLS."""
     if settings.kafka_security_protocol == "PLAINTEXT":
@@ -150,7 +72,7 @@ def faust_credentials(settings: Settings) -> Any:
 def make_app(settings: Settings) -> faust.App:
     """A Faust app configured from settings (memory store, raw bytes, acks=all)."""
     _tune_consumer_fetch_wait(settings.worker_fetch_max_wait_ms)
-    _one_flow_wait_per_fetch()
+    dispatch.install(settings.worker_batch_max)
     data = (settings.data_dir / "worker" / settings.worker_id).resolve()
     data.mkdir(parents=True, exist_ok=True)
     return faust.App(
@@ -166,6 +88,8 @@ def make_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.topic_replication,
         producer_acks=-1,
         producer_max_request_size=settings.kafka_max_batch_bytes,
+        producer_linger=settings.worker_producer_linger_ms / 1000.0,
+        producer_max_batch_size=settings.worker_producer_batch_bytes,
         broker_commit_interval=settings.worker_commit_interval_s,
         broker_session_timeout=settings.worker_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 4),
@@ -209,6 +133,51 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
     )
 
 
+def _as_bytes(data: bytes | str | None) -> bytes | None:
+    return data.encode() if isinstance(data, str) else data
+
+
+async def publish(topic: Any, key: bytes | str | None, value: bytes | str,
+                  headers: list[tuple[str, bytes]] | None = None) -> Any:
+    """Hand one record to the worker's producer; returns its delivery future.
+
+    Straight to the transport producer rather than ``Topic.send``: Faust's channel path (a
+    ``FutureMessage``, its callbacks and sensors per record) cost more CPU per record than
+    validating it. Partitioning (murmur2 of the key, as Faust leaves it to aiokafka), the
+    raw bytes and ``acks=all`` are the same; the caller awaits the future before its input
+    offsets are acknowledged.
+    """
+    return await topic.app.producer.send(topic.get_topic_name(), _as_bytes(key),
+                                         _as_bytes(value), None, None, headers)
+
+
 async def send_record(topic: Any, record: Any) -> Any:
     """Publish a derived record (JSON, keyed); returns the delivery future."""
-    return await topic.send(key=record.key(), value=record.to_json())
+    return await publish(topic, record.key(), record.to_json())
+
+
+class Outbox:
+    """One step's outputs, handed to the producer together and then awaited together."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Any, bytes | str | None, bytes | str,
+                               list[tuple[str, bytes]] | None]] = []
+        self.futures: list[Any] = []  # delivery futures of records already handed over
+        self.inputs: list[dict[str, Any]] = []  # alert-engine inputs (heartbeats) of the step
+
+    def add(self, topic: Any, key: bytes | str | None, value: bytes | str,
+            headers: list[tuple[str, bytes]] | None = None) -> None:
+        self.items.append((topic, key, value, headers))
+
+    def record(self, topic: Any, record: Any) -> None:
+        self.add(topic, record.key(), record.to_json())
+
+    async def deliver(self) -> None:
+        """Send every record (in the order added), then wait until all are acknowledged;
+        raises if any delivery failed."""
+        items, self.items = self.items, []
+        for topic, key, value, headers in items:
+            self.futures.append(await publish(topic, key, value, headers))
+        futures, self.futures = self.futures, []
+        if futures:
+            await asyncio.gather(*futures)

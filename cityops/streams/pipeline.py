@@ -6,11 +6,11 @@ without a broker.
 
 Replay safety, in short (see docs/streams.md):
 
-* stage 1 (``raw.<feed>`` → ``clean.<feed>``) remembers, per ``event_id``, the raw
-  partition:offset where it was first seen. A record at the *same* offset again is a replay
-  after a restart (offsets not yet committed): it is re-published, not called a duplicate.
-  A record with a known ``event_id`` at a *different* offset is a duplicate: dead-lettered
-  with reason ``duplicate``.
+* stage 1 (``raw.<feed>`` → ``clean.<feed>``) remembers, per raw partition, the highest
+  offset it decided and which offsets were duplicates (``streams.partition_dedup``). A record
+  at or below that offset again is a replay after a restart (offsets not yet committed): it
+  is re-published, or dead-lettered again if it was a duplicate. A new record with a known
+  ``event_id`` is a duplicate: dead-lettered with reason ``duplicate``.
 * stage 2 (``clean.<feed>`` → aggregates) keeps, per aggregation key and inside the same
   snapshot as the key's window state, the highest raw offset applied per raw partition.
   Clean records carry their raw origin in a header; one applied already is skipped. State
@@ -21,7 +21,6 @@ Replay safety, in short (see docs/streams.md):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -145,53 +144,6 @@ def dead_letter(feed: str, raw: bytes, key: bytes | None, origin: Origin, reason
         source_topic=origin.topic, source_partition=origin.partition,
         source_offset=origin.offset, key_text=key_text, received_at=received_at,
         stage="stream")
-
-
-class OriginStore(MutableMapping[str, Any]):
-    """A dedup store (for ``Deduplicator``) that also remembers where each id was first seen.
-
-    Wraps any mapping (a Faust table in the worker, a dict in tests). Values are stored as
-    ``{"v": <deduplicator's value>, "o": "partition:offset"}``; reads return the
-    deduplicator's value unchanged, so the deduplicator never sees the difference. Set
-    ``current`` to the record being processed before calling the deduplicator.
-    """
-
-    def __init__(self, backing: MutableMapping[str, Any],
-                 on_delete: Callable[[str, int], None] | None = None) -> None:
-        self.backing = backing
-        self.current: tuple[int, int] | None = None
-        self.on_delete = on_delete  # told the origin partition before a key is deleted
-
-    def origin(self, key: str) -> tuple[int, int] | None:
-        cell = self.backing.get(key)
-        if isinstance(cell, dict) and "o" in cell:
-            return Origin.parse_header(cell["o"])
-        return None
-
-    def __getitem__(self, key: str) -> Any:
-        cell = self.backing[key]
-        return cell["v"] if isinstance(cell, dict) and "v" in cell else cell
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        prev = self.backing.get(key)
-        origin = (f"{self.current[0]}:{self.current[1]}" if self.current is not None
-                  else (prev or {}).get("o") if isinstance(prev, dict) else None)
-        self.backing[key] = {"v": value, "o": origin}
-
-    def __delitem__(self, key: str) -> None:
-        origin = self.origin(key)
-        if origin is not None and self.on_delete is not None:
-            self.on_delete(key, origin[0])
-        del self.backing[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self.backing.keys()))
-
-    def __len__(self) -> int:
-        return len(self.backing)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.backing
 
 
 @dataclass

@@ -1,37 +1,37 @@
 """The validation stage of one feed: ``raw.<feed>`` → ``clean.<feed>`` / ``dlq``.
 
 Decode + validate (``core.contract.decode_event`` through ``pipeline.judge``) → dead letters
-to ``dlq`` (reason, raw bytes, topic, partition, offset) → dedup by ``event_id`` in the
-changelog-backed table ``dedup-<feed>`` → enrich from the registry → ``clean.<feed>``, keyed by
+to ``dlq`` (reason, raw bytes, topic, partition, offset) → dedup by ``event_id`` per raw
+partition (``streams.partition_dedup``: compact hashes, one changelog delta per partition per
+step in the table ``seen-<feed>``) → enrich from the registry → ``clean.<feed>``, keyed by
 the aggregation key (zone / car park / station), with the raw origin and the enrichment in
-headers. Every output and dedup-table write of a step is delivered before the step's offsets
-are acknowledged (``streams.batches``).
+headers. Every output and dedup delta of a step is delivered before the step's offsets are
+acknowledged (``streams.batches``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import faust
 import structlog
 
+from cityops.core import topics as topic_names
 from cityops.core.feeds import ValidationContext
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
 from cityops.streams import metrics
 from cityops.streams.alerting import AlertWiring, stop_after_failed_step
-from cityops.streams.app import Topics, now_utc, send_record
-from cityops.streams.batches import run_steps
-from cityops.streams.dedup import Deduplicator
+from cityops.streams.app import Outbox, Topics, now_utc
+from cityops.streams.batches import run_step, run_steps
+from cityops.streams.dispatch import register as deliver_to
 from cityops.streams.durable import DurableTable, OffsetGapGuard, stop_for_replay
+from cityops.streams.partition_dedup import Delta, PartitionDedup, Verdict
 from cityops.streams.pipeline import (
     ENRICH_HEADER,
     ORIGIN_HEADER,
     Origin,
-    OriginStore,
     aggregation_key,
     dead_letter,
     enrich_header,
@@ -53,22 +53,43 @@ class ValidationStage:
         self.registry = registry
         self.topics = topics
         self.alerting = alerting
-        self.table = app.Table(f"dedup-{feed}", default=None,
+        self.table = app.Table(f"seen-{feed}", default=None,
                                partitions=settings.topic_partitions)
         self.durable = DurableTable(self.table)
-        self.store = OriginStore(self.durable, on_delete=self._delete_partition)
-        self.dedup = Deduplicator(settings.stream_dedup_horizon_s, self.store)
+        self.dedups: dict[int, PartitionDedup] = {}  # raw partition → its dedup state
+        self.raw_topic = settings.topic(topic_names.raw(feed))
         self.counts = {"in": 0, "clean": 0, "dead": 0, "duplicate": 0, "replayed": 0}
         self.gaps = OffsetGapGuard(self.name, stop_for_replay)
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
+        self._ctx: ValidationContext | None = None
         app.agent(topics.raw[feed], name=self.name)(self.agent)
-
-    def _delete_partition(self, key: str, partition: int) -> None:
-        # an evicted id's tombstone goes to the partition its entry was written to
-        self.durable.partition = partition
+        if settings.worker_direct_dispatch:
+            deliver_to(app, self.raw_topic, self.handle_batch)
 
     def ctx(self) -> ValidationContext:
         return ValidationContext.from_settings(self.settings, self.registry)
+
+    def reassigned(self, partitions: set[tuple[str, int]]) -> None:
+        """Raw partitions newly assigned to this worker: their dedup state is rebuilt from the
+        table on first use (the changelog holds what another worker decided meanwhile)."""
+        for topic, partition in partitions:
+            if topic == self.raw_topic:
+                self.dedups.pop(partition, None)
+
+    def dedup(self, partition: int) -> PartitionDedup:
+        """The partition's dedup state, restored from its deltas in the table if need be."""
+        state = self.dedups.get(partition)
+        if state is None:
+            state = PartitionDedup(self.settings.stream_dedup_horizon_s,
+                                   self.settings.stream_dedup_bucket_s)
+            prefix = f"{partition}/"
+            state.restore([Delta.from_state(v) for k, v in self.durable.items()
+                           if k.startswith(prefix) and isinstance(v, dict)])
+            self.dedups[partition] = state
+            if len(state):
+                log.info("stream.dedup_restored", feed=self.feed, partition=partition,
+                         ids=len(state), hw=state.hw)
+        return state
 
     async def agent(self, stream: Any) -> None:
         ctx = self.ctx()
@@ -81,68 +102,95 @@ class ValidationStage:
                         on_failure=lambda: self.on_failure,
                         timeout_s=self.settings.worker_step_timeout_s)
 
+    async def handle_batch(self, records: list[Any]) -> bool:
+        """One step over records handed over by ``streams.dispatch``."""
+        ctx = self._ctx = self._ctx or self.ctx()
+
+        async def step(events: list[Any]) -> None:
+            await self.step(events, ctx)
+
+        return await run_step(records, name=self.name, step=step,
+                              on_failure=lambda: self.on_failure,
+                              timeout_s=self.settings.worker_step_timeout_s)
+
     async def step(self, events: list[Any], ctx: ValidationContext) -> None:
-        """Handle a batch; outputs and dedup entries delivered before the offsets may be
+        """Handle a batch; outputs and dedup deltas delivered before the offsets may be
         committed (if not, the worker exits uncommitted and the restart replays)."""
-        futures: list[Any] = []
+        out = Outbox()
+        touched: set[int] = set()
+        received = now_utc()
+        metrics.EVENTS_IN.labels(feed=self.feed).inc(len(events))
+        clean_before = self.counts["clean"]
         for event in events:
             msg = event.message
             self.gaps.check(msg.topic, msg.partition, msg.offset)
             origin = Origin(msg.topic, msg.partition, msg.offset)
             raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+            touched.add(msg.partition)
             try:
-                await self.handle(raw, msg.key, origin, ctx, futures)
+                await self.handle(raw, msg.key, origin, ctx, out, received)
             except Exception as exc:  # never let one record end the stream
                 metrics.AGENT_ERRORS.labels(agent=self.name).inc()
                 log.exception("stream.validate_error", feed=self.feed, origin=str(origin))
-                with contextlib.suppress(Exception):
-                    futures.append(await send_record(self.topics.dlq, dead_letter(
-                        self.feed, raw, msg.key, origin, "invalid",
-                        f"internal: {type(exc).__name__}: {exc}", "", now_utc())))
-        await asyncio.gather(*futures)
+                self.dedup(origin.partition).skip(origin.offset)
+                out.record(self.topics.dlq, dead_letter(
+                    self.feed, raw, msg.key, origin, "invalid",
+                    f"internal: {type(exc).__name__}: {exc}", "", now_utc()))
+        for partition in sorted(touched):
+            self.write_delta(partition)
+        if out.inputs and self.alerting is not None:
+            out.futures.extend(await self.alerting.observe(out.inputs))
+        await out.deliver()
+        metrics.EVENTS_OUT.labels(feed=self.feed).inc(self.counts["clean"] - clean_before)
         await self.durable.drain()
 
+    def write_delta(self, partition: int) -> None:
+        """The step's dedup changes in ``partition``: one changelog record, and tombstones
+        for the deltas now wholly behind the horizon."""
+        state = self.dedup(partition)
+        delta = state.take_delta()
+        if delta is not None:
+            self.durable.set_at(delta.key(partition), delta.to_state(), partition)
+        for lo in state.expired():
+            self.durable.delete_at(f"{partition}/{lo}", partition)
+
     async def handle(self, raw: bytes, key: bytes | None, origin: Origin,
-                     ctx: ValidationContext, futures: list[Any]) -> None:
+                     ctx: ValidationContext, out: Outbox, received: Any) -> None:
         self.counts["in"] += 1
-        metrics.EVENTS_IN.labels(feed=self.feed).inc()
-        received = now_utc()
         judged = judge(self.feed, raw, key, origin, ctx,
                        max_bytes=self.settings.max_message_bytes, received_at=received)
         if judged.dead is not None:
+            self.dedup(origin.partition).skip(origin.offset)
             self.counts["dead"] += 1
             metrics.DEAD_LETTERS.labels(feed=self.feed, reason=judged.dead.reason).inc()
-            futures.append(await send_record(self.topics.dlq, judged.dead))
+            out.record(self.topics.dlq, judged.dead)
             if self.alerting is not None:
                 self.alerting.count_intake(self.feed, 0, 1)
             return
         ev = judged.event
         assert ev is not None
-        here = (origin.partition, origin.offset)
-        self.store.current = here
-        self.durable.partition = origin.partition
-        if self.store.origin(ev.event_id) == here:
-            # the same record again: a replay after a restart, not a duplicate
-            self.counts["replayed"] += 1
-            metrics.REPLAYED.labels(stage="validate", feed=self.feed).inc()
-        elif self.dedup.seen_before(ev.event_id, ev.event_time):
+        verdict = self.dedup(origin.partition).judge(origin.offset, ev.event_id,
+                                                     ev.event_time.timestamp())
+        if verdict is Verdict.DUPLICATE:
             self.counts["duplicate"] += 1
             metrics.DUPLICATES.labels(feed=self.feed).inc()
             metrics.DEAD_LETTERS.labels(feed=self.feed, reason="duplicate").inc()
-            futures.append(await send_record(self.topics.dlq, dead_letter(
+            out.record(self.topics.dlq, dead_letter(
                 self.feed, raw, key, origin, "duplicate",
                 f"event_id {ev.event_id} already seen within "
-                f"{self.settings.stream_dedup_horizon_s:.0f} s", "event_id", received)))
+                f"{self.settings.stream_dedup_horizon_s:.0f} s", "event_id", received))
             return
+        if verdict is Verdict.REPLAYED:  # the same record again after a restart: re-publish
+            self.counts["replayed"] += 1
+            metrics.REPLAYED.labels(stage="validate", feed=self.feed).inc()
         headers = [(ORIGIN_HEADER, origin.header()),
                    (ENRICH_HEADER, enrich_header(enrichment(ev, self.registry)))]
-        futures.append(await self.topics.clean[self.feed].send(
-            key=aggregation_key(ev).encode(), value=ev.to_json(), headers=headers))
+        out.add(self.topics.clean[self.feed], aggregation_key(ev).encode(), ev.to_json(),
+                headers)
         self.counts["clean"] += 1
-        metrics.EVENTS_OUT.labels(feed=self.feed).inc()
         if self.alerting is not None:
             self.alerting.count_intake(self.feed, 1, 0)
-            fut = await self.alerting.heartbeat(ev.source, ev.event_time,
-                                                f"{origin.topic}/{origin.partition}")
-            if fut is not None:
-                futures.append(fut)
+            beat = self.alerting.heartbeat(ev.source, ev.event_time,
+                                           f"{origin.topic}/{origin.partition}")
+            if beat is not None:
+                out.inputs.append(beat)

@@ -97,6 +97,8 @@ class StreamsWorker:
         guards += [s.gaps for s in self.aggregation.values()]
         for guard in [*guards, self.alerting.gaps]:
             guard.forget(fresh)
+        for stage in self.validation.values():
+            stage.reassigned(fresh)
 
     async def _start_webhooks(self) -> None:
         if self.webhooks is not None:

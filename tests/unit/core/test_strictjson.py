@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
+from cityops.core import strictjson
 from cityops.core.contract import Rejection, decode_event
 from cityops.core.strictjson import StrictJSONError, loads_strict
 
@@ -46,3 +48,24 @@ def test_decode_event_names_the_duplicate_key() -> None:
     result = decode_event("footfall", raw)
     assert isinstance(result, Rejection) and result.reason == "duplicate_key"
     assert "entries" in result.detail
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"a": 1, "b" : {"c": [1, {"d": 2}]}, "e": "x\\":y"}',  # escaped quote: slow path
+    b'{"a": "colon \\" : inside", "a": 2}',
+    b'{"a": "has \\":\\" too"}',
+    b'{"a" :1,"b"\t:2, "c"\n: "\\u0041"}',
+    b'{"a": "text with \\": in it", "b": 1}',
+    b'{"k": 1, "k" : 2}',
+    b'{"v": "no backslash ": here", "w": 1}',
+    b'{"x": {"y": {"z": 1}}, "x" :0}',
+])
+def test_fast_key_count_agrees_with_the_exact_parse(raw: bytes) -> None:
+    """Records without a backslash take a cheaper key scan; it must refuse and accept
+    exactly what the exact parser does."""
+    def outcome(fn: Any) -> Any:
+        try:
+            return ("ok", fn(raw))
+        except StrictJSONError as exc:
+            return ("refused", exc.reason)
+    assert outcome(loads_strict) == outcome(strictjson._exact)

@@ -78,8 +78,9 @@ def test_validation_step_whose_outputs_fail_stops_before_acknowledging(
     app, topics, settings = app_topics
     st = ValidationStage("footfall", settings, registry, app, topics)
 
-    async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, futures: list[Any]) -> None:
-        futures.append(_failing())
+    async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, out: Any,
+                     received: Any) -> None:
+        out.futures.append(_failing())
 
     st.handle = handle  # type: ignore[method-assign]
     stream = Stream(_events())
@@ -121,8 +122,9 @@ def test_validation_step_whose_delivery_hangs_stops_after_the_step_timeout(
     app, topics, settings = _deadline(app_topics)
     st = ValidationStage("footfall", settings, registry, app, topics)
 
-    async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, futures: list[Any]) -> None:
-        futures.append(_hanging())
+    async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, out: Any,
+                     received: Any) -> None:
+        out.futures.append(_hanging())
 
     st.handle = handle  # type: ignore[method-assign]
     stream = Stream(_events())

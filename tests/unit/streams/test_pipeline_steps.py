@@ -10,10 +10,8 @@ from cityops.core.feeds import ValidationContext
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
 from cityops.streams.alerting import incident_observation, observations_from
-from cityops.streams.dedup import Deduplicator
 from cityops.streams.pipeline import (
     Origin,
-    OriginStore,
     ReplayGuard,
     aggregation_key,
     enrichment,
@@ -58,36 +56,6 @@ def test_valid_record_is_keyed_by_zone_and_enriched_with_area(
     assert aggregation_key(judged.event) == "jfb_square"
     assert enrichment(judged.event, registry)["zone_area_m2"] == registry.zones[
         "jfb_square"].area_m2
-
-
-def test_same_offset_again_is_a_replay_other_offset_is_a_duplicate() -> None:
-    backing: dict = {}
-    store = OriginStore(backing)
-    dedup = Deduplicator(3600, store)
-    store.current = (0, 10)
-    assert store.origin("e1") is None
-    assert dedup.seen_before("e1", NOW) is False
-    assert store.origin("e1") == (0, 10)  # the first sighting's partition:offset
-    assert backing["e1"]["v"] == NOW.timestamp() and store["e1"] == NOW.timestamp()
-    # a restart re-reads offset 10: the caller sees origin == here and re-publishes
-    store.current = (0, 10)
-    assert store.origin("e1") == (0, 10)
-    # a producer retry at offset 15 is a duplicate
-    store.current = (0, 15)
-    assert dedup.seen_before("e1", NOW) is True
-    assert store.origin("e1") == (0, 10)
-
-
-def test_evicting_an_id_reports_the_partition_it_was_written_to() -> None:
-    told: list[tuple[str, int]] = []
-    store = OriginStore({}, on_delete=lambda k, p: told.append((k, p)))
-    dedup = Deduplicator(60, store)
-    store.current = (1, 5)
-    dedup.seen_before("old", NOW - timedelta(hours=1))
-    store.current = (2, 6)
-    dedup.seen_before("new", NOW)
-    assert dedup.evict() == 1
-    assert told == [("old", 1)] and list(store) == ["new"]
 
 
 def test_replay_guard_skips_what_a_key_already_applied_per_raw_partition() -> None:

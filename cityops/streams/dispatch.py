@@ -1,0 +1,177 @@
+"""Fetched batches go straight to the stages' steps, past Faust's per-message machinery.
+
+Faust (faust-streaming 0.15.3) delivers each fetched message through the conductor, a
+channel queue, the stream iterator with its sensors and ``take_events``' buffer, and acks
+it through the stream again: tens of microseconds of Python per message before any of our
+code runs, which profiled as the larger part of the worker. Faust still does everything
+else here: group membership, assignment, fetching, offsets and commits, tables and their
+recovery, timers and the web server; the agents stay registered (so their topics are
+subscribed and acked), they just receive nothing.
+
+``install()`` replaces ``Consumer._drain_messages`` with the same loop, plus:
+
+* **one flow-control wait per fetched batch** instead of per message (``wait_first`` of the
+  delivery and ``suspend_flow``: two tasks, an ``asyncio.wait`` and a cancellation each);
+* **batches by topic**: a message of a topic with a registered handler (``register``) is
+  tracked as Faust's conductor would (``_unacked_messages``) and collected; at the end of
+  the fetched batch (or at ``CITYOPS_WORKER_BATCH_MAX``) each topic's records go to its
+  handler, the stages running side by side. A message is acknowledged only after its
+  handler returned True (outputs and state delivered); a failed step's handler has already
+  stopped the worker for a replay (``alerting.stop_after_failed_step``);
+* **a rebalance never cuts a step in half**: if ``suspend_flow`` cancels the delivery while
+  steps run, they finish first (a step's outputs, state and replay marks must agree) and
+  their records are acknowledged; records collected but not yet handed over are dropped
+  from the unacked set (they are fetched again from the committed offset). One lock keeps
+  a cancelled delivery's steps and the next delivery's from overlapping.
+
+Messages of other topics (table changelogs in recovery) go to Faust's own callback, as
+before. ``streams.durable.OffsetGapGuard`` still checks every record a step receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cityops.streams.batches import Delivered
+
+Handler = Callable[[list[Delivered]], Awaitable[bool]]
+
+_HANDLERS = "_cityops_handlers"
+
+
+def register(app: Any, topic: str, handler: Handler) -> None:
+    """Send ``topic``'s fetched records to ``handler`` (a stage's whole step)."""
+    handlers = getattr(app, _HANDLERS, None)
+    if handlers is None:
+        handlers = {}
+        setattr(app, _HANDLERS, handlers)
+    handlers[topic] = handler
+
+
+def handlers_of(app: Any) -> dict[str, Handler]:
+    return dict(getattr(app, _HANDLERS, None) or {})
+
+
+def install(batch_max: int) -> None:
+    """Patch Faust's consumer loop (idempotent; the last ``batch_max`` wins)."""
+    from faust.transport import consumer as fconsumer
+
+    base = fconsumer.Consumer
+    base._cityops_batch_max = max(1, batch_max)  # type: ignore[attr-defined]
+    if getattr(base, "_cityops_dispatch", False):
+        return
+    base._drain_messages = _drain_messages  # type: ignore[method-assign]
+    base._cityops_dispatch = True  # type: ignore[attr-defined]
+
+
+async def _run(handlers: dict[str, Handler], batches: dict[str, list[Any]],
+               ack: Callable[[Any], Any], forget: Callable[[Any], Any]) -> None:
+    """Hand each topic's records to its handler, side by side; acknowledge what was
+    delivered. Cancelled (a rebalance), the steps still finish before this returns."""
+    topics = list(batches)
+    jobs = [asyncio.ensure_future(handlers[t]([Delivered(m, m.value) for m in batches[t]]))
+            for t in topics]
+    gathered = asyncio.gather(*jobs, return_exceptions=True)
+    try:
+        results = await asyncio.shield(gathered)
+    except asyncio.CancelledError:
+        results = await gathered
+        _settle(topics, batches, results, ack, forget)
+        raise
+    _settle(topics, batches, results, ack, forget)
+
+
+def _settle(topics: list[str], batches: dict[str, list[Any]], results: list[Any],
+            ack: Callable[[Any], Any], forget: Callable[[Any], Any]) -> None:
+    for topic, ok in zip(topics, results, strict=True):
+        for message in batches[topic]:
+            if ok is True:
+                ack(message)
+            else:  # never acknowledged: the restart (or the next fetch) replays it
+                forget(message)
+
+
+async def _drain_messages(self: Any, fetcher: Any) -> None:
+    from faust.transport import consumer as fconsumer
+
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = self._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    set_flag = self.diag.set_flag
+    unset_flag = self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    handlers = handlers_of(self.app)
+    batch_max: int = self._cityops_batch_max
+    unacked = self._unacked_messages
+    ack = self.ack
+    acquire_flow = self.app.flow_control.acquire
+    steps_lock = asyncio.Lock()
+
+    async def run(batches: dict[str, list[Any]]) -> None:
+        async with steps_lock:
+            await acquire_flow()
+            for msgs in batches.values():
+                for m in msgs:
+                    unacked.add(m)
+            await _run(handlers, batches, ack, unacked.discard)
+
+    async def deliver(ait: Any) -> None:
+        since_yield = 0
+        batches: dict[str, list[Any]] = {}
+        async for tp, message in ait:
+            since_yield += 1
+            if since_yield > 100:
+                await asyncio.sleep(0)
+                since_yield = 0
+            offset = message.offset
+            r_offset = get_read_offset(tp)
+            if r_offset is None or offset >= r_offset:
+                gap = offset - (r_offset or 0)
+                if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                    await self._add_gap(tp, r_offset + 1, offset)
+                if commit_every is not None and self._n_acked >= commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                if message.topic in handlers:
+                    # read offsets move as messages are taken, as Faust's own loop does (a
+                    # seek after a rebalance resets them, so nothing taken is skipped)
+                    set_read_offset(tp, offset)
+                    batch = batches.setdefault(message.topic, [])
+                    batch.append(message)
+                    if len(batch) >= batch_max:
+                        await run({message.topic: batches.pop(message.topic)})
+                    continue
+                await callback(message)
+                set_read_offset(tp, offset)
+        if batches:
+            await run(batches)
+
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(fconsumer.CONSUMER_FETCHING)
+            ait = getmany(timeout=1.0)
+            await self.sleep(0)
+            if not self.should_stop:
+                await self.wait_first(deliver(ait), self.suspend_flow.wait())
+            unset_flag(fconsumer.CONSUMER_FETCHING)
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(fconsumer.CONSUMER_FETCHING)

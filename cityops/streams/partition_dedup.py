@@ -1,0 +1,160 @@
+"""Dedup of one raw partition by ``event_id``, kept as compact hashes and logged per step.
+
+Producers retry and at-least-once delivery replays, so the same ``event_id`` can arrive more
+than once. A partition's memory is a ``SeenIds`` (8-byte hashes in event-time buckets) plus
+two facts that make a replay recognisable without storing every id's origin:
+
+* ``hw``: the highest offset already decided. A record at or below it is the same record
+  again (a restart or a rebalance replays the uncommitted tail), not a new sighting;
+* ``dups``: the offsets, within the horizon, that were judged duplicates. A replayed
+  duplicate is a duplicate again; any other replayed record is re-published (downstream
+  stages drop what they already applied by its raw origin).
+
+Ids are forgotten a whole bucket at a time once their event time is ``horizon_s`` behind the
+newest event time seen: the horizon only has to cover producer retries and the allowed
+lateness; the warehouse's ``ReplacingMergeTree`` tables already make a later copy harmless.
+
+Changes are written as one ``Delta`` per step (not one changelog record per event): the new
+hashes by bucket, the duplicate offsets and the offset range, under a key of its own. A
+restart rebuilds the partition from its deltas (``load``); deltas wholly behind the horizon
+are deleted (``expired``), except the newest, which carries ``hw``.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from cityops.streams.seen_ids import SeenIds, id_hash
+
+
+class Verdict(Enum):
+    NEW = "new"  # first sighting: publish
+    DUPLICATE = "duplicate"  # seen before (or a replay of a record judged so): dead-letter
+    REPLAYED = "replayed"  # the same record again after a restart: publish again
+
+
+@dataclass
+class Delta:
+    """What one step changed in one partition (a changelog value, JSON-encodable)."""
+
+    lo: int
+    hi: int
+    ids: dict[int, list[int]] = field(default_factory=dict)  # bucket → new hashes
+    dups: list[int] = field(default_factory=list)
+    newest: float = 0.0  # the partition's newest event time after this step
+
+    def key(self, partition: int) -> str:
+        return f"{partition}/{self.lo}"
+
+    def to_state(self) -> dict[str, Any]:
+        return {"lo": self.lo, "hi": self.hi, "t": self.newest, "dups": self.dups,
+                "b": {str(b): base64.b64encode(np.asarray(hs, dtype="<u8").tobytes()).decode()
+                      for b, hs in self.ids.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Delta:
+        ids = {int(b): np.frombuffer(base64.b64decode(v), dtype="<u8").tolist()
+               for b, v in (state.get("b") or {}).items()}
+        return cls(lo=int(state["lo"]), hi=int(state["hi"]), ids=ids,
+                   dups=[int(o) for o in state.get("dups") or []],
+                   newest=float(state.get("t") or 0.0))
+
+
+class PartitionDedup:
+    """The dedup state of one raw partition."""
+
+    def __init__(self, horizon_s: float, bucket_s: float = 60.0) -> None:
+        if horizon_s <= 0:
+            raise ValueError("horizon_s must be > 0")
+        self.horizon_s = horizon_s
+        self.seen = SeenIds(bucket_s)
+        self.hw = -1
+        self.dups: set[int] = set()
+        self.newest: float | None = None
+        self.deltas: dict[str, tuple[float, int, list[int]]] = {}  # key → (newest, hi, dups)
+        self._open: Delta | None = None
+
+    # --- deciding ------------------------------------------------------------------------
+    def judge(self, offset: int, event_id: str, event_time: float) -> Verdict:
+        """Decide one record; the decision joins the open delta (``take_delta``)."""
+        if offset <= self.hw:
+            return Verdict.DUPLICATE if offset in self.dups else Verdict.REPLAYED
+        delta = self._delta(offset)
+        delta.hi = self.hw = offset
+        h = id_hash(event_id)
+        if (h, event_time) in self.seen:
+            self.dups.add(offset)
+            delta.dups.append(offset)
+            return Verdict.DUPLICATE
+        if self.newest is None or event_time > self.newest:
+            self.newest = event_time
+        if event_time >= self.newest - self.horizon_s:
+            # older than the horizon: its first copy (if any) was forgotten; not remembered
+            self.seen.add(h, event_time)
+            delta.ids.setdefault(self.seen.bucket(event_time), []).append(h)
+        return Verdict.NEW
+
+    def skip(self, offset: int) -> None:
+        """A record that never reached dedup (dead-lettered): still decided, for ``hw``."""
+        if offset > self.hw:
+            self._delta(offset).hi = self.hw = offset
+
+    def _delta(self, offset: int) -> Delta:
+        if self._open is None:
+            self._open = Delta(lo=offset, hi=offset)
+        return self._open
+
+    def take_delta(self) -> Delta | None:
+        """The open delta (this step's changes), closed; None if nothing was decided."""
+        delta, self._open = self._open, None
+        if delta is None:
+            return None
+        delta.newest = self.newest or 0.0
+        self._remember(delta)
+        return delta
+
+    def _remember(self, delta: Delta) -> None:
+        stamp = max([delta.newest, *(max(0.0, (b + 1) * self.seen.bucket_s)
+                                     for b in delta.ids)])
+        self.deltas[f"{delta.lo}"] = (stamp, delta.hi, delta.dups)
+
+    # --- forgetting ----------------------------------------------------------------------
+    def expired(self) -> list[int]:
+        """Forget the buckets behind the horizon; returns the ``lo`` of every delta now wholly
+        behind it (to delete from the changelog). The newest delta stays: it holds ``hw``."""
+        if self.newest is None:
+            return []
+        cutoff = self.newest - self.horizon_s
+        self.seen.forget_before(cutoff)
+        self.seen.freeze_before(self.newest - 2 * self.seen.bucket_s)
+        newest_key = max(self.deltas, key=lambda k: self.deltas[k][1], default=None)
+        gone = [k for k, (stamp, _hi, _d) in self.deltas.items()
+                if stamp < cutoff and k != newest_key]
+        for k in gone:
+            _stamp, _hi, dups = self.deltas.pop(k)
+            self.dups.difference_update(dups)
+        return [int(k) for k in gone]
+
+    # --- restoring -----------------------------------------------------------------------
+    def restore(self, deltas: list[Delta]) -> None:
+        """Rebuild from the deltas read back from the changelog (any order): each bucket's
+        hashes are packed once, not merged delta by delta."""
+        by_bucket: dict[int, list[int]] = {}
+        for delta in deltas:
+            for bucket, hashes in delta.ids.items():
+                by_bucket.setdefault(bucket, []).extend(hashes)
+            self.dups.update(delta.dups)
+            self.hw = max(self.hw, delta.hi)
+            if delta.newest and (self.newest is None or delta.newest > self.newest):
+                self.newest = delta.newest
+            self._remember(delta)
+        for bucket, hashes in by_bucket.items():
+            self.seen.load(bucket, np.asarray(hashes, dtype="<u8").tobytes())
+
+    def __len__(self) -> int:
+        return len(self.seen)

@@ -1,0 +1,101 @@
+"""PartitionDedup: duplicates by id, replays by offset, per-step deltas, bounded memory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cityops.streams.partition_dedup import Delta, PartitionDedup, Verdict
+
+T0 = 1_796_000_000.0
+
+
+def _through_changelog(delta: Delta | None) -> Delta:
+    """A delta as the worker writes and later reads it back (JSON)."""
+    assert delta is not None
+    return Delta.from_state(json.loads(json.dumps(delta.to_state())))
+
+
+def test_first_sighting_is_new_and_a_repeat_at_a_new_offset_is_a_duplicate() -> None:
+    d = PartitionDedup(3600)
+    assert d.judge(0, "e1", T0) is Verdict.NEW
+    assert d.judge(1, "e2", T0 + 1) is Verdict.NEW
+    assert d.judge(2, "e1", T0) is Verdict.DUPLICATE
+    assert d.judge(3, "e3", T0 + 2) is Verdict.NEW
+
+
+def test_the_same_offsets_again_are_replays_and_a_replayed_duplicate_stays_one() -> None:
+    d = PartitionDedup(3600)
+    d.judge(10, "e1", T0)
+    d.judge(11, "e1", T0)  # a producer retry
+    d.judge(12, "e2", T0)
+    # a rebalance seeks back to the committed offset 10: the same three records again
+    assert [d.judge(o, e, T0) for o, e in ((10, "e1"), (11, "e1"), (12, "e2"))] == [
+        Verdict.REPLAYED, Verdict.DUPLICATE, Verdict.REPLAYED]
+    assert d.judge(13, "e2", T0) is Verdict.DUPLICATE
+
+
+def test_one_delta_per_step_restores_the_same_decisions_after_a_restart() -> None:
+    before = PartitionDedup(3600)
+    deltas = []
+    for step in range(3):
+        for i in range(5):
+            off = step * 5 + i
+            before.judge(off, f"e{off % 12}", T0 + off)  # offsets 12..14 repeat e0..e2
+        deltas.append(_through_changelog(before.take_delta()))
+    assert [(x.lo, x.hi) for x in deltas] == [(0, 4), (5, 9), (10, 14)]
+    assert deltas[2].dups == [12, 13, 14]
+    after = PartitionDedup(3600)
+    after.restore(list(reversed(deltas)))  # any order
+    assert after.hw == 14 and len(after) == 12
+    # the uncommitted tail is replayed after the restart: same verdicts as the first time
+    assert [after.judge(o, f"e{o % 12}", T0 + o) for o in range(10, 15)] == [
+        Verdict.REPLAYED, Verdict.REPLAYED, Verdict.DUPLICATE, Verdict.DUPLICATE,
+        Verdict.DUPLICATE]
+    assert after.judge(15, "e5", T0 + 5) is Verdict.DUPLICATE
+    assert after.judge(16, "new", T0 + 16) is Verdict.NEW
+
+
+def test_a_dead_lettered_record_still_moves_the_decided_offset() -> None:
+    d = PartitionDedup(3600)
+    d.judge(0, "e1", T0)
+    d.skip(1)  # invalid JSON at offset 1
+    delta = d.take_delta()
+    assert delta is not None and (delta.lo, delta.hi) == (0, 1) and d.hw == 1
+    assert d.take_delta() is None  # nothing decided since
+
+
+def test_ids_behind_the_horizon_are_forgotten_and_their_deltas_expire() -> None:
+    d = PartitionDedup(600, bucket_s=60)
+    d.judge(0, "old", T0)
+    first = d.take_delta()
+    assert first is not None and d.expired() == []
+    d.judge(1, "mid", T0 + 700)
+    d.take_delta()
+    d.judge(2, "new", T0 + 1000)  # the newest event time moves 1000 s on
+    last = d.take_delta()
+    assert last is not None
+    assert d.expired() == [first.lo]  # "old"'s delta is behind the horizon: delete it
+    assert d.judge(3, "old", T0) is Verdict.NEW  # forgotten (and far behind any window)
+    assert d.judge(4, "mid", T0 + 700) is Verdict.DUPLICATE  # still inside the horizon
+    assert d.judge(5, "ancient", T0 - 5000) is Verdict.NEW
+    assert d.judge(6, "ancient", T0 - 5000) is Verdict.NEW  # behind the horizon: not kept
+
+
+def test_the_newest_delta_is_kept_even_when_quiet_past_the_horizon() -> None:
+    d = PartitionDedup(60, bucket_s=60)
+    d.judge(0, "a", T0)
+    d.take_delta()
+    d.skip(1)
+    d.take_delta()
+    d.newest = T0 + 10_000  # as if time moved on elsewhere
+    assert d.expired() == [0]
+    restored = PartitionDedup(60)
+    restored.restore([Delta(lo=1, hi=1, newest=T0)])
+    assert restored.hw == 1 and restored.judge(1, "x", T0) is Verdict.REPLAYED
+
+
+def test_horizon_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        PartitionDedup(0)
