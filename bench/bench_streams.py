@@ -6,7 +6,8 @@ own topic prefix and an embedded chdb warehouse held by one ``cityops sink`` pro
 * ceiling — plain aiokafka consuming a pre-loaded topic set (the four raw topics, a realistic
   mix), without and with ``orjson.loads`` of every value;
 * drain — the same pre-loaded mix, then 1 ``cityops worker --no-sink`` + 1 ``cityops sink``:
-  time until every event is a row in the warehouse, beside the ceiling (ratio);
+  time until every event is a row in the warehouse and the workers have committed every
+  raw and clean record (aggregation done), beside the ceiling (ratio);
 * latency — produced → row visible, p50 / p95 / p99 at each ``--rates`` for ``--seconds``;
 * scaling — 1, 2, 3 workers (``--scale``) on ``--partitions`` partitions, per-worker rate;
 * profile — py-spy samples of the worker during a drain; the largest costs by function.
@@ -280,15 +281,21 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
         ws[0].start_profile()
         first_row: float | None = None
         last_report = time.monotonic()
+        behind = -1
         while True:
             have = stored(sink, tag)
             now = time.monotonic()
             if have and first_row is None:
                 first_row = now
             if have >= n:
-                break
+                # stored, and every stage done: the workers' group has committed all of
+                # raw.* and clean.* (aggregation included), not only the sink's rows
+                behind = lag(prefix)
+                if behind == 0:
+                    break
             if now - last_report > 30:
-                print(f"    … {have:,}/{n:,} after {now - started:.0f} s", flush=True)
+                print(f"    … {have:,}/{n:,} stored, workers' lag {behind:,} after "
+                      f"{now - started:.0f} s", flush=True)
                 last_report = now
             if now - started > 3600:
                 raise SystemExit(f"only {have:,}/{n:,} stored after an hour")
@@ -309,6 +316,24 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
         for p in reversed(procs):
             p.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def lag(prefix: str) -> int:
+    """Records of ``raw.*`` and ``clean.*`` the workers' consumer group has not committed."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    settings = load_settings(topic_prefix=prefix)
+    topics = [settings.topic(name(f)) for f in FEEDS
+              for name in (topic_names.raw, topic_names.clean)]
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                             group_id=settings.worker_id, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(t, p) for t in topics
+                 for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = consumer.end_offsets(parts)
+        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in parts)
+    finally:
+        consumer.close()
 
 
 def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) -> None:

@@ -50,6 +50,7 @@ falls that far behind itself.
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -59,6 +60,18 @@ A = TypeVar("A")
 V = TypeVar("V")
 
 Window = tuple[float, float]
+
+
+def _order(st: dict[str, Any]) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
+    """A key's open windows by end, all and not yet fired: ``(end, window key)`` lists kept
+    sorted beside the state (not in its snapshot; rebuilt on first use after a restore).
+    An aggregator's windows all have one size, so end order is start order."""
+    idx = st.get("_order")
+    if idx is None:
+        ends = sorted((w["end"], wk) for wk, w in st["windows"].items())
+        unfired = [(e, wk) for e, wk in ends if not st["windows"][wk]["fired"]]
+        idx = st["_order"] = (ends, unfired)
+    return idx  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -349,6 +362,7 @@ class WindowedAggregator(Generic[K, A, V]):
             self._hear(key, st, str(source), ts, float(now_s), cadence_s)  # type: ignore[arg-type]
             self._advance(key, st, float(now_s))  # type: ignore[arg-type]
         refired: dict[str, dict[str, Any]] = {}
+        ends, unfired = _order(st)  # before any new window joins the dict
         for piece_ts, piece in parts:
             for start, end in self.assigner.windows_for(piece_ts):
                 wk = self._wkey(start)
@@ -357,6 +371,8 @@ class WindowedAggregator(Generic[K, A, V]):
                     w = {"start": start, "end": end, "acc": self._zero(), "revision": 0,
                          "fired": False}
                     windows[wk] = w
+                    insort(ends, (end, wk))
+                    insort(unfired, (end, wk))
                 w["acc"] = self._fold(w["acc"], piece, ts)
                 if (start, end) not in updated:
                     updated.append((start, end))
@@ -366,10 +382,12 @@ class WindowedAggregator(Generic[K, A, V]):
             w["revision"] += 1
             emit.append(self._snap(key, w, True))
         # windows whose end the key's event time has now passed are complete: fire them
-        for w in sorted(windows.values(), key=lambda x: x["start"]):
-            if not w["fired"] and w["end"] <= new_max:
-                w["fired"] = True
-                emit.append(self._snap(key, w, True))
+        # (earliest first; an index, not a sort of every open window per event: a zone
+        # held back while catching up keeps hours of windows open)
+        while unfired and unfired[0][0] <= new_max:
+            w = windows[unfired.pop(0)[1]]
+            w["fired"] = True
+            emit.append(self._snap(key, w, True))
         self._close(key, st)
         return AddResult(accepted=True, watermark_s=self.watermark(key), updated=updated,
                          emit=emit)
@@ -379,13 +397,15 @@ class WindowedAggregator(Generic[K, A, V]):
         closed: list[WindowSnapshot[A]] = []
         if wm is None:
             return closed
-        for wk, w in sorted(st["windows"].items(), key=lambda kv: kv[1]["start"]):
-            if w["end"] <= wm:
-                closed.append(self._snap(key, w, w["fired"]))
-                del st["windows"][wk]
-                # a widened span never reopens a closed window: it would replace the
-                # published one with only the newcomer's counts
-                st["closed_end"] = max(st.get("closed_end") or w["end"], w["end"])
+        ends, unfired = _order(st)
+        while ends and ends[0][0] <= wm:
+            w = st["windows"].pop(ends.pop(0)[1])
+            closed.append(self._snap(key, w, w["fired"]))
+            # a widened span never reopens a closed window: it would replace the
+            # published one with only the newcomer's counts
+            st["closed_end"] = max(st.get("closed_end") or w["end"], w["end"])
+        while unfired and unfired[0][0] <= wm:  # closed before they fired (idle keys)
+            unfired.pop(0)
         return closed
 
     def close_until(self, key: K, watermark_s: float) -> list[WindowSnapshot[A]]:
