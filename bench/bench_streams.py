@@ -44,7 +44,7 @@ import httpx
 from cityops.core import topics as topic_names
 from cityops.core.registry import load_registry
 from cityops.core.settings import FEEDS, load_settings
-from cityops.deploy.kafka_local import ensure_topics
+from cityops.deploy.kafka_local import ensure_topics, group_lag
 from cityops.warehouse.rows import FEED_TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,20 +320,10 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
 
 def lag(prefix: str) -> int:
     """Records of ``raw.*`` and ``clean.*`` the workers' consumer group has not committed."""
-    from kafka import KafkaConsumer, TopicPartition
-
     settings = load_settings(topic_prefix=prefix)
-    topics = [settings.topic(name(f)) for f in FEEDS
-              for name in (topic_names.raw, topic_names.clean)]
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                             group_id=settings.worker_id, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(t, p) for t in topics
-                 for p in sorted(consumer.partitions_for_topic(t) or ())]
-        ends = consumer.end_offsets(parts)
-        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in parts)
-    finally:
-        consumer.close()
+    return group_lag(settings.bootstrap_servers, settings.worker_id,
+                     [settings.topic(name(f)) for f in FEEDS
+                      for name in (topic_names.raw, topic_names.clean)])
 
 
 def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) -> None:

@@ -83,6 +83,17 @@ def sink_command() -> None:
     from cityops.warehouse.sink import WarehouseSink
 
     settings = settings_or_exit()
+    from cityops.deploy.exceptions import BrokerUnreachable
+    from cityops.deploy.kafka_local import ensure_topics
+
+    try:
+        # the topics exist before the sink subscribes, whichever of it and the workers starts
+        # first: a sink that subscribed to missing topics once left one partition unread
+        ensure_topics(settings)
+    except BrokerUnreachable as exc:
+        fail(f"{exc}; start it with `cityops kafka up`")
+    except CityopsError as exc:
+        fail(str(exc))
     try:
         wh = open_warehouse(settings, registry_or_exit(settings))
     except CityopsError as exc:

@@ -6,6 +6,8 @@ The warehouse side (sink thread, SQL handler) is passed in by the caller —
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -81,6 +83,10 @@ class StreamsWorker:
 
     # --- lifecycle -----------------------------------------------------------------------
     async def _on_started(self) -> None:
+        import signal
+
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
         for svc in self.services:
             svc.start()
         web.write_endpoint(self.settings, embedded_warehouse=self.sql_handler is not None)
@@ -192,3 +198,30 @@ class StreamsWorker:
 
     async def acknowledge(self, alert_id: str, actor: str) -> tuple[int, dict[str, Any]]:
         return await self.alerting.acknowledge(alert_id, actor)
+
+
+def _await_chain(coro: Any) -> list[str]:
+    """file:line of each coroutine a task is suspended in, outermost first."""
+    out: list[str] = []
+    while coro is not None and len(out) < 40:
+        frame = (getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+                 or getattr(coro, "ag_frame", None))
+        if frame is not None:
+            out.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = (getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+                or getattr(coro, "ag_await", None))
+    return out
+
+
+def dump_tasks() -> None:
+    """``kill -USR1 <worker pid>``: where every asyncio task waits, to stderr, for a worker
+    that seems stuck (which await each part of Faust and each stage is in)."""
+    import sys
+
+    tasks = asyncio.all_tasks()
+    print(f"=== {len(tasks)} asyncio tasks (SIGUSR1)", file=sys.stderr)
+    for task in sorted(tasks, key=lambda t: t.get_name()):
+        print(f"--- {task.get_name()}", file=sys.stderr)
+        for line in _await_chain(task.get_coro()):
+            print(f"    {line}", file=sys.stderr)
+    sys.stderr.flush()

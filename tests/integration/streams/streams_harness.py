@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 from ports import free_port as free_port  # re-exported: the harness is where tests look
 
+from cityops.deploy.kafka_local import group_lag
+
 ROOT = Path(__file__).resolve().parents[3]
 CITYOPS = str(Path(sys.executable).with_name("cityops"))
 
@@ -140,14 +142,4 @@ class Producer:
 
 def uncommitted(bootstrap: str, group: str, topics: list[str]) -> int:
     """Records of ``topics`` that consumer group ``group`` has not committed yet (its lag)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(t, p) for t in topics
-                 for p in sorted(consumer.partitions_for_topic(t) or ())]
-        ends = consumer.end_offsets(parts)
-        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in parts)
-    finally:
-        consumer.close()
+    return group_lag(bootstrap, group, topics)

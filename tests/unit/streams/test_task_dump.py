@@ -1,0 +1,36 @@
+"""``kill -USR1`` on a worker prints where each asyncio task waits, innermost await included."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from cityops.streams.worker import _await_chain, dump_tasks
+
+
+async def _inner_wait(gate: asyncio.Event) -> None:
+    await gate.wait()
+
+
+async def _outer_step(gate: asyncio.Event) -> None:
+    await _inner_wait(gate)
+
+
+def test_a_stuck_task_shows_every_coroutine_it_waits_in(capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    async def main() -> list[str]:
+        gate = asyncio.Event()
+        task = asyncio.create_task(_outer_step(gate), name="stuck-step")
+        await asyncio.sleep(0.01)
+        chain = _await_chain(task.get_coro())
+        dump_tasks()
+        gate.set()
+        await task
+        return chain
+
+    chain = asyncio.run(main())
+    names = [line.rsplit(" ", 1)[-1] for line in chain]
+    assert names[:3] == ["_outer_step", "_inner_wait", "wait"]
+    err = capsys.readouterr().err
+    assert "--- stuck-step" in err and "_inner_wait" in err and "asyncio tasks (SIGUSR1)" in err
