@@ -23,6 +23,7 @@ are deleted (``expired``), except the newest, which carries ``hw``.
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -77,6 +78,8 @@ class PartitionDedup:
         self.dups: set[int] = set()
         self.newest: float | None = None
         self.deltas: dict[str, tuple[float, int, list[int]]] = {}  # key → (newest, hi, dups)
+        self._oldest_stamp = math.inf  # no delta expires before the cutoff passes this
+        self._newest_key: str | None = None  # the delta with the highest ``hi`` (kept)
         self._open: Delta | None = None
 
     # --- deciding ------------------------------------------------------------------------
@@ -121,7 +124,11 @@ class PartitionDedup:
     def _remember(self, delta: Delta) -> None:
         stamp = max([delta.newest, *(max(0.0, (b + 1) * self.seen.bucket_s)
                                      for b in delta.ids)])
-        self.deltas[f"{delta.lo}"] = (stamp, delta.hi, delta.dups)
+        key = f"{delta.lo}"
+        self.deltas[key] = (stamp, delta.hi, delta.dups)
+        self._oldest_stamp = min(self._oldest_stamp, stamp)
+        if self._newest_key is None or delta.hi >= self.deltas[self._newest_key][1]:
+            self._newest_key = key
 
     # --- forgetting ----------------------------------------------------------------------
     def expired(self) -> list[int]:
@@ -132,12 +139,14 @@ class PartitionDedup:
         cutoff = self.newest - self.horizon_s
         self.seen.forget_before(cutoff)
         self.seen.freeze_before(self.newest - 2 * self.seen.bucket_s)
-        newest_key = max(self.deltas, key=lambda k: self.deltas[k][1], default=None)
+        if self._oldest_stamp >= cutoff:  # the usual step: nothing to scan
+            return []
         gone = [k for k, (stamp, _hi, _d) in self.deltas.items()
-                if stamp < cutoff and k != newest_key]
+                if stamp < cutoff and k != self._newest_key]
         for k in gone:
             _stamp, _hi, dups = self.deltas.pop(k)
             self.dups.difference_update(dups)
+        self._oldest_stamp = min((v[0] for v in self.deltas.values()), default=math.inf)
         return [int(k) for k in gone]
 
     # --- restoring -----------------------------------------------------------------------

@@ -71,7 +71,7 @@ def _order(st: dict[str, Any]) -> tuple[list[tuple[float, str]], list[tuple[floa
         ends = sorted((w["end"], wk) for wk, w in st["windows"].items())
         unfired = [(e, wk) for e, wk in ends if not st["windows"][wk]["fired"]]
         idx = st["_order"] = (ends, unfired)
-    return idx  # type: ignore[no-any-return]
+    return idx
 
 
 @dataclass(frozen=True)

@@ -73,16 +73,21 @@ def _failing(*args: Any, **kwargs: Any) -> Any:
     return fail()
 
 
+def _deliver_with(stage: ValidationStage, delivery: Any) -> None:
+    """Every record of the stage's next step hands over ``delivery()`` as its output."""
+    async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, out: Any,
+                     received: Any) -> None:
+        out.futures.append(delivery())
+
+    stage.handle = handle  # type: ignore[method-assign]
+
+
 def test_validation_step_whose_outputs_fail_stops_before_acknowledging(
         app_topics: Any, registry: Registry) -> None:
     app, topics, settings = app_topics
     st = ValidationStage("footfall", settings, registry, app, topics)
 
-    async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, out: Any,
-                     received: Any) -> None:
-        out.futures.append(_failing())
-
-    st.handle = handle  # type: ignore[method-assign]
+    _deliver_with(st, _failing)
     stream = Stream(_events())
     assert _run_until_stopped(st.agent, stream) == [("validate-footfall", False)]
 
@@ -122,11 +127,7 @@ def test_validation_step_whose_delivery_hangs_stops_after_the_step_timeout(
     app, topics, settings = _deadline(app_topics)
     st = ValidationStage("footfall", settings, registry, app, topics)
 
-    async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, out: Any,
-                     received: Any) -> None:
-        out.futures.append(_hanging())
-
-    st.handle = handle  # type: ignore[method-assign]
+    _deliver_with(st, _hanging)
     stream = Stream(_events())
     assert _run_until_stopped(st.agent, stream) == [("validate-footfall", False)]
 
