@@ -38,8 +38,10 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
@@ -47,6 +49,9 @@ from cityops.deploy.exceptions import BrokerError, BrokerUnreachable, TopicSetup
 from cityops.ingest.kafka_access import check_access
 
 log = structlog.get_logger(__name__)
+
+#: Kafka errors a topic creation gets while a fresh cluster's metadata settles.
+_SETTLING = frozenset({"UnknownBrokerIdError", "NotControllerError", "NodeNotReadyError"})
 
 #: SCRAM user the local SASL_SSL broker uses for itself (clients: CITYOPS_KAFKA_SASL_USERNAME)
 INTERNAL_USER = "cityops-broker"
@@ -475,6 +480,34 @@ class LocalKafka:
             return self._answering()
 
     def _answering(self) -> bool:
+        from kafka.errors import KafkaError
+
+        with self._probe_admin() as admin:
+            if admin is None:
+                return False
+            try:
+                admin.list_topics()
+                return True
+            except (KafkaError, OSError):
+                return False
+
+    def registered_brokers(self) -> set[int]:
+        """The ids of the unfenced brokers this node's metadata lists (empty if it does not
+        answer)."""
+        from kafka.errors import KafkaError
+
+        with self._probe_admin() as admin:
+            if admin is None:
+                return set()
+            try:
+                brokers = admin.describe_cluster()["brokers"]
+            except (KafkaError, OSError, KeyError):
+                return set()
+            return {b["broker_id"] for b in brokers if not b.get("is_fenced", False)}
+
+    @contextlib.contextmanager
+    def _probe_admin(self) -> Iterator[Any]:
+        """A short-timeout admin client on this node alone, or None when it cannot connect."""
         from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
@@ -483,12 +516,10 @@ class LocalKafka:
                                      bootstrap_timeout_ms=3000, client_id="cityops-probe",
                                      **kafka_python_security(self.settings))
         except (KafkaError, OSError, ValueError):
-            return False
+            yield None
+            return
         try:
-            admin.list_topics()
-            return True
-        except (KafkaError, OSError):
-            return False
+            yield admin
         finally:
             admin.close()
 
@@ -538,11 +569,33 @@ class LocalKafkaCluster:
                 n.start()
             for n in spawned:  # a node answers once a quorum of controllers is up
                 n.wait_ready(started)
+            self.wait_registered(started)
         except BrokerError:
             self.down()
             raise
         self.create_topics()
         return time.monotonic() - started
+
+    def wait_registered(self, started: float | None = None) -> None:
+        """Wait until every node sees every broker registered and unfenced.
+
+        A node answers before the controller has registered the others: topics created
+        then are refused (``UnknownBrokerIdError`` when the client is pointed at a broker
+        it has no address for yet) or cannot get their replicas."""
+        started = time.monotonic() if started is None else started
+        deadline = started + self.settings.kafka_start_timeout_s
+        want = {n.node_id for n in self.nodes}
+        views: dict[int, set[int]] = {}
+        while time.monotonic() < deadline:
+            with _quiet_kafka_client():
+                views = {n.node_id: n.registered_brokers() for n in self.nodes}
+            if all(view >= want for view in views.values()):
+                log.info("kafka.cluster_ready", brokers=sorted(want),
+                         seconds=round(time.monotonic() - started, 2))
+                return
+            time.sleep(0.25)
+        raise BrokerError(f"brokers {sorted(want)} were not all registered within "
+                          f"{self.settings.kafka_start_timeout_s}s; each node saw {views}")
 
     def down(self, timeout_s: float = 60.0) -> bool:
         """Stop every node: all are signalled at once, so the controller quorum stays up
@@ -554,10 +607,17 @@ class LocalKafkaCluster:
         return any(pid is not None for _, pid in pids)
 
     def create_topics(self) -> list[str]:
+        """Create the missing topics; on a fresh cluster, a refusal that only means the
+        metadata is still settling (a broker or controller not known yet) is retried."""
         rf, min_isr = replication_for(self.size)
         if self.size == 1:
             return ensure_topics(self.settings, self.bootstrap)
-        return ensure_topics(self.settings, self.bootstrap, replication=rf, min_insync=min_isr)
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, TopicSetupError)
+                                     and e.kafka_error in _SETTLING),
+            stop=stop_after_attempt(6), wait=wait_exponential(0.5, max=5), reraise=True)
+        return retrying(ensure_topics, self.settings, self.bootstrap, replication=rf,
+                        min_insync=min_isr)
 
 
 @contextlib.contextmanager

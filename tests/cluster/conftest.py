@@ -29,5 +29,8 @@ def kafka_cluster(cluster_settings: Settings) -> Iterator[LocalKafkaCluster]:
     """Three running brokers, torn down (data kept under the data dir) at the end."""
     cluster = LocalKafkaCluster(cluster_settings)
     cluster.up()
+    # topics are created only once every node lists every broker (a node answering
+    # first made the topic creation fail with UnknownBrokerIdError)
+    assert all(n.registered_brokers() == {1, 2, 3} for n in cluster.nodes)
     yield cluster
     cluster.down()
