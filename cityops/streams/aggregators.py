@@ -356,9 +356,10 @@ class AirQualityAggregator:
         return out
 
     @staticmethod
-    def _mean_over(means: dict[int, dict[str, float]], pollutant: str, hours: range,
-                   min_n: int) -> float | None:
-        vals = [means[h][pollutant] for h in hours if h in means and pollutant in means[h]]
+    def _mean_over(series: dict[int, float], hours: range, min_n: int) -> float | None:
+        """Mean of one pollutant's hourly means (``series``: hour index → mean) over
+        ``hours``, or None with fewer than ``min_n`` of them."""
+        vals = [series[h] for h in hours if h in series]
         return sum(vals) / len(vals) if len(vals) >= min_n else None
 
     def add(self, ev: AirQualityObserved, emitted_at: datetime) -> Outcome:
@@ -390,11 +391,15 @@ class AirQualityAggregator:
         means = self._hour_means(st["hours"])
         cur = means.get(hour, {})
         hi = hour // HOUR_S
-        by_hour = {k // HOUR_S: v for k, v in means.items()}
+        series: dict[str, dict[int, float]] = {}  # pollutant → hour index → hourly mean
+        for k, m in means.items():
+            for p, v in m.items():
+                series.setdefault(p, {})[k // HOUR_S] = v
+        o3 = series.get("o3", {})
         last8 = range(hi - 7, hi + 1)
         last24 = range(hi - 23, hi + 1)
-        o3_8h = self._mean_over(by_hour, "o3", last8, MIN_HOURS_8H)
-        so2_24h = self._mean_over(by_hour, "so2", last24, MIN_HOURS_24H)
+        o3_8h = self._mean_over(o3, last8, MIN_HOURS_8H)
+        so2_24h = self._mean_over(series.get("so2", {}), last24, MIN_HOURS_24H)
         res = compute_aqi(pm25=cur.get("pm25"), pm10=cur.get("pm10"), o3_1h=cur.get("o3"),
                           no2=cur.get("no2"), so2=cur.get("so2"), co=cur.get("co"),
                           averaging="1h", so2_24h=so2_24h)
@@ -402,17 +407,18 @@ class AirQualityAggregator:
                            pm25=cur.get("pm25"), pm10=cur.get("pm10"), o3_1h=cur.get("o3"),
                            o3_8h=o3_8h, no2=cur.get("no2"), so2=cur.get("so2"),
                            co=cur.get("co"))]
-        daily = {p: self._mean_over(by_hour, p, last24, MIN_HOURS_24H)
+        daily = {p: self._mean_over(series.get(p, {}), last24, MIN_HOURS_24H)
                  for p in ("pm25", "pm10", "no2", "so2", "co")}
-        o3_hours = [by_hour[x]["o3"] for x in last24 if x in by_hour and "o3" in by_hour[x]]
+        o3_hours = [o3[x] for x in last24 if x in o3]
         o3_max_1h = max(o3_hours) if len(o3_hours) >= MIN_HOURS_24H else None
-        eights = [self._mean_over(by_hour, "o3", range(e - 7, e + 1), MIN_HOURS_8H)
-                  for e in last24]
-        valid8 = [x for x in eights if x is not None]
-        o3_max_8h = max(valid8) if valid8 and o3_max_1h is not None else None
+        o3_max_8h = None
+        if o3_max_1h is not None:
+            eights = [self._mean_over(o3, range(e - 7, e + 1), MIN_HOURS_8H) for e in last24]
+            valid8 = [x for x in eights if x is not None]
+            o3_max_8h = max(valid8) if valid8 else None
         if any(v is not None for v in daily.values()) or o3_max_1h is not None:
             dres = compute_aqi(**daily, o3_1h=o3_max_1h, o3_8h=o3_max_8h, averaging="24h")
-            n_hours = len({x for x in last24 if x in by_hour})
+            n_hours = sum(1 for x in last24 if x * HOUR_S in means)
             out.append(self._index(station, hour, "24h", h, emitted_at, dres, samples=n_hours,
                                    o3_1h=o3_max_1h, o3_8h=o3_max_8h, **daily))
         return out

@@ -29,6 +29,7 @@ exactly on a breakpoint never rounds up by floating-point noise.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -103,16 +104,30 @@ def _exact(value: float) -> Fraction:
     return Fraction(repr(float(value)))
 
 
+#: the breakpoints as exact rationals, computed once
+_EXACT_BREAKPOINTS: dict[str, tuple[Fraction, ...]] = {
+    table: tuple(_exact(b) for b in bps) for table, bps in BREAKPOINTS.items()}
+
+
 def iaqi(table: str, concentration: float) -> int:
     """Sub-index of one concentration on one Table 1 column (formula (1), rounded up)."""
     if concentration is None or math.isnan(concentration) or concentration < 0:
         raise ValueError(f"{table}: concentration must be a number ≥ 0, got {concentration!r}")
-    bps = BREAKPOINTS[table]
+    if table not in BREAKPOINTS:
+        raise KeyError(table)
+    return _iaqi(table, float(concentration))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _iaqi(table: str, concentration: float) -> int:
+    """``iaqi`` of a checked value; cached: a station's hourly means repeat across the
+    re-publications of their hour and of the 24 trailing daily indexes."""
+    bps = _EXACT_BREAKPOINTS[table]
     c = _exact(concentration)
-    if c >= _exact(bps[-1]):
-        return 500 if c > _exact(bps[-1]) else IAQI_LEVELS[len(bps) - 1]
+    if c >= bps[-1]:
+        return 500 if c > bps[-1] else IAQI_LEVELS[len(bps) - 1]
     for i in range(1, len(bps)):
-        lo, hi = _exact(bps[i - 1]), _exact(bps[i])
+        lo, hi = bps[i - 1], bps[i]
         if c <= hi:
             i_lo, i_hi = IAQI_LEVELS[i - 1], IAQI_LEVELS[i]
             value = Fraction(i_hi - i_lo) / (hi - lo) * (c - lo) + i_lo
