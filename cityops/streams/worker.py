@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -86,7 +87,8 @@ class StreamsWorker:
         import signal
 
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGUSR1, lambda: dump_tasks(self.app))
         for svc in self.services:
             svc.start()
         web.write_endpoint(self.settings, embedded_warehouse=self.sql_handler is not None)
@@ -213,9 +215,10 @@ def _await_chain(coro: Any) -> list[str]:
     return out
 
 
-def dump_tasks() -> None:
-    """``kill -USR1 <worker pid>``: where every asyncio task waits, to stderr, for a worker
-    that seems stuck (which await each part of Faust and each stage is in)."""
+def dump_tasks(app: Any = None) -> None:
+    """``kill -USR1 <worker pid>``: where every asyncio task waits, and where each partition's
+    offsets stand, to stderr, for a worker that seems stuck (which await each part of Faust
+    and each stage is in; why a commit does not move)."""
     import sys
 
     tasks = asyncio.all_tasks()
@@ -224,4 +227,26 @@ def dump_tasks() -> None:
         print(f"--- {task.get_name()}", file=sys.stderr)
         for line in _await_chain(task.get_coro()):
             print(f"    {line}", file=sys.stderr)
+    if app is not None:
+        for line in offsets_report(app.consumer):
+            print(line, file=sys.stderr)
     sys.stderr.flush()
+
+
+def offsets_report(consumer: Any) -> list[str]:
+    """Per assigned partition: committed and read offsets, acknowledged offsets waiting for
+    the commit (the first ones and the breaks in their run), gaps, unacknowledged messages."""
+    unacked: dict[Any, list[int]] = {}
+    for m in list(getattr(consumer, "_unacked_messages", ())):
+        unacked.setdefault(m.tp, []).append(m.offset)
+    lines = ["=== offsets: tp committed read acked(n, first, breaks) gaps unacked"]
+    for tp in sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition)):
+        acked = sorted(consumer._acked.get(tp, ()))
+        breaks = [(a, b) for a, b in itertools.pairwise(acked) if b - a != 1][:8]
+        gaps = sorted((iv.begin, iv.end) for iv in consumer._gap.get(tp, ()))[:8]
+        waiting = sorted(unacked.get(tp, ()))
+        lines.append(
+            f"{tp.topic}/{tp.partition} {consumer._committed_offset.get(tp)} "
+            f"{consumer._read_offset.get(tp)} acked({len(acked)}, {acked[:3]}, {breaks}) "
+            f"gaps {gaps} unacked({len(waiting)}, {waiting[:5]})")
+    return lines

@@ -34,3 +34,22 @@ def test_a_stuck_task_shows_every_coroutine_it_waits_in(capsys: pytest.CaptureFi
     assert names[:3] == ["_outer_step", "_inner_wait", "wait"]
     err = capsys.readouterr().err
     assert "--- stuck-step" in err and "_inner_wait" in err and "asyncio tasks (SIGUSR1)" in err
+
+
+def test_the_offsets_report_shows_why_a_commit_does_not_move() -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from faust.types import TP
+    from intervaltree import IntervalTree
+
+    from cityops.streams.worker import offsets_report
+
+    tp = TP("raw.air", 1)
+    waiting = SimpleNamespace(tp=tp, offset=900)
+    consumer = SimpleNamespace(
+        assignment=lambda: {tp}, _acked={tp: [762, 761, 761]}, _gap=defaultdict(IntervalTree),
+        _committed_offset={tp: 761}, _read_offset={tp: 4999}, _unacked_messages=[waiting])
+    lines = offsets_report(consumer)
+    assert lines[1] == ("raw.air/1 761 4999 acked(3, [761, 761, 762], [(761, 761)]) gaps [] "
+                        "unacked(1, [900])")
