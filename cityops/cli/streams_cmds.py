@@ -100,8 +100,13 @@ def _supervise(args: list[str]) -> int:
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
+    def relay(signum: int, _frame: object) -> None:
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)  # kill -USR1 on the supervisor: the worker's dump
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGUSR1, relay)
     restarts = 0
     while True:
         child = subprocess.Popen(cmd)

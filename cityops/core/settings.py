@@ -231,6 +231,12 @@ class Settings(BaseSettings):
         "restarts it (a replay), as when a delivery fails. A bound for a hang, far above a "
         "slow step (a big replay on a loaded host took over 60 s)",
     )
+    worker_recovery_stall_s: float = Field(
+        120.0, ge=10, le=3600,
+        description="CITYOPS_WORKER_RECOVERY_STALL_S: a table recovery that receives no "
+        "changelog record for this long makes the worker exit for a supervised restart "
+        "(Faust's recovery sometimes stalls after a rebalance with several workers)",
+    )
     worker_session_timeout_s: float = Field(
         10.0, ge=6, le=300,
         description="CITYOPS_WORKER_SESSION_TIMEOUT_S: consumer-group session timeout; a "

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -19,12 +20,13 @@ import structlog
 
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, Settings
-from cityops.streams import metrics, web
+from cityops.streams import metrics, recovery_watch, web
 from cityops.streams.aggregation import AggregationStage
 from cityops.streams.alerting import AlertDispatch, AlertWiring
 from cityops.streams.alerts.rules import RuleSet, load_rules
 from cityops.streams.alerts.webhooks import WebhookDispatcher, WebhookTarget
 from cityops.streams.app import declare_topics, make_app
+from cityops.streams.durable import EXIT_REPLAY
 from cityops.streams.exceptions import WorkerStartError
 from cityops.streams.validation import ValidationStage
 
@@ -81,6 +83,7 @@ class StreamsWorker:
         self._assigned: set[tuple[str, int]] = set()
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self._running = False
+        self._watch: asyncio.Future[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
     async def _on_started(self) -> None:
@@ -89,12 +92,26 @@ class StreamsWorker:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGUSR1, lambda: dump_tasks(self.app))
+        self._watch = asyncio.ensure_future(recovery_watch.watch(
+            self.app.tables.recovery,  # type: ignore[attr-defined]
+            self.settings.worker_recovery_stall_s,
+            lambda silent: self._recovery_stalled(silent)))
         for svc in self.services:
             svc.start()
         web.write_endpoint(self.settings, embedded_warehouse=self.sql_handler is not None)
         self._running = True
         log.info("worker.started", worker_id=self.settings.worker_id,
                  web=f"http://{self.settings.worker_web_host}:{self.settings.worker_web_port}")
+
+    def _recovery_stalled(self, silent_s: float) -> None:
+        """``recovery_watch`` action: say where everything stands, then leave for a restart."""
+        import sys
+
+        log.critical("stream.recovery_stalled", silent_s=round(silent_s, 1),
+                     limit_s=self.settings.worker_recovery_stall_s, action="exit for restart")
+        dump_tasks(self.app)
+        sys.stderr.flush()
+        os._exit(EXIT_REPLAY)
 
     async def _on_assigned(self, app: faust.App, /, *args: Any, **kwargs: Any) -> None:
         """Partitions newly assigned to this worker start a fresh offset expectation."""
@@ -114,6 +131,8 @@ class StreamsWorker:
 
     async def _on_shutdown(self, app: faust.App, /, *_args: Any, **_kwargs: Any) -> None:
         self._running = False
+        if self._watch is not None:
+            self._watch.cancel()
         if self.webhooks is not None:
             try:
                 await self.webhooks.aclose()
@@ -228,7 +247,15 @@ def dump_tasks(app: Any = None) -> None:
         for line in _await_chain(task.get_coro()):
             print(f"    {line}", file=sys.stderr)
     if app is not None:
-        for line in offsets_report(app.consumer):
+        consumer = app.consumer
+        active, paused = set(consumer._active_partitions or ()), set(consumer._paused_partitions)
+        print(f"=== flow: active={consumer.flow_active} "
+              f"can_resume={consumer.can_resume_flow.is_set()} "
+              f"suspend={consumer.suspend_flow.is_set()} "
+              f"active_tps={len(active)} paused_tps={len(paused)} "
+              f"active_and_paused={sorted(f'{tp.topic}/{tp.partition}' for tp in active & paused)} "
+              f"in_recovery={app.tables.recovery.in_recovery}", file=sys.stderr)
+        for line in offsets_report(consumer):
             print(line, file=sys.stderr)
     sys.stderr.flush()
 
