@@ -7,6 +7,7 @@ so the Faust wiring can persist it in a changelog table.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -479,12 +480,57 @@ class IncidentAggregator:
     def __init__(self, tz: ZoneInfo = SHANGHAI) -> None:
         self.tz = tz
         self._incidents: dict[str, dict[str, Any]] = {}
+        # kept beside the incidents, so no event scans them all (a day of a busy district
+        # holds hundreds): open incidents per zone, and a heap of (closing time, incident)
+        # whose entries left behind by a later change are skipped when they come up
+        self._open: dict[str, int] = {}
+        self._closed: list[tuple[float, str]] = []
 
     def open_count(self, zone_id: str) -> int:
-        return sum(1 for i in self._incidents.values()
-                   if i["zone"] == zone_id and i["status"] not in TERMINAL)
+        return self._open.get(zone_id, 0)
+
+    @staticmethod
+    def _footprint(inc: dict[str, Any] | None) -> tuple[str, bool, float | None] | None:
+        """(zone, open?, closing time) of an incident, what the indexes hold for it."""
+        if inc is None:
+            return None
+        closed = inc["status"] in TERMINAL
+        return inc["zone"], not closed, inc["times"][inc["status"]] if closed else None
+
+    def _index(self, incident_id: str, before: tuple[str, bool, float | None] | None,
+               after: tuple[str, bool, float | None]) -> None:
+        if before is not None and before[1]:
+            left = self._open[before[0]] - 1
+            if left:
+                self._open[before[0]] = left
+            else:
+                del self._open[before[0]]
+        if after[1]:
+            self._open[after[0]] = self._open.get(after[0], 0) + 1
+        if after[2] is not None and (before is None or before[2] != after[2]):
+            heapq.heappush(self._closed, (after[2], incident_id))
 
     def add(self, ev: IncidentReported, emitted_at: datetime) -> Outcome:
+        before = self._footprint(self._incidents.get(ev.incident_id))
+        folded = self._fold(ev)
+        if isinstance(folded, Outcome):
+            return folded  # refused: nothing changed
+        inc, violations = folded
+        after = self._footprint(inc)
+        assert after is not None
+        self._index(ev.incident_id, before, after)
+        times = inc["times"]
+        response = None
+        if "reported" in times and "on_scene" in times:
+            response = max(0.0, times["on_scene"] - times["reported"])
+        rec = IncidentStats(zone_id=inc["zone"], event_time=ev.event_time,
+                            incident_id=ev.incident_id, status=inc["status"],
+                            open_count=self.open_count(inc["zone"]), response_s=response,
+                            emitted_at=emitted_at)
+        return Outcome(True, [rec], violations=violations)
+
+    def _fold(self, ev: IncidentReported) -> Outcome | tuple[dict[str, Any], list[str]]:
+        """Apply one update: the incident and its violations, or the refusal."""
         ts = ev.event_time.timestamp()
         status = ev.status.value
         violations: list[str] = []
@@ -516,24 +562,19 @@ class IncidentAggregator:
                 violations.append("zone_changed")
                 inc["zone"] = ev.zone_id
             inc["severity"] = ev.severity.value
-        times = inc["times"]
-        response = None
-        if "reported" in times and "on_scene" in times:
-            response = max(0.0, times["on_scene"] - times["reported"])
-        rec = IncidentStats(zone_id=inc["zone"], event_time=ev.event_time,
-                            incident_id=ev.incident_id, status=inc["status"],
-                            open_count=self.open_count(inc["zone"]), response_s=response,
-                            emitted_at=emitted_at)
-        return Outcome(True, [rec], violations=violations)
+        return inc, violations
 
     def evict_closed_before(self, ts: datetime) -> int:
         """Drop incidents closed before ``ts`` (bounded state); returns how many."""
         cutoff = ts.timestamp()
-        gone = [k for k, i in self._incidents.items()
-                if i["status"] in TERMINAL and i["times"][i["status"]] < cutoff]
-        for k in gone:
-            del self._incidents[k]
-        return len(gone)
+        gone = 0
+        while self._closed and self._closed[0][0] < cutoff:
+            closed_at, key = heapq.heappop(self._closed)
+            now = self._footprint(self._incidents.get(key))
+            if now is not None and now[2] == closed_at:  # still closed at that time
+                del self._incidents[key]
+                gone += 1
+        return gone
 
     def to_state(self) -> dict[str, Any]:
         return {k: {"zone": i["zone"], "status": i["status"], "times": dict(i["times"]),
@@ -543,6 +584,9 @@ class IncidentAggregator:
         self._incidents = {k: {"zone": i["zone"], "status": i["status"],
                                "times": dict(i["times"]), "severity": i["severity"]}
                            for k, i in state.items()}
+        self._open, self._closed = {}, []
+        for k, inc in self._incidents.items():
+            self._index(k, None, self._footprint(inc))  # type: ignore[arg-type]
 
 
 def utc(ts_s: float) -> datetime:

@@ -26,8 +26,6 @@ from cityops.streams.aggregators import (
 
 #: resolved / cancelled incidents are dropped from the state this long (event time) later
 INCIDENT_RETENTION = timedelta(hours=24)
-#: how much event time passes between two scans for incidents to forget
-EVICT_EVERY = timedelta(minutes=1)
 
 
 class Aggregator(Protocol):
@@ -93,7 +91,6 @@ class IncidentsByPartition:
     def __init__(self, settings: Settings) -> None:
         self.tz = settings.tz
         self.parts: dict[str, IncidentAggregator] = {}
-        self._evicted_at: dict[str, datetime] = {}  # unit → cutoff of its last eviction scan
 
     def unit(self, key: str, partition: int) -> str:
         return f"@{partition}"
@@ -107,13 +104,8 @@ class IncidentsByPartition:
     def add(self, unit: str, ev: Envelope, emitted_at: datetime) -> Outcome:
         agg = self._agg(unit)
         outcome = agg.add(ev, emitted_at)  # type: ignore[arg-type]
-        # bounded state: forget incidents closed a day (of event time) before this one; the
-        # scan runs once per minute of event time (not per event: it walks every incident)
-        cutoff = ev.event_time - INCIDENT_RETENTION
-        last = self._evicted_at.get(unit)
-        if last is None or cutoff - last >= EVICT_EVERY:
-            agg.evict_closed_before(cutoff)
-            self._evicted_at[unit] = cutoff
+        # bounded state: forget incidents closed a day (of event time) before this one
+        agg.evict_closed_before(ev.event_time - INCIDENT_RETENTION)
         return outcome
 
     def to_state(self, unit: str) -> dict[str, Any]:
