@@ -94,15 +94,14 @@ def _supervise(args: list[str]) -> int:
     stopping = False
     child: subprocess.Popen | None = None
 
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        if child is not None and child.poll() is None:
-            child.send_signal(signum)
-
     def relay(signum: int, _frame: object) -> None:
         if child is not None and child.poll() is None:
-            child.send_signal(signum)  # kill -USR1 on the supervisor: the worker's dump
+            child.send_signal(signum)  # e.g. kill -USR1 on the supervisor: the worker's dump
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        relay(signum, frame)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)

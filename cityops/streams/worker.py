@@ -11,6 +11,8 @@ import contextlib
 import itertools
 import logging
 import os
+import signal
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -87,8 +89,6 @@ class StreamsWorker:
 
     # --- lifecycle -----------------------------------------------------------------------
     async def _on_started(self) -> None:
-        import signal
-
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGUSR1, lambda: dump_tasks(self.app))
@@ -105,8 +105,6 @@ class StreamsWorker:
 
     def _recovery_stalled(self, silent_s: float) -> None:
         """``recovery_watch`` action: say where everything stands, then leave for a restart."""
-        import sys
-
         log.critical("stream.recovery_stalled", silent_s=round(silent_s, 1),
                      limit_s=self.settings.worker_recovery_stall_s, action="exit for restart")
         dump_tasks(self.app)
@@ -238,8 +236,6 @@ def dump_tasks(app: Any = None) -> None:
     """``kill -USR1 <worker pid>``: where every asyncio task waits, and where each partition's
     offsets stand, to stderr, for a worker that seems stuck (which await each part of Faust
     and each stage is in; why a commit does not move)."""
-    import sys
-
     tasks = asyncio.all_tasks()
     print(f"=== {len(tasks)} asyncio tasks (SIGUSR1)", file=sys.stderr)
     for task in sorted(tasks, key=lambda t: t.get_name()):
