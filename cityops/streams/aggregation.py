@@ -34,7 +34,7 @@ from cityops.streams.dispatch import register as deliver_to
 from cityops.streams.durable import DurableTable, OffsetGapGuard, stop_for_replay
 from cityops.streams.feed_aggregators import Aggregator, aggregator_for
 from cityops.streams.pipeline import ORIGIN_HEADER, Origin, ReplayGuard, dead_letter, header_value
-from cityops.streams.records import DeadLetter, IncidentStats, LateEvent
+from cityops.streams.records import DeadLetter, IncidentStats, LateEvent, latest_revisions
 
 log = structlog.get_logger(__name__)
 
@@ -208,16 +208,17 @@ class AggregationStage:
         for dead in out.dead:
             futures.append(await send_record(self.topics.dlq, dead))
             metrics.DEAD_LETTERS.labels(feed=self.feed, reason=dead.reason).inc()
-        for rec in out.records:
+        records = latest_revisions(out.records)
+        for rec in records:
             futures.append(await send_record(topic, rec))
         for late in out.late:
             futures.append(await send_record(self.topics.late, late))
         if futures:
             await asyncio.gather(*futures)
-        self.counts["records"] += len(out.records)
+        self.counts["records"] += len(records)
         self.counts["late"] += len(out.late)
-        if out.records:
-            metrics.AGGREGATES_OUT.labels(topic=self.feed).inc(len(out.records))
+        if records:
+            metrics.AGGREGATES_OUT.labels(topic=self.feed).inc(len(records))
         if out.late:
             metrics.LATE_EVENTS.labels(feed=self.feed).inc(len(out.late))
         if out.observations and self.observe is not None:

@@ -7,8 +7,9 @@ Times are timezone-aware; the warehouse stores them as DateTime64 in the distric
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -187,3 +188,24 @@ DERIVED_RECORDS: tuple[type[_Record], ...] = (
     LateEvent,
 )
 
+
+
+def latest_revisions(records: Iterable[Any]) -> list[Any]:
+    """Records with only the newest revision of each revised record (by ``record_id``) kept.
+
+    Windows and hourly indexes are re-published with ``revision`` + 1 each time an allowed-late
+    event changes them, and the warehouse keeps only the highest revision. While a backlog is
+    read, one step re-publishes the same 1-minute and 5-minute windows many times (each
+    counter of a zone fires them again), so the step publishes the last one only. Records
+    without a revision (observations, incidents) are all kept; order is kept, a revised
+    record taking the place of its last revision.
+    """
+    latest: dict[Any, Any] = {}
+    for i, rec in enumerate(records):
+        if getattr(rec, "revision", None) is None:
+            latest[i] = rec
+            continue
+        rid = (type(rec), rec.record_id())
+        latest.pop(rid, None)
+        latest[rid] = rec
+    return list(latest.values())

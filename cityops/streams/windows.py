@@ -192,6 +192,7 @@ class WindowedAggregator(Generic[K, A, V]):
         st = self._key_state(key)
         if span_s > st.get("span", 0.0):
             st["span"] = float(span_s)
+            st["adv"] = None
 
     def to_state(self, key: K) -> dict[str, Any]:
         """JSON-able snapshot of one key (for a changelog table)."""
@@ -236,12 +237,14 @@ class WindowedAggregator(Generic[K, A, V]):
         if st is None:
             return None
         if st.get("src"):
-            own = st.get("wm")  # per-source: advanced by ``_advance``, never moves back
+            mark = st.get("wm")  # per-source: advanced by ``_advance``, never moves back
         else:
-            own = (None if st["max_ts"] is None
-                   else st["max_ts"] - self.allowed_lateness_s - st.get("span", 0.0))
-        marks = [m for m in (own, st["closed_until"], st.get("closed_end")) if m is not None]
-        return max(marks) if marks else None
+            mark = (None if st["max_ts"] is None
+                    else st["max_ts"] - self.allowed_lateness_s - st.get("span", 0.0))
+        for other in (st["closed_until"], st.get("closed_end")):
+            if other is not None and (mark is None or other > mark):
+                mark = other
+        return mark
 
     def _hear(self, key: K, st: dict[str, Any], source: str, ts: float, now_s: float,
               cadence_s: float) -> None:
@@ -256,6 +259,7 @@ class WindowedAggregator(Generic[K, A, V]):
             clock[1] = now_s
             clock[2] = max(clock[2], float(cadence_s))
         st["heard"] = now_s
+        st["adv"] = None  # the clocks changed: the next ``advance`` looks again
 
     def low_water_s(self, key: K, now_s: float) -> float | None:
         """Minimum newest event time over the key's active sources; None while it must wait.
@@ -269,16 +273,20 @@ class WindowedAggregator(Generic[K, A, V]):
             return None
         if st.get("born") is None:
             st["born"] = now_s
-        lows: list[float] = []
+        low: float | None = None
+        per_cadence, floor = self.idle_intervals, self.min_idle_s
         for clock in st["src"].values():
             if clock[1] is None:  # restored: counts from its first use here
                 clock[1] = now_s
-            if now_s - clock[1] <= self.idle_after_s(clock[2]):
-                lows.append(clock[0])
-        for source, cadence in self._expected.get(key, {}).items():
-            if source not in st["src"] and now_s - st["born"] <= self.idle_after_s(cadence):
-                return None  # a registered source not heard yet: its partition may lag
-        return min(lows) if lows else None
+            active = now_s - clock[1] <= max(per_cadence * clock[2], floor)
+            if active and (low is None or clock[0] < low):
+                low = clock[0]
+        expected = self._expected.get(key)
+        if expected and not expected.keys() <= st["src"].keys():
+            for source, cadence in expected.items():
+                if source not in st["src"] and now_s - st["born"] <= self.idle_after_s(cadence):
+                    return None  # a registered source not heard yet: its partition may lag
+        return low
 
     def source_mark(self, key: K, source: str) -> float | None:
         """The source's own newest event time − lateness − span: its reports behind that are
@@ -302,6 +310,7 @@ class WindowedAggregator(Generic[K, A, V]):
         return self.watermark(key)
 
     def _advance(self, key: K, st: dict[str, Any], now_s: float) -> None:
+        st["adv"] = now_s  # clocks unchanged since: advancing again at now_s changes nothing
         low = self.low_water_s(key, now_s)
         if low is None:
             return
@@ -334,7 +343,7 @@ class WindowedAggregator(Generic[K, A, V]):
         """
         st = self._key_state(key)
         per_source = source is not None and now_s is not None
-        if per_source:
+        if per_source and st.get("adv") != now_s:
             self.advance(key, float(now_s))  # type: ignore[arg-type]
         wm = self.watermark(key)
         if per_source:
