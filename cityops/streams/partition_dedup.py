@@ -45,7 +45,8 @@ class Delta:
 
     lo: int
     hi: int
-    ids: dict[int, list[int]] = field(default_factory=dict)  # bucket → new hashes
+    # bucket → hashes: a list while a step builds it, an array once read back
+    ids: dict[int, Any] = field(default_factory=dict)
     dups: list[int] = field(default_factory=list)
     newest: float = 0.0  # the partition's newest event time after this step
 
@@ -59,8 +60,10 @@ class Delta:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Delta:
-        ids = {int(b): np.frombuffer(base64.b64decode(v), dtype="<u8").tolist()
-               for b, v in (state.get("b") or {}).items()}
+        # read back as arrays: a restore packs them per bucket without a Python int per id
+        ids: dict[int, Any] = {
+            int(b): np.frombuffer(base64.b64decode(v), dtype="<u8")
+            for b, v in (state.get("b") or {}).items()}
         return cls(lo=int(state["lo"]), hi=int(state["hi"]), ids=ids,
                    dups=[int(o) for o in state.get("dups") or []],
                    newest=float(state.get("t") or 0.0))
@@ -153,17 +156,17 @@ class PartitionDedup:
     def restore(self, deltas: list[Delta]) -> None:
         """Rebuild from the deltas read back from the changelog (any order): each bucket's
         hashes are packed once, not merged delta by delta."""
-        by_bucket: dict[int, list[int]] = {}
+        by_bucket: dict[int, list[np.ndarray]] = {}
         for delta in deltas:
             for bucket, hashes in delta.ids.items():
-                by_bucket.setdefault(bucket, []).extend(hashes)
+                by_bucket.setdefault(bucket, []).append(np.asarray(hashes, dtype="<u8"))
             self.dups.update(delta.dups)
             self.hw = max(self.hw, delta.hi)
             if delta.newest and (self.newest is None or delta.newest > self.newest):
                 self.newest = delta.newest
             self._remember(delta)
-        for bucket, hashes in by_bucket.items():
-            self.seen.load(bucket, np.asarray(hashes, dtype="<u8").tobytes())
+        for bucket, parts in by_bucket.items():
+            self.seen.load(bucket, np.concatenate(parts))
 
     def __len__(self) -> int:
         return len(self.seen)

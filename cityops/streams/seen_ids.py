@@ -97,10 +97,16 @@ class SeenIds:
             arr = np.concatenate([arr, np.fromiter(hot, dtype=np.uint64, count=len(hot))])
         return np.sort(arr).astype("<u8").tobytes()
 
-    def load(self, bucket: int, data: bytes) -> None:
-        """Restore one bucket from ``packed`` output (merged with what it holds)."""
-        arr = np.frombuffer(data, dtype="<u8").astype(np.uint64)
+    def load(self, bucket: int, data: bytes | np.ndarray) -> None:
+        """Restore one bucket from ``packed`` output or an array of hashes (merged with what
+        it holds)."""
+        if isinstance(data, bytes):
+            arr = np.frombuffer(data, dtype="<u8").astype(np.uint64)
+        else:
+            arr = np.asarray(data).astype(np.uint64)  # a copy: the input may be read-only
         old = self._frozen.get(bucket)
-        merged = arr if old is None else np.union1d(old, arr)
-        merged.sort()
-        self._frozen[bucket] = merged
+        if old is None:
+            arr.sort()  # in place; duplicates do not disturb the bisection
+            self._frozen[bucket] = arr
+        else:
+            self._frozen[bucket] = np.union1d(old, arr)

@@ -2,8 +2,8 @@
 
 Decode + validate (``core.contract.decode_event`` through ``pipeline.judge``) → dead letters
 to ``dlq`` (reason, raw bytes, topic, partition, offset) → dedup by ``event_id`` per raw
-partition (``streams.partition_dedup``: compact hashes, one changelog delta per partition per
-step in the table ``seen-<feed>``) → enrich from the registry → ``clean.<feed>``, keyed by
+partition (``streams.partition_dedup``: compact hashes, one delta per partition per step,
+``streams.dedup_log``) → enrich from the registry → ``clean.<feed>``, keyed by
 the aggregation key (zone / car park / station), with the raw origin and the enrichment in
 headers. Every output and dedup delta of a step is delivered before the step's offsets are
 acknowledged (``streams.batches``).
@@ -25,8 +25,9 @@ from cityops.streams import metrics
 from cityops.streams.alerting import AlertWiring, stop_after_failed_step
 from cityops.streams.app import Outbox, Topics, now_utc
 from cityops.streams.batches import run_step, run_steps
+from cityops.streams.dedup_log import DedupLog
 from cityops.streams.dispatch import register as deliver_to
-from cityops.streams.durable import DurableTable, OffsetGapGuard, stop_for_replay
+from cityops.streams.durable import OffsetGapGuard, stop_for_replay
 from cityops.streams.partition_dedup import Delta, PartitionDedup, Verdict
 from cityops.streams.pipeline import (
     ENRICH_HEADER,
@@ -53,9 +54,7 @@ class ValidationStage:
         self.registry = registry
         self.topics = topics
         self.alerting = alerting
-        self.table = app.Table(f"seen-{feed}", default=None,
-                               partitions=settings.topic_partitions)
-        self.durable = DurableTable(self.table)
+        self.log = DedupLog(app, settings, feed)
         self.dedups: dict[int, PartitionDedup] = {}  # raw partition → its dedup state
         self.raw_topic = settings.topic(topic_names.raw(feed))
         self.counts = {"in": 0, "clean": 0, "dead": 0, "duplicate": 0, "replayed": 0}
@@ -70,26 +69,31 @@ class ValidationStage:
         return ValidationContext.from_settings(self.settings, self.registry)
 
     def reassigned(self, partitions: set[tuple[str, int]]) -> None:
-        """Raw partitions newly assigned to this worker: their dedup state is rebuilt from the
-        table on first use (the changelog holds what another worker decided meanwhile)."""
-        for topic, partition in partitions:
-            if topic == self.raw_topic:
-                self.dedups.pop(partition, None)
+        """Raw partitions newly assigned to this worker: their dedup state is read again (the
+        log holds what another worker decided meanwhile), starting now, finished at first use."""
+        mine = sorted(p for topic, p in partitions if topic == self.raw_topic)
+        for partition in mine:
+            self.dedups.pop(partition, None)
+        self.log.prefetch(mine)
 
     def dedup(self, partition: int) -> PartitionDedup:
-        """The partition's dedup state, restored from its deltas in the table if need be."""
-        state = self.dedups.get(partition)
-        if state is None:
+        """The partition's dedup state (``restore`` read it at the start of the step)."""
+        return self.dedups[partition]
+
+    async def restore(self, partitions: set[int]) -> None:
+        """Rebuild the dedup state of partitions not used since they were assigned here,
+        from their deltas on the log, before the step decides any of their records."""
+        missing = sorted(p for p in partitions if p not in self.dedups)
+        if not missing:
+            return
+        for partition, deltas in (await self.log.read(missing)).items():
             state = PartitionDedup(self.settings.stream_dedup_horizon_s,
                                    self.settings.stream_dedup_bucket_s)
-            prefix = f"{partition}/"
-            state.restore([Delta.from_state(v) for k, v in self.durable.items()
-                           if k.startswith(prefix) and isinstance(v, dict)])
+            state.restore([Delta.from_state(v) for v in deltas if isinstance(v, dict)])
             self.dedups[partition] = state
             if len(state):
                 log.info("stream.dedup_restored", feed=self.feed, partition=partition,
                          ids=len(state), hw=state.hw)
-        return state
 
     async def agent(self, stream: Any) -> None:
         ctx = self.ctx()
@@ -121,6 +125,7 @@ class ValidationStage:
         received = now_utc()
         metrics.EVENTS_IN.labels(feed=self.feed).inc(len(events))
         clean_before = self.counts["clean"]
+        await self.restore({event.message.partition for event in events})
         for event in events:
             msg = event.message
             self.gaps.check(msg.topic, msg.partition, msg.offset)
@@ -137,22 +142,22 @@ class ValidationStage:
                     self.feed, raw, msg.key, origin, "invalid",
                     f"internal: {type(exc).__name__}: {exc}", "", now_utc()))
         for partition in sorted(touched):
-            self.write_delta(partition)
+            await self.write_delta(partition)
         if out.inputs and self.alerting is not None:
             out.futures.extend(await self.alerting.observe(out.inputs))
         await out.deliver()
         metrics.EVENTS_OUT.labels(feed=self.feed).inc(self.counts["clean"] - clean_before)
-        await self.durable.drain()
+        await self.log.drain()
 
-    def write_delta(self, partition: int) -> None:
+    async def write_delta(self, partition: int) -> None:
         """The step's dedup changes in ``partition``: one changelog record, and tombstones
         for the deltas now wholly behind the horizon."""
         state = self.dedup(partition)
         delta = state.take_delta()
         if delta is not None:
-            self.durable.set_at(delta.key(partition), delta.to_state(), partition)
+            await self.log.write(partition, delta.key(partition), delta.to_state())
         for lo in state.expired():
-            self.durable.delete_at(f"{partition}/{lo}", partition)
+            await self.log.write(partition, f"{partition}/{lo}", None)
 
     async def handle(self, raw: bytes, key: bytes | None, origin: Origin,
                      ctx: ValidationContext, out: Outbox, received: Any) -> None:

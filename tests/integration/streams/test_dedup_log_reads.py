@@ -1,0 +1,94 @@
+"""The dedup log is read back from the real broker as the worker's restore needs it.
+
+``streams.dedup_log.read_partitions`` replaces Faust's table recovery for the dedup deltas:
+the latest value per key, tombstones applied, each partition on its own, and a tail read
+that carries on from an earlier read (a read started at assignment, finished at first use).
+Restored through ``PartitionDedup``, the deltas decide replays and duplicates as before.
+"""
+
+from __future__ import annotations
+
+import json
+
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from cityops.core.settings import Settings
+from cityops.streams.dedup_log import live_deltas, read_partitions
+from cityops.streams.partition_dedup import Delta, PartitionDedup, Verdict
+
+
+def _topic(bootstrap: str, name: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, 2, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        admin.close()
+
+
+def _send(prod: KafkaProducer, topic: str, partition: int, key: str,
+          delta: Delta | None) -> None:
+    value = None if delta is None else json.dumps(delta.to_state()).encode()
+    prod.send(topic, key=json.dumps(key).encode(), value=value, partition=partition)
+
+
+def _steps(state: PartitionDedup, ids: list[tuple[int, str, float]]) -> Delta:
+    for offset, event_id, ts in ids:
+        state.judge(offset, event_id, ts)
+    delta = state.take_delta()
+    assert delta is not None
+    return delta
+
+
+def test_read_gives_the_latest_delta_per_key_without_tombstoned_ones_per_partition(
+        kafka_broker: str, topic_name: str, settings: Settings) -> None:
+    _topic(kafka_broker, topic_name)
+    writer = PartitionDedup(3600)
+    first = _steps(writer, [(0, "a", 1000.0), (1, "b", 1001.0)])
+    second = _steps(writer, [(2, "c", 1002.0), (3, "a", 1000.0)])  # offset 3: a duplicate
+    other = _steps(PartitionDedup(3600), [(0, "z", 1000.0)])
+    prod = KafkaProducer(bootstrap_servers=kafka_broker)
+    _send(prod, topic_name, 0, first.key(0), first)
+    _send(prod, topic_name, 0, "0/999", first)
+    _send(prod, topic_name, 0, "0/999", None)  # a delta deleted behind the horizon
+    _send(prod, topic_name, 0, second.key(0), second)
+    _send(prod, topic_name, 1, other.key(1), other)
+    prod.flush()
+
+    found = read_partitions(settings, topic_name, [0, 1])
+    assert set(found) == {0, 1}
+    live0, end0 = found[0]
+    assert end0 == 4 and found[1][1] == 1
+    deltas = live_deltas(live0)
+    assert sorted(d["lo"] for d in deltas) == [0, 2]
+
+    restored = PartitionDedup(3600)
+    restored.restore([Delta.from_state(d) for d in deltas])
+    assert restored.hw == 3
+    assert restored.judge(1, "b", 1001.0) is Verdict.REPLAYED
+    assert restored.judge(3, "a", 1000.0) is Verdict.DUPLICATE  # judged so before
+    assert restored.judge(4, "c", 1002.0) is Verdict.DUPLICATE  # a new copy of c
+    assert restored.judge(5, "d", 1003.0) is Verdict.NEW
+    assert [d["lo"] for d in live_deltas(found[1][0])] == [0]
+
+
+def test_a_tail_read_adds_what_was_written_after_an_earlier_read(
+        kafka_broker: str, topic_name: str, settings: Settings) -> None:
+    _topic(kafka_broker, topic_name)
+    writer = PartitionDedup(3600)
+    first = _steps(writer, [(0, "a", 1000.0)])
+    prod = KafkaProducer(bootstrap_servers=kafka_broker)
+    _send(prod, topic_name, 0, first.key(0), first)
+    prod.flush()
+    early = read_partitions(settings, topic_name, [0])
+    assert early[0][1] == 1
+
+    second = _steps(writer, [(1, "b", 1001.0)])
+    _send(prod, topic_name, 0, second.key(0), second)
+    _send(prod, topic_name, 0, first.key(0), None)  # the first delta deleted meanwhile
+    prod.flush()
+    tail = read_partitions(settings, topic_name, [0], since=early)
+    assert tail[0][1] == 3
+    assert [d["lo"] for d in live_deltas(tail[0][0])] == [1]
+    assert [d["lo"] for d in live_deltas(early[0][0])] == [0]  # the earlier read is kept
+    assert read_partitions(settings, topic_name, [0])[0][0] == tail[0][0]
