@@ -22,10 +22,12 @@ import json
 import time
 from typing import Any
 
+import orjson
 import structlog
 
 from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
+from cityops.streams.partition_dedup import Delta
 
 log = structlog.get_logger(__name__)
 
@@ -34,16 +36,15 @@ FETCH_PARTITION_BYTES = 16 << 20
 FETCH_BYTES = 64 << 20
 
 
-#: what a read found per partition: the latest value per key (None: a tombstone), and the
-#: end offset it read up to
-Found = dict[int, tuple[dict[bytes, bytes | None], int]]
+#: what a read found per partition: the live delta per key, and the end offset it read up to
+Found = dict[int, tuple[dict[bytes, Delta], int]]
 
 
 def read_partitions(settings: Settings, topic: str, partitions: list[int],
                     since: Found | None = None) -> Found:
-    """The latest value per key of each partition, read by one consumer up to the end
-    offsets at the time of the call: from the start, or on from an earlier read (``since``,
-    whose values it updates)."""
+    """The live delta per key of each partition (the latest value; a tombstone deletes),
+    read by one consumer up to the end offsets at the time of the call: from the start, or on
+    from an earlier read (``since``, left as it was). Decoded here, in the caller's thread."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
@@ -63,15 +64,20 @@ def read_partitions(settings: Settings, topic: str, partitions: list[int],
             for tp, records in consumer.poll(timeout_ms=1000, max_records=100_000).items():
                 end, live = ends[tp], found[tp.partition][0]
                 for r in records:
-                    if r.offset < end:
-                        live[r.key] = r.value
+                    if r.offset >= end:
+                        continue
+                    value = None if r.value is None else orjson.loads(r.value)
+                    if isinstance(value, dict):
+                        live[r.key] = Delta.from_state(value)
+                    else:  # a tombstone (or a value that is no delta)
+                        live.pop(r.key, None)
         return {p: (live, ends[TopicPartition(topic, p)]) for p, (live, _) in found.items()}
     finally:
         consumer.close()
 
 
-def live_deltas(live: dict[bytes, bytes | None]) -> list[dict[str, Any]]:
-    return [json.loads(v) for v in live.values() if v is not None]
+def live_deltas(live: dict[bytes, Delta]) -> list[Delta]:
+    return list(live.values())
 
 
 class DedupLog:
@@ -109,14 +115,13 @@ class DedupLog:
 
     def prefetch(self, partitions: list[int]) -> None:
         """Start reading partitions just assigned here, before their first records arrive."""
-        if partitions:
-            task = asyncio.ensure_future(self._read(partitions, None))
+        for p in partitions:  # one read each: one's network waits overlap another's decoding
+            task = asyncio.ensure_future(self._read([p], None))
             # a failure is reported by ``read`` (which then reads it all), never left unseen
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            for p in partitions:
-                self._prefetched[p] = task
+            self._prefetched[p] = task
 
-    async def read(self, partitions: list[int]) -> dict[int, list[dict[str, Any]]]:
+    async def read(self, partitions: list[int]) -> dict[int, list[Delta]]:
         """The partitions' live deltas up to now: what a prefetch found, plus what was written
         after it (a tail read), or a whole read. In a thread: the event loop goes on."""
         early: Found = {}

@@ -11,6 +11,7 @@ acknowledged (``streams.batches``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,7 @@ from cityops.streams.batches import run_step, run_steps
 from cityops.streams.dedup_log import DedupLog
 from cityops.streams.dispatch import register as deliver_to
 from cityops.streams.durable import OffsetGapGuard, stop_for_replay
-from cityops.streams.partition_dedup import Delta, PartitionDedup, Verdict
+from cityops.streams.partition_dedup import PartitionDedup, Verdict
 from cityops.streams.pipeline import (
     ENRICH_HEADER,
     ORIGIN_HEADER,
@@ -89,7 +90,7 @@ class ValidationStage:
         for partition, deltas in (await self.log.read(missing)).items():
             state = PartitionDedup(self.settings.stream_dedup_horizon_s,
                                    self.settings.stream_dedup_bucket_s)
-            state.restore([Delta.from_state(v) for v in deltas if isinstance(v, dict)])
+            await asyncio.to_thread(state.restore, deltas)  # packing: seconds for a busy hour
             self.dedups[partition] = state
             if len(state):
                 log.info("stream.dedup_restored", feed=self.feed, partition=partition,

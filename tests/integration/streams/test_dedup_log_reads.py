@@ -60,16 +60,16 @@ def test_read_gives_the_latest_delta_per_key_without_tombstoned_ones_per_partiti
     live0, end0 = found[0]
     assert end0 == 4 and found[1][1] == 1
     deltas = live_deltas(live0)
-    assert sorted(d["lo"] for d in deltas) == [0, 2]
+    assert sorted(d.lo for d in deltas) == [0, 2]
 
     restored = PartitionDedup(3600)
-    restored.restore([Delta.from_state(d) for d in deltas])
+    restored.restore(deltas)
     assert restored.hw == 3
     assert restored.judge(1, "b", 1001.0) is Verdict.REPLAYED
     assert restored.judge(3, "a", 1000.0) is Verdict.DUPLICATE  # judged so before
     assert restored.judge(4, "c", 1002.0) is Verdict.DUPLICATE  # a new copy of c
     assert restored.judge(5, "d", 1003.0) is Verdict.NEW
-    assert [d["lo"] for d in live_deltas(found[1][0])] == [0]
+    assert [d.lo for d in live_deltas(found[1][0])] == [0]
 
 
 def test_a_tail_read_adds_what_was_written_after_an_earlier_read(
@@ -89,6 +89,7 @@ def test_a_tail_read_adds_what_was_written_after_an_earlier_read(
     prod.flush()
     tail = read_partitions(settings, topic_name, [0], since=early)
     assert tail[0][1] == 3
-    assert [d["lo"] for d in live_deltas(tail[0][0])] == [1]
-    assert [d["lo"] for d in live_deltas(early[0][0])] == [0]  # the earlier read is kept
-    assert read_partitions(settings, topic_name, [0])[0][0] == tail[0][0]
+    assert [d.lo for d in live_deltas(tail[0][0])] == [1]
+    assert [d.lo for d in live_deltas(early[0][0])] == [0]  # the earlier read is kept
+    whole = read_partitions(settings, topic_name, [0])[0][0]
+    assert {k: d.lo for k, d in whole.items()} == {k: d.lo for k, d in tail[0][0].items()}
