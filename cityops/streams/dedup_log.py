@@ -49,8 +49,9 @@ def read_partitions(settings: Settings, topic: str, partitions: list[int],
 
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers, group_id=None,
-        enable_auto_commit=False, max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
-        fetch_max_bytes=FETCH_BYTES, **kafka_python_security(settings))
+        enable_auto_commit=False, auto_offset_reset="earliest",  # never skip to the end
+        max_partition_fetch_bytes=FETCH_PARTITION_BYTES, fetch_max_bytes=FETCH_BYTES,
+        **kafka_python_security(settings))
     try:
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
