@@ -5,8 +5,9 @@ busy hour leaves hundreds of thousands of records. Kept in a Faust table, every 
 them went through Faust's recovery at each start, about half a millisecond of Python per
 record: with one hour of ids at 20,000 events/s in 500-id deltas the worker was ready after
 86 s (``bench/bench_recovery.py``). Here the worker reads a raw partition's deltas itself,
-with one plain consumer, when the partition is first used (at start, or when a rebalance
-brings it here) and only that partition's; the step waits for it, other stages do not.
+with a plain consumer in a thread, from the moment the partition is assigned here (at start,
+or when a rebalance brings it here); the partition's first step reads what was written since
+and waits for the whole read, other stages do not.
 
 The topic keeps the name and record format of the table's changelog
 (``<worker id>-seen-<feed>-changelog``: JSON key ``"<partition>/<lo>"``, JSON value, a
