@@ -233,9 +233,9 @@ class Settings(BaseSettings):
     )
     worker_recovery_stall_s: float = Field(
         120.0, ge=10, le=3600,
-        description="CITYOPS_WORKER_RECOVERY_STALL_S: a table recovery that receives no "
-        "changelog record for this long makes the worker exit for a supervised restart "
-        "(Faust's recovery sometimes stalls after a rebalance with several workers)",
+        description="CITYOPS_WORKER_RECOVERY_STALL_S: a read of stage state (dedup, "
+        "aggregation, alert engine) that receives nothing from the broker for this long "
+        "while records are due fails its step, and the worker exits for a supervised restart",
     )
     worker_session_timeout_s: float = Field(
         10.0, ge=6, le=300,

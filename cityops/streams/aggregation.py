@@ -3,8 +3,13 @@
 The feed's ``Aggregator`` (``streams.feed_aggregators``) turns clean events into derived
 records to ``agg.<feed>``, late events to ``late`` and observations to the alert engine. The
 state of each unit is snapshotted, together with its replay high-water marks
-(``pipeline.ReplayGuard``), into the table ``state-<feed>`` after the outputs it caused were
-acknowledged by the broker.
+(``pipeline.ReplayGuard``), to the log ``state-<feed>`` (``streams.state_log``), on the
+unit's clean partition, after the outputs it caused were acknowledged by the broker.
+
+A clean partition's snapshots are read when the partition is assigned here and used from
+its first step on. When a rebalance moves the partition away, its units are forgotten here
+(another worker moves them on, and an idle-window close here would publish and snapshot
+stale copies); when it comes back they are read again.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from cityops.streams.alerting import (
 from cityops.streams.app import Topics, now_utc, send_record
 from cityops.streams.batches import run_step, run_steps
 from cityops.streams.dispatch import register as deliver_to
-from cityops.streams.durable import DurableTable, OffsetGapGuard, stop_for_replay
+from cityops.streams.durable import OffsetGapGuard, stop_for_replay
 from cityops.streams.feed_aggregators import Aggregator, aggregator_for
 from cityops.streams.pipeline import ORIGIN_HEADER, Origin, ReplayGuard, dead_letter, header_value
 from cityops.streams.records import DeadLetter, IncidentStats, LateEvent, latest_revisions
+from cityops.streams.state_log import StateLog, by_key
 
 log = structlog.get_logger(__name__)
 
@@ -67,9 +73,8 @@ class AggregationStage:
         self.aggregator: Aggregator = aggregator_for(feed, settings, registry)
         self.guards: dict[str, ReplayGuard] = {}
         self.loaded: set[str] = set()
-        self.table = app.Table(f"state-{feed}", default=None,
-                               partitions=settings.topic_partitions)
-        self.durable = DurableTable(self.table)
+        self.log = StateLog(app, settings, f"state-{feed}", partitions=settings.topic_partitions)
+        self.snaps: dict[int, dict[str, dict[str, Any]]] = {}  # clean partition → unit → snapshot
         self.partitions: dict[str, int] = {}  # unit → its clean partition
         self.lock = asyncio.Lock()
         self.counts = {"in": 0, "records": 0, "late": 0, "replayed": 0, "ignored": 0,
@@ -79,21 +84,24 @@ class AggregationStage:
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         self.stream_time: datetime | None = None  # newest event time applied (this process)
         self.clean_topic = settings.topic(topic_names.clean(feed))
-        # not connected to app.on_partitions_revoked yet: with it, the 3-worker backlog test
-        # with a SIGKILL lost one report's counts in a few windows (not yet explained)
         app.agent(topics.clean[feed], name=self.name)(self.agent)
         if settings.worker_direct_dispatch:
             deliver_to(app, self.clean_topic, self.handle_batch)
 
-    async def on_revoked(self, sender: Any, revoked: Any, *, signal: Any = None,
-                         **_: Any) -> None:
-        """A revoked clean partition's units are forgotten: another worker moves them on
-        meanwhile, and if the partition comes back they are restored from the table (the
-        changelog holds that worker's snapshots) instead of reusing the stale copy here."""
-        gone = {tp.partition for tp in revoked if tp.topic == self.clean_topic}
-        if gone:
-            async with self.lock:
-                self.forget_partitions(gone)
+    async def reassigned(self, assigned: set[tuple[str, int]],
+                         fresh: set[tuple[str, int]]) -> None:
+        """After a rebalance: clean partitions gone elsewhere or newly assigned here have
+        their units forgotten (a new one's snapshots are read again, from now on); those
+        kept here keep their units, this worker being their only writer meanwhile."""
+        mine = {p for topic, p in assigned if topic == self.clean_topic}
+        new = {p for topic, p in fresh if topic == self.clean_topic}
+        drop = new | {p for p in [*self.snaps, *self.partitions.values()] if p not in mine}
+        async with self.lock:
+            self.forget_partitions(drop)
+            for p in drop:
+                self.snaps.pop(p, None)
+        self.log.retain(mine)
+        self.log.prefetch(sorted(new))
 
     def forget_partitions(self, partitions: set[int]) -> list[str]:
         """Forget every unit last read from one of ``partitions``; returns those units."""
@@ -120,10 +128,17 @@ class AggregationStage:
                               on_failure=lambda: self.on_failure, lock=self.lock,
                               timeout_s=self.settings.worker_step_timeout_s)
 
-    # --- units: restore from / snapshot to the state table ---------------------------------
+    # --- units: restore from / snapshot to the state log -----------------------------------
+    async def restore(self, partitions: set[int]) -> None:
+        """Read the snapshots of partitions not used since they were assigned here."""
+        missing = sorted(p for p in partitions if p not in self.snaps)
+        if missing:
+            for partition, live in (await self.log.read(missing)).items():
+                self.snaps[partition] = by_key(live)
+
     def _load(self, unit: str, partition: int) -> None:
         if unit not in self.loaded:
-            snap = self.durable.get(unit) or {}
+            snap = self.snaps[partition].get(unit) or {}
             self.guards[unit] = ReplayGuard.from_state(snap.get("hw"))
             self.aggregator.from_state(unit, snap.get("state") or {})
             self.loaded.add(unit)
@@ -138,6 +153,7 @@ class AggregationStage:
     async def step(self, events: list[Any]) -> None:
         out = Applied()
         emitted_at = now_utc()
+        await self.restore({event.message.partition for event in events})
         for event in events:
             msg = event.message
             self.gaps.check(msg.topic, msg.partition, msg.offset)
@@ -226,8 +242,10 @@ class AggregationStage:
             if obs_futures:
                 await asyncio.gather(*obs_futures)
         for unit in out.dirty:
-            self.durable.set_at(unit, self.snapshot(unit), self.partitions[unit])
-        await self.durable.drain()  # state in the changelog before the offsets are acked
+            partition = self.partitions[unit]
+            snap = self.snaps[partition][unit] = self.snapshot(unit)
+            await self.log.write(partition, unit, snap)
+        await self.log.drain()  # state in the log before the offsets are acked
 
     async def close_idle(self) -> int:
         """Close windows of units that went quiet (a timer calls this).
@@ -242,9 +260,9 @@ class AggregationStage:
         if not self.aggregator.closes_idle or self.stream_time is None:
             return 0
         async with self.lock:
-            for unit, snap in list(self.durable.items()):
-                if unit not in self.loaded and isinstance(snap, dict):
-                    self._load(unit, int(snap.get("p", 0)))
+            for partition, snaps in self.snaps.items():
+                for unit in [u for u in snaps if u not in self.loaded]:
+                    self._load(unit, partition)
             records, units = self.aggregator.close_idle(
                 self.settings.stream_allowed_lateness_s + self.settings.stream_idle_close_s,
                 now_utc())

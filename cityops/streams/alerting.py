@@ -42,7 +42,7 @@ from cityops.streams.alerts.rules import INCIDENT_SEVERITY_RANK, RuleSet
 from cityops.streams.app import publish, send_record
 from cityops.streams.batches import run_step, run_steps
 from cityops.streams.dispatch import register as deliver_to
-from cityops.streams.durable import EXIT_REPLAY, DurableTable, OffsetGapGuard, stop_for_replay
+from cityops.streams.durable import EXIT_REPLAY, OffsetGapGuard, stop_for_replay
 from cityops.streams.records import (
     AirQualityIndex,
     AlertEvent,
@@ -50,6 +50,7 @@ from cityops.streams.records import (
     IncidentStats,
     ParkingState,
 )
+from cityops.streams.state_log import StateLog, by_key
 
 log = structlog.get_logger(__name__)
 
@@ -129,15 +130,15 @@ class AlertWiring:
         self.alerts_topic = alerts_topic
         self.dispatch = dispatch
         self.event_clock: float | None = None  # newest event time seen (POSIX s)
-        self.engine = AlertEngine(rules, registry, clock=lambda: datetime.now(UTC),
-                                  silence_by_feed=settings.alert_clock == "event")
+        self.registry = registry
+        self.engine = self._new_engine()
         self.loaded = False
+        self.owned = False  # the alert input's one partition is assigned to this worker
         self.offset = -1
         self.input = app.topic(f"{settings.worker_id}-alert-input", partitions=1,
                                internal=True, key_type=bytes, value_type=bytes,
                                key_serializer="raw", value_serializer="raw")
-        self.table = app.Table("alert-engine", default=None, partitions=1)
-        self.durable = DurableTable(self.table)
+        self.log = StateLog(app, settings, "alert-engine", partitions=1)
         self.lock = asyncio.Lock()
         self.pending_acks: dict[str, asyncio.Future[tuple[int, dict[str, Any]]]] = {}
         self.last_heartbeat: dict[str, float] = {}
@@ -207,15 +208,43 @@ class AlertWiring:
         finally:
             self.pending_acks.pop(rid, None)
 
-    def list_alerts(self) -> list[dict[str, Any]]:
-        self._restore()
-        return [_jsonable(a) for a in self.engine.active_alerts()]
+    async def list_alerts(self) -> list[dict[str, Any]]:
+        """The engine's alerts: this worker's own engine when it runs it, else the latest
+        snapshot on the log (the worker that runs the engine wrote it)."""
+        if self.owned:
+            await self._restore()
+            engine = self.engine
+        else:
+            engine = self._new_engine()
+            snap = by_key((await self.log.read([0]))[0]).get(ENGINE_KEY)
+            if isinstance(snap, dict):
+                engine.from_state(snap.get("state") or {})
+        return [_jsonable(a) for a in engine.active_alerts()]
 
     # --- the agent ------------------------------------------------------------------------
-    def _restore(self) -> None:
+    def _new_engine(self) -> AlertEngine:
+        return AlertEngine(self.rules, self.registry, clock=lambda: datetime.now(UTC),
+                           silence_by_feed=self.settings.alert_clock == "event")
+
+    async def reassigned(self, assigned: set[tuple[str, int]],
+                         fresh: set[tuple[str, int]]) -> None:
+        """After a rebalance: the engine's state is read again when the alert input comes
+        (back) here, since another worker may have run the engine meanwhile, and dropped
+        when it goes elsewhere; kept while it stays here."""
+        tp = (self.input.get_topic_name(), 0)
+        self.owned = tp in assigned
+        if tp in fresh or not self.owned:
+            async with self.lock:
+                self.engine = self._new_engine()
+                self.loaded, self.offset, self.event_clock = False, -1, None
+            self.log.retain(set())
+        if tp in fresh:
+            self.log.prefetch([0])
+
+    async def _restore(self) -> None:
         if self.loaded:
             return
-        snap = self.durable.get(ENGINE_KEY)
+        snap = by_key((await self.log.read([0]))[0]).get(ENGINE_KEY)
         if isinstance(snap, dict):
             self.engine.from_state(snap.get("state") or {})
             self.offset = int(snap.get("offset", -1))
@@ -287,7 +316,7 @@ class AlertWiring:
                               timeout_s=self.settings.worker_step_timeout_s)
 
     async def step(self, events: list[Any]) -> None:
-        self._restore()
+        await self._restore()
         produced: list[AlertEvent] = []
         last = self.offset
         for event in events:
@@ -317,9 +346,9 @@ class AlertWiring:
         metrics.ACTIVE_ALERTS.set(len(self.engine.active_alerts()))
         if last > self.offset:
             self.offset = last
-            self.durable.set_at(ENGINE_KEY, {"offset": last, "clock": self.event_clock,
-                                             "state": self.engine.to_state()}, 0)
-            await self.durable.drain()
+            await self.log.write(0, ENGINE_KEY, {"offset": last, "clock": self.event_clock,
+                                                 "state": self.engine.to_state()})
+            await self.log.drain()
 
 
 def _jsonable(data: Any) -> Any:

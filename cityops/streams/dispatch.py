@@ -4,9 +4,9 @@ Faust (faust-streaming 0.15.3) delivers each fetched message through the conduct
 channel queue, the stream iterator with its sensors and ``take_events``' buffer, and acks
 it through the stream again: tens of microseconds of Python per message before any of our
 code runs, which profiled as the larger part of the worker. Faust still does everything
-else here: group membership, assignment, fetching, offsets and commits, tables and their
-recovery, timers and the web server; the agents stay registered (so their topics are
-subscribed and acked), they just receive nothing.
+else here: group membership, assignment, fetching, offsets and commits, timers and the web
+server (the stages' state is not in Faust tables: ``streams.state_log``); the agents stay
+registered (so their topics are subscribed and acked), they just receive nothing.
 
 ``install()`` replaces ``Consumer._drain_messages`` with the same loop, plus:
 
@@ -24,8 +24,8 @@ subscribed and acked), they just receive nothing.
   from the unacked set (they are fetched again from the committed offset). One lock keeps
   a cancelled delivery's steps and the next delivery's from overlapping.
 
-Messages of other topics (table changelogs in recovery) go to Faust's own callback, as
-before. ``streams.durable.OffsetGapGuard`` still checks every record a step receives.
+Messages of other topics go to Faust's own callback, as before.
+``streams.durable.OffsetGapGuard`` still checks every record a step receives.
 """
 
 from __future__ import annotations

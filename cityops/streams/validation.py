@@ -3,7 +3,7 @@
 Decode + validate (``core.contract.decode_event`` through ``pipeline.judge``) → dead letters
 to ``dlq`` (reason, raw bytes, topic, partition, offset) → dedup by ``event_id`` per raw
 partition (``streams.partition_dedup``: compact hashes, one delta per partition per step,
-``streams.dedup_log``) → enrich from the registry → ``clean.<feed>``, keyed by
+``streams.state_log``) → enrich from the registry → ``clean.<feed>``, keyed by
 the aggregation key (zone / car park / station), with the raw origin and the enrichment in
 headers. Every output and dedup delta of a step is delivered before the step's offsets are
 acknowledged (``streams.batches``).
@@ -26,10 +26,9 @@ from cityops.streams import metrics
 from cityops.streams.alerting import AlertWiring, stop_after_failed_step
 from cityops.streams.app import Outbox, Topics, now_utc
 from cityops.streams.batches import run_step, run_steps
-from cityops.streams.dedup_log import DedupLog
 from cityops.streams.dispatch import register as deliver_to
 from cityops.streams.durable import OffsetGapGuard, stop_for_replay
-from cityops.streams.partition_dedup import PartitionDedup, Verdict
+from cityops.streams.partition_dedup import Delta, PartitionDedup, Verdict
 from cityops.streams.pipeline import (
     ENRICH_HEADER,
     ORIGIN_HEADER,
@@ -40,6 +39,7 @@ from cityops.streams.pipeline import (
     enrichment,
     judge,
 )
+from cityops.streams.state_log import StateLog
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +55,8 @@ class ValidationStage:
         self.registry = registry
         self.topics = topics
         self.alerting = alerting
-        self.log = DedupLog(app, settings, feed)
+        self.log = StateLog(app, settings, f"seen-{feed}", partitions=settings.topic_partitions,
+                            decode=Delta.from_state)
         self.dedups: dict[int, PartitionDedup] = {}  # raw partition → its dedup state
         self.raw_topic = settings.topic(topic_names.raw(feed))
         self.counts = {"in": 0, "clean": 0, "dead": 0, "duplicate": 0, "replayed": 0}
@@ -69,13 +70,17 @@ class ValidationStage:
     def ctx(self) -> ValidationContext:
         return ValidationContext.from_settings(self.settings, self.registry)
 
-    def reassigned(self, partitions: set[tuple[str, int]]) -> None:
-        """Raw partitions newly assigned to this worker: their dedup state is read again (the
-        log holds what another worker decided meanwhile), starting now, finished at first use."""
-        mine = sorted(p for topic, p in partitions if topic == self.raw_topic)
-        for partition in mine:
+    def reassigned(self, assigned: set[tuple[str, int]], fresh: set[tuple[str, int]]) -> None:
+        """After a rebalance: raw partitions newly assigned to this worker have their dedup
+        state read again (the log holds what another worker decided meanwhile), starting now,
+        finished at first use; those gone elsewhere free their memory."""
+        mine = {p for topic, p in assigned if topic == self.raw_topic}
+        new = sorted(p for topic, p in fresh if topic == self.raw_topic)
+        gone = sorted(p for p in self.dedups if p not in mine)
+        for partition in [*new, *gone]:
             self.dedups.pop(partition, None)
-        self.log.prefetch(mine)
+        self.log.retain(mine)
+        self.log.prefetch(new)
 
     def dedup(self, partition: int) -> PartitionDedup:
         """The partition's dedup state (``restore`` read it at the start of the step)."""
@@ -87,7 +92,8 @@ class ValidationStage:
         missing = sorted(p for p in partitions if p not in self.dedups)
         if not missing:
             return
-        for partition, deltas in (await self.log.read(missing)).items():
+        for partition, live in (await self.log.read(missing)).items():
+            deltas = list(live.values())
             state = PartitionDedup(self.settings.stream_dedup_horizon_s,
                                    self.settings.stream_dedup_bucket_s)
             await asyncio.to_thread(state.restore, deltas)  # packing: seconds for a busy hour

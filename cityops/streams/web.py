@@ -138,7 +138,7 @@ class WorkerViews(Protocol):
 
     def refresh_gauges(self) -> None: ...
 
-    def list_alerts(self, include_all: bool = False) -> list[dict[str, Any]]: ...
+    async def list_alerts(self, include_all: bool = False) -> list[dict[str, Any]]: ...
 
     async def acknowledge(self, alert_id: str, actor: str) -> tuple[int, dict[str, Any]]: ...
 
@@ -209,7 +209,7 @@ def register_views(app: faust.App, worker: WorkerViews) -> None:
             if refused is not None:
                 return refused
             include_all = request.query.get("all") in ("1", "true", "yes")
-            return self.json({"alerts": worker.list_alerts(include_all)})
+            return self.json({"alerts": await worker.list_alerts(include_all)})
 
     @app.page("/alerts/{alert_id}/ack")
     class Ack(faust.web.View):

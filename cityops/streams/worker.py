@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -22,13 +21,12 @@ import structlog
 
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, Settings
-from cityops.streams import metrics, recovery_watch, web
+from cityops.streams import metrics, web
 from cityops.streams.aggregation import AggregationStage
 from cityops.streams.alerting import AlertDispatch, AlertWiring
 from cityops.streams.alerts.rules import RuleSet, load_rules
 from cityops.streams.alerts.webhooks import WebhookDispatcher, WebhookTarget
 from cityops.streams.app import declare_topics, make_app
-from cityops.streams.durable import EXIT_REPLAY
 from cityops.streams.exceptions import WorkerStartError
 from cityops.streams.validation import ValidationStage
 
@@ -85,17 +83,12 @@ class StreamsWorker:
         self._assigned: set[tuple[str, int]] = set()
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self._running = False
-        self._watch: asyncio.Future[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
     async def _on_started(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGUSR1, lambda: dump_tasks(self.app))
-        self._watch = asyncio.ensure_future(recovery_watch.watch(
-            self.app.tables.recovery,  # type: ignore[attr-defined]
-            self.settings.worker_recovery_stall_s,
-            lambda silent: self._recovery_stalled(silent)))
         for svc in self.services:
             svc.start()
         web.write_endpoint(self.settings, embedded_warehouse=self.sql_handler is not None)
@@ -103,16 +96,9 @@ class StreamsWorker:
         log.info("worker.started", worker_id=self.settings.worker_id,
                  web=f"http://{self.settings.worker_web_host}:{self.settings.worker_web_port}")
 
-    def _recovery_stalled(self, silent_s: float) -> None:
-        """``recovery_watch`` action: say where everything stands, then leave for a restart."""
-        log.critical("stream.recovery_stalled", silent_s=round(silent_s, 1),
-                     limit_s=self.settings.worker_recovery_stall_s, action="exit for restart")
-        dump_tasks(self.app)
-        sys.stderr.flush()
-        os._exit(EXIT_REPLAY)
-
     async def _on_assigned(self, app: faust.App, /, *args: Any, **kwargs: Any) -> None:
-        """Partitions newly assigned to this worker start a fresh offset expectation."""
+        """Partitions newly assigned to this worker start a fresh offset expectation, and the
+        stages read their state again; partitions gone elsewhere are forgotten."""
         assigned = args[0] if args else kwargs.get("assigned", set())
         now = {(tp.topic, tp.partition) for tp in assigned}
         fresh, self._assigned = now - self._assigned, now
@@ -121,7 +107,10 @@ class StreamsWorker:
         for guard in [*guards, self.alerting.gaps]:
             guard.forget(fresh)
         for stage in self.validation.values():
-            stage.reassigned(fresh)
+            stage.reassigned(now, fresh)
+        for agg in self.aggregation.values():
+            await agg.reassigned(now, fresh)
+        await self.alerting.reassigned(now, fresh)
 
     async def _start_webhooks(self) -> None:
         if self.webhooks is not None:
@@ -129,8 +118,6 @@ class StreamsWorker:
 
     async def _on_shutdown(self, app: faust.App, /, *_args: Any, **_kwargs: Any) -> None:
         self._running = False
-        if self._watch is not None:
-            self._watch.cancel()
         if self.webhooks is not None:
             try:
                 await self.webhooks.aclose()
@@ -209,8 +196,8 @@ class StreamsWorker:
         if self.alerting.loaded:
             metrics.ACTIVE_ALERTS.set(len(self.alerting.engine.active_alerts()))
 
-    def list_alerts(self, include_all: bool = False) -> list[dict[str, Any]]:
-        alerts = self.alerting.list_alerts()
+    async def list_alerts(self, include_all: bool = False) -> list[dict[str, Any]]:
+        alerts = await self.alerting.list_alerts()
         if include_all:
             return alerts
         return [a for a in alerts if a.get("state") != "cleared_ack"]
@@ -249,8 +236,8 @@ def dump_tasks(app: Any = None) -> None:
               f"can_resume={consumer.can_resume_flow.is_set()} "
               f"suspend={consumer.suspend_flow.is_set()} "
               f"active_tps={len(active)} paused_tps={len(paused)} "
-              f"active_and_paused={sorted(f'{tp.topic}/{tp.partition}' for tp in active & paused)} "
-              f"in_recovery={app.tables.recovery.in_recovery}", file=sys.stderr)
+              f"active_and_paused={sorted(f'{tp.topic}/{tp.partition}' for tp in active & paused)}",
+              file=sys.stderr)
         for line in offsets_report(consumer):
             print(line, file=sys.stderr)
     sys.stderr.flush()

@@ -1,21 +1,22 @@
-"""The dedup log is read back from the real broker as the worker's restore needs it.
+"""Stage state is read back from the real broker as the worker's restore needs it.
 
-``streams.dedup_log.read_partitions`` replaces Faust's table recovery for the dedup deltas:
-the latest value per key, tombstones applied, each partition on its own, and a tail read
-that carries on from an earlier read (a read started at assignment, finished at first use).
-Restored through ``PartitionDedup``, the deltas decide replays and duplicates as before.
+``streams.state_log.read_partitions`` replaces Faust's table recovery: the latest value per
+key, tombstones applied, each partition on its own, and a tail read that carries on from an
+earlier read (a read started at assignment, finished at first use). Restored through
+``PartitionDedup``, dedup deltas decide replays and duplicates as before.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from cityops.core.settings import Settings
-from cityops.streams.dedup_log import live_deltas, read_partitions
 from cityops.streams.partition_dedup import Delta, PartitionDedup, Verdict
+from cityops.streams.state_log import read_partitions
 
 
 def _topic(bootstrap: str, name: str) -> None:
@@ -30,6 +31,14 @@ def _send(prod: KafkaProducer, topic: str, partition: int, key: str,
           delta: Delta | None) -> None:
     value = None if delta is None else json.dumps(delta.to_state()).encode()
     prod.send(topic, key=json.dumps(key).encode(), value=value, partition=partition)
+
+
+def live_deltas(live: dict[bytes, Delta]) -> list[Delta]:
+    return list(live.values())
+
+
+def _read(settings: Settings, topic: str, partitions: list[int], since: Any = None) -> Any:
+    return read_partitions(settings, topic, partitions, since, decode=Delta.from_state)
 
 
 def _steps(state: PartitionDedup, ids: list[tuple[int, str, float]]) -> Delta:
@@ -55,7 +64,7 @@ def test_read_gives_the_latest_delta_per_key_without_tombstoned_ones_per_partiti
     _send(prod, topic_name, 1, other.key(1), other)
     prod.flush()
 
-    found = read_partitions(settings, topic_name, [0, 1])
+    found = _read(settings, topic_name, [0, 1])
     assert set(found) == {0, 1}
     live0, end0 = found[0]
     assert end0 == 4 and found[1][1] == 1
@@ -80,16 +89,16 @@ def test_a_tail_read_adds_what_was_written_after_an_earlier_read(
     prod = KafkaProducer(bootstrap_servers=kafka_broker)
     _send(prod, topic_name, 0, first.key(0), first)
     prod.flush()
-    early = read_partitions(settings, topic_name, [0])
+    early = _read(settings, topic_name, [0])
     assert early[0][1] == 1
 
     second = _steps(writer, [(1, "b", 1001.0)])
     _send(prod, topic_name, 0, second.key(0), second)
     _send(prod, topic_name, 0, first.key(0), None)  # the first delta deleted meanwhile
     prod.flush()
-    tail = read_partitions(settings, topic_name, [0], since=early)
+    tail = _read(settings, topic_name, [0], since=early)
     assert tail[0][1] == 3
     assert [d.lo for d in live_deltas(tail[0][0])] == [1]
     assert [d.lo for d in live_deltas(early[0][0])] == [0]  # the earlier read is kept
-    whole = read_partitions(settings, topic_name, [0])[0][0]
+    whole = _read(settings, topic_name, [0])[0][0]
     assert {k: d.lo for k, d in whole.items()} == {k: d.lo for k, d in tail[0][0].items()}
