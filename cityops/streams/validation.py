@@ -39,7 +39,7 @@ from cityops.streams.pipeline import (
     enrichment,
     judge,
 )
-from cityops.streams.state_log import StateLog
+from cityops.streams.state_log import BUSY_LOG_CONFIG, StateLog
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +56,7 @@ class ValidationStage:
         self.topics = topics
         self.alerting = alerting
         self.log = StateLog(app, settings, f"seen-{feed}", partitions=settings.topic_partitions,
-                            decode=Delta.from_state)
+                            decode=Delta.from_state, config=BUSY_LOG_CONFIG)
         self.dedups: dict[int, PartitionDedup] = {}  # raw partition → its dedup state
         self.raw_topic = settings.topic(topic_names.raw(feed))
         self.counts = {"in": 0, "clean": 0, "dead": 0, "duplicate": 0, "replayed": 0}
@@ -157,8 +157,9 @@ class ValidationStage:
         await self.log.drain()
 
     async def write_delta(self, partition: int) -> None:
-        """The step's dedup changes in ``partition``: one changelog record, and tombstones
-        for the deltas now wholly behind the horizon."""
+        """The step's dedup changes in ``partition``: one record (its group's, see
+        ``streams.partition_dedup``), and tombstones for the records now wholly behind the
+        horizon."""
         state = self.dedup(partition)
         delta = state.take_delta()
         if delta is not None:

@@ -52,10 +52,10 @@ def _steps(state: PartitionDedup, ids: list[tuple[int, str, float]]) -> Delta:
 def test_read_gives_the_latest_delta_per_key_without_tombstoned_ones_per_partition(
         kafka_broker: str, topic_name: str, settings: Settings) -> None:
     _topic(kafka_broker, topic_name)
-    writer = PartitionDedup(3600)
+    writer = PartitionDedup(3600, rollup_steps=1)  # one key per step
     first = _steps(writer, [(0, "a", 1000.0), (1, "b", 1001.0)])
     second = _steps(writer, [(2, "c", 1002.0), (3, "a", 1000.0)])  # offset 3: a duplicate
-    other = _steps(PartitionDedup(3600), [(0, "z", 1000.0)])
+    other = _steps(PartitionDedup(3600, rollup_steps=1), [(0, "z", 1000.0)])
     prod = KafkaProducer(bootstrap_servers=kafka_broker)
     _send(prod, topic_name, 0, first.key(0), first)
     _send(prod, topic_name, 0, "0/999", first)
@@ -84,7 +84,7 @@ def test_read_gives_the_latest_delta_per_key_without_tombstoned_ones_per_partiti
 def test_a_tail_read_adds_what_was_written_after_an_earlier_read(
         kafka_broker: str, topic_name: str, settings: Settings) -> None:
     _topic(kafka_broker, topic_name)
-    writer = PartitionDedup(3600)
+    writer = PartitionDedup(3600, rollup_steps=1)  # one key per step
     first = _steps(writer, [(0, "a", 1000.0)])
     prod = KafkaProducer(bootstrap_servers=kafka_broker)
     _send(prod, topic_name, 0, first.key(0), first)
@@ -102,3 +102,20 @@ def test_a_tail_read_adds_what_was_written_after_an_earlier_read(
     assert [d.lo for d in live_deltas(early[0][0])] == [0]  # the earlier read is kept
     whole = _read(settings, topic_name, [0])[0][0]
     assert {k: d.lo for k, d in whole.items()} == {k: d.lo for k, d in tail[0][0].items()}
+
+
+def test_a_busy_log_created_before_its_settings_gets_them_and_keeps_compaction(
+        kafka_broker: str, topic_name: str, settings: Settings) -> None:
+    from kafka.admin import ConfigResource
+
+    from cityops.streams.state_log import BUSY_LOG_CONFIG, set_topic_config
+
+    _topic(kafka_broker, topic_name)  # compacted, with the broker's default segments
+    set_topic_config(settings, topic_name, BUSY_LOG_CONFIG)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker)
+    try:
+        described = admin.describe_configs([ConfigResource("TOPIC", topic_name)])
+    finally:
+        admin.close()
+    found = {k: v["value"] for k, v in described["topic"][topic_name].items()}
+    assert found == {**BUSY_LOG_CONFIG, "cleanup.policy": "compact"}

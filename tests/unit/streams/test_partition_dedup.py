@@ -37,7 +37,7 @@ def test_the_same_offsets_again_are_replays_and_a_replayed_duplicate_stays_one()
 
 
 def test_one_delta_per_step_restores_the_same_decisions_after_a_restart() -> None:
-    before = PartitionDedup(3600)
+    before = PartitionDedup(3600, rollup_steps=1)  # groups of one step
     deltas = []
     for step in range(3):
         for i in range(5):
@@ -67,7 +67,7 @@ def test_a_dead_lettered_record_still_moves_the_decided_offset() -> None:
 
 
 def test_ids_behind_the_horizon_are_forgotten_and_their_deltas_expire() -> None:
-    d = PartitionDedup(600, bucket_s=60)
+    d = PartitionDedup(600, bucket_s=60, rollup_steps=1)
     d.judge(0, "old", T0)
     first = d.take_delta()
     assert first is not None and d.expired() == []
@@ -84,7 +84,7 @@ def test_ids_behind_the_horizon_are_forgotten_and_their_deltas_expire() -> None:
 
 
 def test_the_newest_delta_is_kept_even_when_quiet_past_the_horizon() -> None:
-    d = PartitionDedup(60, bucket_s=60)
+    d = PartitionDedup(60, bucket_s=60, rollup_steps=1)
     d.judge(0, "a", T0)
     d.take_delta()
     d.skip(1)
@@ -99,3 +99,77 @@ def test_the_newest_delta_is_kept_even_when_quiet_past_the_horizon() -> None:
 def test_horizon_must_be_positive() -> None:
     with pytest.raises(ValueError):
         PartitionDedup(0)
+
+
+
+def _live_log(writes: list[tuple[str, Delta | None]]) -> list[Delta]:
+    """What a compacted log keeps of the writes: the latest value per key, tombstones gone."""
+    live: dict[str, Delta | None] = {}
+    for key, delta in writes:
+        live[key] = None if delta is None else _through_changelog(delta)
+    return [d for d in live.values() if d is not None]
+
+
+def _eid(off: int, dup_every: int) -> str:
+    return f"e{off - 1}" if dup_every and off and off % dup_every == 0 else f"e{off}"
+
+
+def _run(d: PartitionDedup, steps: int, per_step: int, dup_every: int = 0, start: int = 0,
+         ) -> list[tuple[str, Delta | None]]:
+    """Steps of ``per_step`` records, written as the validation stage writes them."""
+    writes: list[tuple[str, Delta | None]] = []
+    off = start
+    for _ in range(steps):
+        for _ in range(per_step):
+            d.judge(off, _eid(off, dup_every), T0 + off)
+            off += 1
+        delta = d.take_delta()
+        assert delta is not None
+        writes.append((delta.key(0), delta))
+        writes += [(f"0/{lo}", None) for lo in d.expired()]
+    return writes
+
+
+def test_a_step_writes_its_group_so_far_and_the_compacted_log_restores_the_same_state(
+        ) -> None:
+    before = PartitionDedup(3600, rollup_steps=4)
+    writes = _run(before, steps=10, per_step=5, dup_every=7)
+    assert len(writes) == 10  # one record per step
+    live = _live_log(writes)
+    # steps 0-3 and 4-7 share a record each; steps 8 and 9 the open group's
+    assert sorted((d.lo, d.hi) for d in live) == [(0, 19), (20, 39), (40, 49)]
+    after = PartitionDedup(3600, rollup_steps=4)
+    after.restore(live)
+    assert (after.hw, after.dups, len(after)) == (before.hw, before.dups, len(before))
+    for off in range(50):  # every record again: the same decisions as before the restart
+        assert after.judge(off, _eid(off, 7), T0 + off) is before.judge(off, _eid(off, 7),
+                                                                         T0 + off)
+    assert after.judge(50, "e3", T0 + 3) is Verdict.DUPLICATE
+    assert after.judge(51, "new", T0 + 51) is Verdict.NEW
+
+
+def test_a_stop_after_any_step_leaves_every_decision_of_its_group_on_the_log() -> None:
+    for stop_after in range(1, 10):
+        before = PartitionDedup(3600, rollup_steps=4)
+        writes = _run(before, steps=stop_after, per_step=5, dup_every=7)
+        after = PartitionDedup(3600, rollup_steps=4)
+        after.restore(_live_log(writes))
+        assert (after.hw, after.dups, len(after)) == (before.hw, before.dups, len(before))
+
+
+def test_a_group_closes_early_at_its_id_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cityops.streams import partition_dedup
+
+    monkeypatch.setattr(partition_dedup, "ROLLUP_MAX_IDS", 12)
+    d = PartitionDedup(3600, rollup_steps=16)
+    writes = _run(d, steps=5, per_step=5)
+    assert [k for k, _ in writes] == ["0/0", "0/0", "0/0", "0/15", "0/15"]
+
+
+def test_groups_expire_behind_the_horizon_and_the_newest_stays() -> None:
+    d = PartitionDedup(100, bucket_s=10, rollup_steps=2)
+    writes = _run(d, steps=4, per_step=5)  # offsets and event times 0..19 s
+    assert [k for k, _ in writes] == ["0/0", "0/0", "0/10", "0/10"]
+    writes = _run(d, steps=1, per_step=1, start=500)  # the partition's clock moves 480 s on
+    assert writes == [("0/500", writes[0][1]), ("0/0", None), ("0/10", None)]
+    assert [k for k, v in _run(d, steps=1, per_step=1, start=600) if v is None] == []
