@@ -22,7 +22,7 @@ import structlog
 from cityops.core import topics as topic_names
 from cityops.core.kafka_security import ssl_context, uses_sasl, uses_tls
 from cityops.core.settings import FEEDS, Settings
-from cityops.streams import commits, dispatch
+from cityops.streams import commits, dispatch, seeks
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +74,7 @@ def make_app(settings: Settings) -> faust.App:
     _tune_consumer_fetch_wait(settings.worker_fetch_max_wait_ms)
     dispatch.install(settings.worker_batch_max)
     commits.install()
+    seeks.install()
     data = (settings.data_dir / "worker" / settings.worker_id).resolve()
     data.mkdir(parents=True, exist_ok=True)
     return faust.App(
