@@ -249,7 +249,9 @@ def offsets_report(consumer: Any) -> list[str]:
     unacked: dict[Any, list[int]] = {}
     for m in list(getattr(consumer, "_unacked_messages", ())):
         unacked.setdefault(m.tp, []).append(m.offset)
-    lines = ["=== offsets: tp committed read acked(n, first, breaks) gaps unacked"]
+    active = set(getattr(consumer, "_active_partitions", None) or ())
+    lines = ["=== offsets: tp committed read acked(n, first, breaks) gaps unacked "
+             "faust-active fetch(position, paused, awaiting reset)"]
     for tp in sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition)):
         acked = sorted(consumer._acked.get(tp, ()))
         breaks = [(a, b) for a, b in itertools.pairwise(acked) if b - a != 1][:8]
@@ -258,5 +260,18 @@ def offsets_report(consumer: Any) -> list[str]:
         lines.append(
             f"{tp.topic}/{tp.partition} {consumer._committed_offset.get(tp)} "
             f"{consumer._read_offset.get(tp)} acked({len(acked)}, {acked[:3]}, {breaks}) "
-            f"gaps {gaps} unacked({len(waiting)}, {waiting[:5]})")
+            f"gaps {gaps} unacked({len(waiting)}, {waiting[:5]}) {tp in active} "
+            f"{fetch_state(consumer, tp)}")
     return lines
+
+
+def fetch_state(consumer: Any, tp: Any) -> str:
+    """Where aiokafka's fetcher stands for a partition (in the consumer's thread: read as is,
+    for a dump only): its position, whether it is paused or waiting for an offset reset."""
+    try:
+        inner = consumer._thread._consumer
+        state = inner._subscription.subscription.assignment.state_value(tp)
+        position = state._position
+        return f"fetch({position}, {state.paused}, {state.awaiting_reset})"
+    except Exception as exc:  # a dump never fails on a Faust or aiokafka change
+        return f"fetch(? {type(exc).__name__})"

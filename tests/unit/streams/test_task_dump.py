@@ -52,4 +52,4 @@ def test_the_offsets_report_shows_why_a_commit_does_not_move() -> None:
         _committed_offset={tp: 761}, _read_offset={tp: 4999}, _unacked_messages=[waiting])
     lines = offsets_report(consumer)
     assert lines[1] == ("raw.air/1 761 4999 acked(3, [761, 761, 762], [(761, 761)]) gaps [] "
-                        "unacked(1, [900])")
+                        "unacked(1, [900]) False fetch(? AttributeError)")
