@@ -245,6 +245,8 @@ class AlertWiring:
         if self.loaded:
             return
         snap = by_key((await self.log.read([0]))[0]).get(ENGINE_KEY)
+        if self.loaded:  # a step or a view restored it while this read ran: theirs stands
+            return
         if isinstance(snap, dict):
             self.engine.from_state(snap.get("state") or {})
             self.offset = int(snap.get("offset", -1))
