@@ -2,8 +2,8 @@
 
 The agents live in modules named by role: ``streams.validation`` (``validate-<feed>``),
 ``streams.aggregation`` (``aggregate-<feed>``) and ``streams.alerting`` (``alerts-engine``);
-``streams.worker`` puts them on one app. Faust tables use the in-memory store and are rebuilt
-from their changelog topics at start.
+``streams.worker`` puts them on one app. The app has no Faust table: the stages write and read
+their state on logs of their own (``streams.state_log``).
 
 No exception escapes an agent: an unexpected one dead-letters the record (reason
 ``invalid``, detail ``internal: ...``) and is counted in ``cityops_agent_errors_total``.
