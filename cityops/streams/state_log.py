@@ -49,7 +49,7 @@ FETCH_BYTES = 64 << 20
 #: topic settings of a log written often (the dedup deltas): the broker compacts only closed
 #: segments, and a restart reads the open one whole, so segments close at 16 MiB (the
 #: default 1 GiB held hours of deltas at 20,000 events/s); compaction starts at 10 % of the
-#: log replaceable, and tombstones (deltas behind the horizon, parts of a rollup) leave the
+#: log replaceable, and tombstones (groups of deltas behind the horizon) leave the
 #: log 5 minutes after compaction, not the default day, since a restart reads them too
 BUSY_LOG_CONFIG = {"segment.bytes": str(16 << 20), "segment.ms": "3600000",
                    "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": "300000"}
