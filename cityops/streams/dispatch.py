@@ -145,16 +145,17 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
             r_offset = get_read_offset(tp)
             if r_offset is None or offset >= r_offset:
                 gap = offset - (r_offset or 0)
-                if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                if gap > 1 and r_offset is not None and acks_enabled_for(message.topic):
                     if message.topic in handlers and rewound.get(tp) != r_offset:
                         # records skipped on a topic without holes: a batch fetched before
                         # the seek Faust just made; fetch again from where it sought to
                         stale.add(tp)
                         rewound[tp] = r_offset
                         await self.seek(tp, r_offset)
+                        set_read_offset(tp, r_offset)  # Faust's seek forgets an offset 0
                         continue
-                    # sought back once and still beyond: the records are gone (retention)
-                    await self._add_gap(tp, r_offset + 1, offset)
+                    if r_offset:  # sought back once and still beyond: the records are gone
+                        await self._add_gap(tp, r_offset + 1, offset)  # (retention)
                 if commit_every is not None and self._n_acked >= commit_every:
                     self._n_acked = 0
                     await self.commit()

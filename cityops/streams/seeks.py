@@ -11,8 +11,11 @@ rebalance; it went on from offset 28, committed from there, and the 28 events we
 validated nor stored.
 
 ``perform_seek`` here seeks such partitions to their beginning, as the consumer's
-``auto_offset_reset="earliest"`` promises; anything re-read that was already handled is a
-replay (``partition_dedup``, ``pipeline.ReplayGuard``).
+``auto_offset_reset="earliest"`` promises, and makes their first offset the one expected
+next, so that a batch fetched before the seek is dropped as stale (``streams.dispatch``)
+rather than taken as where the partition starts: the next commit would skip what lies
+before it (seen too: the first 26 records of a partition). Anything re-read that was
+already handled is a replay (``partition_dedup``, ``pipeline.ReplayGuard``).
 """
 
 from __future__ import annotations
@@ -33,11 +36,16 @@ async def _perform_seek(self: Any) -> None:
     read_offset = self._read_offset
     committed = await self.seek_to_committed()
     rewind = without_position(committed)
+    starts: dict[Any, int] = {}
     if rewind:
         await self._thread.seek_to_beginning(*rewind)
+        starts = dict(await self._thread.earliest_offsets(*rewind))
     # the rest as Faust's own
     read_offset.update({tp: offset if offset is not None and offset >= 0 else None
                         for tp, offset in committed.items()})
+    # a rewound partition expects its first offset next: a batch fetched before this seek
+    # (beyond it) is then recognised as stale by ``streams.dispatch``, not taken as the start
+    read_offset.update({ensure_TP(tp): start for tp, start in starts.items()})
     self._committed_offset.update({ensure_TP(tp): offset if offset else None
                                    for tp, offset in committed.items() if offset is not None})
 
