@@ -89,11 +89,13 @@ def test_sameness_ignores_server_fields_and_unreadable_secrets() -> None:
 
 def test_an_unreachable_grafana_is_one_clear_error() -> None:
     with socket.socket() as s:
+        # bound and held, never listening: connections are refused, and no other process
+        # can take the port meanwhile (a port closed again was once taken during a full run)
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again when the block ends: nothing listens
-    target = GrafanaTarget(f"http://127.0.0.1:{port}", "token", timeout_s=2)
-    with pytest.raises(GrafanaPushError, match="cannot reach Grafana"):
-        target.current("folder", "cityops")
+        port = s.getsockname()[1]
+        target = GrafanaTarget(f"http://127.0.0.1:{port}", "token", timeout_s=2)
+        with pytest.raises(GrafanaPushError, match="cannot reach Grafana"):
+            target.current("folder", "cityops")
 
 
 def test_push_without_a_token_says_so() -> None:
