@@ -9,8 +9,13 @@ earlier read (a read started at assignment, finished at first use). Restored thr
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -119,3 +124,62 @@ def test_a_busy_log_created_before_its_settings_gets_them_and_keeps_compaction(
         admin.close()
     found = {k: v["value"] for k, v in described["topic"][topic_name].items()}
     assert found == {**BUSY_LOG_CONFIG, "cleanup.policy": "compact"}
+
+
+def test_a_read_that_receives_nothing_while_records_are_due_fails_as_stalled(
+        tmp_path_factory: pytest.TempPathFactory, topic_name: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker answers the end offsets, then stops answering (SIGSTOP) while most of the
+    log is still unread: the read raises ``StateReadStalled`` once nothing has arrived for
+    ``CITYOPS_WORKER_RECOVERY_STALL_S``, instead of waiting for ever (the worker then exits
+    for a supervised restart). Its own broker, so the suite's keeps answering."""
+    from ports import free_port_pair
+
+    from cityops.core.settings import load_settings
+    from cityops.deploy.kafka_local import LocalKafka
+    from cityops.streams import state_log
+    from cityops.streams.state_log import StateReadStalled
+
+    own = load_settings(data_dir=tmp_path_factory.mktemp("stall-broker"),
+                        kafka_port=free_port_pair(), kafka_bootstrap_servers="")
+    broker = LocalKafka(own)
+    broker.up()
+    pid = broker.pid()
+    assert pid is not None
+    client = load_settings(kafka_bootstrap_servers=broker.bootstrap,
+                           worker_recovery_stall_s=10)
+    stopped_at: list[float] = []
+    try:
+        _topic(broker.bootstrap, topic_name)
+        prod = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20)
+        filler = "x" * 1000
+        for i in range(3000):  # about 3 MB, far more than one fetch below
+            prod.send(topic_name, key=f"k{i}".encode(),
+                      value=json.dumps({"i": i, "pad": filler}).encode(), partition=0)
+        prod.flush()
+        prod.close()
+        # small fetches, so the read needs many of them after the broker stops
+        monkeypatch.setattr(state_log, "FETCH_PARTITION_BYTES", 32 << 10)
+        monkeypatch.setattr(state_log, "FETCH_BYTES", 64 << 10)
+
+        def decode(value: dict[str, Any]) -> dict[str, Any]:
+            if not stopped_at:  # the first record read: from now on the broker is silent
+                os.kill(pid, signal.SIGSTOP)
+                stopped_at.append(time.monotonic())
+            return value
+
+        stats: dict[str, int] = {}
+        with ThreadPoolExecutor(1) as pool:  # a read that never gives up fails the test
+            read = pool.submit(read_partitions, client, topic_name, [0], decode=decode,
+                               stats=stats)
+            try:
+                with pytest.raises(StateReadStalled, match=r"nothing received for \d+ s"):
+                    read.result(timeout=90)
+            finally:
+                os.kill(pid, signal.SIGCONT)  # a read still running then ends
+        waited = time.monotonic() - stopped_at[0]
+        assert 10 <= waited < 60, waited
+        assert 0 < stats["read"] < 3000  # it had started, and records were still due
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        broker.down()
