@@ -99,6 +99,21 @@ class WorkerProc:
             return self.proc.wait(30)
 
     # --- reading ------------------------------------------------------------------------
+    def dump(self, wait_s: float = 3.0) -> str:
+        """The worker's task and offsets dump (SIGUSR1, relayed by its supervisor to the
+        worker), read back from its log: where a worker that seems stuck waits."""
+        if self.proc is None or self.proc.poll() is not None:
+            return f"(worker {self.log_path} not running)"
+        try:
+            before = self.log_path.stat().st_size
+        except OSError:
+            before = 0
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(wait_s)
+        with open(self.log_path, "rb") as f:
+            f.seek(before)
+            return f.read().decode(errors="replace")
+
     def health(self) -> dict[str, Any]:
         return httpx.get(f"{self.url}/health", timeout=5, headers=self.headers).json()
 

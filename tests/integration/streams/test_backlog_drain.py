@@ -214,8 +214,14 @@ def test_backlog_drained_by_three_workers_with_a_sigkill_has_no_late_event(
     workers[1].kill()
     client = load_settings(kafka_bootstrap_servers=kafka_broker, topic_prefix=prefix)
     topics = [client.topic(f"{stage}.{f}") for stage in ("raw", "clean") for f in FEEDS]
-    wait_until(lambda: uncommitted(kafka_broker, client.worker_id, topics) == 0, timeout=900,
-               every=2.0, what="the two survivors drained every raw and clean partition")
+    try:
+        wait_until(lambda: uncommitted(kafka_broker, client.worker_id, topics) == 0,
+                   timeout=900, every=2.0,
+                   what="the two survivors drained every raw and clean partition")
+    except AssertionError:
+        for w in workers:  # where each live worker waits, and its partitions' offsets
+            print(f"===== {w.log_path}\n{w.dump()}")
+        raise
     drain_s = time.monotonic() - t0
     time.sleep(3)  # the last step's outputs
     late = _read_topic(kafka_broker, f"{prefix}.late")

@@ -178,6 +178,8 @@ def test_three_workers_and_a_sink_survive_a_sigkill_and_a_newcomer(
     try:
         wait_until(settled, timeout=480, every=1.0, what="warehouse to settle")
     except AssertionError:
+        for w in workers:  # where each live worker waits, and its partitions' offsets
+            print(f"===== {w.log_path}\n{w.dump()}")
         raise AssertionError(f"want {want}, have {seen}") from None
     time.sleep(2 * 0.3 + 1)  # one more sink batch period: nothing further may arrive
     assert sink.scalar("SELECT count() FROM footfall_observed") == N_EVENTS + len(flush), (
