@@ -16,11 +16,26 @@ next, so that a batch fetched before the seek is dropped as stale (``streams.dis
 rather than taken as where the partition starts: the next commit would skip what lies
 before it (seen too: the first 26 records of a partition). Anything re-read that was
 already handled is a replay (``partition_dedup``, ``pipeline.ReplayGuard``).
+
+**A fetch cancelled by a rebalance must end before the rebalance's seek.** Faust's consumer
+thread runs a fetch (``AIOKafkaConsumerThread._fetch_records``, a long poll of up to a
+second) and the seeks on two workers of one method queue, so they interleave. When a
+rebalance cancels the delivery waiting on a fetch, the fetch itself goes on in the thread;
+if the rebalance's seek to the committed offsets happens meanwhile, the fetch then returns
+the records right after the committed offset, which moves the partition's position past
+them, and its result is thrown away (nobody awaits it). Those records are then never
+handled nor committed, and come back only at the next rebalance or restart, while the
+worker looks healthy. Seen in the several-workers test (``kill -USR1``: committed 1009,
+position 1010, nothing acknowledged or pending; a rebalance forced with SIGSTOP lost the
+next one the same way). Here the fetch and the seeks that move positions
+(``seek_to_committed``, ``seek_to_beginning``) hold one lock in the consumer thread, so a
+seek waits for a fetch in flight and then rewinds what it took.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 
@@ -50,8 +65,52 @@ async def _perform_seek(self: Any) -> None:
                                    for tp, offset in committed.items() if offset is not None})
 
 
+def thread_lock(thread: Any) -> asyncio.Lock:
+    """The lock of fetches and seeks, in the consumer thread (made there, on first use)."""
+    lock: asyncio.Lock | None = getattr(thread, "_cityops_fetch_lock", None)
+    if lock is None:
+        lock = asyncio.Lock()
+        thread._cityops_fetch_lock = lock
+    return lock
+
+
+def fetch_under_lock(fetch: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``_fetch_records`` that holds the thread's lock while it polls."""
+
+    async def _fetch_records(self: Any, *args: Any, **kwargs: Any) -> Any:
+        async with thread_lock(self):
+            return await fetch(self, *args, **kwargs)
+
+    _fetch_records._cityops_locked = True  # type: ignore[attr-defined]
+    return _fetch_records
+
+
+async def _locked(thread: Any, method: Callable[..., Any], *args: Any) -> Any:
+    """Run a consumer method in the consumer thread once no fetch is in flight."""
+    async with thread_lock(thread):
+        result = method(*args)
+        return await result if asyncio.iscoroutine(result) else result
+
+
+async def _seek_to_committed(self: Any) -> Mapping[Any, int]:
+    return await self.call_thread(_locked, self, self._ensure_consumer().seek_to_committed)
+
+
+async def _seek_to_beginning(self: Any, *partitions: Any) -> None:
+    await self.call_thread(_locked, self, self._ensure_consumer().seek_to_beginning,
+                           *partitions)
+
+
 def install() -> None:
-    """Put ``_perform_seek`` in Faust's consumer (idempotent)."""
+    """Put ``_perform_seek`` in Faust's consumer and the fetch/seek lock in its consumer
+    thread (idempotent)."""
     from faust.transport import consumer as fconsumer
+    from faust.transport.drivers import aiokafka as fdriver
 
     fconsumer.Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
+    thread = fdriver.AIOKafkaConsumerThread
+    if not getattr(thread._fetch_records, "_cityops_locked", False):
+        thread._fetch_records = fetch_under_lock(  # type: ignore[method-assign,assignment]
+            thread._fetch_records)
+    thread.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
+    thread.seek_to_beginning = _seek_to_beginning  # type: ignore[method-assign]
