@@ -1,12 +1,14 @@
 """A partition with no committed offset is rewound after a rebalance (``streams.seeks``):
 aiokafka's ``seek_to_committed`` leaves it where its fetcher was, past records Faust dropped.
-And a seek never lands in the middle of a fetch in Faust's consumer thread."""
+And the rebalance's seek comes after any fetch in flight in Faust's consumer thread."""
 
 from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from cityops.streams.seeks import without_position
 
@@ -17,10 +19,11 @@ def test_partitions_without_a_committed_offset_above_zero_are_the_ones_to_rewind
 
 
 
-def test_a_seek_waits_for_the_fetch_in_flight_and_a_fetch_for_the_seek() -> None:
-    """The rebalance's seek must not land in the middle of a fetch whose result will be
-    thrown away: it would rewind, then the fetch would move the position past records
-    nobody handles. Seek and fetch take turns in the consumer thread."""
+def test_a_fetch_whose_caller_is_cancelled_runs_on_and_the_seek_waits_for_it() -> None:
+    """A rebalance cancels the delivery waiting on a fetch; the fetch goes on in the consumer
+    thread and may take records after the rebalance's seek. ``keep_fetch`` keeps it, and
+    ``wait_for_fetches`` (the first thing ``perform_seek`` does) waits until it ended, so
+    the seek comes after it and rewinds what it took."""
     from cityops.streams import seeks
 
     async def main() -> list[str]:
@@ -28,38 +31,60 @@ def test_a_seek_waits_for_the_fetch_in_flight_and_a_fetch_for_the_seek() -> None
         release = asyncio.Event()
         thread = SimpleNamespace()
 
-        async def fetch(_self: Any, *_a: Any, **_kw: Any) -> dict[str, Any]:
+        async def getmany(_self: Any, *_a: Any, **_kw: Any) -> dict[str, Any]:
             order.append("fetch started")
             await release.wait()
-            order.append("fetch ended")
-            return {}
+            order.append("fetch ended (its records thrown away)")
+            return {"records": 1}
 
-        async def seek_to_committed() -> dict[str, int]:
-            order.append("seek")
-            return {}
-
-        fetching = asyncio.ensure_future(seeks.fetch_under_lock(fetch)(thread))
+        caller = asyncio.ensure_future(seeks.keep_fetch(getmany)(thread))
         await asyncio.sleep(0)
-        seeking = asyncio.ensure_future(seeks._locked(thread, seek_to_committed))
-        later = asyncio.ensure_future(seeks.fetch_under_lock(fetch)(thread))
+        caller.cancel()  # the rebalance
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+
+        async def rebalance_seek() -> None:
+            assert await seeks.wait_for_fetches(thread, timeout_s=5)
+            order.append("seek to committed")
+
+        seeking = asyncio.ensure_future(rebalance_seek())
         await asyncio.sleep(0.05)
-        assert order == ["fetch started"]  # the seek waits for the fetch in flight
+        assert order == ["fetch started"]  # the fetch outlived its caller; the seek waits
         release.set()
-        await asyncio.gather(fetching, seeking, later)
+        await seeking
+        assert await seeks.wait_for_fetches(thread)  # nothing left in flight
         return order
 
-    assert asyncio.run(main()) == ["fetch started", "fetch ended", "seek", "fetch started",
-                                   "fetch ended"]
+    assert asyncio.run(main()) == ["fetch started", "fetch ended (its records thrown away)",
+                                   "seek to committed"]
 
 
-def test_install_puts_the_lock_in_fausts_consumer_thread() -> None:
+def test_the_wait_for_a_fetch_is_bounded() -> None:
+    from cityops.streams import seeks
+
+    async def main() -> bool:
+        thread = SimpleNamespace()
+
+        async def getmany(_self: Any) -> None:
+            await asyncio.sleep(60)
+
+        caller = asyncio.ensure_future(seeks.keep_fetch(getmany)(thread))
+        await asyncio.sleep(0)
+        ended = await seeks.wait_for_fetches(thread, timeout_s=0.05)
+        caller.cancel()
+        return ended
+
+    assert asyncio.run(main()) is False
+
+
+def test_install_keeps_the_fetches_of_fausts_consumer_thread() -> None:
+    from faust.transport.consumer import Consumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     from cityops.streams import seeks
 
     seeks.install()
-    seeks.install()  # idempotent: the fetch is wrapped once
-    fetch = AIOKafkaConsumerThread._fetch_records
-    assert getattr(fetch, "_cityops_locked", False)
-    assert AIOKafkaConsumerThread.seek_to_committed is seeks._seek_to_committed
-    assert AIOKafkaConsumerThread.seek_to_beginning is seeks._seek_to_beginning
+    seeks.install()  # idempotent: getmany is wrapped once
+    getmany = AIOKafkaConsumerThread.getmany
+    assert getattr(getmany, "_cityops_kept", False)
+    assert Consumer.perform_seek is seeks._perform_seek
