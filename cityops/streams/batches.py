@@ -41,11 +41,6 @@ async def run_step(events: list[Any], *, name: str, step: Step,
     wait not counted) fails like one whose delivery failed: a send stuck inside the client
     never fails by itself. A failed step calls ``on_failure`` (looked up per failure, so a
     test or the worker can swap it after the agent started) before anything is acknowledged.
-
-    So does a step that ends in ``CancelledError`` while nobody cancelled the step itself
-    (something it awaited was cancelled by another task): it is no ``Exception``, and passed
-    on it would leave the batch neither acknowledged nor failed, its partitions' commits
-    stuck until the next rebalance while the worker looks healthy.
     """
     try:
         if lock is None:
@@ -54,27 +49,14 @@ async def run_step(events: list[Any], *, name: str, step: Step,
             async with lock:
                 await asyncio.wait_for(step(events), timeout_s)
         return True
-    except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
-        if task is None or task.cancelling():
-            raise  # the step's own task is cancelled (a shutdown): not the step's failure
-        _failed(name, events, exc, on_failure, on_error)
-        return False
     except Exception as exc:  # outputs or state not delivered: stop uncommitted
-        _failed(name, events, exc, on_failure, on_error)
+        if on_error is not None:
+            on_error()
+        metrics.AGENT_ERRORS.labels(agent=name).inc()
+        log.exception("stream.step_failed", agent=name, n=len(events),
+                      error=f"{type(exc).__name__}: {exc}"[:200])
+        on_failure()(name, events)
         return False
-
-
-def _failed(name: str, events: list[Any], exc: BaseException,
-            on_failure: Callable[[], OnFailure], on_error: Callable[[], None] | None) -> None:
-    """Count and log a failed step (called while its exception is handled), then
-    ``on_failure``."""
-    if on_error is not None:
-        on_error()
-    metrics.AGENT_ERRORS.labels(agent=name).inc()
-    log.exception("stream.step_failed", agent=name, n=len(events),
-                  error=f"{type(exc).__name__}: {exc}"[:200])
-    on_failure()(name, events)
 
 
 async def run_steps(stream: BatchStream, *, name: str, size: int, within_s: float,

@@ -42,12 +42,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
-
 from cityops.streams.batches import Delivered
-from cityops.streams.durable import stop_for_replay
-
-log = structlog.get_logger(__name__)
 
 Handler = Callable[[list[Delivered]], Awaitable[bool]]
 
@@ -97,27 +92,13 @@ async def _run(handlers: dict[str, Handler], batches: dict[str, list[Any]],
 
 
 def _settle(topics: list[str], batches: dict[str, list[Any]], results: list[Any],
-            ack: Callable[[Any], Any], forget: Callable[[Any], Any],
-            broken: Callable[[str, list[Any], BaseException], None] | None = None) -> None:
+            ack: Callable[[Any], Any], forget: Callable[[Any], Any]) -> None:
     for topic, ok in zip(topics, results, strict=True):
-        if isinstance(ok, BaseException):
-            # a handler that neither delivered (True) nor failed (False, the worker already
-            # stopping): its records would stay unacknowledged and never come back while the
-            # worker goes on, so the partitions' commits would stand still unseen
-            (broken or _exit_for_replay)(topic, batches[topic], ok)
         for message in batches[topic]:
             if ok is True:
                 ack(message)
             else:  # never acknowledged: the restart (or the next fetch) replays it
                 forget(message)
-
-
-def _exit_for_replay(topic: str, messages: list[Any], exc: BaseException) -> None:
-    first = messages[0] if messages else None
-    log.critical("stream.handler_broken", topic=topic, n=len(messages),
-                 error=f"{type(exc).__name__}: {exc}"[:200], action="exit for replay")
-    stop_for_replay(topic, getattr(first, "partition", -1),
-                    getattr(first, "offset", 0) - 1, getattr(first, "offset", 0))
 
 
 async def _drain_messages(self: Any, fetcher: Any) -> None:

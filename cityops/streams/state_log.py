@@ -79,7 +79,6 @@ def read_partitions(settings: Settings, topic: str, partitions: list[int],
     from an earlier read (``since``, left as it was). Decoded here, in the caller's thread.
     Raises ``StateReadStalled`` after ``CITYOPS_WORKER_RECOVERY_STALL_S`` without a record."""
     from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaTimeoutError
 
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers, group_id=None,
@@ -94,14 +93,9 @@ def read_partitions(settings: Settings, topic: str, partitions: list[int],
             live, start = (since or {}).get(tp.partition, ({}, 0))
             found[tp.partition] = (dict(live), start)
             consumer.seek(tp, start)
-        stall_ms = int(settings.worker_recovery_stall_s * 1000)
-        try:  # kafka-python's own bound for these calls is 305 s, or none
-            ends = consumer.end_offsets(tps, timeout_ms=stall_ms)
-        except KafkaTimeoutError as exc:
-            raise StateReadStalled(f"{topic}: no end offsets for partitions {partitions} "
-                                   f"within {stall_ms / 1000:.0f} s") from exc
+        ends = consumer.end_offsets(tps)
         heard = time.monotonic()
-        while any(_position(consumer, tp, stall_ms) < ends[tp] for tp in tps):
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
             polled = consumer.poll(timeout_ms=1000, max_records=100_000)
             now = time.monotonic()
             if polled:
@@ -125,20 +119,6 @@ def read_partitions(settings: Settings, topic: str, partitions: list[int],
         return {p: (live, ends[TopicPartition(topic, p)]) for p, (live, _) in found.items()}
     finally:
         consumer.close()
-
-
-def _position(consumer: Any, tp: Any, timeout_ms: int) -> int:
-    from kafka.errors import KafkaTimeoutError
-
-    try:
-        position = consumer.position(tp, timeout_ms=timeout_ms)
-    except KafkaTimeoutError as exc:
-        raise StateReadStalled(f"{tp.topic}/{tp.partition}: no position within "
-                               f"{timeout_ms / 1000:.0f} s") from exc
-    if position is None:  # kafka-python 3 returns None when the timeout passed
-        raise StateReadStalled(f"{tp.topic}/{tp.partition}: no position within "
-                               f"{timeout_ms / 1000:.0f} s")
-    return int(position)
 
 
 def set_topic_config(settings: Settings, topic: str, config: dict[str, str]) -> None:
