@@ -19,23 +19,21 @@ from streams_harness import Producer, WorkerProc, free_port, wait_until
 from test_worker_sigkill_recovery import _expected_windows
 
 pytestmark = [
-    pytest.mark.integration, pytest.mark.scale,
+    pytest.mark.integration,
     pytest.mark.timeout(1500),  # five processes start and rebalance on a small box
 ]
-# Outside make test (marker ``scale``; run it with ``make test PYTEST_ARGS="-m scale
-# tests/integration/streams"``): on a loaded machine it can still lose records (below).
-# History: workers stalled in Faust's table recovery (the worker has no Faust table since
-# 2026-12-02); an incident missing (the sink now creates the topics first); commits that
-# crawled (``streams/commits.py``). 2026-12-02: 56 events lost (the first 28 records of two
-# raw partitions: a partition with no committed offset kept its fetch position through a
-# rebalance, fixed in ``streams/seeks.py``; then 35 the same way, once a batch fetched before
-# that seek was taken as the partition's start: the rewound partition now expects its first
-# offset), then 1,616 (a stale batch beyond the seek position recorded as acknowledged,
-# fixed in ``streams/dispatch.py``), once the stream "never got under way" because the
-# killed worker owned only empty partitions (the test now kills a worker that validates
-# footfall). Open: on a loaded machine, 2 of 10 runs left the last record of a partition
-# unhandled (a fetch cancelled by the newcomer's rebalance takes it after the rebalance's
-# seek and is thrown away; docs/streams.md, "Limits and known issues").
+# In make test since 2026-12-02 (about 90 s). History: workers stalled in Faust's table
+# recovery (the worker has no Faust table since 2026-12-02); an incident missing (the sink
+# now creates the topics first); commits that crawled (``streams/commits.py``). 2026-12-02:
+# 56 events lost (the first 28 records of two raw partitions: a partition with no committed
+# offset kept its fetch position through a rebalance, fixed in ``streams/seeks.py``; then 35
+# the same way, once a batch fetched before that seek was taken as the partition's start:
+# the rewound partition now expects its first offset), then 1,616 (a stale batch beyond the
+# seek position recorded as acknowledged, fixed in ``streams/dispatch.py``), once the stream
+# "never got under way" because the killed worker owned only empty partitions (the test now
+# kills a worker that validates footfall), and, on a loaded machine, the last record of a
+# partition never handled (a fetch cancelled by the newcomer's rebalance took it after the
+# seek and was thrown away; seeks now wait for a fetch in flight, ``streams/seeks.py``).
 
 #: one counter per zone (each zone's reports share one partition and stay in order)
 COUNTERS = {"jfb_square": "fc_jfb_square_01", "minzu_road": "fc_minzu_road_01",
