@@ -217,6 +217,46 @@ class Proc:
         self.log.close()
 
 
+def cpu_seconds(pgid: int | None = None, comm: str | None = None) -> float:
+    """User + system CPU seconds of the live processes of a process group (with their
+    reaped children: a supervised worker's restarts), or of every process named ``comm``
+    (the broker's ``java``). CPU time, unlike wall time, does not count what the other
+    processes and the host's neighbours took, so it says what one event costs each part."""
+    total = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            head, _, rest = (d / "stat").read_text().rpartition(")")
+        except OSError:
+            continue
+        f = rest.split()  # from field 3 (state) on: pgrp is f[2], utime … cstime f[11:15]
+        if (pgid is not None and int(f[2]) == pgid) or (
+                comm is not None and head.endswith(f"({comm}")):
+            total += sum(int(x) for x in f[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds each part of a run used between ``__init__`` and ``per_event``."""
+
+    def __init__(self, parts: dict[str, list[Proc]]) -> None:
+        self.parts = parts
+        self.start = self.read()
+
+    def read(self) -> dict[str, float]:
+        out = {name: sum(cpu_seconds(pgid=p.proc.pid) for p in procs)
+               for name, procs in self.parts.items()}
+        out["broker (java)"] = cpu_seconds(comm="java")
+        out["bench"] = sum(os.times()[:2])
+        return out
+
+    def per_event(self, n: int) -> str:
+        end = self.read()
+        return ", ".join(f"{name} {1e6 * (end[name] - self.start[name]) / n:,.0f} µs"
+                         for name in end)
+
+
 def stored(sink: Proc, tag: str) -> int:
     parts = " UNION ALL ".join(f"SELECT count() AS n FROM {t} WHERE event_id LIKE '{tag}-%'"
                                for t in FEED_TABLES.values())
@@ -278,6 +318,7 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
         for w in ws:
             w.wait_ready()
         ready = time.monotonic() - started
+        cpu = CpuMeter({"workers" if workers > 1 else "worker": ws, "sink": [sink]})
         ws[0].start_profile()
         first_row: float | None = None
         last_report = time.monotonic()
@@ -304,6 +345,7 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
                 return 0.0
             time.sleep(0.5)
         total = time.monotonic() - started
+        cpu_text = cpu.per_event(n)
         rate = n / total
         steady = n / (time.monotonic() - first_row) if first_row else rate
         ratio = f"; {rate / ceiling_rate:.1%} of the ceiling with orjson" if ceiling_rate else ""
@@ -312,6 +354,9 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
                f"{total:.1f} s from worker launch (ready after {ready:.1f} s); "
                f"{steady:,.0f}/s from the first stored row{ratio}"
                + (f"; {rate / workers:,.0f}/s per worker" if workers > 1 else ""))
+        report(f"{label} CPU per event", cpu_text,
+               "user + system CPU seconds of each part from the workers' readiness to the "
+               "end, over the events (start-up excluded)")
         if profile_s > 0:
             profile(ws[0])
         return rate

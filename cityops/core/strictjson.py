@@ -39,7 +39,8 @@ class StrictJSONError(ValueError):
 
 def _count_keys(value: Any) -> int:
     if isinstance(value, dict):
-        return len(value) + sum(_count_keys(v) for v in value.values())
+        nested = [v for v in value.values() if isinstance(v, (dict, list))]
+        return len(value) + sum(_count_keys(v) for v in nested)  # flat: no call per value
     if isinstance(value, list):
         return sum(_count_keys(v) for v in value)
     return 0

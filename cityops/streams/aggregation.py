@@ -33,7 +33,7 @@ from cityops.streams.alerting import (
     observations_from,
     stop_after_failed_step,
 )
-from cityops.streams.app import Topics, now_utc, send_record
+from cityops.streams.app import Outgoing, Topics, now_utc, producer_of, publish_many
 from cityops.streams.batches import run_step, run_steps
 from cityops.streams.dispatch import register as deliver_to
 from cityops.streams.durable import OffsetGapGuard, stop_for_replay
@@ -219,16 +219,19 @@ class AggregationStage:
 
     async def publish(self, out: Applied) -> None:
         """Send outputs, wait for the broker, then snapshot the touched units."""
-        futures = []
         topic = self.topics.agg[self.feed]
+        items: list[Outgoing] = []
         for dead in out.dead:
-            futures.append(await send_record(self.topics.dlq, dead))
+            items.append((self.topics.dlq, dead.key(), dead.to_json(), None))
             metrics.DEAD_LETTERS.labels(feed=self.feed, reason=dead.reason).inc()
         records = latest_revisions(out.records)
-        for rec in records:
-            futures.append(await send_record(topic, rec))
-        for late in out.late:
-            futures.append(await send_record(self.topics.late, late))
+        items.extend((topic, rec.key(), rec.to_json(), None) for rec in records)
+        items.extend((self.topics.late, late.key(), late.to_json(), None) for late in out.late)
+        futures = await publish_many(producer_of(topic), items)
+        if out.observations and self.observe is not None:
+            # the alert engine's inputs are outputs of the step like the records: handed to
+            # the producer with them and awaited in the same wait (one broker round trip)
+            futures.extend(await self.observe(out.observations) or ())
         if futures:
             await asyncio.gather(*futures)
         self.counts["records"] += len(records)
@@ -237,10 +240,6 @@ class AggregationStage:
             metrics.AGGREGATES_OUT.labels(topic=self.feed).inc(len(records))
         if out.late:
             metrics.LATE_EVENTS.labels(feed=self.feed).inc(len(out.late))
-        if out.observations and self.observe is not None:
-            obs_futures = await self.observe(out.observations)
-            if obs_futures:
-                await asyncio.gather(*obs_futures)
         for unit in out.dirty:
             partition = self.partitions[unit]
             snap = self.snaps[partition][unit] = self.snapshot(unit)

@@ -120,6 +120,8 @@ class FootfallAggregator:
         self.windows = {name: WindowedAggregator(a, allowed_lateness_s, _ff_zero, _ff_fold)
                         for name, a in FOOTFALL_WINDOWS.items()}
         self._presence: dict[str, dict[str, Any]] = {}
+        self._reset_span: tuple[float, float, float | None] = (0.0, 0.0, None)
+        self._times: dict[float, datetime] = {}  # window bound (s) → aware datetime, reused
         self._zone_span_s: dict[str, float] = {}
         for counter in registry.counters.values():
             self._zone_span_s[counter.zone_id] = max(
@@ -134,11 +136,18 @@ class FootfallAggregator:
     def _last_reset_s(self, ts: float) -> float | None:
         if self.reset_hour_local is None:
             return None
+        lo, hi, boundary_s = self._reset_span
+        if lo <= ts < hi:  # the same local day as the last call: the same boundary
+            return boundary_s
         local = _dt(ts, self.tz)
         boundary = local.replace(hour=self.reset_hour_local, minute=0, second=0, microsecond=0)
         if boundary > local:
             boundary -= timedelta(days=1)
-        return boundary.timestamp()
+        boundary_s = boundary.timestamp()
+        # valid from this boundary until the next one (computed, not assumed 24 h: DST)
+        nxt = (boundary + timedelta(days=1)).replace(hour=self.reset_hour_local).timestamp()
+        self._reset_span = (boundary_s, nxt, boundary_s)
+        return boundary_s
 
     def presence(self, zone_id: str) -> float:
         st = self._presence.get(zone_id)
@@ -161,6 +170,14 @@ class FootfallAggregator:
         st["value"] = max(0.0, st["value"] + entries - exits)
         return float(st["value"])
 
+    def _time(self, ts: float) -> datetime:
+        dt = self._times.get(ts)
+        if dt is None:
+            if len(self._times) > 100_000:  # a long backlog: start over rather than grow
+                self._times.clear()
+            dt = self._times[ts] = _dt(ts, self.tz)
+        return dt
+
     def _record(self, name: str, snap: WindowSnapshot[dict[str, Any]],
                 emitted_at: datetime) -> FootfallWindow:
         zone = self.registry.zones[snap.key]
@@ -168,7 +185,7 @@ class FootfallAggregator:
         presence = round(float(acc["presence"]), 3)
         return FootfallWindow(
             zone_id=snap.key, window=name,
-            window_start=_dt(snap.start_s, self.tz), window_end=_dt(snap.end_s, self.tz),
+            window_start=self._time(snap.start_s), window_end=self._time(snap.end_s),
             entries=acc["entries"], exits=acc["exits"], events=acc["events"],
             net_presence=presence, density_ppm2=round(presence / zone.area_m2, 6),
             revision=snap.revision, emitted_at=emitted_at)

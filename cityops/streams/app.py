@@ -158,12 +158,77 @@ async def send_record(topic: Any, record: Any) -> Any:
     return await publish(topic, record.key(), record.to_json())
 
 
+#: one record for ``publish_many``: topic (a Faust topic or a name), key, value, headers
+Outgoing = tuple[Any, bytes | str | None, bytes | str, list[tuple[str, bytes]] | None]
+
+#: (topic name, key, partition count) → partition: the keys of a step's records repeat (zones,
+#: car parks, stations), and the producer's murmur2 is pure Python
+_PARTITIONS: dict[tuple[str, bytes | None, int], int] = {}
+_PARTITIONS_MAX = 100_000
+
+
+def _partition_of(producer: Any, topic: str, key: bytes | None) -> int:
+    """The partition the producer itself would pick for ``key`` (its partitioner, its
+    metadata), remembered per key while the topic's partition count stays the same."""
+    count = len(producer._metadata.partitions_for_topic(topic) or ())
+    cached = _PARTITIONS.get((topic, key, count))
+    if cached is not None:
+        return cached
+    partition = int(producer._partition(topic, None, None, None, key, None))
+    if key is not None:  # a keyless record goes to any partition: nothing to remember
+        if len(_PARTITIONS) >= _PARTITIONS_MAX:
+            _PARTITIONS.clear()
+        _PARTITIONS[(topic, key, count)] = partition
+    return partition
+
+
+def producer_of(topic: Any) -> Any:
+    """The transport's ``AIOKafkaProducer`` behind a Faust topic's app."""
+    return topic.app.producer._ensure_producer()
+
+
+async def publish_many(producer: Any, items: list[Outgoing]) -> list[Any]:
+    """Hand a step's records to the producer as one batch per topic and partition; returns
+    the batches' delivery futures (awaited by the caller before its input offsets are
+    acknowledged, as with ``publish``).
+
+    Per record, ``publish`` costs the producer's whole ``send`` (size checks, partitioner,
+    a future and an accumulator lookup): about 13–19 µs of CPU, against 2 µs appended to a
+    batch. Partitions are the producer's own choice for the key (``_partition_of``), and
+    the order of a partition's records is kept. A batch that is full is sent and another
+    started.
+    """
+    if not items:
+        return []
+    groups: dict[tuple[str, int], list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]]
+    groups = {}
+    for topic, key, value, headers in items:
+        name = topic if isinstance(topic, str) else topic.get_topic_name()
+        if producer._metadata.partitions_for_topic(name) is None:  # not known yet
+            await producer.client._wait_on_metadata(name)
+        kb, vb = _as_bytes(key), _as_bytes(value)
+        groups.setdefault((name, _partition_of(producer, name, kb)), []).append(
+            (kb, vb or b"", list(headers or ())))
+    futures = []
+    for (name, partition), records in groups.items():
+        batch = producer.create_batch()
+        for key_b, value_b, hdrs in records:
+            if batch.append(key=key_b, value=value_b, timestamp=None, headers=hdrs) is None:
+                futures.append(await producer.send_batch(batch, name, partition=partition))
+                batch = producer.create_batch()
+                if batch.append(key=key_b, value=value_b, timestamp=None,
+                                headers=hdrs) is None:
+                    raise ValueError(f"a record of {len(value_b)} bytes does not fit a "
+                                     f"producer batch of {name}")
+        futures.append(await producer.send_batch(batch, name, partition=partition))
+    return futures
+
+
 class Outbox:
     """One step's outputs, handed to the producer together and then awaited together."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[Any, bytes | str | None, bytes | str,
-                               list[tuple[str, bytes]] | None]] = []
+        self.items: list[Outgoing] = []
         self.futures: list[Any] = []  # delivery futures of records already handed over
         self.inputs: list[dict[str, Any]] = []  # alert-engine inputs (heartbeats) of the step
 
@@ -175,11 +240,11 @@ class Outbox:
         self.add(topic, record.key(), record.to_json())
 
     async def deliver(self) -> None:
-        """Send every record (in the order added), then wait until all are acknowledged;
-        raises if any delivery failed."""
+        """Send every record (in the order added, per partition), then wait until all are
+        acknowledged; raises if any delivery failed."""
         items, self.items = self.items, []
-        for topic, key, value, headers in items:
-            self.futures.append(await publish(topic, key, value, headers))
+        if items:
+            self.futures.extend(await publish_many(producer_of(items[0][0]), items))
         futures, self.futures = self.futures, []
         if futures:
             await asyncio.gather(*futures)

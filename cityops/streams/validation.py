@@ -63,6 +63,7 @@ class ValidationStage:
         self.gaps = OffsetGapGuard(self.name, stop_for_replay)
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         self._ctx: ValidationContext | None = None
+        self._facts: dict[str, bytes] = {}  # aggregation key → its enrichment header
         app.agent(topics.raw[feed], name=self.name)(self.agent)
         if settings.worker_direct_dispatch:
             deliver_to(app, self.raw_topic, self.handle_batch)
@@ -196,10 +197,12 @@ class ValidationStage:
         if verdict is Verdict.REPLAYED:  # the same record again after a restart: re-publish
             self.counts["replayed"] += 1
             metrics.REPLAYED.labels(stage="validate", feed=self.feed).inc()
-        headers = [(ORIGIN_HEADER, origin.header()),
-                   (ENRICH_HEADER, enrich_header(enrichment(ev, self.registry)))]
-        out.add(self.topics.clean[self.feed], aggregation_key(ev).encode(), ev.to_json(),
-                headers)
+        unit = aggregation_key(ev)
+        facts = self._facts.get(unit)
+        if facts is None:  # registry facts depend on the unit only: encoded once per unit
+            facts = self._facts[unit] = enrich_header(enrichment(ev, self.registry))
+        headers = [(ORIGIN_HEADER, origin.header()), (ENRICH_HEADER, facts)]
+        out.add(self.topics.clean[self.feed], unit.encode(), ev.to_json(), headers)
         self.counts["clean"] += 1
         if self.alerting is not None:
             self.alerting.count_intake(self.feed, 1, 0)

@@ -107,7 +107,8 @@ class HoppingWindow:
         while start + self.size_s > ts:
             out.append((start, start + self.size_s))
             start -= self.step_s
-        return sorted(out)
+        out.reverse()  # built latest first: earliest first now, as sorted
+        return out
 
 
 Assigner = TumblingWindow | HoppingWindow
@@ -364,17 +365,21 @@ class WindowedAggregator(Generic[K, A, V]):
         new_max = ts if prev_max is None else max(prev_max, ts)
         st["max_ts"] = new_max
         self._feed_ts = ts if self._feed_ts is None else max(self._feed_ts, ts)
-        for other in self._pending - {key}:
-            self._seen_at[other] = self._feed_ts
-        self._pending = {key}
+        pending = self._pending
+        if len(pending) != 1 or key not in pending:  # another key's turn: no set per event
+            for other in pending:
+                if other != key:
+                    self._seen_at[other] = self._feed_ts
+            self._pending = {key}
         if per_source:
             self._hear(key, st, str(source), ts, float(now_s), cadence_s)  # type: ignore[arg-type]
             self._advance(key, st, float(now_s))  # type: ignore[arg-type]
         refired: dict[str, dict[str, Any]] = {}
         ends, unfired = _order(st)  # before any new window joins the dict
+        windows_for, fold = self.assigner.windows_for, self._fold
         for piece_ts, piece in parts:
-            for start, end in self.assigner.windows_for(piece_ts):
-                wk = self._wkey(start)
+            for start, end in windows_for(piece_ts):
+                wk = repr(float(start))  # ``_wkey``, inlined: once per window and piece
                 w = windows.get(wk)
                 if w is None:
                     w = {"start": start, "end": end, "acc": self._zero(), "revision": 0,
@@ -382,7 +387,7 @@ class WindowedAggregator(Generic[K, A, V]):
                     windows[wk] = w
                     insort(ends, (end, wk))
                     insort(unfired, (end, wk))
-                w["acc"] = self._fold(w["acc"], piece, ts)
+                w["acc"] = fold(w["acc"], piece, ts)
                 if (start, end) not in updated:
                     updated.append((start, end))
                 if w["fired"]:  # an allowed-late event changed an already published window

@@ -378,3 +378,31 @@ def test_incident_open_counts_and_eviction_match_a_scan_of_every_incident() -> N
                    and i["times"][i["status"]] < cutoff.timestamp()}
             assert agg.evict_closed_before(cutoff) == len(due)
             assert set(agg.to_state()) == set(state) - due
+
+
+def _reset_reference(ts: float, hour: int, tz: ZoneInfo) -> float:
+    local = datetime.fromtimestamp(ts, tz)
+    boundary = local.replace(hour=hour, minute=0, second=0, microsecond=0)
+    if boundary > local:
+        boundary -= timedelta(days=1)
+    return boundary.timestamp()
+
+
+def test_daily_reset_boundary_is_remembered_per_day_without_changing_it(
+        registry: Registry) -> None:
+    """The boundary of the last daily reset is computed once per local day and reused: the
+    same answer as computing it for each report, forwards, backwards, on the boundary itself
+    and across a daylight-saving change."""
+    for tz, start in ((TZ, datetime(2026, 5, 1, 3, 0, tzinfo=TZ)),
+                      (ZoneInfo("America/New_York"),
+                       datetime(2026, 3, 6, 3, 0, tzinfo=ZoneInfo("America/New_York")))):
+        agg = FootfallAggregator(registry, allowed_lateness_s=60, reset_hour_local=5, tz=tz)
+        base = start.timestamp()
+        probes = [base + k * 1799.5 for k in range(0, 400)]  # about 8 days, forwards
+        probes += [base + 2 * 86_400 + s for s in (-0.001, 0.0, 0.001)]
+        probes += [base + k * 7_001.0 for k in range(100, 0, -1)]  # backwards
+        boundaries = {_reset_reference(p, 5, tz) for p in probes}
+        assert len(boundaries) > 5
+        for p in probes:
+            assert agg._last_reset_s(p) == _reset_reference(p, 5, tz), datetime.fromtimestamp(
+                p, tz)
