@@ -217,24 +217,30 @@ class Proc:
         self.log.close()
 
 
-def cpu_seconds(pgid: int | None = None, comm: str | None = None) -> float:
-    """User + system CPU seconds of the live processes of a process group (with their
-    reaped children: a supervised worker's restarts), or of every process named ``comm``
-    (the broker's ``java``). CPU time, unlike wall time, does not count what the other
-    processes and the host's neighbours took, so it says what one event costs each part."""
+def cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of a process group, with their
+    reaped children (a supervised worker's restarts). CPU time, unlike wall time, does not
+    count what the other processes took, so it says what one event costs each part (the
+    host's neighbours still move it: compare parts of one run, or runs side by side)."""
     total = 0
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
-            head, _, rest = (d / "stat").read_text().rpartition(")")
+            rest = (d / "stat").read_text().rpartition(")")[2]
         except OSError:
             continue
         f = rest.split()  # from field 3 (state) on: pgrp is f[2], utime … cstime f[11:15]
-        if (pgid is not None and int(f[2]) == pgid) or (
-                comm is not None and head.endswith(f"({comm}")):
+        if int(f[2]) == pgid:
             total += sum(int(x) for x in f[11:15])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    """The local broker of ``CITYOPS_KAFKA_PORT`` (``cityops kafka up``), if it runs here."""
+    from cityops.deploy.kafka_local import LocalKafka
+
+    return LocalKafka(load_settings()).pid()
 
 
 class CpuMeter:
@@ -247,7 +253,8 @@ class CpuMeter:
     def read(self) -> dict[str, float]:
         out = {name: sum(cpu_seconds(pgid=p.proc.pid) for p in procs)
                for name, procs in self.parts.items()}
-        out["broker (java)"] = cpu_seconds(comm="java")
+        broker = broker_pid()  # its own session: the process group is the broker alone
+        out["broker"] = cpu_seconds(pgid=os.getpgid(broker)) if broker else 0.0
         out["bench"] = sum(os.times()[:2])
         return out
 
@@ -466,6 +473,7 @@ def profile(worker: Proc) -> None:
         PROFILE_OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
     own: Tally = Tally()
     incl: Tally = Tally()
+    parts: Tally = Tally()
     total = 0
     for line in lines:
         stack, _, count = line.rpartition(" ")
@@ -475,10 +483,12 @@ def profile(worker: Proc) -> None:
         frames = stack.split(";")
         if any(k in frames[-1] for k in ("select (", "epoll", "poll (")):
             own["(waiting for I/O: event loop select)"] += c
+            parts["waiting (event loop idle)"] += c
             total += c
             continue
         total += c
         own[_short(frames[-1])] += c
+        parts[_part(frames)] += c
         for name in {_area(f) for f in frames}:
             incl[name] += c
     if not total:
@@ -488,12 +498,40 @@ def profile(worker: Proc) -> None:
     areas = ", ".join(f"{name} {c / total:.0%}" for name, c in incl.most_common(8))
     report("profile (self time)", top, f"{total:,} samples of the worker during the drain")
     report("profile (inclusive, by package)", areas)
+    report("profile (by part)", ", ".join(f"{name} {c / total:.0%}"
+                                          for name, c in parts.most_common()))
 
 
 def _short(frame: str) -> str:
     name, _, where = frame.partition(" (")
     mod = where.split(":")[0].split("site-packages/")[-1].split("/cityops/")[-1]
     return f"{name} [{mod}]"
+
+
+#: parts of the worker for the profile by part: the first part one of whose markers is in a
+#: sample's stack (innermost rules first: a decode inside a step counts as the decode)
+PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("validation: decode + contract", ("decode_event (",)),
+    ("validation: dedup", ("PartitionDedup", "write_delta", "Delta.")),
+    ("aggregation: domain (Aggregator.add)", ("_Keyed.add", "IncidentsByPartition.add")),
+    ("aggregation: decode clean records", ("model_validate_json",)),
+    ("producing (records, state, alert inputs)",
+     ("publish_many", "publish (", "Outbox.deliver", "StateLog.write", "AlertWiring._send",
+      "aiokafka/producer", "sender.py")),
+    ("alert engine", ("AlertWiring.step", "alerts/machine")),
+    ("state reads", ("read_partitions", "StateLog.read", "StateLog._read")),
+    ("validation: rest of the step", ("ValidationStage.",)),
+    ("aggregation: rest of the step", ("AggregationStage.",)),
+    ("fetching + dispatch (aiokafka, Faust, streams.dispatch)",
+     ("_drain_messages", "_fetch_records", "fetcher.py", "faust/", "mode/", "aiokafka/")),
+)
+
+
+def _part(frames: list[str]) -> str:
+    for name, markers in PARTS:
+        if any(m in f for f in frames for m in markers):
+            return name
+    return "other"
 
 
 def _area(frame: str) -> str:
