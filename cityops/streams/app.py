@@ -23,6 +23,7 @@ from cityops.core import topics as topic_names
 from cityops.core.kafka_security import ssl_context, uses_sasl, uses_tls
 from cityops.core.settings import FEEDS, Settings
 from cityops.streams import commits, dispatch, seeks
+from cityops.streams.state_log import STATE_RECORD_MAX_BYTES
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +90,9 @@ def make_app(settings: Settings) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         producer_acks=-1,
-        producer_max_request_size=settings.kafka_max_batch_bytes,
+        # the state logs take records up to STATE_RECORD_MAX_BYTES (their topics say so);
+        # every other topic keeps the broker's limit, which refuses larger records itself
+        producer_max_request_size=max(settings.kafka_max_batch_bytes, STATE_RECORD_MAX_BYTES),
         producer_linger=settings.worker_producer_linger_ms / 1000.0,
         producer_max_batch_size=settings.worker_producer_batch_bytes,
         broker_commit_interval=settings.worker_commit_interval_s,

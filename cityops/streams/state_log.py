@@ -51,7 +51,15 @@ FETCH_BYTES = 64 << 20
 #: default 1 GiB held hours of deltas at 20,000 events/s); compaction starts at 10 % of the
 #: log replaceable, and tombstones (groups of deltas behind the horizon) leave the
 #: log 5 minutes after compaction, not the default day, since a restart reads them too
-BUSY_LOG_CONFIG = {"segment.bytes": str(16 << 20), "segment.ms": "3600000",
+#: largest state record (one unit's snapshot): a zone whose counters arrive hours apart while
+#: a backlog is read keeps those hours of windows open, and its snapshot grew past the
+#: broker's 2 MB message limit in a drain of 1 M events (11 days): the step failed, and the
+#: restarted worker failed on the same step again and again
+STATE_RECORD_MAX_BYTES = 64 << 20
+#: a snapshot this large is logged (with its size): the windows it holds say a source lags
+STATE_RECORD_WARN_BYTES = 1 << 20
+LOG_CONFIG = {"max.message.bytes": str(STATE_RECORD_MAX_BYTES)}
+BUSY_LOG_CONFIG = {**LOG_CONFIG, "segment.bytes": str(16 << 20), "segment.ms": "3600000",
                    "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": "300000"}
 
 #: as Faust's JSON codec wrote the tables' changelogs (orjson, these options)
@@ -152,8 +160,9 @@ class StateLog:
         self.name = f"{settings.worker_id}-{name}-changelog"
         self.topic = app.topic(self.name, partitions=partitions, internal=True,
                                compacting=True, key_type=bytes, value_type=bytes,
-                               key_serializer="raw", value_serializer="raw", config=config)
-        self.config = dict(config or {})
+                               key_serializer="raw", value_serializer="raw",
+                               config=config or LOG_CONFIG)
+        self.config = dict(config or LOG_CONFIG)
         self.pending: list[Any] = []
         self._declared = False
         self._prefetched: dict[int, asyncio.Future[Found]] = {}
@@ -176,6 +185,9 @@ class StateLog:
         """One value (None: a tombstone); delivered by ``drain``."""
         await self.declare()
         body = None if value is None else orjson.dumps(value, option=JSON_OPTIONS)
+        if body is not None and len(body) > STATE_RECORD_WARN_BYTES:
+            log.warning("stream.state_record_large", state=self.label, key=key,
+                        bytes=len(body), limit=STATE_RECORD_MAX_BYTES)
         self.pending.append(await self.topic.app.producer.send(
             self.name, orjson.dumps(key), body, partition, None, None))
 

@@ -183,3 +183,49 @@ def test_a_read_that_receives_nothing_while_records_are_due_fails_as_stalled(
     finally:
         os.kill(pid, signal.SIGCONT)
         broker.down()
+
+
+def test_a_snapshot_larger_than_the_broker_limit_is_written_and_read_back(
+        kafka_broker: str, topic_name: str, settings: Settings) -> None:
+    """A zone's snapshot grew past the broker's 2 MB message limit while a 1 M-event backlog
+    was drained, and the worker failed the same step after every restart. State logs take
+    records up to ``STATE_RECORD_MAX_BYTES``; a read returns such a record whole, though it
+    is larger than the read's per-partition fetch size."""
+    from cityops.streams.state_log import (
+        FETCH_PARTITION_BYTES,
+        LOG_CONFIG,
+        STATE_RECORD_MAX_BYTES,
+        set_topic_config,
+    )
+
+    _topic(kafka_broker, topic_name)
+    set_topic_config(settings, topic_name, LOG_CONFIG)
+    windows = {f"{1_700_000_000 + 60 * k}.0": {"acc": {"entries": k, "exits": k // 2},
+                                                "revision": 0, "fired": True}
+               for k in range(240_000)}
+    body = json.dumps({"p": 1, "state": {"windows": windows}}).encode()
+    assert FETCH_PARTITION_BYTES < len(body) < STATE_RECORD_MAX_BYTES
+    assert len(body) > settings.kafka_max_batch_bytes  # refused by the broker's own limit
+    prod = KafkaProducer(bootstrap_servers=kafka_broker, max_request_size=STATE_RECORD_MAX_BYTES)
+    try:
+        prod.send(topic_name, key=json.dumps("zone_a").encode(), value=body, partition=1).get(60)
+        prod.send(topic_name, key=json.dumps("zone_b").encode(), value=b'{"p": 1}',
+                  partition=1).get(60)
+    finally:
+        prod.close()
+    found = read_partitions(settings, topic_name, [1])
+    live, end = found[1]
+    assert end == 2
+    assert live[json.dumps("zone_a").encode()]["state"]["windows"] == windows
+    assert live[json.dumps("zone_b").encode()] == {"p": 1}
+
+
+def test_the_worker_producer_takes_state_records_up_to_the_state_log_limit(
+        settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from cityops.streams.app import make_app
+    from cityops.streams.state_log import STATE_RECORD_MAX_BYTES
+
+    data = tmp_path_factory.mktemp("producer-limit")
+    app = make_app(settings.model_copy(update={"data_dir": data}))
+    assert app.conf.producer_max_request_size == max(settings.kafka_max_batch_bytes,
+                                                     STATE_RECORD_MAX_BYTES)
