@@ -46,11 +46,6 @@ log = structlog.get_logger(__name__)
 FETCH_PARTITION_BYTES = 16 << 20
 FETCH_BYTES = 64 << 20
 
-#: topic settings of a log written often (the dedup deltas): the broker compacts only closed
-#: segments, and a restart reads the open one whole, so segments close at 16 MiB (the
-#: default 1 GiB held hours of deltas at 20,000 events/s); compaction starts at 10 % of the
-#: log replaceable, and tombstones (groups of deltas behind the horizon) leave the
-#: log 5 minutes after compaction, not the default day, since a restart reads them too
 #: largest state record (one unit's snapshot): a zone whose counters arrive hours apart while
 #: a backlog is read keeps those hours of windows open, and its snapshot grew past the
 #: broker's 2 MB message limit in a drain of 1 M events (11 days): the step failed, and the
@@ -59,6 +54,12 @@ STATE_RECORD_MAX_BYTES = 64 << 20
 #: a snapshot this large is logged (with its size): the windows it holds say a source lags
 STATE_RECORD_WARN_BYTES = 1 << 20
 LOG_CONFIG = {"max.message.bytes": str(STATE_RECORD_MAX_BYTES)}
+
+#: topic settings of a log written often (the dedup deltas): the broker compacts only closed
+#: segments, and a restart reads the open one whole, so segments close at 16 MiB (the
+#: default 1 GiB held hours of deltas at 20,000 events/s); compaction starts at 10 % of the
+#: log replaceable, and tombstones (groups of deltas behind the horizon) leave the
+#: log 5 minutes after compaction, not the default day, since a restart reads them too
 BUSY_LOG_CONFIG = {**LOG_CONFIG, "segment.bytes": str(16 << 20), "segment.ms": "3600000",
                    "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": "300000"}
 
