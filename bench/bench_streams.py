@@ -522,8 +522,9 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("state reads", ("read_partitions", "StateLog.read", "StateLog._read")),
     ("validation: rest of the step", ("ValidationStage.",)),
     ("aggregation: rest of the step", ("AggregationStage.",)),
-    ("fetching + dispatch (aiokafka, Faust, streams.dispatch)",
-     ("_drain_messages", "_fetch_records", "fetcher.py", "faust/", "mode/", "aiokafka/")),
+    # not "faust/" or "mode/": every sample of the main thread has their frames at its root
+    ("fetching + dispatch (aiokafka, Faust's consumer, streams.dispatch)",
+     ("_drain_messages", "_fetch_records", "fetcher.py", "aiokafka/", "faust/transport/")),
 )
 
 
