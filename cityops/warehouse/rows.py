@@ -35,7 +35,7 @@ FEED_TABLES: dict[str, str] = {model.feed: table for model, table in EVENT_TABLE
 RECORD_TABLES: dict[type[_Record], str] = {cls: cls.table for cls in DERIVED_RECORDS}
 
 
-#: values a row keeps as they are (most of them: checked first, without a call each)
+#: values a row keeps as they are (most of them: checked first, before the isinstance chain)
 _SCALARS = (str, int, float, bool, type(None), datetime)
 
 
@@ -56,8 +56,7 @@ def event_row(event: Envelope, *, ingested_at: datetime | None = None) -> tuple[
     table = EVENT_TABLES.get(type(event))
     if table is None:
         raise SchemaError(f"no raw table for {type(event).__name__}", code="unknown_event")
-    row = {k: v if type(v) in _SCALARS else _plain(v)
-           for k, v in event.model_dump(mode="python", exclude={"position"}).items()}
+    row = {k: _plain(v) for k, v in event.model_dump(mode="python", exclude={"position"}).items()}
     pos = event.position
     row["lat"] = pos.lat if pos is not None else None
     row["lon"] = pos.lon if pos is not None else None
@@ -70,7 +69,6 @@ def record_row(record: _Record) -> tuple[str, dict]:
     table = RECORD_TABLES.get(type(record))
     if table is None:
         raise SchemaError(f"no table for record {type(record).__name__}", code="unknown_record")
-    row = {k: v if type(v) in _SCALARS else _plain(v)
-           for k, v in record.model_dump(mode="python").items()}
+    row = {k: _plain(v) for k, v in record.model_dump(mode="python").items()}
     row["record_id"] = record.record_id()
     return table, row
