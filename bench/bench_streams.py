@@ -364,6 +364,7 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
         report(f"{label} CPU per event", cpu_text,
                "user + system CPU seconds of each part from the workers' readiness to the "
                "end, over the events (start-up excluded)")
+        report(f"{label} footfall state log", *state_log_sizes(prefix, "state-footfall"))
         if profile_s > 0:
             profile(ws[0])
         return rate
@@ -371,6 +372,35 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
         for p in reversed(procs):
             p.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def state_log_sizes(prefix: str, log_name: str) -> tuple[str, str]:
+    """How big the snapshots of a state log were (they grow with the windows a zone holds
+    open while its counters' partitions are read at different speeds)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    settings = load_settings(topic_prefix=prefix)
+    topic = f"{settings.worker_id}-{log_name}-changelog"
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                             enable_auto_commit=False, consumer_timeout_ms=5000,
+                             max_partition_fetch_bytes=64 << 20, fetch_max_bytes=64 << 20)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        sizes: list[int] = []
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for recs in consumer.poll(timeout_ms=1000).values():
+                sizes.extend(len(r.value) for r in recs if r.value)
+    finally:
+        consumer.close()
+    if not sizes:
+        return "no records", topic
+    sizes.sort()
+    return (f"largest snapshot {sizes[-1] / 1000:,.1f} KB",
+            f"{len(sizes):,} snapshots, {sum(sizes) / 1e6:,.1f} MB in all, median "
+            f"{sizes[len(sizes) // 2] / 1000:,.1f} KB ({topic})")
 
 
 def lag(prefix: str) -> int:

@@ -253,6 +253,19 @@ class Settings(BaseSettings):
         "stages' steps (streams.dispatch) instead of through Faust's per-message conductor, "
         "channels and streams; off restores Faust's own delivery",
     )
+    worker_align_ms: int = Field(
+        50, ge=0, le=3_600_000,
+        description="CITYOPS_WORKER_ALIGN_MS: how far (broker record time) a raw partition "
+        "may run ahead of the oldest raw partition of its feed still behind before it is "
+        "paused, so a backlog is read in about the order it was written and the zones' "
+        "windows wait for no far-behind counter; 0: off",
+    )
+    worker_poll_records: int = Field(
+        2000, ge=100, le=1_000_000,
+        description="CITYOPS_WORKER_POLL_RECORDS: most records one fetch hands over (the "
+        "rest stay buffered for the next); bounds how far one partition can run ahead "
+        "between alignments",
+    )
     worker_producer_linger_ms: float = Field(
         5.0, ge=0, le=1000,
         description="CITYOPS_WORKER_PRODUCER_LINGER_MS: how long the worker's producer gathers "

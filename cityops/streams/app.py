@@ -73,7 +73,7 @@ def faust_credentials(settings: Settings) -> Any:
 def make_app(settings: Settings) -> faust.App:
     """A Faust app configured from settings (memory store, raw bytes, acks=all)."""
     _tune_consumer_fetch_wait(settings.worker_fetch_max_wait_ms)
-    dispatch.install(settings.worker_batch_max)
+    dispatch.install(settings.worker_batch_max, settings.worker_align_ms)
     commits.install()
     seeks.install()
     data = (settings.data_dir / "worker" / settings.worker_id).resolve()
@@ -100,6 +100,7 @@ def make_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 4),
         broker_rebalance_timeout=settings.worker_session_timeout_s,
         consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=settings.worker_poll_records,
         stream_wait_empty=True,
         stream_publish_on_commit=False,
         web_enabled=True,

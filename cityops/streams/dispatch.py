@@ -32,6 +32,15 @@ registered (so their topics are subscribed and acked), they just receive nothing
   from the unacked set (they are fetched again from the committed offset). One lock keeps
   a cancelled delivery's steps and the next delivery's from overlapping.
 
+* **a backlog read in write order**: the topics registered ``aligned`` (the raw feeds, whose
+  partitions split a zone's counters) are read in record-time order (``streams.alignment``):
+  a record more than ``CITYOPS_WORKER_ALIGN_MS`` past the oldest partition still behind is
+  held here, neither taken nor acknowledged, its partition paused (Faust's own
+  ``pause_partitions``), and handed over first once the others caught up; each fetch hands
+  over at most ``CITYOPS_WORKER_POLL_RECORDS`` records. Held records of an older consumer
+  generation (a rebalance, whose seeks fetch them again) or of a partition sought back are
+  dropped, never handed over.
+
 Messages of other topics go to Faust's own callback, as before.
 ``streams.durable.OffsetGapGuard`` still checks every record a step receives.
 """
@@ -39,39 +48,78 @@ Messages of other topics go to Faust's own callback, as before.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
+
+from cityops.streams import metrics
+from cityops.streams.alignment import PartitionAligner, PartitionView
 from cityops.streams.batches import Delivered
+
+log = structlog.get_logger(__name__)
 
 Handler = Callable[[list[Delivered]], Awaitable[bool]]
 
 _HANDLERS = "_cityops_handlers"
+_ALIGNED = "_cityops_aligned"
 
 
-def register(app: Any, topic: str, handler: Handler) -> None:
-    """Send ``topic``'s fetched records to ``handler`` (a stage's whole step)."""
+def register(app: Any, topic: str, handler: Handler, *, aligned: bool = False) -> None:
+    """Send ``topic``'s fetched records to ``handler`` (a stage's whole step); ``aligned``:
+    read its partitions in record-time order (``streams.alignment``)."""
     handlers = getattr(app, _HANDLERS, None)
     if handlers is None:
         handlers = {}
         setattr(app, _HANDLERS, handlers)
     handlers[topic] = handler
+    if aligned:
+        if getattr(app, _ALIGNED, None) is None:
+            setattr(app, _ALIGNED, set())
+        getattr(app, _ALIGNED).add(topic)
 
 
 def handlers_of(app: Any) -> dict[str, Handler]:
     return dict(getattr(app, _HANDLERS, None) or {})
 
 
-def install(batch_max: int) -> None:
-    """Patch Faust's consumer loop (idempotent; the last ``batch_max`` wins)."""
+def aligned_of(app: Any) -> set[str]:
+    return set(getattr(app, _ALIGNED, None) or ())
+
+
+def install(batch_max: int, align_ms: int = 0) -> None:
+    """Patch Faust's consumer loop (idempotent; the last ``batch_max``/``align_ms`` win;
+    ``align_ms`` 0: no alignment)."""
     from faust.transport import consumer as fconsumer
 
     base = fconsumer.Consumer
     base._cityops_batch_max = max(1, batch_max)  # type: ignore[attr-defined]
+    base._cityops_align_ms = max(0, align_ms)  # type: ignore[attr-defined]
     if getattr(base, "_cityops_dispatch", False):
         return
     base._drain_messages = _drain_messages  # type: ignore[method-assign]
     base._cityops_dispatch = True  # type: ignore[attr-defined]
+
+
+def _behind(client: Any, tp: Any) -> bool:
+    """Does aiokafka know of records of ``tp`` not yet handed to us (or not know its
+    position or end yet)? Its consumed position moves as a fetch hands records over."""
+    try:
+        state = client._subscription.subscription.assignment.state_value(tp)
+    except Exception:  # not (yet) assigned in the client: mid-rebalance
+        return False
+    if state is None:
+        return False
+    if not state.has_valid_position or state.highwater is None:
+        return True
+    return bool(state.position < state.highwater)
+
+
+def _ts_ms(message: Any) -> int:
+    """A record's broker timestamp in ms (-1 if it has none: never held back)."""
+    ts = message.timestamp
+    return -1 if ts is None else int(ts * 1000)
 
 
 async def _run(handlers: dict[str, Handler], batches: dict[str, list[Any]],
@@ -121,6 +169,66 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
     acquire_flow = self.app.flow_control.acquire
     steps_lock = asyncio.Lock()
     rewound: dict[Any, int] = {}  # partition → the offset it was sought back to
+    aligned = aligned_of(self.app) if self._cityops_align_ms else set()
+    aligner = PartitionAligner(self._cityops_align_ms)
+    held: dict[Any, list[Any]] = {}  # aligned partition → records held back, in order
+    stalled: set[str] = set()  # topics whose stalled floor was logged
+    generation = [self.app.consumer_generation_id]
+
+    def views() -> dict[Any, PartitionView]:
+        gen = self.app.consumer_generation_id
+        if gen != generation[0]:  # a rebalance: every position was sought again
+            generation[0] = gen
+            held.clear()  # Faust resumes every partition it assigned (ours included)
+            aligner.forget([*aligner.last_ts, *aligner.paused, *aligner.heads])
+        out: dict[Any, PartitionView] = {}
+        others = self._paused_partitions - aligner.paused
+        client = self._thread._ensure_consumer()
+        for tp in self.assignment():
+            if tp.topic in aligned:
+                out[tp] = PartitionView(tp.topic, lagging=tp in held or _behind(client, tp),
+                                        held_elsewhere=tp in others)
+        aligner.forget([tp for tp in aligner.last_ts if tp not in out])
+        for tp in [tp for tp in held if tp not in out]:
+            del held[tp]
+            aligner.heads.pop(tp, None)
+        return out
+
+    def release(floors: dict[str, tuple[Any, int]]) -> list[tuple[Any, Any]]:
+        """Held records admitted now, each partition's in order up to its first not."""
+        out: list[tuple[Any, Any]] = []
+        gen = generation[0]
+        for tp in list(held):
+            msgs = held[tp]
+            n = 0
+            while n < len(msgs) and aligner.admits(tp, tp.topic, _ts_ms(msgs[n]), floors):
+                n += 1
+            out.extend((tp, m) for m in msgs[:n] if m.generation_id == gen)
+            del msgs[:n]
+            if msgs:
+                aligner.heads[tp] = _ts_ms(msgs[0])
+            else:
+                del held[tp]
+                aligner.heads.pop(tp, None)
+        return out
+
+    def realign(floors: dict[str, tuple[Any, int]], now: dict[Any, PartitionView]) -> None:
+        pause, resume = aligner.plan(now, floors, set(held))
+        if pause:
+            self.pause_partitions(pause)
+        if resume:
+            self.resume_partitions(resume)
+        for topic in aligned:
+            metrics.ALIGN_HELD.labels(topic=topic).set(
+                sum(len(m) for tp, m in held.items() if tp.topic == topic))
+            metrics.ALIGN_PAUSED.labels(topic=topic).set(
+                sum(1 for tp in aligner.paused if now[tp].topic == topic))
+        for topic in aligner.stalled - stalled:
+            log.warning("stream.align_floor_stalled", topic=topic, stall_s=aligner.stall_s,
+                        note="its oldest partition took no record while the others waited; "
+                             "all run until it moves")
+        stalled.clear()
+        stalled.update(aligner.stalled)
 
     async def run(batches: dict[str, list[Any]]) -> None:
         async with steps_lock:
@@ -130,16 +238,35 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                     unacked.add(m)
             await _run(handlers, batches, ack, unacked.discard)
 
+    async def merged(first: list[tuple[Any, Any]], ait: Any) -> Any:
+        for tp, message in first:
+            yield tp, message, True
+        async for tp, message in ait:
+            yield tp, message, False
+
     async def deliver(ait: Any) -> None:
         since_yield = 0
         batches: dict[str, list[Any]] = {}
         stale: set[Any] = set()
-        async for tp, message in ait:
+        floors: dict[str, tuple[Any, int]] = {}
+        first: list[tuple[Any, Any]] = []
+        if aligned:
+            now = views()
+            floors = aligner.floors(now, time.monotonic())
+            first = release(floors)
+        async for tp, message, released in merged(first, ait):
             since_yield += 1
             if since_yield > 100:
                 await asyncio.sleep(0)
                 since_yield = 0
             if tp in stale:
+                continue
+            if aligned and message.topic in aligned and not released and (
+                    tp in held or not aligner.admits(tp, message.topic, _ts_ms(message), floors)):
+                if tp not in held:
+                    held[tp] = []
+                    aligner.heads[tp] = _ts_ms(message)
+                held[tp].append(message)  # after its partition's others
                 continue
             offset = message.offset
             r_offset = get_read_offset(tp)
@@ -150,6 +277,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                         # records skipped on a topic without holes: a batch fetched before
                         # the seek Faust just made; fetch again from where it sought to
                         stale.add(tp)
+                        held.pop(tp, None)  # fetched again from the offset sought to
+                        aligner.heads.pop(tp, None)
                         rewound[tp] = r_offset
                         await self.seek(tp, r_offset)
                         set_read_offset(tp, r_offset)  # Faust's seek forgets an offset 0
@@ -163,6 +292,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                     # read offsets move as messages are taken, as Faust's own loop does (a
                     # seek after a rebalance resets them, so nothing taken is skipped)
                     set_read_offset(tp, offset)
+                    if message.topic in aligned:
+                        aligner.delivered(tp, _ts_ms(message))
                     batch = batches.setdefault(message.topic, [])
                     batch.append(message)
                     if len(batch) >= batch_max:
@@ -172,6 +303,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                 set_read_offset(tp, offset)
         if batches:
             await run(batches)
+        if aligned:
+            realign(floors, views())
 
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):

@@ -44,6 +44,12 @@ SINK_LAG = Gauge("cityops_sink_lag_messages", "messages behind the end of each s
                  ["topic"], registry=REGISTRY)
 SINK_PENDING = Gauge("cityops_sink_pending_rows", "rows buffered, not yet in the warehouse",
                      registry=REGISTRY)
+ALIGN_HELD = Gauge("cityops_align_held_records",
+                   "raw records held back so a backlog is read in write order", ["topic"],
+                   registry=REGISTRY)
+ALIGN_PAUSED = Gauge("cityops_align_paused_partitions",
+                     "raw partitions paused while they run ahead of their feed's oldest",
+                     ["topic"], registry=REGISTRY)
 WEBHOOK_DELIVERIES = Gauge("cityops_webhook_deliveries", "alert webhook outcomes so far",
                            ["webhook", "outcome"], registry=REGISTRY)
 ACTIVE_ALERTS = Gauge("cityops_active_alerts", "alerts currently firing", registry=REGISTRY)

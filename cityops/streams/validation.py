@@ -66,7 +66,7 @@ class ValidationStage:
         self._facts: dict[str, bytes] = {}  # aggregation key → its enrichment header
         app.agent(topics.raw[feed], name=self.name)(self.agent)
         if settings.worker_direct_dispatch:
-            deliver_to(app, self.raw_topic, self.handle_batch)
+            deliver_to(app, self.raw_topic, self.handle_batch, aligned=True)
 
     def ctx(self) -> ValidationContext:
         return ValidationContext.from_settings(self.settings, self.registry)
