@@ -102,9 +102,16 @@ def install(batch_max: int, align_ms: int = 0) -> None:
     base._cityops_dispatch = True  # type: ignore[attr-defined]
 
 
+#: records between a partition's position and its end below which it holds no other back.
+#: Live, every partition is a few records from its end between fetches: holding records
+#: for such a partition added seconds to the p99 latency at 1,000 events/s. Behind a
+#: backlog a partition is far more; only the last few records of each are read unaligned.
+FAR_BEHIND = 100
+
+
 def _behind(client: Any, tp: Any) -> bool:
-    """Does aiokafka know of records of ``tp`` not yet handed to us (or not know its
-    position or end yet)? Its consumed position moves as a fetch hands records over."""
+    """Is ``tp`` far behind its end (or are its position and end not known yet: its first
+    fetch)? Its consumed position moves as a fetch hands records over."""
     try:
         state = client._subscription.subscription.assignment.state_value(tp)
     except Exception:  # not (yet) assigned in the client: mid-rebalance
@@ -113,7 +120,7 @@ def _behind(client: Any, tp: Any) -> bool:
         return False
     if not state.has_valid_position or state.highwater is None:
         return True
-    return bool(state.position < state.highwater)
+    return bool(state.highwater - state.position > FAR_BEHIND)
 
 
 def _ts_ms(message: Any) -> int:
