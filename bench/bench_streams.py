@@ -611,6 +611,9 @@ def main() -> None:
     ap.add_argument("--profile-out", type=Path, default=None,
                     help="also keep the drain's raw py-spy stacks (folded) in this file")
     args = ap.parse_args()
+    # `kill` / `timeout` stop the bench as Ctrl-C does: the parts' `finally` blocks stop the
+    # workers and the sink (each in its own session, so no signal reaches them otherwise)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     global PROFILE_OUT
     PROFILE_OUT = args.profile_out
     parts = set(args.only.split(","))

@@ -36,6 +36,10 @@ def build_worker(settings: Settings, registry: Registry, *, with_sink: bool = Tr
     wh = warehouse or open_warehouse(settings, registry)
     sink = WarehouseSink(settings, wh)
     embedded = settings.effective_warehouse_url.startswith("chdb:")
-    return StreamsWorker(settings, registry, services=[sink],
+    # the warehouse closes after the sink's last batch: an embedded (chdb) session left open
+    # at interpreter exit is torn down by chdb's static destructors while its thread pools
+    # still run (seen: a worker whose Python had finished, stuck for a minute in a mutex in
+    # chdb's exit handler until `cityops run` killed it)
+    return StreamsWorker(settings, registry, services=[sink], closing=[wh.close],
                          sql_handler=sql_handler(wh, settings) if embedded else None,
                          health_extra=lambda: sink_health(sink))

@@ -245,11 +245,13 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                     unacked.add(m)
             await _run(handlers, batches, ack, unacked.discard)
 
-    async def merged(first: list[tuple[Any, Any]], ait: Any) -> Any:
-        for tp, message in first:
-            yield tp, message, True
-        async for tp, message in ait:
-            yield tp, message, False
+    async def chained(first: list[tuple[Any, Any]], ait: Any) -> Any:
+        """Released held records first, then the fetch (only when something was released:
+        each layer of async generator costs every record a hop)."""
+        for item in first:
+            yield item
+        async for item in ait:
+            yield item
 
     async def deliver(ait: Any) -> None:
         since_yield = 0
@@ -261,14 +263,16 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
             now = views()
             floors = aligner.floors(now, time.monotonic())
             first = release(floors)
-        async for tp, message, released in merged(first, ait):
+        released_ids = {id(message) for _tp, message in first}
+        async for tp, message in (chained(first, ait) if first else ait):
             since_yield += 1
             if since_yield > 100:
                 await asyncio.sleep(0)
                 since_yield = 0
             if tp in stale:
                 continue
-            if aligned and message.topic in aligned and not released and (
+            if aligned and message.topic in aligned and (
+                    not released_ids or id(message) not in released_ids) and (
                     tp in held or not aligner.admits(tp, message.topic, _ts_ms(message), floors)):
                 if tp not in held:
                     held[tp] = []

@@ -48,10 +48,12 @@ class StreamsWorker:
                  services: list[Service] | None = None,
                  sql_handler: web.SqlHandler | None = None,
                  dispatch: AlertDispatch | None = None,
-                 health_extra: Callable[[], dict[str, Any]] | None = None) -> None:
+                 health_extra: Callable[[], dict[str, Any]] | None = None,
+                 closing: list[Callable[[], None]] | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.services = list(services or [])
+        self.closing = list(closing or [])  # called in order after the services stopped
         self.sql_handler = sql_handler
         self.health_extra = health_extra
         self.started_at = datetime.now(UTC)
@@ -128,6 +130,11 @@ class StreamsWorker:
                 svc.stop()
             except Exception:
                 log.exception("worker.service_stop_failed")
+        for close in self.closing:
+            try:
+                close()
+            except Exception:
+                log.exception("worker.close_failed")
         web.remove_endpoint(self.settings)
 
     async def _close_idle(self) -> None:
