@@ -316,6 +316,7 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
     preload(prefix, n, tag)
     sink = Proc("sink", prefix, work, 0, partitions)
     procs = [sink]
+    keep = False  # an unfinished run keeps its logs
     try:
         sink.wait_ready()
         started = time.monotonic()
@@ -346,9 +347,15 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
                       f"{now - started:.0f} s", flush=True)
                 last_report = now
             if now - started > timeout_s:  # reported, so the other parts still run
+                for w in ws:  # each worker's tasks and offsets, into its log (SIGUSR1)
+                    if w.proc.poll() is None:
+                        w.proc.send_signal(signal.SIGUSR1)
+                time.sleep(3)
+                keep = True
                 report(label, "not finished",
                        f"{have:,}/{n:,} stored, workers' lag {behind:,} after "
-                       f"{now - started:.0f} s ({workers} worker(s), {partitions} partitions)")
+                       f"{now - started:.0f} s ({workers} worker(s), {partitions} partitions); "
+                       f"logs kept in {work}")
                 return 0.0
             time.sleep(0.5)
         total = time.monotonic() - started
@@ -371,7 +378,8 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
     finally:
         for p in reversed(procs):
             p.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def state_log_sizes(prefix: str, log_name: str) -> tuple[str, str]:
@@ -419,6 +427,7 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) 
     setup_topics(prefix, partitions)
     sink = Proc("sink", prefix, work, 0, partitions)
     procs = [sink]
+    keep = False  # an unfinished run keeps its logs
     try:
         sink.wait_ready()
         w = Proc("worker", prefix, work, 0, partitions)
@@ -482,7 +491,8 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) 
     finally:
         for p in reversed(procs):
             p.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def profile(worker: Proc) -> None:
