@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 
 from cityops.core import topics as topic_names
+from cityops.core.kafka_security import kafka_python_security
 from cityops.core.registry import load_registry
 from cityops.core.settings import FEEDS, load_settings
 from cityops.deploy.kafka_local import ensure_topics, group_lag
@@ -116,6 +117,25 @@ def mix(n: int, tag: str, t0: datetime) -> Iterator[tuple[str, bytes, bytes]]:
 
 def setup_topics(prefix: str, partitions: int) -> None:
     ensure_topics(load_settings(topic_prefix=prefix, topic_partitions=partitions))
+
+
+def drop_topics(prefix: str) -> None:
+    """Delete a part's topics (its own prefix, state logs included) when it ends: left there,
+    every run added about 100 partitions to the broker; after two days of runs it held 10,841,
+    took 73 s to start, and its CPU per drained event had gone from about 100 to 150–210 µs."""
+    from kafka.admin import KafkaAdminClient
+
+    settings = load_settings()
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                             **kafka_python_security(settings))
+    try:
+        names = [t for t in admin.list_topics() if t.startswith(prefix + ".")]
+        if names:
+            admin.delete_topics(names, timeout_ms=60_000)
+    except Exception as exc:  # a bench left running is no reason to fail the figures
+        print(f"  (topics of {prefix} not deleted: {type(exc).__name__}: {exc})", flush=True)
+    finally:
+        admin.close()
 
 
 def preload(prefix: str, n: int, tag: str) -> Tally:
@@ -380,6 +400,7 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
             p.stop()
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+        drop_topics(prefix)
 
 
 def state_log_sizes(prefix: str, log_name: str) -> tuple[str, str]:
@@ -493,6 +514,7 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) 
             p.stop()
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+        drop_topics(prefix)
 
 
 def profile(worker: Proc) -> None:
@@ -634,8 +656,11 @@ def main() -> None:
     if "ceiling" in parts:
         prefix = f"bench{uuid.uuid4().hex[:8]}"
         setup_topics(prefix, args.partitions)
-        preload(prefix, args.events, "c")
-        ceiling_rate = ceiling(prefix, args.events)
+        try:
+            preload(prefix, args.events, "c")
+            ceiling_rate = ceiling(prefix, args.events)
+        finally:
+            drop_topics(prefix)
         write_markdown(Path(args.out), sys.argv[1:], started)  # each part kept as it ends
     if "drain" in parts:
         drain(args.events, 1, args.partitions, ceiling_rate, profile_s=args.profile_s,

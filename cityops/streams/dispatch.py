@@ -139,12 +139,12 @@ class InFlight:
 
     refcount = 1  # what ``wait_empty`` prints of each message it waits for
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, records: list[Any]) -> None:
+        self.records = records  # the step's messages (the task dump lists their offsets)
         self.acked = False
 
     def __repr__(self) -> str:
-        return f"<step of {self.n} records>"
+        return f"<step of {len(self.records)} records>"
 
 
 def ack_many(consumer: Any, messages: list[Any]) -> int:
@@ -296,7 +296,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
     async def run(batches: dict[str, list[Any]]) -> None:
         async with steps_lock:
             await acquire_flow()
-            token = InFlight(sum(len(msgs) for msgs in batches.values()))
+            token = InFlight([m for msgs in batches.values() for m in msgs])
             unacked.add(token)
             try:
                 await _run(handlers, batches, ack)

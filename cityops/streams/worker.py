@@ -255,7 +255,8 @@ def offsets_report(consumer: Any) -> list[str]:
     the commit (the first ones and the breaks in their run), gaps, unacknowledged messages."""
     unacked: dict[Any, list[int]] = {}
     for m in list(getattr(consumer, "_unacked_messages", ())):
-        unacked.setdefault(m.tp, []).append(m.offset)
+        for record in getattr(m, "records", (m,)):  # a step in flight: its records
+            unacked.setdefault(record.tp, []).append(record.offset)
     active = set(getattr(consumer, "_active_partitions", None) or ())
     lines = ["=== offsets: tp committed read acked(n, first, breaks) gaps unacked "
              "faust-active fetch(position, paused, awaiting reset)"]

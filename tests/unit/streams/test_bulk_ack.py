@@ -95,10 +95,11 @@ def test_ack_many_twice_counts_nothing_twice() -> None:
 
 def test_a_step_in_flight_holds_fausts_wait_for_unacknowledged_records() -> None:
     unacked: WeakSet = WeakSet()
-    token = InFlight(500)
+    token = InFlight([Msg("raw", 0, o) for o in range(500)])
     unacked.add(token)
     # what ``Consumer.wait_empty`` and ``_clean_unacked_messages`` read of each entry
     assert unacked and not token.acked and token.refcount == 1
+    assert repr(token) == "<step of 500 records>"
     assert {m for m in unacked if m.acked} == set()
     token.acked = True
     unacked.discard(token)

@@ -53,3 +53,21 @@ def test_the_offsets_report_shows_why_a_commit_does_not_move() -> None:
     lines = offsets_report(consumer)
     assert lines[1] == ("raw.air/1 761 4999 acked(3, [761, 761, 762], [(761, 761)]) gaps [] "
                         "unacked(1, [900]) False fetch(? AttributeError)")
+
+
+def test_the_offsets_report_lists_the_records_of_a_step_in_flight() -> None:
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from faust.types import TP
+    from intervaltree import IntervalTree
+
+    from cityops.streams.dispatch import InFlight
+    from cityops.streams.worker import offsets_report
+
+    tp = TP("raw.footfall", 0)
+    step = InFlight([SimpleNamespace(tp=tp, offset=o) for o in (41, 40, 42)])
+    consumer = SimpleNamespace(
+        assignment=lambda: {tp}, _acked={tp: []}, _gap=defaultdict(IntervalTree),
+        _committed_offset={tp: 40}, _read_offset={tp: 42}, _unacked_messages=[step])
+    assert "unacked(3, [40, 41, 42])" in offsets_report(consumer)[1]
