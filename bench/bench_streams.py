@@ -448,7 +448,6 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) 
     setup_topics(prefix, partitions)
     sink = Proc("sink", prefix, work, 0, partitions)
     procs = [sink]
-    keep = False  # an unfinished run keeps its logs
     try:
         sink.wait_ready()
         w = Proc("worker", prefix, work, 0, partitions)
@@ -512,8 +511,7 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) 
     finally:
         for p in reversed(procs):
             p.stop()
-        if not keep:
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
         drop_topics(prefix)
 
 
