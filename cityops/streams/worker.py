@@ -12,6 +12,7 @@ import itertools
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -247,6 +248,8 @@ def dump_tasks(app: Any = None) -> None:
               file=sys.stderr)
         for line in offsets_report(consumer):
             print(line, file=sys.stderr)
+        for line in producer_report(getattr(app.producer, "_producer", None)):
+            print(line, file=sys.stderr)
     sys.stderr.flush()
 
 
@@ -283,3 +286,41 @@ def fetch_state(consumer: Any, tp: Any) -> str:
         return f"fetch({position}, {state.paused}, {state.awaiting_reset})"
     except Exception as exc:  # a dump never fails on a Faust or aiokafka change
         return f"fetch(? {type(exc).__name__})"
+
+
+def producer_report(producer: Any, *, limit: int = 20) -> list[str]:
+    """Where the worker's producer stands, for a step that waits on a delivery: the batches
+    queued per partition (records, age, retries, whether the sender has the partition in a
+    request), the batches sent and not answered yet (oldest first), the nodes a request is in
+    flight to, whether the sender still runs, and each connection's requests waiting for an
+    answer. A drain stopped with its steps waiting on deliveries while the sender sat idle
+    (``docs/streams.md``); this tells a lost answer from a batch never sent. Reads aiokafka's
+    internals as they are (the pinned version's); never fails."""
+    if producer is None:
+        return ["=== producer: not started"]
+    try:
+        now = time.monotonic()
+        acc, sender = producer._message_accumulator, producer._sender
+        task = sender._sender_task
+        state = ("not started" if task is None else "running" if not task.done()
+                 else f"stopped ({'cancelled' if task.cancelled() else task.exception()!r})")
+        muted = set(sender._muted_partitions)
+        lines = [f"=== producer: sender {state}, requests in flight to nodes "
+                 f"{sorted(sender._in_flight)}, {len(muted)} partitions in them, "
+                 f"linger {acc._linger_time * 1000:g} ms"]
+        queued = [(tp, b) for tp, batches in list(acc._batches.items()) for b in batches]
+        for tp, b in sorted(queued, key=lambda x: x[1]._ctime)[:limit]:
+            lines.append(f"queued {tp.topic}/{tp.partition} records={b.record_count} "
+                         f"age={now - b._ctime:.1f}s retries={b.retry_count} "
+                         f"in-request={tp in muted}")
+        pending = sorted(acc._pending_batches, key=lambda b: b._ctime)
+        lines.append(f"sent, not answered: {len(pending)} batches; queued: {len(queued)}")
+        for b in pending[:limit]:
+            lines.append(f"sent {b.tp.topic}/{b.tp.partition} records={b.record_count} "
+                         f"age={now - b._ctime:.1f}s retries={b.retry_count}")
+        for node, conn in sorted(producer.client._conns.items(), key=lambda x: str(x[0])):
+            lines.append(f"connection {node}: connected={conn.connected()} "
+                         f"waiting for answers={len(conn._requests)}")
+        return lines
+    except Exception as exc:  # a dump never fails on an aiokafka change
+        return [f"=== producer: ? {type(exc).__name__}: {exc}"]

@@ -71,3 +71,39 @@ def test_the_offsets_report_lists_the_records_of_a_step_in_flight() -> None:
         assignment=lambda: {tp}, _acked={tp: []}, _gap=defaultdict(IntervalTree),
         _committed_offset={tp: 40}, _read_offset={tp: 42}, _unacked_messages=[step])
     assert "unacked(3, [40, 41, 42])" in offsets_report(consumer)[1]
+
+
+def test_the_producer_report_shows_batches_queued_and_the_sender_state() -> None:
+    """A real aiokafka producer (not started: no broker needed) with a batch queued for
+    each of two partitions, the way ``app.publish_many`` hands them over."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.structs import TopicPartition
+
+    from cityops.streams.worker import producer_report
+
+    async def main() -> list[str]:
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", linger_ms=5)
+        for partition, n in ((3, 2), (1, 1)):
+            batch = producer.create_batch()
+            for i in range(n):
+                batch.append(key=b"z", value=b"%d" % i, timestamp=None)
+            await producer._message_accumulator.add_batch(
+                batch, TopicPartition("clean.footfall", partition), timeout=1)
+        return producer_report(producer)
+
+    lines = asyncio.run(main())
+    assert lines[0] == ("=== producer: sender not started, requests in flight to nodes [], "
+                        "0 partitions in them, linger 5 ms")
+    queued = [line.split(" age=")[0] for line in lines if line.startswith("queued")]
+    assert queued == ["queued clean.footfall/3 records=2", "queued clean.footfall/1 records=1"]
+    assert "sent, not answered: 0 batches; queued: 2" in lines
+
+
+def test_the_producer_report_never_fails() -> None:
+    from types import SimpleNamespace
+
+    from cityops.streams.worker import producer_report
+
+    assert producer_report(None) == ["=== producer: not started"]
+    broken = producer_report(SimpleNamespace())
+    assert len(broken) == 1 and broken[0].startswith("=== producer: ? AttributeError")
