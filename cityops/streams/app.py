@@ -23,6 +23,7 @@ from cityops.core import topics as topic_names
 from cityops.core.kafka_security import ssl_context, uses_sasl, uses_tls
 from cityops.core.settings import FEEDS, Settings
 from cityops.streams import commits, dispatch, seeks
+from cityops.streams.producer_metadata import track_topic
 from cityops.streams.state_log import STATE_RECORD_MAX_BYTES
 
 log = structlog.get_logger(__name__)
@@ -153,6 +154,7 @@ async def publish(topic: Any, key: bytes | str | None, value: bytes | str,
     raw bytes and ``acks=all`` are the same; the caller awaits the future before its input
     offsets are acknowledged.
     """
+    track_topic(producer_of(topic), topic.get_topic_name())
     return await topic.app.producer.send(topic.get_topic_name(), _as_bytes(key),
                                          _as_bytes(value), None, None, headers)
 
@@ -209,6 +211,7 @@ async def publish_many(producer: Any, items: list[Outgoing]) -> list[Any]:
     groups = {}
     for topic, key, value, headers in items:
         name = topic if isinstance(topic, str) else topic.get_topic_name()
+        track_topic(producer, name)
         if producer._metadata.partitions_for_topic(name) is None:  # not known yet
             await producer.client._wait_on_metadata(name)
         kb, vb = _as_bytes(key), _as_bytes(value)

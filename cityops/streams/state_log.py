@@ -39,6 +39,7 @@ import structlog
 
 from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
+from cityops.streams.producer_metadata import track_topic
 
 log = structlog.get_logger(__name__)
 
@@ -189,6 +190,7 @@ class StateLog:
         if body is not None and len(body) > STATE_RECORD_WARN_BYTES:
             log.warning("stream.state_record_large", state=self.label, key=key,
                         bytes=len(body), limit=STATE_RECORD_MAX_BYTES)
+        track_topic(self.topic.app.producer._ensure_producer(), self.name)
         self.pending.append(await self.topic.app.producer.send(
             self.name, orjson.dumps(key), body, partition, None, None))
 

@@ -104,3 +104,38 @@ def test_a_step_larger_than_one_batch_is_cut_into_several(kafka_broker: str,
 
 def test_nothing_to_send_sends_nothing() -> None:
     assert asyncio.run(publish_many(None, [])) == []
+
+
+def test_a_batch_queued_when_another_topic_is_first_tracked_is_still_delivered(
+        kafka_broker: str, topic_name: str) -> None:
+    """A producer first reads the metadata of every topic; once it tracks a topic of its
+    own (a state log the worker creates after it started), each refresh asks only for the
+    topics it tracks, and a topic it never tracked leaves its metadata. A batch queued for
+    such a topic then had no leader: the sender waited for metadata that never named the
+    topic, and the step waiting on the batch hung until the step timeout (a bench drain,
+    2026-12-03: three batches of ``agg.air`` queued for 351 s, the topic gone from the
+    producer's metadata, no request in flight). The batch lingers a second here so the
+    refresh always comes first."""
+    outputs, created_later = f"{topic_name}.outputs", f"{topic_name}.created-later"
+    _create_topics(kafka_broker, outputs)
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all",
+                                    linger_ms=1000, request_timeout_ms=60_000)
+        await producer.start()
+        try:
+            for _ in range(100):  # all topics' metadata, the topic untracked (a new topic
+                if producer.client.cluster.partitions_for_topic(outputs):  # may take a
+                    break  # moment to show)
+                await producer.client.force_metadata_update()
+                await asyncio.sleep(0.1)
+            assert outputs not in producer.client._topics
+            futures = await publish_many(producer, [(outputs, b"zone", b"{}", None)])
+            _create_topics(kafka_broker, created_later)
+            await producer.client._wait_on_metadata(created_later)  # as a first `send`
+            assert producer.client.cluster.partitions_for_topic(outputs)
+            await asyncio.wait_for(asyncio.gather(*futures), 15)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
