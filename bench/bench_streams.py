@@ -5,10 +5,15 @@ own topic prefix and an embedded chdb warehouse held by one ``cityops sink`` pro
 
 * ceiling — plain aiokafka consuming a pre-loaded topic set (the four raw topics, a realistic
   mix), without and with ``orjson.loads`` of every value;
+* hops — on the same topics, what each kind of hop costs per record alone (the sink's
+  kafka-python reading, aiokafka reading with the feed contract, producing a record at a
+  time and a batch at a time), client and broker;
 * drain — the same pre-loaded mix, then 1 ``cityops worker --no-sink`` + 1 ``cityops sink``:
   time until every event is a row in the warehouse and the workers have committed every
   raw and clean record (aggregation done), beside the ceiling (ratio);
 * latency — produced → row visible, p50 / p95 / p99 at each ``--rates`` for ``--seconds``;
+* alone — the worker with no sink running, then the sink alone over what it published
+  (``--scale-events``): which of the two bounds the drain;
 * scaling — 1, 2, 3 workers (``--scale``) on ``--partitions`` partitions, per-worker rate;
 * profile — py-spy samples of the worker during a drain; the largest costs by function.
 
@@ -34,7 +39,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -319,6 +324,100 @@ async def _consume(prefix: str, n: int, parse: bool) -> float:
         await consumer.stop()
 
 
+def _broker_cpu() -> float:
+    broker = broker_pid()
+    return cpu_seconds(pgid=os.getpgid(broker)) if broker else 0.0
+
+
+def _hop(label: str, n: int, run: Callable[[], int], detail: str) -> None:
+    """One hop's rate and CPU per record: this process (client) and the broker."""
+    b0, c0, t0 = _broker_cpu(), sum(os.times()[:2]), time.monotonic()
+    done = run()
+    took = time.monotonic() - t0
+    report(f"hop: {label}", f"{done / took:,.0f} records/s",
+           f"{done:,} records; CPU per record: client "
+           f"{1e6 * (sum(os.times()[:2]) - c0) / done:,.1f} µs, broker "
+           f"{1e6 * (_broker_cpu() - b0) / done:,.1f} µs; {detail}")
+
+
+def hops(prefix: str, n: int) -> None:
+    """What each kind of hop of the pipeline costs per record on this machine, alone: the
+    sink's client reading, the worker's client reading and validating, and producing one
+    record at a time against a batch at a time. With these, the floor of a design that
+    reads, validates and produces every event twice (raw → clean → aggregates) and stores it
+    once can be computed before any of it is written."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from kafka import KafkaConsumer
+
+    from cityops.core.contract import decode_event
+    from cityops.core.feeds import ValidationContext
+
+    settings = load_settings(topic_prefix=prefix)
+    raw = [settings.topic(topic_names.raw(f)) for f in FEEDS]
+    clean = settings.topic(topic_names.clean("footfall"))
+
+    def kafka_python() -> int:
+        consumer = KafkaConsumer(*raw, bootstrap_servers=settings.bootstrap_servers,
+                                 group_id=None, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, max_poll_records=5000,
+                                 **kafka_python_security(settings))
+        seen = 0
+        while seen < n:
+            seen += sum(len(r) for r in consumer.poll(timeout_ms=500).values())
+        consumer.close()
+        return seen
+
+    async def aiokafka_decode() -> int:
+        ctx = ValidationContext.from_settings(settings, load_registry(settings.registry_dir))
+        consumer = AIOKafkaConsumer(*raw, bootstrap_servers=settings.bootstrap_servers,
+                                    group_id=None, auto_offset_reset="earliest",
+                                    enable_auto_commit=False)
+        await consumer.start()
+        seen = 0
+        while seen < n:
+            for tp, records in (await consumer.getmany(timeout_ms=500,
+                                                       max_records=5000)).items():
+                feed = tp.topic.rsplit(".", 1)[1]
+                for r in records:
+                    decode_event(feed, r.value, ctx)
+                seen += len(records)
+        await consumer.stop()
+        return seen
+
+    headers = [("cityops-origin", b"1:23"), ("cityops-enrich", b'{"zone_area_m2":1}')]
+    value = b"x" * 250
+
+    async def produce(batched: bool) -> int:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                                    linger_ms=5, max_batch_size=1 << 20)
+        await producer.start()
+        parts = sorted(await producer.partitions_for(clean))
+        for lo in range(0, n, 2000):
+            futures = []
+            if batched:  # as ``streams.app.publish_many``
+                batches = {p: producer.create_batch() for p in parts}
+                for i in range(lo, min(n, lo + 2000)):
+                    batches[parts[i % len(parts)]].append(key=b"%d" % (i % 40), value=value,
+                                                          timestamp=None, headers=headers)
+                for p, batch in batches.items():
+                    futures.append(await producer.send_batch(batch, clean, partition=p))
+            else:
+                for i in range(lo, min(n, lo + 2000)):
+                    futures.append(await producer.send(clean, value, key=b"%d" % (i % 40),
+                                                       headers=headers))
+            await asyncio.gather(*futures)
+        await producer.stop()
+        return n
+
+    _hop("kafka-python consume", n, kafka_python, "the sink's client, the raw topics")
+    _hop("aiokafka consume + contract", n, lambda: asyncio.run(aiokafka_decode()),
+         "the worker's client; `core.contract.decode_event` of each record")
+    _hop("aiokafka send, one record at a time", n, lambda: asyncio.run(produce(False)),
+         "acks=all, linger 5 ms, 250-byte values with the clean records' two headers")
+    _hop("aiokafka send_batch, a batch per partition", n, lambda: asyncio.run(produce(True)),
+         "the same records, as `streams.app.publish_many` hands them over")
+
+
 def ceiling(prefix: str, n: int) -> float:
     plain = asyncio.run(_consume(prefix, n, parse=False))
     parsed = asyncio.run(_consume(prefix, n, parse=True))
@@ -400,6 +499,52 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
             p.stop()
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+        drop_topics(prefix)
+
+
+def alone(n: int, partitions: int, timeout_s: float = 3600.0) -> None:
+    """The worker alone (no sink running) until its consumer group has committed every raw
+    and clean record, then the sink alone over what the worker published: which of the two
+    bounds the drain, and what each costs per event without the other beside it."""
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    work = Path(tempfile.mkdtemp(prefix="bench-alone-"))
+    setup_topics(prefix, partitions)
+    tag = f"a{uuid.uuid4().hex[:6]}"
+    procs: list[Proc] = []
+    try:
+        preload(prefix, n, tag)
+        worker = Proc("worker", prefix, work, 0, partitions)
+        procs.append(worker)
+        worker.wait_ready()
+        cpu, started = CpuMeter({"worker": [worker]}), time.monotonic()
+        while lag(prefix) != 0:
+            if time.monotonic() - started > timeout_s:
+                report("worker alone", "not finished", f"{n:,} events, lag {lag(prefix):,}")
+                return
+            time.sleep(0.5)
+        took = time.monotonic() - started
+        report("worker alone", f"{n / took:,.0f} events/s",
+               f"{n:,} events, {partitions} partitions, no sink running, {took:.1f} s from "
+               f"ready to every raw and clean record committed; CPU per event: "
+               f"{cpu.per_event(n)}")
+        sink = Proc("sink", prefix, work, 0, partitions)
+        procs.append(sink)
+        sink.wait_ready()
+        cpu, started = CpuMeter({"sink": [sink]}), time.monotonic()
+        while stored(sink, tag) < n:
+            if time.monotonic() - started > timeout_s:
+                report("sink alone", "not finished", f"{stored(sink, tag):,}/{n:,} stored")
+                return
+            time.sleep(0.3)
+        took = time.monotonic() - started
+        report("sink alone", f"{n / took:,.0f} events/s",
+               f"the same {n:,} events' raw rows stored (with the derived records the worker "
+               f"published) by one `cityops sink` started after the worker finished, "
+               f"{took:.1f} s from ready; CPU per event: {cpu.per_event(n)}")
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        shutil.rmtree(work, ignore_errors=True)
         drop_topics(prefix)
 
 
@@ -635,7 +780,7 @@ def main() -> None:
     ap.add_argument("--timeout-s", type=float, default=3600.0,
                     help="longest a drain or scaling run may take before it is reported "
                     "unfinished")
-    ap.add_argument("--only", default="ceiling,drain,latency,scaling",
+    ap.add_argument("--only", default="ceiling,hops,drain,alone,latency,scaling",
                     help="comma-separated parts")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--profile-out", type=Path, default=None,
@@ -651,18 +796,24 @@ def main() -> None:
     print(f"bench_streams: broker {load_settings().bootstrap_servers}, {os.cpu_count()} CPUs, "
           f"load {os.getloadavg()[0]:.1f}", flush=True)
     ceiling_rate = None
-    if "ceiling" in parts:
+    if "ceiling" in parts or "hops" in parts:
         prefix = f"bench{uuid.uuid4().hex[:8]}"
         setup_topics(prefix, args.partitions)
         try:
             preload(prefix, args.events, "c")
-            ceiling_rate = ceiling(prefix, args.events)
+            if "ceiling" in parts:
+                ceiling_rate = ceiling(prefix, args.events)
+            if "hops" in parts:
+                hops(prefix, min(args.scale_events, args.events))
         finally:
             drop_topics(prefix)
         write_markdown(Path(args.out), sys.argv[1:], started)  # each part kept as it ends
     if "drain" in parts:
         drain(args.events, 1, args.partitions, ceiling_rate, profile_s=args.profile_s,
               timeout_s=args.timeout_s)
+        write_markdown(Path(args.out), sys.argv[1:], started)
+    if "alone" in parts:
+        alone(min(args.scale_events, args.events), args.partitions, timeout_s=args.timeout_s)
         write_markdown(Path(args.out), sys.argv[1:], started)
     if "latency" in parts:
         for rate in (float(r) for r in args.rates.split(",") if r):
