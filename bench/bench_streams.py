@@ -502,6 +502,19 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
         drop_topics(prefix)
 
 
+def _until(proc: Proc, n: int, done: Callable[[], bool], timeout_s: float
+           ) -> tuple[float, str] | None:
+    """Seconds from ``proc``'s readiness until ``done()``, and its CPU per event; None after
+    ``timeout_s``."""
+    proc.wait_ready()
+    cpu, started = CpuMeter({proc.kind: [proc]}), time.monotonic()
+    while not done():
+        if time.monotonic() - started > timeout_s:
+            return None
+        time.sleep(0.3)
+    return time.monotonic() - started, cpu.per_event(n)
+
+
 def alone(n: int, partitions: int, timeout_s: float = 3600.0) -> None:
     """The worker alone (no sink running) until its consumer group has committed every raw
     and clean record, then the sink alone over what the worker published: which of the two
@@ -513,34 +526,25 @@ def alone(n: int, partitions: int, timeout_s: float = 3600.0) -> None:
     procs: list[Proc] = []
     try:
         preload(prefix, n, tag)
-        worker = Proc("worker", prefix, work, 0, partitions)
-        procs.append(worker)
-        worker.wait_ready()
-        cpu, started = CpuMeter({"worker": [worker]}), time.monotonic()
-        while lag(prefix) != 0:
-            if time.monotonic() - started > timeout_s:
-                report("worker alone", "not finished", f"{n:,} events, lag {lag(prefix):,}")
-                return
-            time.sleep(0.5)
-        took = time.monotonic() - started
-        report("worker alone", f"{n / took:,.0f} events/s",
-               f"{n:,} events, {partitions} partitions, no sink running, {took:.1f} s from "
-               f"ready to every raw and clean record committed; CPU per event: "
-               f"{cpu.per_event(n)}")
+        procs.append(Proc("worker", prefix, work, 0, partitions))
+        took = _until(procs[-1], n, lambda: lag(prefix) == 0, timeout_s)
+        if took is None:
+            report("worker alone", "not finished", f"{n:,} events, lag {lag(prefix):,}")
+            return
+        report("worker alone", f"{n / took[0]:,.0f} events/s",
+               f"{n:,} events, {partitions} partitions, no sink running, {took[0]:.1f} s "
+               f"from ready to every raw and clean record committed; CPU per event: "
+               f"{took[1]}")
         sink = Proc("sink", prefix, work, 0, partitions)
         procs.append(sink)
-        sink.wait_ready()
-        cpu, started = CpuMeter({"sink": [sink]}), time.monotonic()
-        while stored(sink, tag) < n:
-            if time.monotonic() - started > timeout_s:
-                report("sink alone", "not finished", f"{stored(sink, tag):,}/{n:,} stored")
-                return
-            time.sleep(0.3)
-        took = time.monotonic() - started
-        report("sink alone", f"{n / took:,.0f} events/s",
+        took = _until(sink, n, lambda: stored(sink, tag) >= n, timeout_s)
+        if took is None:
+            report("sink alone", "not finished", f"{stored(sink, tag):,}/{n:,} stored")
+            return
+        report("sink alone", f"{n / took[0]:,.0f} events/s",
                f"the same {n:,} events' raw rows stored (with the derived records the worker "
                f"published) by one `cityops sink` started after the worker finished, "
-               f"{took:.1f} s from ready; CPU per event: {cpu.per_event(n)}")
+               f"{took[0]:.1f} s from ready; CPU per event: {took[1]}")
     finally:
         for p in reversed(procs):
             p.stop()

@@ -124,9 +124,11 @@ def test_a_batch_queued_when_another_topic_is_first_tracked_is_still_delivered(
                                     linger_ms=1000, request_timeout_ms=60_000)
         await producer.start()
         try:
-            for _ in range(100):  # all topics' metadata, the topic untracked (a new topic
-                if producer.client.cluster.partitions_for_topic(outputs):  # may take a
-                    break  # moment to show)
+            # the metadata of every topic, this one untracked (a new topic may take a
+            # moment to show in it)
+            for _ in range(100):
+                if producer.client.cluster.partitions_for_topic(outputs):
+                    break
                 await producer.client.force_metadata_update()
                 await asyncio.sleep(0.1)
             assert outputs not in producer.client._topics
