@@ -278,8 +278,7 @@ class CpuMeter:
     def read(self) -> dict[str, float]:
         out = {name: sum(cpu_seconds(pgid=p.proc.pid) for p in procs)
                for name, procs in self.parts.items()}
-        broker = broker_pid()  # its own session: the process group is the broker alone
-        out["broker"] = cpu_seconds(pgid=os.getpgid(broker)) if broker else 0.0
+        out["broker"] = _broker_cpu()
         out["bench"] = sum(os.times()[:2])
         return out
 
@@ -325,7 +324,7 @@ async def _consume(prefix: str, n: int, parse: bool) -> float:
 
 
 def _broker_cpu() -> float:
-    broker = broker_pid()
+    broker = broker_pid()  # its own session: the process group is the broker alone
     return cpu_seconds(pgid=os.getpgid(broker)) if broker else 0.0
 
 
@@ -351,6 +350,7 @@ def hops(prefix: str, n: int) -> None:
 
     from cityops.core.contract import decode_event
     from cityops.core.feeds import ValidationContext
+    from cityops.streams.app import publish_many
 
     settings = load_settings(topic_prefix=prefix)
     raw = [settings.topic(topic_names.raw(f)) for f in FEEDS]
@@ -391,16 +391,12 @@ def hops(prefix: str, n: int) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                                     linger_ms=5, max_batch_size=1 << 20)
         await producer.start()
-        parts = sorted(await producer.partitions_for(clean))
         for lo in range(0, n, 2000):
             futures = []
-            if batched:  # as ``streams.app.publish_many``
-                batches = {p: producer.create_batch() for p in parts}
-                for i in range(lo, min(n, lo + 2000)):
-                    batches[parts[i % len(parts)]].append(key=b"%d" % (i % 40), value=value,
-                                                          timestamp=None, headers=headers)
-                for p, batch in batches.items():
-                    futures.append(await producer.send_batch(batch, clean, partition=p))
+            if batched:  # the worker's own batching
+                futures = await publish_many(producer, [
+                    (clean, b"%d" % (i % 40), value, headers)
+                    for i in range(lo, min(n, lo + 2000))])
             else:
                 for i in range(lo, min(n, lo + 2000)):
                     futures.append(await producer.send(clean, value, key=b"%d" % (i % 40),
@@ -415,7 +411,7 @@ def hops(prefix: str, n: int) -> None:
     _hop("aiokafka send, one record at a time", n, lambda: asyncio.run(produce(False)),
          "acks=all, linger 5 ms, 250-byte values with the clean records' two headers")
     _hop("aiokafka send_batch, a batch per partition", n, lambda: asyncio.run(produce(True)),
-         "the same records, as `streams.app.publish_many` hands them over")
+         "the same records through `streams.app.publish_many`")
 
 
 def ceiling(prefix: str, n: int) -> float:
@@ -502,19 +498,6 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
         drop_topics(prefix)
 
 
-def _until(proc: Proc, n: int, done: Callable[[], bool], timeout_s: float
-           ) -> tuple[float, str] | None:
-    """Seconds from ``proc``'s readiness until ``done()``, and its CPU per event; None after
-    ``timeout_s``."""
-    proc.wait_ready()
-    cpu, started = CpuMeter({proc.kind: [proc]}), time.monotonic()
-    while not done():
-        if time.monotonic() - started > timeout_s:
-            return None
-        time.sleep(0.3)
-    return time.monotonic() - started, cpu.per_event(n)
-
-
 def alone(n: int, partitions: int, timeout_s: float = 3600.0) -> None:
     """The worker alone (no sink running) until its consumer group has committed every raw
     and clean record, then the sink alone over what the worker published: which of the two
@@ -524,27 +507,30 @@ def alone(n: int, partitions: int, timeout_s: float = 3600.0) -> None:
     setup_topics(prefix, partitions)
     tag = f"a{uuid.uuid4().hex[:6]}"
     procs: list[Proc] = []
+    # (process, done when, where it stands, what the figure counts)
+    stages: list[tuple[str, Callable[[Proc], bool], Callable[[Proc], str], str]] = [
+        ("worker", lambda _p: lag(prefix) == 0, lambda _p: f"lag {lag(prefix):,}",
+         f"{n:,} events, {partitions} partitions, no sink running, until every raw and "
+         f"clean record was committed"),
+        ("sink", lambda p: stored(p, tag) >= n, lambda p: f"{stored(p, tag):,}/{n:,} stored",
+         f"the same {n:,} events' raw rows stored (with the derived records the worker "
+         f"published) by one `cityops sink` started after the worker finished"),
+    ]
     try:
         preload(prefix, n, tag)
-        procs.append(Proc("worker", prefix, work, 0, partitions))
-        took = _until(procs[-1], n, lambda: lag(prefix) == 0, timeout_s)
-        if took is None:
-            report("worker alone", "not finished", f"{n:,} events, lag {lag(prefix):,}")
-            return
-        report("worker alone", f"{n / took[0]:,.0f} events/s",
-               f"{n:,} events, {partitions} partitions, no sink running, {took[0]:.1f} s "
-               f"from ready to every raw and clean record committed; CPU per event: "
-               f"{took[1]}")
-        sink = Proc("sink", prefix, work, 0, partitions)
-        procs.append(sink)
-        took = _until(sink, n, lambda: stored(sink, tag) >= n, timeout_s)
-        if took is None:
-            report("sink alone", "not finished", f"{stored(sink, tag):,}/{n:,} stored")
-            return
-        report("sink alone", f"{n / took[0]:,.0f} events/s",
-               f"the same {n:,} events' raw rows stored (with the derived records the worker "
-               f"published) by one `cityops sink` started after the worker finished, "
-               f"{took[0]:.1f} s from ready; CPU per event: {took[1]}")
+        for kind, done, where, what in stages:
+            proc = Proc(kind, prefix, work, 0, partitions)
+            procs.append(proc)
+            proc.wait_ready()
+            cpu, started = CpuMeter({kind: [proc]}), time.monotonic()
+            while not done(proc):
+                if time.monotonic() - started > timeout_s:
+                    report(f"{kind} alone", "not finished", f"{what}: {where(proc)}")
+                    return
+                time.sleep(0.3)
+            took = time.monotonic() - started
+            report(f"{kind} alone", f"{n / took:,.0f} events/s",
+                   f"{what}, {took:.1f} s from ready; CPU per event: {cpu.per_event(n)}")
     finally:
         for p in reversed(procs):
             p.stop()

@@ -209,11 +209,14 @@ async def publish_many(producer: Any, items: list[Outgoing]) -> list[Any]:
         return []
     groups: dict[tuple[str, int], list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]]
     groups = {}
+    ready: set[str] = set()  # topics tracked and known to the producer, once per call
     for topic, key, value, headers in items:
         name = topic if isinstance(topic, str) else topic.get_topic_name()
-        track_topic(producer, name)
-        if producer._metadata.partitions_for_topic(name) is None:  # not known yet
-            await producer.client._wait_on_metadata(name)
+        if name not in ready:
+            track_topic(producer, name)
+            if producer._metadata.partitions_for_topic(name) is None:  # not known yet
+                await producer.client._wait_on_metadata(name)
+            ready.add(name)
         kb, vb = _as_bytes(key), _as_bytes(value)
         groups.setdefault((name, _partition_of(producer, name, kb)), []).append(
             (kb, vb or b"", list(headers or ())))
