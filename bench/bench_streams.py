@@ -567,6 +567,61 @@ def state_log_sizes(prefix: str, log_name: str) -> tuple[str, str]:
             f"{sizes[len(sizes) // 2] / 1000:,.1f} KB ({topic})")
 
 
+def clean_times(prefix: str, tag: str) -> dict[str, float]:
+    """event_id → the broker timestamp (s) of its clean record: when the worker's producer
+    appended it, for the latency's hops."""
+    from kafka import KafkaConsumer
+
+    settings = load_settings(topic_prefix=prefix)
+    consumer = KafkaConsumer(
+        *[settings.topic(topic_names.clean(f)) for f in FEEDS],
+        bootstrap_servers=settings.bootstrap_servers, group_id=None,
+        auto_offset_reset="earliest", consumer_timeout_ms=3000,
+        **kafka_python_security(settings))
+    out: dict[str, float] = {}
+    try:
+        for record in consumer:
+            eid = json.loads(record.value).get("event_id", "")
+            if eid.startswith(f"{tag}-"):
+                out[eid] = record.timestamp / 1000
+    finally:
+        consumer.close()
+    return out
+
+
+def sink_flushes(sink: Proc) -> str:
+    """How many warehouse batches the sink wrote and their mean time (its ``/metrics``)."""
+    text = httpx.get(f"{sink.url}/metrics", timeout=10).text
+    values = {}
+    for line in text.splitlines():
+        for name in ("cityops_sink_batch_seconds_sum", "cityops_sink_batch_seconds_count"):
+            if line.startswith(name + " "):
+                values[name] = float(line.split()[1])
+    count = values.get("cityops_sink_batch_seconds_count", 0.0)
+    if not count:
+        return "the sink wrote no batch"
+    mean_ms = 1000 * values["cityops_sink_batch_seconds_sum"] / count
+    return f"the sink wrote {count:,.0f} batches, {mean_ms:,.0f} ms each on average"
+
+
+def latency_hops(sent: dict[str, float], published: dict[str, float],
+                 ingested: dict[str, float], seen: dict[str, float]) -> str:
+    """p50 / p99 (ms) of each hop of the events seen at every point."""
+    ids = [e for e in seen if e in sent and e in published and e in ingested]
+    if not ids:
+        return "no event with every time"
+    hops_ms = {"worker": [1000 * (published[e] - sent[e]) for e in ids],
+               "sink read": [1000 * (ingested[e] - published[e]) for e in ids],
+               "batch + insert + query": [1000 * (seen[e] - ingested[e]) for e in ids]}
+
+    def pct(values: list[float], p: float) -> float:
+        values = sorted(values)
+        return values[max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))]
+
+    return ", ".join(f"{hop} {pct(v, 50):,.0f} / {pct(v, 99):,.0f} ms"
+                     for hop, v in hops_ms.items())
+
+
 def lag(prefix: str) -> int:
     """Records of ``raw.*`` and ``clean.*`` the workers' consumer group has not committed."""
     settings = load_settings(topic_prefix=prefix)
@@ -595,16 +650,22 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) 
         tag = f"l{uuid.uuid4().hex[:6]}"
         sent: dict[str, float] = {}
         seen: dict[str, float] = {}
+        sent_wall: dict[str, float] = {}  # for the hops: broker and warehouse times are wall
+        seen_wall: dict[str, float] = {}
+        ingested: dict[str, float] = {}
         parts = " UNION ALL ".join(
-            f"SELECT event_id FROM {t} WHERE event_id LIKE '{tag}-%' AND "
-            "ingested_at >= now64(3) - INTERVAL 20 SECOND" for t in FEED_TABLES.values())
+            f"SELECT event_id, toUnixTimestamp64Milli(ingested_at) FROM {t} WHERE event_id "
+            f"LIKE '{tag}-%' AND ingested_at >= now64(3) - INTERVAL 20 SECOND"
+            for t in FEED_TABLES.values())
 
         def poll() -> None:
             rows = sink.sql(parts)
-            now = time.monotonic()
-            for (eid,) in rows:
+            now, wall = time.monotonic(), time.time()
+            for eid, ingested_ms in rows:
                 if eid not in seen:
                     seen[eid] = now
+                    seen_wall[eid] = wall
+                    ingested[eid] = int(ingested_ms) / 1000
 
         events = list(mix(n, tag, datetime.now(UTC) - timedelta(minutes=5)
                           - timedelta(milliseconds=event_step_ms() * n)))
@@ -622,6 +683,7 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) 
                 else:
                     time.sleep(min(due - now, 0.002))
             sent[f"{tag}-{i}"] = time.monotonic()
+            sent_wall[f"{tag}-{i}"] = time.time()
             prod.send(settings.topic(topic_names.raw(feed)), key=key, value=value)
         prod.flush()
         achieved = n / (time.monotonic() - start)
@@ -643,6 +705,13 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.05) 
                f"{n:,} events over {seconds:.0f} s (producer reached {achieved:,.0f}/s), "
                f"{len(lat):,} seen within 120 s after the last, polled every "
                f"{poll_s * 1000:.0f} ms")
+        published = clean_times(prefix, tag)
+        flushes = sink_flushes(sink)
+        report(f"latency @{rate:,.0f}/s by hop",
+               latency_hops(sent_wall, published, ingested, seen_wall),
+               "p50 / p99 of each hop: produced → the worker published the clean record "
+               "(its broker timestamp) → the sink decoded it (the row's ingested_at) → the "
+               f"row was visible to a query; {flushes}")
     finally:
         for p in reversed(procs):
             p.stop()
