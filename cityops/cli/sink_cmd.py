@@ -99,6 +99,9 @@ def sink_command() -> None:
     except CityopsError as exc:
         fail(f"cannot open the warehouse: {exc}")
     sink = WarehouseSink(settings, wh)
+    from cityops.core import gc_tuning
+
+    gc_tuning.tune(settings.gc_gen0_threshold)
     sink.start()
     embedded = settings.effective_warehouse_url.startswith("chdb:")
     web = _web_app(sink, settings, sql_handler(wh, settings) if embedded else None)

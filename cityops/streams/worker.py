@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import faust
 import structlog
 
+from cityops.core import gc_tuning
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, Settings
 from cityops.streams import metrics, web
@@ -95,6 +96,7 @@ class StreamsWorker:
         for svc in self.services:
             svc.start()
         web.write_endpoint(self.settings, embedded_warehouse=self.sql_handler is not None)
+        gc_tuning.tune(self.settings.gc_gen0_threshold)
         self._running = True
         log.info("worker.started", worker_id=self.settings.worker_id,
                  web=f"http://{self.settings.worker_web_host}:{self.settings.worker_web_port}")
