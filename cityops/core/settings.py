@@ -281,7 +281,7 @@ class Settings(BaseSettings):
         50_000, ge=0, le=10_000_000,
         description="CITYOPS_GC_GEN0_THRESHOLD: allocations between the worker's and the "
         "sink's young-generation garbage collections (start-up objects are frozen); 0 keeps "
-        "Python's own 700, which cost the worker about 12 % more CPU per event",
+        "Python's own 700, which cost the worker about 10 % more CPU per event",
     )
     sink_batch_rows: int = Field(
         5000, ge=1, le=1_000_000, description="CITYOPS_SINK_BATCH_ROWS: rows per warehouse batch"
