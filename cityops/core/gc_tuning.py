@@ -4,9 +4,9 @@ A step allocates tens of thousands of short-lived objects (records, models, dict
 Python's default generation-0 threshold (700 allocations) a collection ran every few records,
 each walking every young object. With 50,000 the worker used about 10 % less CPU per event
 (``bench/bench_streams.py --only alone``: four alternated pairs, 505 → 455 µs on average;
-single runs vary by ±10 %). ``gc.freeze`` then moves what
-start-up built (modules, the registry, the apps) out of the collector's sight, so the full
-collections that still run walk only what the work itself keeps.
+single runs vary by ±10 %). ``gc.freeze`` then moves what start-up built (modules, the
+registry, the apps) out of the collector's sight, so the full collections that still run
+walk only what the work itself keeps.
 """
 
 from __future__ import annotations
