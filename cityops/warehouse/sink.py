@@ -48,6 +48,8 @@ log = structlog.get_logger(__name__)
 
 #: raw event tables: the ones rollup materialized views read on insert
 RAW_TABLES = frozenset(FEED_TABLES.values())
+#: seconds between attempts at a fresh consumer after a poll failed on a broker gone away
+POLL_RETRY_S = 1.0
 #: topic suffix → derived record class
 RECORD_TOPICS = {cls.topic: cls for cls in DERIVED_RECORDS}
 
@@ -224,8 +226,23 @@ class WarehouseSink:
             if batch.started is not None:
                 left = self.batch_s - (time.monotonic() - batch.started)
                 wait_ms = max(0, min(100, int(left * 1000)))
-            polled = self._consumer.poll(timeout_ms=wait_ms,
-                                         max_records=max(1, self.batch_rows - batch.n_rows))
+            try:
+                polled = self._consumer.poll(timeout_ms=wait_ms,
+                                             max_records=max(1, self.batch_rows - batch.n_rows))
+            except Exception as exc:
+                if not getattr(exc, "retriable", False):
+                    raise
+                # the broker went away under the poll (kafka-python 3 raised ECONNREFUSED
+                # from its coordinator lookup, and the sink stopped storing for good): start
+                # again from the committed offsets. The batch in hand was neither written nor
+                # committed, so it is read again: nothing lost, nothing written twice
+                log.warning("sink.poll_failed", error=f"{type(exc).__name__}: {exc}"[:300],
+                            dropped_rows=batch.n_rows)
+                metrics.SINK_ERRORS.labels(code="poll").inc()
+                batch = Batch()
+                self._reconnect_when_up()
+                assigned_at = time.monotonic()
+                continue
             for tp, msgs in polled.items():
                 for msg in msgs:
                     batch.add_offset(tp.topic, tp.partition, msg.offset)
@@ -249,6 +266,18 @@ class WarehouseSink:
         except Exception:
             log.warning("sink.close_failed")
         self._consumer = self._consumer_factory()
+
+    def _reconnect_when_up(self) -> None:
+        """A fresh consumer, retried every ``POLL_RETRY_S`` while the broker is away (a new
+        consumer can fail to bootstrap) until it starts or the sink is stopped."""
+        while not self._stop.wait(POLL_RETRY_S):
+            try:
+                self._reconnect()
+                return
+            except Exception as exc:
+                if not getattr(exc, "retriable", False):  # e.g. bootstrap timed out: retriable
+                    raise
+                log.warning("sink.reconnect_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _add(self, batch: Batch, topic: str, msg: ConsumedRecord) -> None:
         value = msg.value
