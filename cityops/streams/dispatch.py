@@ -108,8 +108,6 @@ def install(batch_max: int, align_ms: int = 0) -> None:
 #: Live, every partition is a few records from its end between fetches: holding records
 #: for such a partition added seconds to the p99 latency at 1,000 events/s. Behind a
 #: backlog a partition is far more; only the last few records of each are read unaligned.
-#: A live partition is also never behind however many records it has unread after a slow
-#: step (``PartitionAligner.live``: its last delivered record is seconds old).
 FAR_BEHIND = 100
 
 
@@ -249,11 +247,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
         out: dict[Any, PartitionView] = {}
         others = self._paused_partitions - aligner.paused
         client = self._thread._ensure_consumer()
-        now_ms = int(time.time() * 1000)  # record times are the writers' wall clocks
         for tp in self.assignment():
             if tp.topic in aligned:
-                lagging = tp in held or (not aligner.live(tp, now_ms) and _behind(client, tp))
-                out[tp] = PartitionView(tp.topic, lagging=lagging, held_elsewhere=tp in others)
+                out[tp] = PartitionView(tp.topic, lagging=tp in held or _behind(client, tp),
+                                        held_elsewhere=tp in others)
         aligner.forget([tp for tp in aligner.last_ts if tp not in out])
         for tp in [tp for tp in held if tp not in out]:
             del held[tp]
