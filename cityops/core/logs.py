@@ -22,8 +22,9 @@ class ClosingClientNoise(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
+        # only the client's own close: "Connection at host:port closed" is a broker gone
         return not (text.startswith("Metadata refresh: failed")
-                    and "closed" in text.lower())
+                    and "Transport closed for writes" in text)
 
 
 def configure_logging(settings: Settings) -> None:

@@ -16,11 +16,14 @@ def test_a_refresh_cut_short_by_the_client_s_own_close_is_not_shown_as_an_error(
     cluster = logging.getLogger("kafka.cluster")
     cluster.error("Metadata refresh: failed %s", "Transport closed for writes")
     cluster.error("Metadata refresh: failed %s", "KafkaConnectionError: connection refused")
+    cluster.error("Metadata refresh: failed %s",
+                  "KafkaConnectionError: Connection at 127.0.0.1:9092 closed")
     cluster.error("Metadata refresh loop error: %s", "boom")
     shown = capsys.readouterr().err
     assert "Transport closed for writes" not in shown
     assert "connection refused" in shown  # any other failure is still an error
     assert "Metadata refresh loop error: boom" in shown
+    assert "Connection at 127.0.0.1:9092 closed" in shown  # a broker gone: still shown
 
 
 def test_configuring_twice_keeps_one_filter() -> None:
