@@ -260,6 +260,13 @@ class Settings(BaseSettings):
         "paused, so a backlog is read in about the order it was written and the zones' "
         "windows wait for no far-behind counter; 0: off",
     )
+    worker_align_live_ms: int = Field(
+        5_000, ge=0, le=3_600_000,
+        description="CITYOPS_WORKER_ALIGN_LIVE_MS: a raw partition whose last record handed "
+        "over was written less than this long ago (wall clock) is live, never held back for "
+        "alignment: only a backlog is read in write order; 0: every partition far from its "
+        "end counts as behind",
+    )
     worker_poll_records: int = Field(
         2000, ge=100, le=1_000_000,
         description="CITYOPS_WORKER_POLL_RECORDS: most records one fetch hands over (the "

@@ -18,6 +18,18 @@ and nothing is held. A partition behind with nothing delivered yet counts as the
 a fetch hands over one partition's buffer after another, and without that the first
 partition would be read to its end before the others started.
 
+A partition is behind only while it is not live: its last delivered record was written
+more than ``live_ms`` (wall clock) ago. Records a few seconds old are the live stream, where
+each partition is read up to its end at every fetch, and nothing is held. Counted in
+records alone (``streams.dispatch.FAR_BEHIND``), a live footfall partition at 1,000
+events/s was "behind" after any slow second (a garbage collection, a longer step) and the
+partitions then held each other back in turn: the worker's median delay went from 0.2 s to
+2–3.5 s and stayed there (4 of 7 latency runs). Live partitions may therefore run seconds
+apart; in a replay at speed (``make run``'s ×60–×300) that is minutes of event time, which
+the event-time parts absorb: a zone's windows wait for each of its counters
+(``streams.windows``), and the alert engine measures a sensor's silence on its own
+partition's clock (``AlertEngine``, ``silence_by_feed``).
+
 It never stalls a stream: the floor's own partition is always admitted, partitions the
 consumer paused for its own reasons are left out, and a floor that has not taken a record
 for ``stall_s`` while the others waited for it releases them until it moves (a fetch
@@ -30,6 +42,12 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 TP = Hashable  # a topic partition: anything with .topic (tests use plain tuples)
+
+
+#: a partition whose last delivered record was written less than this long ago (ms, wall
+#: clock) is live, never behind: the stuck delays were 2–3.5 s, and a backlog is older
+#: (the default of ``CITYOPS_WORKER_ALIGN_LIVE_MS``)
+LIVE_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,7 @@ class PartitionAligner:
 
     drift_ms: int
     stall_s: float = 10.0
+    live_ms: int = LIVE_MS
     last_ts: dict[TP, int] = field(default_factory=dict)  # last delivered record time (ms)
     paused: set[TP] = field(default_factory=set)  # what this aligner paused
     _taken: dict[TP, int] = field(default_factory=dict)  # records delivered, per partition
@@ -66,6 +85,13 @@ class PartitionAligner:
         self._taken[tp] = self._taken.get(tp, 0) + 1
         if ts_ms > self.last_ts.get(tp, -1):
             self.last_ts[tp] = ts_ms
+
+    def live(self, tp: TP, now_ms: int) -> bool:
+        """Was the partition's last delivered record written less than ``live_ms`` before
+        ``now_ms`` (wall clock)? A live partition is never behind, whatever its unread
+        records; one with nothing delivered yet is not live."""
+        ts = self.last_ts.get(tp)
+        return ts is not None and ts >= 0 and now_ms - ts < self.live_ms
 
     def forget(self, tps: Iterable[TP]) -> None:
         """Partitions gone or sought elsewhere: their positions are no longer known."""

@@ -74,7 +74,8 @@ def faust_credentials(settings: Settings) -> Any:
 def make_app(settings: Settings) -> faust.App:
     """A Faust app configured from settings (memory store, raw bytes, acks=all)."""
     _tune_consumer_fetch_wait(settings.worker_fetch_max_wait_ms)
-    dispatch.install(settings.worker_batch_max, settings.worker_align_ms)
+    dispatch.install(settings.worker_batch_max, settings.worker_align_ms,
+                     settings.worker_align_live_ms)
     commits.install()
     seeks.install()
     data = (settings.data_dir / "worker" / settings.worker_id).resolve()

@@ -57,7 +57,7 @@ from typing import Any
 import structlog
 
 from cityops.streams import metrics
-from cityops.streams.alignment import PartitionAligner, PartitionView
+from cityops.streams.alignment import LIVE_MS, PartitionAligner, PartitionView
 from cityops.streams.batches import Delivered
 
 log = structlog.get_logger(__name__)
@@ -90,14 +90,15 @@ def aligned_of(app: Any) -> set[str]:
     return set(getattr(app, _ALIGNED, None) or ())
 
 
-def install(batch_max: int, align_ms: int = 0) -> None:
-    """Patch Faust's consumer loop (idempotent; the last ``batch_max``/``align_ms`` win;
-    ``align_ms`` 0: no alignment)."""
+def install(batch_max: int, align_ms: int = 0, live_ms: int = LIVE_MS) -> None:
+    """Patch Faust's consumer loop (idempotent; the last settings win; ``align_ms`` 0: no
+    alignment; ``live_ms``: ``PartitionAligner.live_ms``)."""
     from faust.transport import consumer as fconsumer
 
     base = fconsumer.Consumer
     base._cityops_batch_max = max(1, batch_max)  # type: ignore[attr-defined]
     base._cityops_align_ms = max(0, align_ms)  # type: ignore[attr-defined]
+    base._cityops_align_live_ms = max(0, live_ms)  # type: ignore[attr-defined]
     if getattr(base, "_cityops_dispatch", False):
         return
     base._drain_messages = _drain_messages  # type: ignore[method-assign]
@@ -108,6 +109,8 @@ def install(batch_max: int, align_ms: int = 0) -> None:
 #: Live, every partition is a few records from its end between fetches: holding records
 #: for such a partition added seconds to the p99 latency at 1,000 events/s. Behind a
 #: backlog a partition is far more; only the last few records of each are read unaligned.
+#: A live partition is also never behind however many records it has unread after a slow
+#: step (``PartitionAligner.live``: its last delivered record is seconds old).
 FAR_BEHIND = 100
 
 
@@ -233,7 +236,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
     steps_lock = asyncio.Lock()
     rewound: dict[Any, int] = {}  # partition → the offset it was sought back to
     aligned = aligned_of(self.app) if self._cityops_align_ms else set()
-    aligner = PartitionAligner(self._cityops_align_ms)
+    aligner = PartitionAligner(self._cityops_align_ms, live_ms=self._cityops_align_live_ms)
     held: dict[Any, list[Any]] = {}  # aligned partition → records held back, in order
     stalled: set[str] = set()  # topics whose stalled floor was logged
     generation = [self.app.consumer_generation_id]
@@ -247,10 +250,11 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
         out: dict[Any, PartitionView] = {}
         others = self._paused_partitions - aligner.paused
         client = self._thread._ensure_consumer()
+        now_ms = int(time.time() * 1000)  # record times are the writers' wall clocks
         for tp in self.assignment():
             if tp.topic in aligned:
-                out[tp] = PartitionView(tp.topic, lagging=tp in held or _behind(client, tp),
-                                        held_elsewhere=tp in others)
+                lagging = tp in held or (not aligner.live(tp, now_ms) and _behind(client, tp))
+                out[tp] = PartitionView(tp.topic, lagging=lagging, held_elsewhere=tp in others)
         aligner.forget([tp for tp in aligner.last_ts if tp not in out])
         for tp in [tp for tp in held if tp not in out]:
             del held[tp]

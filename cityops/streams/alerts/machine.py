@@ -53,10 +53,11 @@ class AlertEngine:
                  ) -> None:
         """``silence_by_feed`` (event-time clocks): a sensor's silence is measured against the
         newest report on its own *lane* (the topic partition its reports arrive on, given with
-        each heartbeat; its kind's newest report when unknown), not the newest event of any
-        feed: during an accelerated replay partitions are processed at different paces, and a
-        lagging one must not look silent. A lane whose sensors all stop shows as its clock
-        stopping, not as dead sensors; with the wall clock everything is measured against now."""
+        each heartbeat; while it is unknown, the slowest lane of its kind), not the newest
+        event of any feed: during an accelerated replay partitions are processed at different
+        paces, and a lagging one must not look silent. A lane whose sensors all stop shows as
+        its clock stopping, not as dead sensors; with the wall clock everything is measured
+        against now."""
         self.silence_by_feed = silence_by_feed
         self.rules = rules
         self.registry = registry
@@ -268,9 +269,18 @@ class AlertEngine:
         out: list[AlertEvent] = []
         kind_now = ts
         if self.silence_by_feed:
+            lanes = [self._lane_clock[lane] for lane in
+                     {self._lane_of[s] for s in sources if s in self._lane_of}
+                     if lane in self._lane_clock]
             newest = max((self._last_seen[s] for s in sources if s in self._last_seen),
                          default=None)
-            kind_now = ts if newest is None else min(ts, newest)
+            # a sensor not heard from on any lane yet may be on the slowest of its kind's
+            # lanes (its partition is read behind the others during a replay at speed):
+            # it is silent only once every one of them has moved on
+            if lanes:
+                kind_now = min(ts, min(lanes))
+            elif newest is not None:
+                kind_now = min(ts, newest)
         for source in sources:
             cadence = self._cadence_s(source)
             if not cadence:

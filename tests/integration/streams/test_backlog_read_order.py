@@ -24,6 +24,7 @@ from streams_harness import wait_until
 
 from cityops.core.registry import load_registry
 from cityops.core.settings import load_settings
+from cityops.streams.alignment import LIVE_MS
 from cityops.streams.dispatch import FAR_BEHIND
 from cityops.streams.pipeline import ORIGIN_HEADER, Origin, header_value
 
@@ -79,6 +80,7 @@ def test_a_backlog_is_validated_in_write_order_across_raw_partitions(
         if i % 20 == 19 and i < EVENTS - TAIL:
             time.sleep(0.003)  # spread the writes: about a second of record time in all
     producer.flush()
+    time.sleep(LIVE_MS / 1000)  # a backlog: records older than the live stream's
 
     raw_topic, clean_topic = worker.topic("raw.footfall"), worker.topic("clean.footfall")
     raw = {(p, off): ts for p, off, ts, _, _ in _read_all(kafka_broker, raw_topic)}

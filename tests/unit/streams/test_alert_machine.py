@@ -266,3 +266,26 @@ def test_zone_override_in_rules(registry: Registry) -> None:
     assert kinds(eng.observe("crowd_density", "jfb_square", 1.1, at(0))) == [
         ("fired", "warning", "active_unack")]
     assert eng.observe("crowd_density", "minzu_road", 1.1, at(0)) == []
+
+
+def test_event_clock_waits_for_every_lane_before_a_never_heard_sensor_is_silent(
+        registry: Registry) -> None:
+    """Replay at speed, first run: partition 0 of the footfall topic is read 10 minutes of
+    event time ahead of partition 1, whose counters' first reports are still unread. They
+    are not dead for that (measured against their kind's newest report they were, 4 alerts
+    in a run at ×300); once partition 1 has moved on without one of them, it is."""
+    engine = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT, silence_by_feed=True)
+    counters = sorted(registry.counters)
+    fast, slow = counters[::2], counters[1::2]
+    for t in range(0, 601, 30):
+        for c in fast:
+            engine.heartbeat(c, at(t), "raw.footfall/0")
+    engine.heartbeat(slow[0], at(0), "raw.footfall/1")  # partition 1 has just begun
+    silent = {e.subject for e in engine.tick(at(600)) if e.rule_id == "dead_sensor"}
+    assert silent & set(counters) == set()
+    for t in range(30, 601, 30):  # partition 1 catches up; slow[1] never reports
+        for c in [slow[0], *slow[2:]]:
+            engine.heartbeat(c, at(t), "raw.footfall/1")
+    silent = {e.subject for e in engine.tick(at(600)) if e.rule_id == "dead_sensor"
+              and e.kind.value == "fired"}
+    assert silent & set(counters) == {slow[1]}

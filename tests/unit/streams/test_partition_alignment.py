@@ -125,3 +125,15 @@ def test_records_without_a_timestamp_are_never_held() -> None:
     al.delivered(P1, 3_000)
     floors = al.floors(behind(P0, P1), 0.0)
     assert al.admits(P1, T, -1, floors) is True
+
+
+def test_a_partition_whose_last_record_is_seconds_old_is_live_and_one_older_is_not() -> None:
+    al = PartitionAligner(drift_ms=50, live_ms=5_000)
+    now_ms = 1_000_000
+    assert al.live(P0, now_ms) is False  # nothing delivered yet: not live
+    al.delivered(P0, now_ms - 4_999)
+    al.delivered(P1, now_ms - 5_000)
+    assert al.live(P0, now_ms) is True
+    assert al.live(P1, now_ms) is False
+    al.delivered(P2, -1)  # a record without a timestamp says nothing about the partition
+    assert al.live(P2, now_ms) is False
