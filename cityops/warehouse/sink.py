@@ -105,7 +105,10 @@ class Batch:
     n_rows: int = 0
     n_msgs: int = 0
 
-    def add_offset(self, topic: str, partition: int, offset: int) -> None:
+    def add_offset(self, topic: str, partition: int, offset: int,
+                   since: float | None = None) -> None:
+        """Count one consumed record; the first one starts the batch's clock, at ``since``
+        (monotonic seconds: when it was written, if earlier than now) or now."""
         r = self.ranges.get((topic, partition))
         if r is None:
             self.ranges[(topic, partition)] = [offset, offset]
@@ -114,7 +117,7 @@ class Batch:
             r[1] = max(r[1], offset)
         self.n_msgs += 1
         if self.started is None:
-            self.started = time.monotonic()
+            self.started = time.monotonic() if since is None else since
 
     def add_row(self, table: str, row: dict[str, Any]) -> None:
         self.rows.setdefault(table, []).append(row)
@@ -153,6 +156,7 @@ class WarehouseSink:
         self._consumer: Any = None
         self.error: BaseException | None = None
         self.ready = threading.Event()
+        self._flush_started = 0.0  # monotonic; a batch's clock never starts before it
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -245,7 +249,8 @@ class WarehouseSink:
                 continue
             for tp, msgs in polled.items():
                 for msg in msgs:
-                    batch.add_offset(tp.topic, tp.partition, msg.offset)
+                    since = None if batch.started is not None else self._waiting_since(msg)
+                    batch.add_offset(tp.topic, tp.partition, msg.offset, since)
                     self._add(batch, tp.topic, msg)
             metrics.SINK_PENDING.set(batch.n_rows)
             due = batch.started is not None and (
@@ -259,6 +264,24 @@ class WarehouseSink:
                 last_lag = time.monotonic()
         if batch.n_msgs:
             self._flush(batch)
+
+    def _waiting_since(self, msg: Any) -> float:
+        """When a batch's first record began to wait (monotonic seconds): when it was
+        written to Kafka (its broker timestamp, the writer's wall clock), but not before the
+        last flush began. Records written during a flush have waited for it already, so the
+        batch they start is due ``batch_s`` after that flush began, not after it ended: the
+        sink then writes every ``max(batch_s, flush time)`` instead of every ``batch_s +
+        flush time`` (at 1,000 events/s 1.0 s instead of about 1.4 s), and the median row
+        waits about half a flush less. A record older than ``batch_s`` is a backlog: its
+        batch gathers for the whole ``batch_s`` (larger batches drain faster)."""
+        now = time.monotonic()
+        ts = getattr(msg, "timestamp", None)
+        if not isinstance(ts, int) or ts <= 0:
+            return now
+        age = max(0.0, time.time() - ts / 1000)
+        if age >= self.batch_s:
+            return now
+        return max(now - age, self._flush_started)
 
     def _reconnect(self) -> None:
         try:
@@ -296,13 +319,14 @@ class WarehouseSink:
             batch.add_row(table, row)
 
     def _flush(self, batch: Batch) -> None:
-        started = time.monotonic()
+        started = self._flush_started = time.monotonic()
         # the events first: a duty officer's boards read them (and their rollups), and each
         # insert costs the embedded warehouse 15-60 ms whatever its size, so the derived
         # tables' inserts after them no longer delay the events' rows
+        fresh = self._without_stored({t: r for t, r in batch.rows.items() if t in RAW_TABLES})
         for table, rows in sorted(batch.rows.items(), key=lambda kv: kv[0] not in RAW_TABLES):
             if table in RAW_TABLES:
-                rows = self._without_stored(table, rows)
+                rows = fresh[table]
                 if not rows:
                     continue
             self._insert(table, rows, batch_token(batch.ranges, table))
@@ -321,35 +345,47 @@ class WarehouseSink:
         log.debug("sink.batch", rows=batch.n_rows, messages=batch.n_msgs,
                   seconds=round(took, 3))
 
-    def _without_stored(self, table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Drop events already stored, or repeated in the batch, before a raw-table insert.
+    def _without_stored(self, raw: dict[str, list[dict[str, Any]]]
+                        ) -> dict[str, list[dict[str, Any]]]:
+        """Drop events already stored, or repeated in the batch, before the raw-table inserts.
 
         Raw tables feed the rollup materialized views on insert. ReplacingMergeTree removes a
         re-delivered event from the raw table at merge time, and the insert token skips a batch
         replayed with the same boundaries; but after a crash a batch can be re-cut differently,
         or the worker can re-publish an event it published just before dying. The views would
         count such an event twice, so the sink (the only writer of a partition's events) asks
-        the table which ids of the batch it already holds. One bounded query per batch.
+        the tables which ids of the batch they already hold: one bounded query per batch for
+        all of them (each query costs the embedded warehouse 5-10 ms whatever its size).
         """
-        unique: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            unique.setdefault(row["event_id"], row)
-        times = [r["event_time"] for r in unique.values()]
-        stored = self._call_with_retry(
-            f"stored ids in {table}",
-            lambda: self.warehouse.query(
-                f"SELECT DISTINCT event_id FROM {table} "  # table: a constant of rows.py
-                "WHERE event_time >= {lo:DateTime64(3)} AND event_time <= {hi:DateTime64(3)} "
-                "AND event_id IN {ids:Array(String)}",
-                {"lo": min(times), "hi": max(times), "ids": list(unique)}))
-        for (event_id,) in stored:
-            unique.pop(event_id, None)
-        dropped = len(rows) - len(unique)
-        if dropped:
-            self.stats.already_stored += dropped
-            metrics.SINK_ERRORS.labels(code="already_stored").inc(dropped)
-            log.info("sink.already_stored", table=table, dropped=dropped)
-        return list(unique.values())
+        unique: dict[str, dict[str, dict[str, Any]]] = {}
+        for table, rows in raw.items():
+            seen = unique[table] = {}
+            for row in rows:
+                seen.setdefault(row["event_id"], row)
+        asks, params = [], {}
+        for i, (table, seen) in enumerate(sorted(unique.items())):
+            if not seen:
+                continue
+            times = [r["event_time"] for r in seen.values()]
+            asks.append(  # table: a constant of rows.py
+                f"SELECT '{table}' AS t, event_id FROM {table} "
+                f"WHERE event_time >= {{lo{i}:DateTime64(3)}} "
+                f"AND event_time <= {{hi{i}:DateTime64(3)}} "
+                f"AND event_id IN {{ids{i}:Array(String)}}")
+            params.update({f"lo{i}": min(times), f"hi{i}": max(times), f"ids{i}": list(seen)})
+        if asks:
+            stored = self._call_with_retry(
+                "stored ids in " + ", ".join(sorted(raw)),
+                lambda: self.warehouse.query(" UNION ALL ".join(asks), params))
+            for table, event_id in stored:
+                unique[table].pop(event_id, None)
+        for table, rows in raw.items():
+            dropped = len(rows) - len(unique[table])
+            if dropped:
+                self.stats.already_stored += dropped
+                metrics.SINK_ERRORS.labels(code="already_stored").inc(dropped)
+                log.info("sink.already_stored", table=table, dropped=dropped)
+        return {table: list(seen.values()) for table, seen in unique.items()}
 
     def _call_with_retry(self, what: str, call: Callable[[], T]) -> T:
         """Run a warehouse call, retrying transient errors until it succeeds or the sink stops.
