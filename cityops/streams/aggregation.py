@@ -24,6 +24,7 @@ import faust
 import structlog
 
 from cityops.core import topics as topic_names
+from cityops.core.fast_contract import FastIncident, decode_clean
 from cityops.core.feeds import FEED_MODELS, IncidentReported
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
@@ -159,7 +160,8 @@ class AggregationStage:
             self.gaps.check(msg.topic, msg.partition, msg.offset)
             self.counts["in"] += 1
             try:
-                ev = self.model.model_validate_json(event.value)
+                ev = decode_clean(self.feed, event.value) or self.model.model_validate_json(
+                    event.value)
             except Exception as exc:  # validation passed it; a foreign writer may not have
                 metrics.AGENT_ERRORS.labels(agent=self.name).inc()
                 log.warning("stream.clean_undecodable", feed=self.feed, offset=msg.offset)
@@ -193,7 +195,7 @@ class AggregationStage:
             if outcome.accepted:
                 out.records.extend(outcome.records)
                 out.observations.extend(observations_from(outcome.records, ev.event_time))
-                if isinstance(ev, IncidentReported):
+                if isinstance(ev, IncidentReported | FastIncident):
                     out.observations.extend(incident_observation(r, ev.severity.value)
                                             for r in outcome.records
                                             if isinstance(r, IncidentStats))
@@ -204,7 +206,7 @@ class AggregationStage:
                     feed=self.feed, event_id=ev.event_id, source=ev.source,
                     event_time=ev.event_time, watermark=wm,
                     lateness_s=round(outcome.lateness_s, 3),
-                    payload_json=ev.model_dump_json(exclude_none=True),
+                    payload_json=ev.to_json().decode(),
                     received_at=emitted_at))
             else:
                 self.counts["ignored"] += 1

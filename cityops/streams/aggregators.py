@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cityops.core.fast_contract import FastAir, FastFootfall, FastIncident, FastParking
 from cityops.core.feeds import (
     INCIDENT_ORDER,
     AirQualityObserved,
@@ -190,7 +191,7 @@ class FootfallAggregator:
             net_presence=presence, density_ppm2=round(presence / zone.area_m2, 6),
             revision=snap.revision, emitted_at=emitted_at)
 
-    def add(self, ev: FootfallObserved, emitted_at: datetime) -> Outcome:
+    def add(self, ev: FootfallObserved | FastFootfall, emitted_at: datetime) -> Outcome:
         """Fold one counter report; windows to (re-)publish, or late (→ late topic)."""
         ts = ev.event_time.timestamp()
         zone = ev.zone_id
@@ -295,7 +296,7 @@ class ParkingAggregator:
         self.tz = tz
         self._state: dict[str, dict[str, Any]] = {}
 
-    def add(self, ev: ParkingObserved, emitted_at: datetime) -> Outcome:
+    def add(self, ev: ParkingObserved | FastParking, emitted_at: datetime) -> Outcome:
         ts = ev.event_time.timestamp()
         st = self._state.setdefault(ev.carpark_id, {"points": []})
         points: list[list[float]] = [p for p in st["points"] if p[0] != ts]
@@ -380,11 +381,13 @@ class AirQualityAggregator:
         vals = [series[h] for h in hours if h in series]
         return sum(vals) / len(vals) if len(vals) >= min_n else None
 
-    def add(self, ev: AirQualityObserved, emitted_at: datetime) -> Outcome:
-        if ev.averaging_s > HOUR_S:
+    def add(self, ev: AirQualityObserved | FastAir, emitted_at: datetime) -> Outcome:
+        averaging_s = ev.averaging_s
+        assert averaging_s is not None  # a fast struct's default is filled in when decoded
+        if averaging_s > HOUR_S:
             return Outcome(False, violations=["averaging_s above one hour: not used"])
         end_s = ev.event_time.timestamp()
-        hour = math.floor((end_s - ev.averaging_s / 2) / HOUR_S) * HOUR_S
+        hour = math.floor((end_s - averaging_s / 2) / HOUR_S) * HOUR_S
         st = self._state.setdefault(ev.station_id, {"hours": {}, "newest": None})
         if st["newest"] is not None and hour <= st["newest"] - self.retention_h * HOUR_S:
             return Outcome(False, lateness_s=st["newest"] - hour)
@@ -395,8 +398,8 @@ class AirQualityAggregator:
         for fld, short in AIR_FIELDS.items():
             v = getattr(ev, fld)
             if v is not None:
-                h["sums"][short] = h["sums"].get(short, 0.0) + v * ev.averaging_s
-                h["weights"][short] = h["weights"].get(short, 0.0) + ev.averaging_s
+                h["sums"][short] = h["sums"].get(short, 0.0) + v * averaging_s
+                h["weights"][short] = h["weights"].get(short, 0.0) + averaging_s
         h["samples"] += 1
         cutoff = st["newest"] - self.retention_h * HOUR_S
         for old in [k for k in hours if int(k) <= cutoff]:
@@ -527,7 +530,7 @@ class IncidentAggregator:
         if after[2] is not None and (before is None or before[2] != after[2]):
             heapq.heappush(self._closed, (after[2], incident_id))
 
-    def add(self, ev: IncidentReported, emitted_at: datetime) -> Outcome:
+    def add(self, ev: IncidentReported | FastIncident, emitted_at: datetime) -> Outcome:
         before = self._footprint(self._incidents.get(ev.incident_id))
         folded = self._fold(ev)
         if isinstance(folded, Outcome):
@@ -546,7 +549,8 @@ class IncidentAggregator:
                             emitted_at=emitted_at)
         return Outcome(True, [rec], violations=violations)
 
-    def _fold(self, ev: IncidentReported) -> Outcome | tuple[dict[str, Any], list[str]]:
+    def _fold(self, ev: IncidentReported | FastIncident
+              ) -> Outcome | tuple[dict[str, Any], list[str]]:
         """Apply one update: the incident and its violations, or the refusal."""
         ts = ev.event_time.timestamp()
         status = ev.status.value

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from cityops.core.fast_contract import FastEvent
 from cityops.core.feeds import Envelope
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
@@ -38,7 +39,7 @@ class Aggregator(Protocol):
         """The unit a clean record with this message key, read from this partition, updates."""
         ...
 
-    def add(self, unit: str, ev: Envelope, emitted_at: datetime) -> Outcome: ...
+    def add(self, unit: str, ev: Envelope | FastEvent, emitted_at: datetime) -> Outcome: ...
 
     def to_state(self, unit: str) -> dict[str, Any]: ...
 
@@ -64,7 +65,7 @@ class _Keyed:
     def unit(self, key: str, partition: int) -> str:
         return key
 
-    def add(self, unit: str, ev: Envelope, emitted_at: datetime) -> Outcome:
+    def add(self, unit: str, ev: Envelope | FastEvent, emitted_at: datetime) -> Outcome:
         return self.inner.add(ev, emitted_at)
 
     def to_state(self, unit: str) -> dict[str, Any]:
@@ -101,7 +102,7 @@ class IncidentsByPartition:
             agg = self.parts[unit] = IncidentAggregator(tz=self.tz)
         return agg
 
-    def add(self, unit: str, ev: Envelope, emitted_at: datetime) -> Outcome:
+    def add(self, unit: str, ev: Envelope | FastEvent, emitted_at: datetime) -> Outcome:
         agg = self._agg(unit)
         outcome = agg.add(ev, emitted_at)  # type: ignore[arg-type]
         # bounded state: forget incidents closed a day (of event time) before this one

@@ -79,20 +79,26 @@ def aggregation_key(event: Envelope) -> str:
 
 def enrichment(event: Envelope, registry: Registry) -> dict[str, Any]:
     """Registry facts stage 2 and the warehouse need: zone area, capacity, station type."""
-    if isinstance(event, FootfallObserved | IncidentReported):
-        zone = registry.zones.get(event.zone_id)
+    return enrichment_of(event.feed, aggregation_key(event), registry)
+
+
+def enrichment_of(feed: str, unit: str, registry: Registry) -> dict[str, Any]:
+    """``enrichment`` by the feed and its aggregation key (the validation step's fast path
+    has no model to look at)."""
+    if feed in ("footfall", "incidents"):
+        zone = registry.zones.get(unit)
         if zone is None:
             return {}
         return {"zone_area_m2": zone.area_m2, "zone_kind": zone.kind,
                 "density_warning_ppm2": zone.density_warning_ppm2,
                 "density_critical_ppm2": zone.density_critical_ppm2}
-    if isinstance(event, ParkingObserved):
-        cp = registry.carparks.get(event.carpark_id)
+    if feed == "parking":
+        cp = registry.carparks.get(unit)
         if cp is None:
             return {}
         return {"registry_capacity": cp.capacity, "ring_road": cp.ring_road}
-    if isinstance(event, AirQualityObserved):
-        st = registry.stations.get(event.station_id)
+    if feed == "air":
+        st = registry.stations.get(unit)
         if st is None:
             return {}
         return {"station_kind": st.kind, "station_zone_id": st.zone_id,

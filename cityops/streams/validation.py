@@ -1,9 +1,10 @@
 """The validation stage of one feed: ``raw.<feed>`` → ``clean.<feed>`` / ``dlq``.
 
-Decode + validate (``core.contract.decode_event`` through ``pipeline.judge``) → dead letters
-to ``dlq`` (reason, raw bytes, topic, partition, offset) → dedup by ``event_id`` per raw
-partition (``streams.partition_dedup``: compact hashes, one delta per partition per step,
-``streams.state_log``) → enrich from the registry → ``clean.<feed>``, keyed by
+Decode + validate (``core.fast_contract.fast_decode`` for a plain valid record, else the
+exact ``core.contract.decode_event`` through ``pipeline.judge``, which gives every rejection
+its reason) → dead letters to ``dlq`` (reason, raw bytes, topic, partition, offset) → dedup
+by ``event_id`` per raw partition (``streams.partition_dedup``: compact hashes, one delta per
+partition per step, ``streams.state_log``) → enrich from the registry → ``clean.<feed>``, keyed by
 the aggregation key (zone / car park / station), with the raw origin and the enrichment in
 headers. Every output and dedup delta of a step is delivered before the step's offsets are
 acknowledged (``streams.batches``).
@@ -19,7 +20,8 @@ import faust
 import structlog
 
 from cityops.core import topics as topic_names
-from cityops.core.feeds import ValidationContext
+from cityops.core.fast_contract import FastEvent, fast_decode
+from cityops.core.feeds import Envelope, ValidationContext
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
 from cityops.streams import metrics
@@ -36,7 +38,7 @@ from cityops.streams.pipeline import (
     aggregation_key,
     dead_letter,
     enrich_header,
-    enrichment,
+    enrichment_of,
     judge,
 )
 from cityops.streams.state_log import BUSY_LOG_CONFIG, StateLog
@@ -171,18 +173,12 @@ class ValidationStage:
     async def handle(self, raw: bytes, key: bytes | None, origin: Origin,
                      ctx: ValidationContext, out: Outbox, received: Any) -> None:
         self.counts["in"] += 1
-        judged = judge(self.feed, raw, key, origin, ctx,
-                       max_bytes=self.settings.max_message_bytes, received_at=received)
-        if judged.dead is not None:
-            self.dedup(origin.partition).skip(origin.offset)
-            self.counts["dead"] += 1
-            metrics.DEAD_LETTERS.labels(feed=self.feed, reason=judged.dead.reason).inc()
-            out.record(self.topics.dlq, judged.dead)
-            if self.alerting is not None:
-                self.alerting.count_intake(self.feed, 0, 1)
-            return
-        ev = judged.event
-        assert ev is not None
+        ev: Envelope | FastEvent | None = fast_decode(
+            self.feed, raw, ctx, max_bytes=self.settings.max_message_bytes)
+        if ev is None:  # not a plain valid record: the exact decoder judges it
+            ev = self._judge(raw, key, origin, ctx, out, received)
+            if ev is None:
+                return
         verdict = self.dedup(origin.partition).judge(origin.offset, ev.event_id,
                                                      ev.event_time.timestamp())
         if verdict is Verdict.DUPLICATE:
@@ -197,10 +193,11 @@ class ValidationStage:
         if verdict is Verdict.REPLAYED:  # the same record again after a restart: re-publish
             self.counts["replayed"] += 1
             metrics.REPLAYED.labels(stage="validate", feed=self.feed).inc()
-        unit = aggregation_key(ev)
+        unit = ev.unit() if isinstance(ev, FastEvent) else aggregation_key(ev)
         facts = self._facts.get(unit)
         if facts is None:  # registry facts depend on the unit only: encoded once per unit
-            facts = self._facts[unit] = enrich_header(enrichment(ev, self.registry))
+            facts = self._facts[unit] = enrich_header(
+                enrichment_of(self.feed, unit, self.registry))
         headers = [(ORIGIN_HEADER, origin.header()), (ENRICH_HEADER, facts)]
         out.add(self.topics.clean[self.feed], unit.encode(), ev.to_json(), headers)
         self.counts["clean"] += 1
@@ -210,3 +207,18 @@ class ValidationStage:
                                            f"{origin.topic}/{origin.partition}")
             if beat is not None:
                 out.inputs.append(beat)
+
+    def _judge(self, raw: bytes, key: bytes | None, origin: Origin,
+                     ctx: ValidationContext, out: Outbox, received: Any) -> Envelope | None:
+        """The exact decoder's verdict: the event, or None after its dead letter."""
+        judged = judge(self.feed, raw, key, origin, ctx,
+                       max_bytes=self.settings.max_message_bytes, received_at=received)
+        if judged.dead is not None:
+            self.dedup(origin.partition).skip(origin.offset)
+            self.counts["dead"] += 1
+            metrics.DEAD_LETTERS.labels(feed=self.feed, reason=judged.dead.reason).inc()
+            out.record(self.topics.dlq, judged.dead)
+            if self.alerting is not None:
+                self.alerting.count_intake(self.feed, 0, 1)
+            return None
+        return judged.event

@@ -1,0 +1,163 @@
+"""The contract's fast path accepts only what the exact decoder accepts, with the same JSON.
+
+Every case runs both: ``fast_decode`` either leaves a record to ``decode_event`` (``None``)
+or accepts it, and then ``decode_event`` must accept it too, with byte-identical clean JSON,
+the same aggregation key and the same event time. The cases: the simulator's records (with
+its malformed ones), every bad input of the contract tests, and mutations of good records
+(types, bounds, duplicate keys, nulls, escapes, times, ids, positions, whitespace).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from unit.core.test_feed_contracts import BAD, GOOD
+
+from cityops.core.contract import Rejection, decode_event
+from cityops.core.fast_contract import fast_decode
+from cityops.core.feeds import ValidationContext
+from cityops.core.registry import Registry
+from cityops.ingest.simulate.engine import wire_records
+from cityops.ingest.simulate.faults import FaultPlan
+from cityops.streams.pipeline import aggregation_key
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+MAX_BYTES = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def ctx(registry: Registry) -> ValidationContext:
+    return ValidationContext(registry=registry, now=NOW)
+
+
+def both(feed: str, raw: bytes, ctx: ValidationContext) -> bool:
+    """Check the fast path against the exact decoder; True when the fast path accepted."""
+    fast = fast_decode(feed, raw, ctx, max_bytes=MAX_BYTES)
+    if fast is None:
+        return False
+    exact = decode_event(feed, raw, ctx, max_bytes=MAX_BYTES)
+    assert not isinstance(exact, Rejection), f"fast path accepted {raw!r}; exact: {exact}"
+    assert fast.to_json() == exact.to_json(), raw
+    assert fast.unit() == aggregation_key(exact)
+    assert fast.event_id == exact.event_id and fast.source == exact.source
+    assert fast.event_time == exact.event_time
+    assert fast.event_time.utcoffset() == exact.event_time.utcoffset()
+    return True
+
+
+def test_simulated_records_take_the_fast_path_with_the_exact_result(
+        registry: Registry, ctx: ValidationContext) -> None:
+    start = NOW - timedelta(hours=6)
+    fast = total = 0
+    for rec in wire_records(registry, seed=7, start=start, end=start + timedelta(hours=2)):
+        total += 1
+        fast += both(rec.feed, rec.value, ctx)
+    assert total > 1000
+    assert fast == total, f"only {fast} of {total} plain records took the fast path"
+
+
+def test_malformed_simulated_records_are_left_to_the_exact_decoder(
+        registry: Registry, ctx: ValidationContext) -> None:
+    start = NOW - timedelta(hours=6)
+    malformed = 0
+    for rec in wire_records(registry, seed=11, start=start, end=start + timedelta(hours=1),
+                            faults=FaultPlan(malformed=0.3)):
+        accepted = both(rec.feed, rec.value, ctx)
+        if rec.fault and rec.fault.startswith("malformed:"):
+            malformed += 1
+            exact = decode_event(rec.feed, rec.value, ctx, max_bytes=MAX_BYTES)
+            if isinstance(exact, Rejection):
+                assert not accepted, rec.fault
+    assert malformed > 100
+
+
+@pytest.mark.parametrize(("feed", "raw", "reason"), BAD,
+                         ids=[f"{f}-{r}-{i}" for i, (f, _, r) in enumerate(BAD)])
+def test_every_bad_input_of_the_contract_tests_is_left_to_the_exact_decoder(
+        feed: str, raw: bytes, reason: str, ctx: ValidationContext) -> None:
+    assert fast_decode(feed, raw, ctx, max_bytes=MAX_BYTES) is None, reason
+
+
+def test_good_records_take_the_fast_path_except_a_gcj02_position(
+        ctx: ValidationContext) -> None:
+    taken = {feed: both(feed, orjson.dumps(data), ctx) for feed, data in GOOD.items()}
+    assert taken == {"footfall": True, "parking": True, "air": True, "incidents": False}
+    wgs = dict(GOOD["incidents"], position={"lat": 29.56, "lon": 106.57, "crs": "WGS84"})
+    assert both("incidents", orjson.dumps(wgs), ctx)
+    bare = dict(GOOD["incidents"], position={"lat": 29.56, "lon": 106.57})
+    assert both("incidents", orjson.dumps(bare), ctx)
+
+
+def _variants(data: dict) -> list[bytes]:
+    """Mutations of one good record: some still valid, most not, some the fast path must
+    refuse to judge (escapes, duplicate keys, nulls)."""
+    out: list[bytes] = []
+    text = orjson.dumps(data).decode()
+    values: list[object] = [None, 0, -1, 1, 1.5, -0.0, 3.0, 1e308, 2**63, 10**19, 100_000,
+                            100_001, 20_000, 20_001, "", "x", "1", True, False, [], {},
+                            "a b", "a\n", "é", "x" * 65, "x" * 129]
+    for key in data:
+        for value in values:
+            out.append(orjson.dumps({**data, key: value}))
+        rest = {k: v for k, v in data.items() if k != key}
+        out.append(orjson.dumps(rest))
+        # the same key twice: the first value wins in some parsers, the last in others
+        out.append(text[:-1].encode() + b', "' + key.encode() + b'": ' + orjson.dumps(
+            data[key]) + b"}")
+        out.append(text.replace(f'"{key}":', f'"{key}" :').encode())
+        out.append(text.replace(f'"{key}":', f'"\\u0020{key}":').encode())
+    for stamp in ("2026-11-27T19:30:00+08:00", "2026-11-27T19:30:00Z", "2026-11-27T19:30Z",
+                  "2026-11-27 19:30:00+08:00", "2026-11-27T19:30:00.5+08:00",
+                  "2026-11-27T19:30:00.1234567+08:00", "2026-11-27T19:30:00+0800",
+                  "2026-11-27T19:30:00+23:59", "2026-11-27T19:30:00-00:00",
+                  "2026-11-27T19:30:00z", "2026-11-27t19:30:00Z", "2026-02-30T19:30:00Z",
+                  "2026-11-27T24:00:00Z", "2026-11-27T23:59:60Z", "1999-12-31T23:59:59Z",
+                  "2026-11-27T12:04:59Z", "2026-11-27T12:05:01Z", "+2026-11-27T19:30:00Z",
+                  "2026-11-27T19:30:00.000000+08:00", "2026-11-27T19:30:00+08:00\n"):
+        out.append(orjson.dumps({**data, "event_time": stamp}))
+    for pos in ({"lat": 29.5, "lon": 106.5}, {"lat": 29.5, "lon": 106.5, "crs": "WGS84"},
+                {"lat": 29.5, "lon": 106.5, "crs": "GCJ02"}, {"lat": 29, "lon": 106},
+                {"lat": 91, "lon": 106}, {"lat": 29.5}, {"lat": 29.5, "lon": 106.5, "x": 1},
+                {"lat": "29.5", "lon": 106.5}, None, [29.5, 106.5]):
+        out.append(orjson.dumps({**data, "position": pos}))
+    out += [b" " + text.encode() + b"\n", text.encode() + b"x", text.encode()[:-1],
+            b"\xef\xbb\xbf" + text.encode(), text.replace('"', "'").encode(), b"{}", b"[]",
+            b"null", text.encode().replace(b'"event_id": "', b'"event_id": "\\ud800')]
+    return out
+
+
+@pytest.mark.parametrize("feed", sorted(GOOD))
+def test_mutated_records_agree_with_the_exact_decoder(
+        feed: str, ctx: ValidationContext) -> None:
+    accepted = checked = 0
+    for raw in _variants(GOOD[feed]):
+        checked += 1
+        accepted += both(feed, raw, ctx)
+    assert checked > 200
+    assert 0 < accepted < checked
+
+
+def test_random_numbers_give_the_same_json(ctx: ValidationContext) -> None:
+    rnd = random.Random(5)
+    for _ in range(2000):
+        data = dict(GOOD["air"], pm25_ugm3=rnd.uniform(0, 2000), co_mgm3=rnd.random() * 200,
+                    temperature_c=round(rnd.uniform(-30, 50), rnd.randrange(0, 12)),
+                    humidity_pct=rnd.choice([rnd.randrange(0, 101), rnd.random() * 100]))
+        assert both("air", orjson.dumps(data), ctx)
+
+
+def test_fast_path_honours_the_context(registry: Registry) -> None:
+    raw = orjson.dumps({k: v for k, v in GOOD["parking"].items() if k != "free"}
+                       | {"occupied": 680})
+    tight = ValidationContext(registry=registry, now=NOW, occupancy_tolerance=0.0)
+    assert fast_decode("parking", raw, tight, max_bytes=MAX_BYTES) is None  # 680 > 650
+    loose = ValidationContext(registry=registry, now=NOW, occupancy_tolerance=0.05)
+    assert both("parking", raw, loose)
+    early = ValidationContext(registry=registry, now=NOW - timedelta(days=1))
+    assert fast_decode("footfall", orjson.dumps(GOOD["footfall"]), early,
+                       max_bytes=MAX_BYTES) is None  # ahead of that clock
+    assert fast_decode("footfall", orjson.dumps(GOOD["footfall"]), ValidationContext(
+        registry=registry, now=NOW), max_bytes=10) is None  # over the size limit
