@@ -784,10 +784,11 @@ def _short(frame: str) -> str:
 #: parts of the worker for the profile by part: the first part one of whose markers is in a
 #: sample's stack (innermost rules first: a decode inside a step counts as the decode)
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("validation: decode + contract", ("decode_event (",)),
+    # the aggregation step's decode calls the fast path too: matched first
+    ("aggregation: decode clean records", ("decode_clean (", "model_validate_json")),
+    ("validation: decode + contract", ("decode_event (", "fast_decode (")),
     ("validation: dedup", ("PartitionDedup", "write_delta", "Delta.")),
     ("aggregation: domain (Aggregator.add)", ("_Keyed.add", "IncidentsByPartition.add")),
-    ("aggregation: decode clean records", ("model_validate_json",)),
     ("producing (records, state, alert inputs)",
      ("publish_many", "publish (", "Outbox.deliver", "StateLog.write", "AlertWiring._send",
       "aiokafka/producer", "sender.py")),
