@@ -10,15 +10,19 @@ its malformed ones), every bad input of the contract tests, and mutations of goo
 from __future__ import annotations
 
 import random
+import typing
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import msgspec
+import msgspec.inspect
 import orjson
 import pytest
 from unit.core.test_feed_contracts import BAD, GOOD
 
 from cityops.core.contract import Rejection, decode_event
-from cityops.core.fast_contract import fast_decode
-from cityops.core.feeds import ValidationContext
+from cityops.core.fast_contract import FAST_TYPES, FastPosition, fast_decode
+from cityops.core.feeds import FEED_MODELS, Position, ValidationContext
 from cityops.core.registry import Registry
 from cityops.ingest.simulate.engine import wire_records
 from cityops.ingest.simulate.faults import FaultPlan
@@ -161,3 +165,38 @@ def test_fast_path_honours_the_context(registry: Registry) -> None:
                        max_bytes=MAX_BYTES) is None  # ahead of that clock
     assert fast_decode("footfall", orjson.dumps(GOOD["footfall"]), ValidationContext(
         registry=registry, now=NOW), max_bytes=10) is None  # over the size limit
+
+
+def _model_rules(field: Any) -> dict[str, Any]:
+    metadata = list(field.metadata)
+    for arg in typing.get_args(field.annotation):  # ``Count | None``: the rules are Count's
+        for info in getattr(arg, "__metadata__", ()):
+            metadata.extend(getattr(info, "metadata", [info]))
+    rules: dict[str, Any] = {}
+    for meta in metadata:
+        for name in ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern"):
+            value = getattr(meta, name, None)
+            if value is not None:
+                rules[name] = value.replace("$", "\\Z") if name == "pattern" else value
+    return rules
+
+
+def _struct_rules(typ: Any) -> dict[str, Any]:
+    if isinstance(typ, msgspec.inspect.UnionType):  # ``X | None``: the rules are X's
+        typ = next(t for t in typ.types if not isinstance(t, msgspec.inspect.NoneType))
+    return {name: getattr(typ, name) for name in
+            ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern")
+            if getattr(typ, name, None) is not None}
+
+
+@pytest.mark.parametrize("feed", sorted(FEED_MODELS))
+def test_fast_structs_mirror_the_models_fields_and_bounds(feed: str) -> None:
+    """A field or bound changed in ``core.feeds`` must change in the fast path too (a field
+    added there only would send every record that has it to the exact decoder)."""
+    pairs = [(FEED_MODELS[feed], FAST_TYPES[feed]), (Position, FastPosition)]
+    for model, struct in pairs:
+        info = msgspec.inspect.type_info(struct)
+        assert [f.name for f in info.fields] == list(model.model_fields)
+        for f in info.fields:
+            assert _struct_rules(f.type) == _model_rules(model.model_fields[f.name]), (
+                f"{struct.__name__}.{f.name}")
