@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_streams import mix  # noqa: E402
 
-from cityops.core.fast_contract import decode_clean, fast_decode  # noqa: E402
+from cityops.core.fast_contract import clean_context, decode_clean, fast_decode  # noqa: E402
 from cityops.core.feeds import FEED_MODELS, ValidationContext  # noqa: E402
 from cityops.core.registry import load_registry  # noqa: E402
 from cityops.core.settings import FEEDS, load_settings  # noqa: E402
@@ -75,8 +75,9 @@ def run_feed(feed: str, raws: list[tuple[bytes, bytes]], settings: Any, registry
         return out
 
     took["validate"], clean = cpu(validate)
+    cctx = clean_context(settings.max_clock_skew_s)
     took["decode clean"], events = cpu(
-        lambda: [decode_clean(feed, c) or model.model_validate_json(c) for c in clean])
+        lambda: [decode_clean(feed, c, cctx) or model.model_validate_json(c) for c in clean])
     aggregator = aggregator_for(feed, settings, registry)
     steps: list[list[Any]] = []
 

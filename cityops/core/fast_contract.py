@@ -13,9 +13,9 @@ its clean JSON (``to_json``) is byte for byte the model's ``model_dump_json(excl
 True)``: ``tests/unit/core/test_fast_contract.py`` checks both on the simulator's records,
 every bad input of the contract tests and mutations of good records. What it leaves to the
 exact decoder: any backslash (escapes, lone surrogates; msgspec itself refuses bytes that are
-not UTF-8 and a byte-order mark), a key written
-twice or an explicit ``null``, GCJ-02 positions (converted
-there), times without seconds or with a space, and every record that breaks a rule.
+not UTF-8 and a byte-order mark), a key written twice or an explicit ``null``, GCJ-02
+positions (converted there), times without seconds, with a space or with more than six
+decimals, and every record that breaks a rule.
 """
 
 from __future__ import annotations
@@ -232,11 +232,15 @@ def fast_decode(feed: str, raw: bytes, ctx: ValidationContext, *,
     return ev
 
 
-_SELF_CONTAINED = ValidationContext()
+def clean_context(max_clock_skew_s: float) -> ValidationContext:
+    """How a record of ``clean.<feed>`` is read again: the self-contained rules only (no
+    registry: a site retired since was valid when validated) and the configured clock skew
+    (the event is no further ahead now than when it was validated)."""
+    return ValidationContext(max_clock_skew_s=max_clock_skew_s)
 
 
-def decode_clean(feed: str, raw: bytes) -> FastEvent | None:
-    """A record of ``clean.<feed>`` (validated upstream) as a fast struct, read with the
-    contract's self-contained rules only, as the model's own ``model_validate_json`` reads
-    it; ``None``: use that."""
-    return fast_decode(feed, raw, _SELF_CONTAINED, max_bytes=len(raw))
+def decode_clean(feed: str, raw: bytes, ctx: ValidationContext) -> FastEvent | None:
+    """A record of ``clean.<feed>`` (validated upstream) as a fast struct, read as the
+    model's ``model_validate_json`` with ``ctx`` (``clean_context``) reads it; ``None``: use
+    that."""
+    return fast_decode(feed, raw, ctx, max_bytes=len(raw))

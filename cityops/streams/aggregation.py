@@ -24,7 +24,7 @@ import faust
 import structlog
 
 from cityops.core import topics as topic_names
-from cityops.core.fast_contract import FastIncident, decode_clean
+from cityops.core.fast_contract import FastIncident, clean_context, decode_clean
 from cityops.core.feeds import FEED_MODELS, IncidentReported
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
@@ -81,6 +81,9 @@ class AggregationStage:
         self.counts = {"in": 0, "records": 0, "late": 0, "replayed": 0, "ignored": 0,
                        "errors": 0}
         self.model = FEED_MODELS[feed]
+        # re-read with the configured skew: the model's default (300 s) refused clean records
+        # that validation, with a larger CITYOPS_MAX_CLOCK_SKEW_S, had accepted
+        self.clean_ctx = clean_context(settings.max_clock_skew_s)
         self.gaps = OffsetGapGuard(self.name, stop_for_replay)
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         self.stream_time: datetime | None = None  # newest event time applied (this process)
@@ -160,8 +163,9 @@ class AggregationStage:
             self.gaps.check(msg.topic, msg.partition, msg.offset)
             self.counts["in"] += 1
             try:
-                ev = decode_clean(self.feed, event.value) or self.model.model_validate_json(
-                    event.value)
+                ev = decode_clean(self.feed, event.value, self.clean_ctx) or (
+                    self.model.model_validate_json(event.value,
+                                                   context=self.clean_ctx.as_dict()))
             except Exception as exc:  # validation passed it; a foreign writer may not have
                 metrics.AGENT_ERRORS.labels(agent=self.name).inc()
                 log.warning("stream.clean_undecodable", feed=self.feed, offset=msg.offset)
