@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from cityops.core.contract import Rejection, decode_event
+from cityops.core.fast_contract import FastEvent
 from cityops.core.feeds import (
     AirQualityObserved,
     Envelope,
@@ -66,8 +67,10 @@ class Origin:
             return None
 
 
-def aggregation_key(event: Envelope) -> str:
+def aggregation_key(event: Envelope | FastEvent) -> str:
     """The key of ``clean.<feed>``: what stage 2 aggregates by (zone, car park, station)."""
+    if isinstance(event, FastEvent):  # the contract's fast path knows its own
+        return event.unit()
     if isinstance(event, FootfallObserved | IncidentReported):
         return event.zone_id
     if isinstance(event, ParkingObserved):

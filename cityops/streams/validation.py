@@ -193,7 +193,7 @@ class ValidationStage:
         if verdict is Verdict.REPLAYED:  # the same record again after a restart: re-publish
             self.counts["replayed"] += 1
             metrics.REPLAYED.labels(stage="validate", feed=self.feed).inc()
-        unit = ev.unit() if isinstance(ev, FastEvent) else aggregation_key(ev)
+        unit = aggregation_key(ev)
         facts = self._facts.get(unit)
         if facts is None:  # registry facts depend on the unit only: encoded once per unit
             facts = self._facts[unit] = enrich_header(
@@ -209,7 +209,7 @@ class ValidationStage:
                 out.inputs.append(beat)
 
     def _judge(self, raw: bytes, key: bytes | None, origin: Origin,
-                     ctx: ValidationContext, out: Outbox, received: Any) -> Envelope | None:
+               ctx: ValidationContext, out: Outbox, received: Any) -> Envelope | None:
         """The exact decoder's verdict: the event, or None after its dead letter."""
         judged = judge(self.feed, raw, key, origin, ctx,
                        max_bytes=self.settings.max_message_bytes, received_at=received)
