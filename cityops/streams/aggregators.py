@@ -27,7 +27,13 @@ from cityops.core.feeds import (
 from cityops.core.intervals import MINUTE_MS, interval_ms, spread_aligned
 from cityops.core.registry import Registry
 from cityops.streams.aqi import compute_aqi
-from cityops.streams.records import AirQualityIndex, FootfallWindow, IncidentStats, ParkingState
+from cityops.streams.records import (
+    AirQualityIndex,
+    FootfallWindow,
+    IncidentStats,
+    ParkingState,
+    Pending,
+)
 from cityops.streams.windows import (
     HoppingWindow,
     TumblingWindow,
@@ -112,8 +118,12 @@ class FootfallAggregator:
     def __init__(self, registry: Registry, allowed_lateness_s: float,
                  presence_half_life_s: float = 6 * 3600, reset_hour_local: int | None = 5,
                  tz: ZoneInfo = SHANGHAI, clock: Callable[[], float] | None = None,
-                 idle_intervals: float = 4.0, min_idle_s: float = 0.0) -> None:
+                 idle_intervals: float = 4.0, min_idle_s: float = 0.0,
+                 pending_records: bool = False) -> None:
         self.registry = registry
+        #: windows as ``records.Pending`` revisions, built only when published (the worker)
+        self.pending_records = pending_records
+        self._isos: dict[float, str] = {}  # window bound (s) → its time's ISO text, reused
         self.tz = tz
         self.half_life_s = presence_half_life_s
         self.reset_hour_local = reset_hour_local
@@ -179,17 +189,42 @@ class FootfallAggregator:
             dt = self._times[ts] = _dt(ts, self.tz)
         return dt
 
+    def _iso(self, ts: float) -> str:
+        text = self._isos.get(ts)
+        if text is None:
+            if len(self._isos) > 100_000:
+                self._isos.clear()
+            text = self._isos[ts] = self._time(ts).isoformat()
+        return text
+
+    def _presence_density(self, snap: WindowSnapshot[dict[str, Any]]) -> tuple[float, float]:
+        presence = round(float(snap.acc["presence"]), 3)
+        return presence, round(presence / self.registry.zones[snap.key].area_m2, 6)
+
     def _record(self, name: str, snap: WindowSnapshot[dict[str, Any]],
                 emitted_at: datetime) -> FootfallWindow:
-        zone = self.registry.zones[snap.key]
         acc = snap.acc
-        presence = round(float(acc["presence"]), 3)
+        presence, density = self._presence_density(snap)
         return FootfallWindow(
             zone_id=snap.key, window=name,
             window_start=self._time(snap.start_s), window_end=self._time(snap.end_s),
             entries=acc["entries"], exits=acc["exits"], events=acc["events"],
-            net_presence=presence, density_ppm2=round(presence / zone.area_m2, 6),
+            net_presence=presence, density_ppm2=density,
             revision=snap.revision, emitted_at=emitted_at)
+
+    def _emit(self, name: str, snap: WindowSnapshot[dict[str, Any]],
+              emitted_at: datetime) -> FootfallWindow | Pending:
+        """The window's record, or with ``pending_records`` its ``Pending`` revision: the
+        same id (``FootfallWindow.record_id``) and density observation, the model built from
+        this snapshot (its accumulator is replaced, never changed, by later events)."""
+        if not self.pending_records:
+            return self._record(name, snap, emitted_at)
+        observes = None
+        if name == "tumbling_1m":
+            observes = ("crowd_density", snap.key, self._presence_density(snap)[1],
+                        self._iso(snap.end_s))
+        return Pending(FootfallWindow, f"{snap.key}:{name}:{self._iso(snap.start_s)}",
+                       snap.revision, lambda: self._record(name, snap, emitted_at), observes)
 
     def add(self, ev: FootfallObserved | FastFootfall, emitted_at: datetime) -> Outcome:
         """Fold one counter report; windows to (re-)publish, or late (→ late topic)."""
@@ -223,10 +258,10 @@ class FootfallAggregator:
         outs = spread_aligned(ev.exits, start_ms, end_ms, MINUTE_MS)
         pieces = [(b / 1000, (e, x, presence, ev.event_id))
                   for (b, e), (_, x) in zip(ins, outs, strict=True)]
-        records: list[FootfallWindow] = []
+        records: list[FootfallWindow | Pending] = []
         for name, agg in self.windows.items():
             res = agg.add(zone, ts, pieces[-1][1], pieces, **src)
-            records.extend(self._record(name, s, emitted_at) for s in res.emit)
+            records.extend(self._emit(name, s, emitted_at) for s in res.emit)
         new_wm = self.windows["tumbling_1m"].watermark(zone)
         return Outcome(True, records, watermark=None if new_wm is None else _dt(new_wm, self.tz))
 

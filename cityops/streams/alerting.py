@@ -49,6 +49,7 @@ from cityops.streams.records import (
     FootfallWindow,
     IncidentStats,
     ParkingState,
+    Pending,
 )
 from cityops.streams.state_log import StateLog, by_key
 
@@ -72,7 +73,12 @@ def observations_from(records: list[Any],
     """
     out: list[dict[str, Any]] = []
     for rec in records:
-        if isinstance(rec, FootfallWindow) and rec.window == "tumbling_1m":
+        if isinstance(rec, Pending):  # a revision not built yet says what it observes
+            if rec.observes is not None:
+                kind, subject, value, at = rec.observes
+                out.append({"op": "observe", "kind": kind, "subject": subject, "value": value,
+                            "at": at})
+        elif isinstance(rec, FootfallWindow) and rec.window == "tumbling_1m":
             out.append({"op": "observe", "kind": "crowd_density", "subject": rec.zone_id,
                         "value": rec.density_ppm2, "at": rec.window_end.isoformat()})
         elif isinstance(rec, ParkingState):

@@ -132,7 +132,9 @@ def _footfall(settings: Settings, registry: Registry) -> Aggregator:
         # per-counter watermarks on the processing clock (streams.windows): a counter is idle
         # after its intervals, and never sooner than a zone's windows may stay open
         clock=time.time, idle_intervals=settings.stream_source_idle_intervals,
-        min_idle_s=settings.stream_allowed_lateness_s + settings.stream_idle_close_s))
+        min_idle_s=settings.stream_allowed_lateness_s + settings.stream_idle_close_s,
+        # a step publishes a window's newest revision only: the others are never built
+        pending_records=True))
 
 
 AGGREGATORS: dict[str, Callable[[Settings, Registry], Aggregator]] = {

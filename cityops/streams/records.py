@@ -7,7 +7,7 @@ Times are timezone-aware; the warehouse stores them as DateTime64 in the distric
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
@@ -189,23 +189,64 @@ DERIVED_RECORDS: tuple[type[_Record], ...] = (
 )
 
 
+class Pending:
+    """A revision of a derived record whose model is built only if the step publishes it.
+
+    While a backlog is read, a step re-fires a zone's windows once per counter report: in a
+    60,000-event drain the worker built 128,066 ``FootfallWindow`` models for 37,800 reports,
+    and ``latest_revisions`` then published 21,169 of them. A pending revision carries what
+    the step needs before that choice (the record's type, id and revision, and the alert
+    observation it makes, as ``(kind, subject, value, at)``) and builds the model on demand,
+    from values fixed when it was made.
+    """
+
+    __slots__ = ("_make", "kind", "observes", "revision", "rid")
+
+    def __init__(self, kind: type[_Record], rid: str, revision: int,
+                 make: Callable[[], _Record],
+                 observes: tuple[str, str, float, str] | None = None) -> None:
+        self.kind = kind
+        self.rid = rid
+        self.revision = revision
+        self.observes = observes
+        self._make = make
+
+    def record_id(self) -> str:
+        return self.rid
+
+    def build(self) -> _Record:
+        return self._make()
+
+    def __repr__(self) -> str:
+        return f"<pending {self.kind.__name__} {self.rid} r{self.revision}>"
+
+
+def built(records: Iterable[Any]) -> list[Any]:
+    """The records with every pending one built (``Pending.build``), in order."""
+    return [r.build() if isinstance(r, Pending) else r for r in records]
+
 
 def latest_revisions(records: Iterable[Any]) -> list[Any]:
-    """Records with only the newest revision of each revised record (by ``record_id``) kept.
+    """Records with only the newest revision of each revised record (by ``record_id``) kept,
+    pending ones built.
 
     Windows and hourly indexes are re-published with ``revision`` + 1 each time an allowed-late
     event changes them, and the warehouse keeps only the highest revision. While a backlog is
     read, one step re-publishes the same 1-minute and 5-minute windows many times (each
-    counter of a zone fires them again), so the step publishes the last one only. Records
-    without a revision (observations, incidents) are all kept; order is kept, a revised
-    record taking the place of its last revision.
+    counter of a zone fires them again), so the step publishes the last one only, and builds
+    only that one when it is ``Pending``. Records without a revision (observations,
+    incidents) are all kept; order is kept, a revised record taking the place of its last
+    revision.
     """
     latest: dict[Any, Any] = {}
     for i, rec in enumerate(records):
-        if getattr(rec, "revision", None) is None:
+        if isinstance(rec, Pending):
+            rid: Any = (rec.kind, rec.rid)
+        elif getattr(rec, "revision", None) is None:
             latest[i] = rec
             continue
-        rid = (type(rec), rec.record_id())
+        else:
+            rid = (type(rec), rec.record_id())
         latest.pop(rid, None)
         latest[rid] = rec
-    return list(latest.values())
+    return built(latest.values())
