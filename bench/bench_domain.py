@@ -13,7 +13,8 @@ runs), so a change of a few microseconds in the hot path shows:
   the model's ``model_validate_json`` for a record it leaves alone);
 * aggregate — the feed's ``Aggregator.add`` (windows, presence, trends, AQI, incidents)
   with the worker's processing clock;
-* publish — the step's records: latest revision per record, JSON, alert observations.
+* publish — the step's records: latest revision per record (the footfall windows' pending
+  revisions built only for those), JSON, alert observations.
 
     .venv/bin/python bench/bench_domain.py [--events 60000] [--repeat 3]
 """
