@@ -219,11 +219,10 @@ class FootfallAggregator:
         this snapshot (its accumulator is replaced, never changed, by later events)."""
         if not self.pending_records:
             return self._record(name, snap, emitted_at)
-        observes = None
-        if name == "tumbling_1m":
-            observes = ("crowd_density", snap.key, self._presence_density(snap)[1],
-                        self._iso(snap.end_s))
-        return Pending(FootfallWindow, f"{snap.key}:{name}:{self._iso(snap.start_s)}",
+        observes = FootfallWindow.observes(snap.key, name, self._presence_density(snap)[1],
+                                           self._iso(snap.end_s))
+        return Pending(FootfallWindow, FootfallWindow.id_of(snap.key, name,
+                                                            self._iso(snap.start_s)),
                        snap.revision, lambda: self._record(name, snap, emitted_at), observes)
 
     def add(self, ev: FootfallObserved | FastFootfall, emitted_at: datetime) -> Outcome:

@@ -73,14 +73,16 @@ def observations_from(records: list[Any],
     """
     out: list[dict[str, Any]] = []
     for rec in records:
+        seen = None
         if isinstance(rec, Pending):  # a revision not built yet says what it observes
-            if rec.observes is not None:
-                kind, subject, value, at = rec.observes
-                out.append({"op": "observe", "kind": kind, "subject": subject, "value": value,
-                            "at": at})
-        elif isinstance(rec, FootfallWindow) and rec.window == "tumbling_1m":
-            out.append({"op": "observe", "kind": "crowd_density", "subject": rec.zone_id,
-                        "value": rec.density_ppm2, "at": rec.window_end.isoformat()})
+            seen = rec.observes
+        elif isinstance(rec, FootfallWindow):
+            seen = FootfallWindow.observes(rec.zone_id, rec.window, rec.density_ppm2,
+                                           rec.window_end.isoformat())
+        if seen is not None:
+            kind, subject, value, at = seen
+            out.append({"op": "observe", "kind": kind, "subject": subject, "value": value,
+                        "at": at})
         elif isinstance(rec, ParkingState):
             out.append({"op": "observe", "kind": "carpark_occupancy",
                         "subject": rec.carpark_id, "value": rec.occupancy_rate,

@@ -37,10 +37,22 @@ class FootfallWindow(_Record):
     emitted_at: AwareDatetime
 
     def record_id(self) -> str:
-        return f"{self.zone_id}:{self.window}:{self.window_start.isoformat()}"
+        return self.id_of(self.zone_id, self.window, self.window_start.isoformat())
 
     def key(self) -> bytes:
         return self.zone_id.encode()
+
+    @staticmethod
+    def id_of(zone_id: str, window: str, start_iso: str) -> str:
+        """The record id from its parts (a ``Pending`` revision has it before the model)."""
+        return f"{zone_id}:{window}:{start_iso}"
+
+    @staticmethod
+    def observes(zone_id: str, window: str, density: float,
+                 end_iso: str) -> tuple[str, str, float, str] | None:
+        """The alert observation a window makes, ``(kind, subject, value, at)``: the 1-minute
+        window's density for the ``crowd_density`` rule."""
+        return ("crowd_density", zone_id, density, end_iso) if window == "tumbling_1m" else None
 
 
 class ParkingState(_Record):
