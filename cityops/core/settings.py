@@ -294,7 +294,10 @@ class Settings(BaseSettings):
         5000, ge=1, le=1_000_000, description="CITYOPS_SINK_BATCH_ROWS: rows per warehouse batch"
     )
     sink_batch_s: float = Field(
-        1.0, gt=0, le=300, description="CITYOPS_SINK_BATCH_S: max age of a warehouse batch"
+        0.5, gt=0, le=300,
+        description="CITYOPS_SINK_BATCH_S: max age of a live warehouse batch; the sink writes "
+        "every max(this, one flush), so a row waits about half of it plus a flush (1.0 gave a "
+        "median of 0.7 s produced → visible at 1,000 events/s, 0.5 gives 0.36–0.39 s)",
     )
     stream_dedup_horizon_s: float = Field(
         3_600.0, gt=0, le=30 * 86_400,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from cityops.core.settings import load_settings
+from cityops.core.settings import Settings, load_settings
 from cityops.warehouse.sink import Batch, WarehouseSink
 
 
@@ -52,3 +52,15 @@ def test_the_first_record_sets_a_batch_s_clock_and_later_ones_do_not() -> None:
     batch.add_offset("t", 0, 11, since=200.0)
     assert batch.started == 100.0
     assert batch.ranges == {("t", 0): [10, 11]}
+
+
+def test_a_live_row_waits_at_most_half_a_second_for_its_batch_by_default() -> None:
+    """The default batch age: at 1,000 events/s, 1.0 s gave a median of about 0.7 s produced →
+    visible and 0.5 s gave 0.36–0.39 s (``BENCHMARKS.md``, run N); a live record's batch is
+    due half a second after it was written."""
+    default = Settings.model_fields["sink_batch_s"].default  # whatever the environment says
+    sink = WarehouseSink(load_settings(sink_batch_s=default),
+                         warehouse=None)  # type: ignore[arg-type]
+    sink._flush_started = time.monotonic() - 5.0  # no flush in the way
+    since = sink._waiting_since(written(0.1))
+    assert since + sink.batch_s - time.monotonic() == pytest.approx(0.4, abs=0.05)
