@@ -250,7 +250,8 @@ class FootfallAggregator:
         if wm is not None and start_ms / 1000 < wm:
             nothing: FootfallPiece = (0, 0, 0.0, ev.event_id)
             for agg in self.windows.values():  # counts the late event per aggregator
-                agg.add(zone, ts, nothing, [(start_ms / 1000, nothing)], **src)
+                agg.add(zone, ts, nothing, [(start_ms / 1000, nothing)], **src,
+                        start_s=start_ms / 1000)
             return Outcome(False, lateness_s=wm - start_ms / 1000, watermark=_dt(wm, self.tz))
         presence = self._update_presence(zone, ts, ev.entries, ev.exits)
         ins = spread_aligned(ev.entries, start_ms, end_ms, MINUTE_MS)
@@ -259,7 +260,8 @@ class FootfallAggregator:
                   for (b, e), (_, x) in zip(ins, outs, strict=True)]
         records: list[FootfallWindow | Pending] = []
         for name, agg in self.windows.items():
-            res = agg.add(zone, ts, pieces[-1][1], pieces, **src)
+            # late or not as the check above: by the report's start, not its first minute's
+            res = agg.add(zone, ts, pieces[-1][1], pieces, **src, start_s=start_ms / 1000)
             records.extend(self._emit(name, s, emitted_at) for s in res.emit)
         new_wm = self.windows["tumbling_1m"].watermark(zone)
         return Outcome(True, records, watermark=None if new_wm is None else _dt(new_wm, self.tz))

@@ -334,13 +334,17 @@ class WindowedAggregator(Generic[K, A, V]):
 
     def add(self, key: K, ts: float, value: V,
             pieces: list[tuple[float, V]] | None = None, *, source: str | None = None,
-            now_s: float | None = None, cadence_s: float = 0.0) -> AddResult[A]:
+            now_s: float | None = None, cadence_s: float = 0.0,
+            start_s: float | None = None) -> AddResult[A]:
         """Fold one event; returns what to publish, or ``accepted=False`` when it is late.
 
         ``pieces`` (``(piece_ts, value)``, earliest first) spread an event that covers a span
         over the windows of each piece; without them ``value`` goes to the windows of ``ts``.
-        The event is late when its earliest piece is behind the watermark. With ``source``
-        and ``now_s`` (processing time, s) the key's watermark is the per-source one.
+        The event is late when its start (``start_s``; by default its earliest piece) is
+        behind the watermark. A span's pieces are bucket starts (minutes), so its first
+        piece may lie before the span starts: the windows of that bucket end after the start,
+        hence after the watermark, and are still open. With ``source`` and ``now_s``
+        (processing time, s) the key's watermark is the per-source one.
         """
         st = self._key_state(key)
         per_source = source is not None and now_s is not None
@@ -352,7 +356,7 @@ class WindowedAggregator(Generic[K, A, V]):
             if own is not None and (wm is None or own > wm):
                 wm = own
         parts = pieces if pieces else [(ts, value)]
-        first = min(p for p, _ in parts)
+        first = start_s if start_s is not None else min(p for p, _ in parts)
         if wm is not None and first < wm:
             st["late"] += 1
             if per_source:  # a late event still shows its source is alive

@@ -255,3 +255,31 @@ def test_footfall_truly_late_report_is_late_with_the_other_counters_idle(
     agg.add(_report("fc_jfb_square_01", 300, 0), NOW)  # watermark 300 − 120 − 30 = 150
     out = agg.add(_report("fc_jfb_square_01", 100, 1), NOW)
     assert (out.accepted, out.lateness_s) == (False, 80)  # its interval 70–100 s
+
+
+def test_footfall_report_starting_after_the_watermark_counts_in_the_minute_begun_before_it(
+        registry: Registry) -> None:
+    """A report's interval, not the minute its first part falls in, is what may be late: the
+    minute's windows are still open (they end after the report starts, so after the
+    watermark). The windows once refused it while the report was taken as on time, and its
+    people were neither counted nor sent to the late topic."""
+    clock = Clock()
+    agg = FootfallAggregator(registry, allowed_lateness_s=120, presence_half_life_s=0,
+                             reset_hour_local=None, clock=clock, idle_intervals=4)
+    for sec in (10, 40, 70):
+        clock.now_s = sec
+        agg.add(_report("fc_jfb_square_01", sec, 0), NOW)
+    clock.now_s = 300  # the zone's other three counters have been silent for 4 × 30 s
+    agg.add(_report("fc_jfb_square_01", 300, 0), NOW)  # watermark 300 − 120 − 30 = 150
+    out = agg.add(_report("fc_jfb_square_01", 185, 6), NOW)  # 155–185 s: after it
+    assert out.accepted
+    minutes = {r.window_start: r.entries for r in out.records if r.window == "tumbling_1m"}
+    # 25 of its 30 s in 12:02 (120–180 s), 5 in 12:03
+    assert minutes == {T0 + timedelta(minutes=2): 5, T0 + timedelta(minutes=3): 1}
+    # the 5-minute windows the zone's time (300 s) has passed fire now, the others later
+    fives = {r.window_start: r.entries for r in out.records if r.window == "hopping_5m"}
+    assert fives == {T0 - timedelta(minutes=2): 5, T0 - timedelta(minutes=1): 6, T0: 6}
+    later = {r.window_start: r.entries for r in agg.close_all_until(T0 + timedelta(hours=1), NOW)
+             if r.window == "hopping_5m" and r.window_start > T0}
+    assert later == {T0 + timedelta(minutes=1): 6, T0 + timedelta(minutes=2): 6,
+                     T0 + timedelta(minutes=3): 1, T0 + timedelta(minutes=4): 0}
