@@ -79,15 +79,15 @@ FootfallPiece = tuple[int, int, float, str]
 
 def _ff_fold(acc: dict[str, Any], value: FootfallPiece, ts: float) -> dict[str, Any]:
     entries, exits, presence, report = value
-    acc = dict(acc)
-    acc["entries"] += entries
-    acc["exits"] += exits
-    if acc.get("report") != report:  # several minute pieces of one report: one event
-        acc["events"] += 1
-        acc["report"] = report
-    if acc["presence_ts"] is None or ts >= acc["presence_ts"]:
-        acc["presence"], acc["presence_ts"] = presence, ts
-    return acc
+    # a new dict, never a changed one: published snapshots hold the old (``_emit``); built
+    # in one expression, the keys in ``_ff_zero``'s order and then "report"
+    seen_ts = acc["presence_ts"]
+    newer = seen_ts is None or ts >= seen_ts
+    return {"entries": acc["entries"] + entries, "exits": acc["exits"] + exits,
+            # several minute pieces of one report: one event
+            "events": acc["events"] + (acc.get("report") != report),
+            "presence": presence if newer else acc["presence"],
+            "presence_ts": ts if newer else seen_ts, "report": report}
 
 
 class FootfallAggregator:
@@ -240,11 +240,11 @@ class FootfallAggregator:
         src: dict[str, Any] = {} if now_s is None else {
             "source": ev.source, "now_s": now_s,
             "cadence_s": float(counter.cadence_s if counter is not None else ev.interval_s)}
-        if now_s is not None:
-            for agg in self.windows.values():
-                agg.advance(zone, now_s)
-        wm = self.windows["tumbling_1m"].watermark(zone)
-        own = None if now_s is None else self.windows["tumbling_1m"].source_mark(zone, ev.source)
+        minute = self.windows["tumbling_1m"]
+        if now_s is not None:  # the others move on in their own ``add`` (at the same now_s)
+            minute.advance(zone, now_s)
+        wm = minute.watermark(zone)
+        own = None if now_s is None else minute.source_mark(zone, ev.source)
         if own is not None and (wm is None or own > wm):
             wm = own  # far behind its own counter's newest report: truly late
         if wm is not None and start_ms / 1000 < wm:
@@ -259,11 +259,13 @@ class FootfallAggregator:
         pieces = [(b / 1000, (e, x, presence, ev.event_id))
                   for (b, e), (_, x) in zip(ins, outs, strict=True)]
         records: list[FootfallWindow | Pending] = []
+        new_wm = None
         for name, agg in self.windows.items():
             # late or not as the check above: by the report's start, not its first minute's
             res = agg.add(zone, ts, pieces[-1][1], pieces, **src, start_s=start_ms / 1000)
             records.extend(self._emit(name, s, emitted_at) for s in res.emit)
-        new_wm = self.windows["tumbling_1m"].watermark(zone)
+            if agg is minute:  # the watermark after the event (a refusal's includes its own)
+                new_wm = res.watermark_s if res.accepted else agg.watermark(zone)
         return Outcome(True, records, watermark=None if new_wm is None else _dt(new_wm, self.tz))
 
     def close_all_until(self, watermark: datetime, emitted_at: datetime) -> list[FootfallWindow]:

@@ -163,6 +163,8 @@ class WindowedAggregator(Generic[K, A, V]):
         self.idle_intervals = 4.0
         self.min_idle_s = 0.0
         self._expected: dict[K, dict[str, float]] = {}  # key → {source: cadence_s}
+        #: a piece's time → its windows, (start, end, window key)
+        self._spans_of: dict[float, list[tuple[float, float, str]]] = {}
 
     def configure_sources(self, idle_intervals: float, min_idle_s: float) -> None:
         """How long (processing time) a silent source keeps holding its key's watermark."""
@@ -170,10 +172,16 @@ class WindowedAggregator(Generic[K, A, V]):
             raise ValueError("need idle_intervals > 0 and min_idle_s ≥ 0")
         self.idle_intervals = idle_intervals
         self.min_idle_s = min_idle_s
+        for st in self._state.values():
+            for clock in (st.get("src") or {}).values():
+                clock[3] = self.idle_after_s(clock[2])
 
     def expect(self, key: K, sources: dict[str, float]) -> None:
         """Sources (→ reporting interval, s) the key waits for before its first sight of them."""
         self._expected[key] = dict(sources)
+        st = self._state.get(key)
+        if st is not None:
+            st.pop("heard_all", None)
 
     def idle_after_s(self, cadence_s: float) -> float:
         """Processing time after which a silent source of this cadence is idle."""
@@ -218,7 +226,7 @@ class WindowedAggregator(Generic[K, A, V]):
             "windows": {k: dict(w) for k, w in state.get("windows", {}).items()},
             # a restored source is heard "now" (at its first use): processing time of another
             # process says nothing about this one's, and the rebalance itself took time
-            "src": {src: [float(v[0]), None, float(v[1])]
+            "src": {src: [float(v[0]), None, float(v[1]), self.idle_after_s(float(v[1]))]
                     for src, v in (state.get("src") or {}).items()},
             "wm": state.get("wm"), "born": None, "heard": None,
         }
@@ -254,11 +262,13 @@ class WindowedAggregator(Generic[K, A, V]):
             st["born"] = now_s
         clock = st.setdefault("src", {}).get(source)
         if clock is None:
-            st["src"][source] = [ts, now_s, float(cadence_s)]
+            st["src"][source] = [ts, now_s, float(cadence_s), self.idle_after_s(cadence_s)]
         else:
             clock[0] = max(clock[0], ts)
             clock[1] = now_s
-            clock[2] = max(clock[2], float(cadence_s))
+            if cadence_s > clock[2]:
+                clock[2] = float(cadence_s)
+                clock[3] = self.idle_after_s(cadence_s)
         st["heard"] = now_s
         st["adv"] = None  # the clocks changed: the next ``advance`` looks again
 
@@ -275,15 +285,16 @@ class WindowedAggregator(Generic[K, A, V]):
         if st.get("born") is None:
             st["born"] = now_s
         low: float | None = None
-        per_cadence, floor = self.idle_intervals, self.min_idle_s
-        for clock in st["src"].values():
+        for clock in st["src"].values():  # [newest event time, heard at, cadence, idle after]
             if clock[1] is None:  # restored: counts from its first use here
                 clock[1] = now_s
-            active = now_s - clock[1] <= max(per_cadence * clock[2], floor)
-            if active and (low is None or clock[0] < low):
+            if now_s - clock[1] <= clock[3] and (low is None or clock[0] < low):
                 low = clock[0]
         expected = self._expected.get(key)
-        if expected and not expected.keys() <= st["src"].keys():
+        if expected and not st.get("heard_all"):
+            if expected.keys() <= st["src"].keys():  # sources are never dropped: for good
+                st["heard_all"] = True
+                return low
             for source, cadence in expected.items():
                 if source not in st["src"] and now_s - st["born"] <= self.idle_after_s(cadence):
                     return None  # a registered source not heard yet: its partition may lag
@@ -380,10 +391,15 @@ class WindowedAggregator(Generic[K, A, V]):
             self._advance(key, st, float(now_s))  # type: ignore[arg-type]
         refired: dict[str, dict[str, Any]] = {}
         ends, unfired = _order(st)  # before any new window joins the dict
-        windows_for, fold = self.assigner.windows_for, self._fold
+        spans_of, fold = self._spans_of, self._fold
         for piece_ts, piece in parts:
-            for start, end in windows_for(piece_ts):
-                wk = repr(float(start))  # ``_wkey``, inlined: once per window and piece
+            spans = spans_of.get(piece_ts)
+            if spans is None:  # pieces are minutes: the same few recur for every key
+                if len(spans_of) > 10_000:
+                    spans_of.clear()
+                spans = spans_of[piece_ts] = [(start, end, self._wkey(start)) for start, end
+                                              in self.assigner.windows_for(piece_ts)]
+            for start, end, wk in spans:
                 w = windows.get(wk)
                 if w is None:
                     w = {"start": start, "end": end, "acc": self._zero(), "revision": 0,
@@ -406,12 +422,13 @@ class WindowedAggregator(Generic[K, A, V]):
             w = windows[unfired.pop(0)[1]]
             w["fired"] = True
             emit.append(self._snap(key, w, True))
-        self._close(key, st)
-        return AddResult(accepted=True, watermark_s=self.watermark(key), updated=updated,
-                         emit=emit)
-
-    def _close(self, key: K, st: dict[str, Any]) -> list[WindowSnapshot[A]]:
         wm = self.watermark(key)
+        self._close(key, st, wm)  # closing moves nothing past ``wm``: it stays the watermark
+        return AddResult(accepted=True, watermark_s=wm, updated=updated, emit=emit)
+
+    def _close(self, key: K, st: dict[str, Any], wm: float | None
+               ) -> list[WindowSnapshot[A]]:
+        """Close the key's windows ending at or before ``wm`` (its watermark)."""
         closed: list[WindowSnapshot[A]] = []
         if wm is None:
             return closed
@@ -435,7 +452,7 @@ class WindowedAggregator(Generic[K, A, V]):
         st = self._key_state(key)
         if st["closed_until"] is None or watermark_s > st["closed_until"]:
             st["closed_until"] = watermark_s
-        return self._close(key, st)
+        return self._close(key, st, self.watermark(key))
 
     def close_all_until(self, watermark_s: float) -> list[WindowSnapshot[A]]:
         """``close_until`` for every key: the wall-clock timer's entry point."""

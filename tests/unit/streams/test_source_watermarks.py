@@ -93,6 +93,28 @@ def test_an_idle_source_stops_holding_the_watermark_back() -> None:
     assert [w.start_s for w in agg.open_windows("zone")] == [240]
 
 
+def test_sources_heard_before_a_new_idle_setting_are_judged_by_it() -> None:
+    """A source's idle time is kept with its clock; configuring it again reaches them too."""
+    agg = _agg()  # idle after 3 × 10 s
+    _add(agg, "a", 0, now_s=0)
+    _add(agg, "b", 0, now_s=0)
+    agg.configure_sources(idle_intervals=30, min_idle_s=0)  # now after 300 s
+    for k in range(1, 30):  # "b" silent for 290 s: still not idle, it holds the key
+        _add(agg, "a", 10 * k, now_s=10 * k)
+    assert agg.watermark("zone") == 0 - LATENESS_S
+
+
+def test_a_source_expected_after_the_others_were_heard_holds_the_key_back() -> None:
+    agg = _agg()
+    agg.expect("zone", {"a": CADENCE_S})
+    _add(agg, "a", 0, now_s=0)
+    _add(agg, "a", 10, now_s=0.1)  # every expected source heard: the key moves
+    assert agg.watermark("zone") == 10 - LATENESS_S
+    agg.expect("zone", {"a": CADENCE_S, "b": CADENCE_S})  # a counter added to the zone
+    _add(agg, "a", 100, now_s=0.2)
+    assert agg.watermark("zone") == 10 - LATENESS_S  # waits for "b"'s partition
+
+
 def test_a_silent_source_holds_the_watermark_while_it_is_not_idle() -> None:
     agg = _agg()
     _add(agg, "a", 0, now_s=0)
