@@ -56,13 +56,30 @@ class Delta:
     ids: dict[int, Any] = field(default_factory=dict)
     dups: list[int] = field(default_factory=list)
     newest: float = 0.0  # the partition's newest event time after this step
+    #: a group's hashes per bucket already as little-endian bytes, grown step by step
+    #: (``PartitionDedup.take_delta``): each step's record holds the whole group, and
+    #: converting every Python int of it again at each step made that O(steps²)
+    packed: dict[int, bytearray] = field(default_factory=dict, repr=False, compare=False)
 
     def key(self, partition: int) -> str:
         return f"{partition}/{self.lo}"
 
+    def add_step(self, ids: dict[int, list[int]]) -> None:
+        """Join a step's new hashes (bucket → hashes) to this group."""
+        for bucket, hashes in ids.items():
+            self.ids.setdefault(bucket, []).extend(hashes)
+            self.packed.setdefault(bucket, bytearray()).extend(
+                np.asarray(hashes, dtype="<u8").tobytes())
+
+    def _bytes(self, bucket: int, hashes: Any) -> bytes | bytearray:
+        packed = self.packed.get(bucket)
+        if packed is not None and len(packed) == 8 * len(hashes):
+            return packed
+        return np.asarray(hashes, dtype="<u8").tobytes()
+
     def to_state(self) -> dict[str, Any]:
         return {"lo": self.lo, "hi": self.hi, "t": self.newest, "dups": self.dups,
-                "b": {str(b): base64.b64encode(np.asarray(hs, dtype="<u8").tobytes()).decode()
+                "b": {str(b): base64.b64encode(self._bytes(b, hs)).decode()
                       for b, hs in self.ids.items()}}
 
     @classmethod
@@ -144,8 +161,7 @@ class PartitionDedup:
             self._group_steps = 0
         group.hi = max(group.hi, step.hi)
         group.dups.extend(step.dups)
-        for bucket, hashes in step.ids.items():
-            group.ids.setdefault(bucket, []).extend(hashes)
+        group.add_step(step.ids)
         group.newest = self.newest or 0.0
         self._group_steps += 1
         self._remember(group)

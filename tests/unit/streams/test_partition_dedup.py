@@ -173,3 +173,27 @@ def test_groups_expire_behind_the_horizon_and_the_newest_stays() -> None:
     writes = _run(d, steps=1, per_step=1, start=500)  # the partition's clock moves 480 s on
     assert writes == [("0/500", writes[0][1]), ("0/0", None), ("0/10", None)]
     assert [k for k, v in _run(d, steps=1, per_step=1, start=600) if v is None] == []
+
+
+def test_a_groups_record_holds_every_hash_of_its_steps_as_if_encoded_at_once() -> None:
+    """A group's hashes are packed as its steps come (not all again at each step): the
+    record written after each step is the whole group, and reads back to the same ids."""
+    d = PartitionDedup(3600, bucket_s=60.0, rollup_steps=4)
+    written = []
+    for step in range(4):
+        for i in range(30):
+            off = step * 30 + i
+            # a new bucket in each step, and buckets that grow over several steps
+            d.judge(off, f"e{off}", T0 + 60 * step + 2 * i)
+        written.append(d.take_delta())
+    group = written[-1]
+    assert group is not None and all(w is group for w in written)
+    again = Delta(lo=group.lo, hi=group.hi, ids={b: list(h) for b, h in group.ids.items()},
+                  dups=list(group.dups), newest=group.newest)  # nothing packed
+    assert group.to_state() == again.to_state()
+    # and packed as they came, so no write converts the group's ids again
+    assert {b: len(p) for b, p in group.packed.items()} == {
+        b: 8 * len(h) for b, h in group.ids.items()}
+    back = _through_changelog(group)
+    assert {b: list(h) for b, h in back.ids.items()} == group.ids
+    assert sum(len(h) for h in back.ids.values()) == 120
