@@ -219,8 +219,8 @@ class FootfallAggregator:
         this snapshot (its accumulator is replaced, never changed, by later events)."""
         if not self.pending_records:
             return self._record(name, snap, emitted_at)
-        observes = FootfallWindow.observes(snap.key, name, self._presence_density(snap)[1],
-                                           self._iso(snap.end_s))
+        observes = None if name != FootfallWindow.OBSERVED_WINDOW else FootfallWindow.observes(
+            snap.key, name, self._presence_density(snap)[1], self._iso(snap.end_s))
         return Pending(FootfallWindow, FootfallWindow.id_of(snap.key, name,
                                                             self._iso(snap.start_s)),
                        snap.revision, lambda: self._record(name, snap, emitted_at), observes)

@@ -47,12 +47,17 @@ class FootfallWindow(_Record):
         """The record id from its parts (a ``Pending`` revision has it before the model)."""
         return f"{zone_id}:{window}:{start_iso}"
 
+    #: the window whose density the ``crowd_density`` rule watches
+    OBSERVED_WINDOW: ClassVar[str] = "tumbling_1m"
+
     @staticmethod
     def observes(zone_id: str, window: str, density: float,
                  end_iso: str) -> tuple[str, str, float, str] | None:
         """The alert observation a window makes, ``(kind, subject, value, at)``: the 1-minute
         window's density for the ``crowd_density`` rule."""
-        return ("crowd_density", zone_id, density, end_iso) if window == "tumbling_1m" else None
+        if window != FootfallWindow.OBSERVED_WINDOW:
+            return None
+        return ("crowd_density", zone_id, density, end_iso)
 
 
 class ParkingState(_Record):
