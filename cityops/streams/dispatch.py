@@ -13,10 +13,12 @@ registered (so their topics are subscribed and acked), they just receive nothing
 * **one flow-control wait per fetched batch** instead of per message (``wait_first`` of the
   delivery and ``suspend_flow``: two tasks, an ``asyncio.wait`` and a cancellation each);
 * **batches by topic**: a message of a topic with a registered handler (``register``) is
-  collected; at the end of the fetched batch (or at ``CITYOPS_WORKER_BATCH_MAX``) each
-  topic's records go to its handler, the stages running side by side. While they run, one
-  ``InFlight`` stands for them in Faust's unacknowledged set (``_unacked_messages``: a
-  rebalance or a stop waits for it). A message is acknowledged only after its handler
+  collected; at ``CITYOPS_WORKER_BATCH_MAX`` the topic's records go to its handler as a
+  step, and the fetch is read on while the step waits for the broker; at the end of the
+  fetched batch the rest go, and the delivery waits for all its steps (``StepChain``: a
+  topic's steps one after another, different topics' side by side). While a step runs, one
+  ``InFlight`` stands for its records in Faust's unacknowledged set (``_unacked_messages``:
+  a rebalance or a stop waits for it). A message is acknowledged only after its handler
   returned True (outputs and state delivered), a step's records at once (``ack_many``: Faust's
   bookkeeping, one lock); a failed step's handler has already stopped the worker for a
   replay (``alerting.stop_after_failed_step``);
@@ -31,8 +33,8 @@ registered (so their topics are subscribed and acked), they just receive nothing
 * **a rebalance never cuts a step in half**: if ``suspend_flow`` cancels the delivery while
   steps run, they finish first (a step's outputs, state and replay marks must agree) and
   their records are acknowledged; records collected but not yet handed over are dropped
-  from the unacked set (they are fetched again from the committed offset). One lock keeps
-  a cancelled delivery's steps and the next delivery's from overlapping.
+  (they are fetched again from the committed offset). A topic's next step, in whichever
+  delivery, waits for its previous one, so a partition is stepped in offset order.
 
 * **a backlog read in write order**: the topics registered ``aligned`` (the raw feeds, whose
   partitions split a zone's counters) are read in record-time order (``streams.alignment``):
@@ -187,29 +189,57 @@ def ack_many(consumer: Any, messages: list[Any]) -> int:
     return n
 
 
-async def _run(handlers: dict[str, Handler], batches: dict[str, list[Any]],
-               ack: Callable[[list[Any]], Any]) -> None:
-    """Hand each topic's records to its handler, side by side; acknowledge what was
-    delivered. Cancelled (a rebalance), the steps still finish before this returns."""
-    topics = list(batches)
-    jobs = [asyncio.ensure_future(handlers[t]([Delivered(m, m.value) for m in batches[t]]))
-            for t in topics]
-    gathered = asyncio.gather(*jobs, return_exceptions=True)
-    try:
-        results = await asyncio.shield(gathered)
-    except asyncio.CancelledError:
-        results = await gathered
-        _settle(topics, batches, results, ack)
-        raise
-    _settle(topics, batches, results, ack)
+class StepChain:
+    """The steps of a delivery: a topic's steps one after another, different topics' side
+    by side, each acknowledged once its handler returned True.
 
+    A step is started as soon as its topic's batch is full, and the fetch is read on while
+    it waits for the broker (its outputs and state acknowledged): the event loop otherwise
+    sat idle in those waits, one step at a time. A topic's step waits for the topic's
+    previous one, whichever delivery started it, so a partition's records are still
+    stepped, and acknowledged, in offset order.
+    """
 
-def _settle(topics: list[str], batches: dict[str, list[Any]], results: list[Any],
-            ack: Callable[[list[Any]], Any]) -> None:
-    for topic, ok in zip(topics, results, strict=True):
+    def __init__(self, handlers: dict[str, Handler], ack: Callable[[list[Any]], Any],
+                 acquire_flow: Callable[[], Awaitable[Any]], unacked: Any) -> None:
+        self.handlers = handlers
+        self.ack = ack
+        self.acquire_flow = acquire_flow
+        self.unacked = unacked  # Faust's unacknowledged set: an ``InFlight`` per step
+        self.tails: dict[str, asyncio.Future[None]] = {}  # topic → its newest step
+
+    def start(self, topic: str, records: list[Any]) -> asyncio.Future[None]:
+        """Start a step over ``records`` after the topic's previous one."""
+        task = asyncio.ensure_future(self._step(self.tails.get(topic), topic, records))
+        self.tails[topic] = task
+        return task
+
+    async def _step(self, previous: asyncio.Future[None] | None, topic: str,
+                    records: list[Any]) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # its outcome is its own: a failed step has
+            # already stopped the worker for a replay, and its records stay unacknowledged
+        await self.acquire_flow()
+        token = InFlight(records)
+        self.unacked.add(token)
+        try:
+            ok = await self.handlers[topic]([Delivered(m, m.value) for m in records])
+        except Exception:
+            ok = False  # never acknowledged: the restart (or the next fetch) replays them
+        finally:
+            token.acked = True
+            self.unacked.discard(token)
         if ok is True:
-            ack(batches[topic])
-        # else never acknowledged: the restart (or the next fetch) replays them
+            self.ack(records)
+
+    async def finish(self, steps: list[asyncio.Future[None]]) -> None:
+        """Wait for ``steps`` (shielded: a cancelled caller still lets them end)."""
+        pending = [step for step in steps if not step.done()]
+        if pending:
+            await asyncio.wait(pending)
+
+    def in_flight(self) -> list[asyncio.Future[None]]:
+        return [step for step in self.tails.values() if not step.done()]
 
 
 async def _drain_messages(self: Any, fetcher: Any) -> None:
@@ -227,13 +257,11 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
     acks_enabled_for = self.app.topics.acks_enabled_for
     handlers = handlers_of(self.app)
     batch_max: int = self._cityops_batch_max
-    unacked = self._unacked_messages
 
     def ack(messages: list[Any]) -> None:
         ack_many(self, messages)
 
-    acquire_flow = self.app.flow_control.acquire
-    steps_lock = asyncio.Lock()
+    steps = StepChain(handlers, ack, self.app.flow_control.acquire, self._unacked_messages)
     rewound: dict[Any, int] = {}  # partition → the offset it was sought back to
     aligned = aligned_of(self.app) if self._cityops_align_ms else set()
     aligner = PartitionAligner(self._cityops_align_ms, live_ms=self._cityops_align_live_ms)
@@ -297,17 +325,6 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
         stalled.clear()
         stalled.update(aligner.stalled)
 
-    async def run(batches: dict[str, list[Any]]) -> None:
-        async with steps_lock:
-            await acquire_flow()
-            token = InFlight([m for msgs in batches.values() for m in msgs])
-            unacked.add(token)
-            try:
-                await _run(handlers, batches, ack)
-            finally:
-                token.acked = True
-                unacked.discard(token)
-
     async def chained(first: list[tuple[Any, Any]], ait: Any) -> Any:
         """Released held records first, then the fetch (only when something was released:
         each layer of async generator costs every record a hop)."""
@@ -317,6 +334,22 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
             yield item
 
     async def deliver(ait: Any) -> None:
+        started: list[asyncio.Future[None]] = []
+        try:
+            floors = await collect(ait, started)
+            await steps.finish(started)  # the next fetch is read once these steps ended
+        except asyncio.CancelledError:
+            # a rebalance never cuts a step in half: every step started (by this delivery
+            # or, cancelled again, an earlier one) ends before the cancellation goes on
+            await asyncio.shield(steps.finish([*started, *steps.in_flight()]))
+            raise
+        if aligned:
+            realign(floors, views())
+
+    async def collect(ait: Any, started: list[asyncio.Future[None]]
+                      ) -> dict[str, tuple[Any, int]]:
+        """Read the fetch; start each topic's step as its batch fills (and the rest at the
+        end); returns the alignment floors the fetch was read with."""
         since_yield = 0
         batches: dict[str, list[Any]] = {}
         stale: set[Any] = set()
@@ -371,14 +404,13 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
                     batch = batches.setdefault(message.topic, [])
                     batch.append(message)
                     if len(batch) >= batch_max:
-                        await run({message.topic: batches.pop(message.topic)})
+                        started.append(steps.start(message.topic,
+                                                   batches.pop(message.topic)))
                     continue
                 await callback(message)
                 set_read_offset(tp, offset)
-        if batches:
-            await run(batches)
-        if aligned:
-            realign(floors, views())
+        started.extend(steps.start(topic, records) for topic, records in batches.items())
+        return floors
 
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
