@@ -32,8 +32,9 @@ registered (so their topics are subscribed and acked), they just receive nothing
   retention) is the gap recorded as Faust would;
 * **a rebalance never cuts a step in half**: if ``suspend_flow`` cancels the delivery while
   steps run, they finish first (a step's outputs, state and replay marks must agree) and
-  their records are acknowledged; records collected but not yet handed over are dropped
-  (they are fetched again from the committed offset). A topic's next step, in whichever
+  their records are acknowledged; records collected but not yet handed over, and steps
+  started but still waiting for their topic's previous step or for flow control, are dropped
+  (their records are fetched again from the committed offset). A topic's next step, in whichever
   delivery, waits for its previous one, so a partition is stepped in offset order.
 
 * **a backlog read in write order**: the topics registered ``aligned`` (the raw feeds, whose
@@ -207,12 +208,25 @@ class StepChain:
         self.acquire_flow = acquire_flow
         self.unacked = unacked  # Faust's unacknowledged set: an ``InFlight`` per step
         self.tails: dict[str, asyncio.Future[None]] = {}  # topic → its newest step
+        #: steps started but not handed to their handler yet (waiting for the topic's
+        #: previous step or for flow control)
+        self.waiting: set[asyncio.Future[None]] = set()
 
     def start(self, topic: str, records: list[Any]) -> asyncio.Future[None]:
         """Start a step over ``records`` after the topic's previous one."""
         task = asyncio.ensure_future(self._step(self.tails.get(topic), topic, records))
         self.tails[topic] = task
+        self.waiting.add(task)
+        task.add_done_callback(self.waiting.discard)
         return task
+
+    def drop_waiting(self) -> None:
+        """Cancel the steps not handed to their handler yet (a rebalance or a stop): their
+        records are neither handled nor acknowledged, and are fetched again from the
+        committed offsets. Left alone, such a step would wait for flow control to resume
+        after the rebalance and then handle records of partitions perhaps gone elsewhere."""
+        for task in list(self.waiting):
+            task.cancel()
 
     async def _step(self, previous: asyncio.Future[None] | None, topic: str,
                     records: list[Any]) -> None:
@@ -220,6 +234,9 @@ class StepChain:
             await asyncio.wait([previous])  # its outcome is its own: a failed step has
             # already stopped the worker for a replay, and its records stay unacknowledged
         await self.acquire_flow()
+        current = asyncio.current_task()
+        if current is not None:
+            self.waiting.discard(current)  # handed over: from here on it runs to its end
         token = InFlight(records)
         self.unacked.add(token)
         try:
@@ -339,8 +356,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
             floors = await collect(ait, started)
             await steps.finish(started)  # the next fetch is read once these steps ended
         except asyncio.CancelledError:
-            # a rebalance never cuts a step in half: every step started (by this delivery
-            # or, cancelled again, an earlier one) ends before the cancellation goes on
+            # a rebalance never cuts a step in half: every step handed over (by this delivery
+            # or, cancelled again, an earlier one) ends before the cancellation goes on; the
+            # steps not handed over yet never run (their records are fetched again)
+            steps.drop_waiting()
             await asyncio.shield(steps.finish([*started, *steps.in_flight()]))
             raise
         if aligned:

@@ -133,3 +133,36 @@ def test_a_cancelled_wait_for_the_steps_still_lets_them_end_and_be_acknowledged(
 
     acked, cancelled = asyncio.run(main())
     assert cancelled and acked == [0, 5]
+
+
+def test_steps_not_handed_over_when_a_rebalance_comes_never_run() -> None:
+    """A step waiting for its topic's previous step, or for flow control (suspended by the
+    rebalance), is dropped: after the rebalance it would handle records of partitions
+    perhaps gone elsewhere. Its records are fetched again from the committed offsets."""
+    async def main() -> tuple[list[str], list[int]]:
+        log: list[str] = []
+        acked: list[int] = []
+        flow = asyncio.Event()
+        flow.set()
+        a, b = Gate(log, "a"), Gate(log, "b")
+        chain = StepChain({"a": a, "b": b}, lambda msgs: acked.extend(m.offset for m in msgs),
+                          flow.wait, WeakSet())
+        running = chain.start("a", [Msg("a", 0)])
+        await _settle()  # handed over: its handler runs
+        queued = chain.start("a", [Msg("a", 5)])  # waits for the topic's previous step
+        flow.clear()  # the rebalance suspends the flow
+        blocked = chain.start("b", [Msg("b", 0)])  # waits for flow control
+        await _settle()
+        chain.drop_waiting()
+        a.release(0)
+        # a dropped step would wait for the gate of its own handler, never opened here
+        await asyncio.wait_for(chain.finish([running, queued, blocked]), timeout=5)
+        flow.set()  # the rebalance is over
+        a.release(5)
+        b.release(0)
+        await _settle()
+        assert queued.cancelled() and blocked.cancelled() and not chain.in_flight()
+        return log, acked
+
+    log, acked = asyncio.run(main())
+    assert log == ["a0 start", "a0 end"] and acked == [0]
