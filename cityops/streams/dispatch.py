@@ -250,7 +250,8 @@ class StepChain:
             self.ack(records)
 
     async def finish(self, steps: list[asyncio.Future[None]]) -> None:
-        """Wait for ``steps`` (shielded: a cancelled caller still lets them end)."""
+        """Wait for ``steps``; a caller cancelled meanwhile leaves them running to their end
+        (``asyncio.wait`` cancels nothing it waits for)."""
         pending = [step for step in steps if not step.done()]
         if pending:
             await asyncio.wait(pending)
