@@ -208,6 +208,7 @@ class StepChain:
         self.acquire_flow = acquire_flow
         self.unacked = unacked  # Faust's unacknowledged set: an ``InFlight`` per step
         self.tails: dict[str, asyncio.Future[None]] = {}  # topic → its newest step
+        self.live: set[asyncio.Future[None]] = set()  # every step not ended yet
         #: steps started but not handed to their handler yet (waiting for the topic's
         #: previous step or for flow control)
         self.waiting: set[asyncio.Future[None]] = set()
@@ -216,8 +217,9 @@ class StepChain:
         """Start a step over ``records`` after the topic's previous one."""
         task = asyncio.ensure_future(self._step(self.tails.get(topic), topic, records))
         self.tails[topic] = task
-        self.waiting.add(task)
-        task.add_done_callback(self.waiting.discard)
+        for steps in (self.live, self.waiting):
+            steps.add(task)
+            task.add_done_callback(steps.discard)
         return task
 
     def drop_waiting(self) -> None:
@@ -257,7 +259,9 @@ class StepChain:
             await asyncio.wait(pending)
 
     def in_flight(self) -> list[asyncio.Future[None]]:
-        return [step for step in self.tails.values() if not step.done()]
+        """Every step not ended yet, whichever delivery started it (a topic's newest step
+        alone would not do: dropped, it ends before the step it waited for)."""
+        return list(self.live)
 
 
 async def _drain_messages(self: Any, fetcher: Any) -> None:
@@ -361,7 +365,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
             # or, cancelled again, an earlier one) ends before the cancellation goes on; the
             # steps not handed over yet never run (their records are fetched again)
             steps.drop_waiting()
-            await asyncio.shield(steps.finish([*started, *steps.in_flight()]))
+            await asyncio.shield(steps.finish(steps.in_flight()))
             raise
         if aligned:
             realign(floors, views())

@@ -166,3 +166,22 @@ def test_steps_not_handed_over_when_a_rebalance_comes_never_run() -> None:
 
     log, acked = asyncio.run(main())
     assert log == ["a0 start", "a0 end"] and acked == [0]
+
+
+def test_a_step_handed_over_is_in_flight_after_the_step_queued_behind_it_was_dropped() -> None:
+    """What a twice-cancelled delivery waits for: every step still running, not only each
+    topic's newest (dropped, that one ends before the step it waited for)."""
+    async def main() -> None:
+        gate = Gate([], "a")
+        chain = _chain({"a": gate}, [])
+        running = chain.start("a", [Msg("a", 0)])
+        await _settle()
+        queued = chain.start("a", [Msg("a", 5)])
+        chain.drop_waiting()
+        await _settle()
+        assert queued.cancelled() and chain.in_flight() == [running]
+        gate.release(0)
+        await asyncio.wait_for(chain.finish(chain.in_flight()), timeout=5)
+        assert chain.in_flight() == []
+
+    asyncio.run(main())
