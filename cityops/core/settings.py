@@ -267,6 +267,13 @@ class Settings(BaseSettings):
         "alignment: only a backlog is read in write order; 0: every partition far from its "
         "end counts as behind",
     )
+    worker_reuse_events: int = Field(
+        20_000, ge=0, le=1_000_000,
+        description="CITYOPS_WORKER_REUSE_EVENTS: clean events a worker keeps, from its "
+        "validation step's write to its aggregation step's read of the same record, so "
+        "that step takes them instead of decoding the record again (streams.written); 0 "
+        "decodes every record",
+    )
     worker_poll_records: int = Field(
         2000, ge=100, le=1_000_000,
         description="CITYOPS_WORKER_POLL_RECORDS: most records one fetch hands over (the "

@@ -24,8 +24,8 @@ import faust
 import structlog
 
 from cityops.core import topics as topic_names
-from cityops.core.fast_contract import FastIncident, clean_context, decode_clean
-from cityops.core.feeds import FEED_MODELS, IncidentReported
+from cityops.core.fast_contract import FastEvent, FastIncident, clean_context, decode_clean
+from cityops.core.feeds import FEED_MODELS, Envelope, IncidentReported
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
 from cityops.streams import metrics
@@ -42,6 +42,7 @@ from cityops.streams.feed_aggregators import Aggregator, aggregator_for
 from cityops.streams.pipeline import ORIGIN_HEADER, Origin, ReplayGuard, dead_letter, header_value
 from cityops.streams.records import DeadLetter, IncidentStats, LateEvent, latest_revisions
 from cityops.streams.state_log import StateLog, by_key
+from cityops.streams.written import WrittenEvents
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +66,8 @@ class AggregationStage:
     """The ``aggregate-<feed>`` agent: fold clean events, publish, snapshot touched units."""
 
     def __init__(self, feed: str, settings: Settings, registry: Registry, app: faust.App,
-                 topics: Topics, observe: ObservationSink | None = None) -> None:
+                 topics: Topics, observe: ObservationSink | None = None,
+                 written: WrittenEvents | None = None) -> None:
         self.feed = feed
         self.name = f"aggregate-{feed}"
         self.settings = settings
@@ -77,9 +79,11 @@ class AggregationStage:
         self.log = StateLog(app, settings, f"state-{feed}", partitions=settings.topic_partitions)
         self.snaps: dict[int, dict[str, dict[str, Any]]] = {}  # clean partition → unit → snapshot
         self.partitions: dict[str, int] = {}  # unit → its clean partition
+        # this worker's own clean events, taken by their bytes instead of decoded again
+        self.written = written if written is not None else WrittenEvents(0)
         self.lock = asyncio.Lock()
         self.counts = {"in": 0, "records": 0, "late": 0, "replayed": 0, "ignored": 0,
-                       "errors": 0}
+                       "errors": 0, "reused": 0}
         self.model = FEED_MODELS[feed]
         # re-read with the configured skew: the model's default (300 s) refused clean records
         # that validation, with a larger CITYOPS_MAX_CLOCK_SKEW_S, had accepted
@@ -100,6 +104,8 @@ class AggregationStage:
         mine = {p for topic, p in assigned if topic == self.clean_topic}
         new = {p for topic, p in fresh if topic == self.clean_topic}
         drop = new | {p for p in [*self.snaps, *self.partitions.values()] if p not in mine}
+        if drop:
+            self.written.clear()  # kept for units that may have moved: decoded from now on
         async with self.lock:
             self.forget_partitions(drop)
             for p in drop:
@@ -158,21 +164,28 @@ class AggregationStage:
         out = Applied()
         emitted_at = now_utc()
         await self.restore({event.message.partition for event in events})
+        written, reused = self.written, 0
+        heard = written.keys.add
         for event in events:
             msg = event.message
             self.gaps.check(msg.topic, msg.partition, msg.offset)
             self.counts["in"] += 1
-            try:
-                ev = decode_clean(self.feed, event.value, self.clean_ctx) or (
-                    self.model.model_validate_json(event.value,
-                                                   context=self.clean_ctx.as_dict()))
-            except Exception as exc:  # validation passed it; a foreign writer may not have
-                metrics.AGENT_ERRORS.labels(agent=self.name).inc()
-                log.warning("stream.clean_undecodable", feed=self.feed, offset=msg.offset)
-                out.dead.append(self._dead(event, "invalid",
-                                           f"clean record not decodable: {exc}"[:500]))
-                continue
+            ev: Envelope | FastEvent | None = written.take(event.value)
+            if ev is not None:
+                reused += 1
+            else:
+                try:
+                    ev = decode_clean(self.feed, event.value, self.clean_ctx) or (
+                        self.model.model_validate_json(event.value,
+                                                       context=self.clean_ctx.as_dict()))
+                except Exception as exc:  # validation passed it; a foreign writer may not have
+                    metrics.AGENT_ERRORS.labels(agent=self.name).inc()
+                    log.warning("stream.clean_undecodable", feed=self.feed, offset=msg.offset)
+                    out.dead.append(self._dead(event, "invalid",
+                                               f"clean record not decodable: {exc}"[:500]))
+                    continue
             key = (msg.key or b"").decode() or ev.source
+            heard(key)
             unit = self.aggregator.unit(key, msg.partition)
             self._load(unit, msg.partition)
             guard = self.guards[unit]
@@ -214,6 +227,7 @@ class AggregationStage:
                     received_at=emitted_at))
             else:
                 self.counts["ignored"] += 1
+        self.counts["reused"] += reused
         await self.publish(out)
 
     def _dead(self, event: Any, reason: str, detail: str) -> DeadLetter:

@@ -42,6 +42,7 @@ from cityops.streams.pipeline import (
     judge,
 )
 from cityops.streams.state_log import BUSY_LOG_CONFIG, StateLog
+from cityops.streams.written import WrittenEvents
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +51,10 @@ class ValidationStage:
     """The ``validate-<feed>`` agent: validate, dedup, enrich, publish clean records."""
 
     def __init__(self, feed: str, settings: Settings, registry: Registry, app: faust.App,
-                 topics: Topics, alerting: AlertWiring | None = None) -> None:
+                 topics: Topics, alerting: AlertWiring | None = None,
+                 written: WrittenEvents | None = None) -> None:
         self.feed = feed
+        self.written = written  # what this worker's aggregation step takes back (or None)
         self.name = f"validate-{feed}"
         self.settings = settings
         self.registry = registry
@@ -199,7 +202,10 @@ class ValidationStage:
             facts = self._facts[unit] = enrich_header(
                 enrichment_of(self.feed, unit, self.registry))
         headers = [(ORIGIN_HEADER, origin.header()), (ENRICH_HEADER, facts)]
-        out.add(self.topics.clean[self.feed], unit.encode(), ev.to_json(), headers)
+        value = ev.to_json()
+        out.add(self.topics.clean[self.feed], unit.encode(), value, headers)
+        if self.written is not None and isinstance(ev, FastEvent):
+            self.written.put(value, ev, unit)
         self.counts["clean"] += 1
         if self.alerting is not None:
             self.alerting.count_intake(self.feed, 1, 0)

@@ -31,6 +31,7 @@ from cityops.streams.alerts.webhooks import WebhookDispatcher, WebhookTarget
 from cityops.streams.app import declare_topics, make_app
 from cityops.streams.exceptions import WorkerStartError
 from cityops.streams.validation import ValidationStage
+from cityops.streams.written import WrittenEvents
 
 log = structlog.get_logger(__name__)
 
@@ -76,10 +77,12 @@ class StreamsWorker:
             self.app.task(self._start_webhooks)
         self.alerting = AlertWiring(settings, registry, rules, self.app, self.topics.alerts,
                                     dispatch=dispatch)
+        written = {f: WrittenEvents(settings.worker_reuse_events) for f in FEEDS}
         self.validation = {f: ValidationStage(f, settings, registry, self.app, self.topics,
-                                              self.alerting) for f in FEEDS}
+                                              self.alerting, written[f]) for f in FEEDS}
         self.aggregation = {f: AggregationStage(f, settings, registry, self.app, self.topics,
-                                                self.alerting.observe) for f in FEEDS}
+                                                self.alerting.observe, written[f])
+                            for f in FEEDS}
         if settings.stream_idle_close_s > 0:
             self.app.timer(max(5.0, settings.stream_idle_close_s / 4))(self._close_idle)
         web.register_views(self.app, self)
