@@ -9,12 +9,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
+from unit.core.test_feed_contracts import GOOD
+
+from cityops.core.fast_contract import fast_decode
+from cityops.core.feeds import ValidationContext
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
 from cityops.streams.aggregation import AggregationStage
 from cityops.streams.alerting import AlertWiring
 from cityops.streams.alerts.rules import load_rules
 from cityops.streams.app import declare_topics, make_app
+from cityops.streams.written import WrittenEvents
 
 
 def _app(settings: Settings, tmp_path: Any) -> tuple[Any, Any, Settings]:
@@ -49,3 +55,24 @@ def test_alert_engine_state_is_dropped_when_its_input_goes_elsewhere(
     asyncio.run(w.reassigned(set(), set()))  # gone: read again if it ever comes back
     assert (w.owned, w.loaded, w.offset) == (False, False, -1)
     assert w.engine is not engine
+
+
+def test_aggregation_forgets_the_clean_events_kept_for_it_when_partitions_move(
+        settings: Settings, registry: Registry, tmp_path: Any) -> None:
+    """Kept events and the keys read here may belong to a partition gone elsewhere: a
+    rebalance that moves any empties them; one that moves none keeps them."""
+    app, topics, s = _app(settings, tmp_path)
+    written = WrittenEvents(10)
+    st = AggregationStage("parking", s, registry, app, topics, written=written)
+    st.snaps = {0: {"kept": {}}, 2: {"gone": {}}}
+    st._load("kept", 0)
+    st._load("gone", 2)
+    written.keys.update({"kept", "gone"})
+    raw = orjson.dumps(GOOD["parking"])
+    event = fast_decode("parking", raw, ValidationContext(), max_bytes=len(raw))
+    assert event is not None and written.put(raw, event, "gone")
+    clean = st.clean_topic
+    asyncio.run(st.reassigned({(clean, 0), (clean, 2)}, set()))  # nothing moves
+    assert written.keys == {"kept", "gone"} and len(written) == 1
+    asyncio.run(st.reassigned({(clean, 0), (clean, 1)}, set()))  # partition 2 moved away
+    assert not written.keys and len(written) == 0
