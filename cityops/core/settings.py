@@ -269,7 +269,7 @@ class Settings(BaseSettings):
     )
     worker_reuse_events: int = Field(
         20_000, ge=0, le=1_000_000,
-        description="CITYOPS_WORKER_REUSE_EVENTS: clean events a worker keeps, from its "
+        description="CITYOPS_WORKER_REUSE_EVENTS: clean events per feed a worker keeps, from its "
         "validation step's write to its aggregation step's read of the same record, so "
         "that step takes them instead of decoding the record again (streams.written); 0 "
         "decodes every record",
