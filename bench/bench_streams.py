@@ -17,6 +17,9 @@ own topic prefix and an embedded chdb warehouse held by one ``cityops sink`` pro
 * scaling — 1, 2, 3 workers (``--scale``) on ``--partitions`` partitions, per-worker rate;
 * profile — py-spy samples of the worker during a drain; the largest costs by function.
 
+With ``--stages split`` the drain and latency parts run two workers instead of one: a
+validation worker and an aggregation worker (``CITYOPS_WORKER_STAGES``), each on its own CPU.
+
     .venv/bin/python bench/bench_streams.py [--events 1000000] [--only drain,ceiling]
 
 The mix follows the simulator's 12-hour backlog: 63 % footfall, 25 % parking, 8 % air,
@@ -167,7 +170,7 @@ class Proc:
     """``cityops worker`` (no sink) or ``cityops sink``, with its own port and data dir."""
 
     def __init__(self, kind: str, prefix: str, work: Path, n: int, partitions: int,
-                 profile_s: float = 0.0) -> None:
+                 profile_s: float = 0.0, stages: str = "all") -> None:
         self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -181,6 +184,7 @@ class Proc:
             "CITYOPS_WORKER_SINK": "false",
             "CITYOPS_STREAM_IDLE_CLOSE_S": "0",
             "CITYOPS_LOG_LEVEL": "WARNING",
+            "CITYOPS_WORKER_STAGES": stages,
         })
         # supervised, as deployed: a worker that stops itself on an offset gap is restarted
         args = ["worker"] if kind == "worker" else ["sink"]
@@ -422,8 +426,20 @@ def ceiling(prefix: str, n: int) -> float:
     return parsed
 
 
+def start_workers(prefix: str, work: Path, workers: int, partitions: int,
+                  profile_s: float = 0.0, split: bool = False) -> list[Proc]:
+    """``workers`` workers running every step, or (``split``) one validation worker and one
+    aggregation worker."""
+    if split:
+        return [Proc("worker", prefix, work, k, partitions, profile_s if k == 0 else 0.0,
+                     stages=stage) for k, stage in enumerate(("validation", "aggregation"))]
+    return [Proc("worker", prefix, work, k, partitions, profile_s if k == 0 else 0.0)
+            for k in range(workers)]
+
+
 def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
-          profile_s: float = 0.0, label: str = "drain", timeout_s: float = 3600.0) -> float:
+          profile_s: float = 0.0, label: str = "drain", timeout_s: float = 3600.0,
+          split: bool = False) -> float:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     setup_topics(prefix, partitions)
@@ -435,13 +451,14 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
     try:
         sink.wait_ready()
         started = time.monotonic()
-        ws = [Proc("worker", prefix, work, k, partitions, profile_s if k == 0 else 0.0)
-              for k in range(workers)]
+        ws = start_workers(prefix, work, workers, partitions, profile_s, split)
         procs += ws
         for w in ws:
             w.wait_ready()
         ready = time.monotonic() - started
-        cpu = CpuMeter({"workers" if workers > 1 else "worker": ws, "sink": [sink]})
+        cpu = CpuMeter({"validation": ws[:1], "aggregation": ws[1:], "sink": [sink]}
+                       if split else
+                       {"workers" if workers > 1 else "worker": ws, "sink": [sink]})
         ws[0].start_profile()
         first_row: float | None = None
         last_report = time.monotonic()
@@ -454,7 +471,7 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
             if have >= n:
                 # stored, and every stage done: the workers' group has committed all of
                 # raw.* and clean.* (aggregation included), not only the sink's rows
-                behind = lag(prefix)
+                behind = lag(prefix, split)
                 if behind == 0:
                     break
             if now - last_report > 30:
@@ -478,8 +495,10 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
         rate = n / total
         steady = n / (time.monotonic() - first_row) if first_row else rate
         ratio = f"; {rate / ceiling_rate:.1%} of the ceiling with orjson" if ceiling_rate else ""
+        who = ("1 validation + 1 aggregation worker" if split
+               else f"{workers} worker(s)")
         report(label, f"{rate:,.0f} events/s",
-               f"{n:,} events, {workers} worker(s) + 1 sink, {partitions} partitions, "
+               f"{n:,} events, {who} + 1 sink, {partitions} partitions, "
                f"{total:.1f} s from worker launch (ready after {ready:.1f} s); "
                f"{steady:,.0f}/s from the first stored row{ratio}"
                + (f"; {rate / workers:,.0f}/s per worker" if workers > 1 else ""))
@@ -622,15 +641,20 @@ def latency_hops(sent: dict[str, float], published: dict[str, float],
                      for hop, v in hops_ms.items())
 
 
-def lag(prefix: str) -> int:
-    """Records of ``raw.*`` and ``clean.*`` the workers' consumer group has not committed."""
+def lag(prefix: str, split: bool = False) -> int:
+    """Records of ``raw.*`` and ``clean.*`` the workers' consumer groups have not committed
+    (one group for both, or a validation group for raw and an aggregation group for clean)."""
     settings = load_settings(topic_prefix=prefix)
-    return group_lag(settings.bootstrap_servers, settings.worker_id,
-                     [settings.topic(name(f)) for f in FEEDS
-                      for name in (topic_names.raw, topic_names.clean)])
+    raw = [settings.topic(topic_names.raw(f)) for f in FEEDS]
+    clean = [settings.topic(topic_names.clean(f)) for f in FEEDS]
+    if split:
+        return sum(group_lag(settings.bootstrap_servers, f"{settings.worker_id}.{stage}", tps)
+                   for stage, tps in (("validation", raw), ("aggregation", clean)))
+    return group_lag(settings.bootstrap_servers, settings.worker_id, raw + clean)
 
 
-def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.2) -> None:
+def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.2,
+            split: bool = False) -> None:
     from kafka import KafkaProducer
 
     prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -640,9 +664,11 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.2) -
     procs = [sink]
     try:
         sink.wait_ready()
-        w = Proc("worker", prefix, work, 0, partitions)
-        procs.append(w)
-        w.wait_ready()
+        label = " (validation + aggregation workers)" if split else ""
+        ws = start_workers(prefix, work, 1, partitions, split=split)
+        procs += ws
+        for w in ws:
+            w.wait_ready()
         settings = load_settings(topic_prefix=prefix)
         prod = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
                              linger_ms=5, compression_type="lz4")
@@ -702,13 +728,13 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.2) -
         prod.close(10)
         lat = sorted((seen[e] - sent[e]) * 1000 for e in seen if e in sent)
         if not lat:
-            report(f"latency @{rate:,.0f}/s", "no row became visible")
+            report(f"latency{label} @{rate:,.0f}/s", "no row became visible")
             return
 
         def pct(p: float) -> float:
             return lat[max(0, min(len(lat) - 1, round(p / 100 * (len(lat) - 1))))]
 
-        report(f"latency @{rate:,.0f}/s",
+        report(f"latency{label} @{rate:,.0f}/s",
                f"p50 {pct(50):,.0f} ms, p95 {pct(95):,.0f} ms, p99 {pct(99):,.0f} ms",
                f"{n:,} events over {seconds:.0f} s (producer reached {achieved:,.0f}/s), "
                f"{len(lat):,} seen within 120 s after the last, polled every "
@@ -716,7 +742,7 @@ def latency(rate: float, seconds: float, partitions: int, poll_s: float = 0.2) -
                "since the previous one)")
         published = clean_times(prefix, tag)
         flushes = sink_flushes(sink)
-        report(f"latency @{rate:,.0f}/s by hop",
+        report(f"latency{label} @{rate:,.0f}/s by hop",
                latency_hops(sent_wall, published, ingested, seen_wall),
                "p50 / p99 of each hop: produced → the worker published the clean record "
                "(its broker timestamp) → the sink decoded it (the row's ingested_at) → the "
@@ -857,12 +883,16 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--profile-out", type=Path, default=None,
                     help="also keep the drain's raw py-spy stacks (folded) in this file")
+    ap.add_argument("--stages", choices=("all", "split"), default="all",
+                    help="drain and latency: one worker running every step, or one "
+                    "validation worker beside one aggregation worker")
     args = ap.parse_args()
     # `kill` / `timeout` stop the bench as Ctrl-C does: the parts' `finally` blocks stop the
     # workers and the sink (each in its own session, so no signal reaches them otherwise)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     global PROFILE_OUT
     PROFILE_OUT = args.profile_out
+    split = args.stages == "split"
     parts = set(args.only.split(","))
     started = datetime.now(UTC)
     print(f"bench_streams: broker {load_settings().bootstrap_servers}, {os.cpu_count()} CPUs, "
@@ -882,14 +912,15 @@ def main() -> None:
         write_markdown(Path(args.out), sys.argv[1:], started)  # each part kept as it ends
     if "drain" in parts:
         drain(args.events, 1, args.partitions, ceiling_rate, profile_s=args.profile_s,
-              timeout_s=args.timeout_s)
+              timeout_s=args.timeout_s, split=split,
+              label="drain (validation + aggregation workers)" if split else "drain")
         write_markdown(Path(args.out), sys.argv[1:], started)
     if "alone" in parts:
         alone(min(args.scale_events, args.events), args.partitions, timeout_s=args.timeout_s)
         write_markdown(Path(args.out), sys.argv[1:], started)
     if "latency" in parts:
         for rate in (float(r) for r in args.rates.split(",") if r):
-            latency(rate, args.seconds, args.partitions, args.poll_ms / 1000)
+            latency(rate, args.seconds, args.partitions, args.poll_ms / 1000, split=split)
         write_markdown(Path(args.out), sys.argv[1:], started)
     if "scaling" in parts:
         n = min(args.scale_events, args.events)

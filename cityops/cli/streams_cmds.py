@@ -4,6 +4,7 @@ the warehouse sink, supervised) and ``alerts`` (list, acknowledge)."""
 from __future__ import annotations
 
 import json
+import os
 
 import typer
 
@@ -125,6 +126,10 @@ def worker_command(
     supervise: bool = typer.Option(True, "--supervise/--no-supervise",
                                    help="Restart the worker when it stops itself for a "
                                    "replay (exit status 75)."),
+    stages: str | None = typer.Option(None, "--stages",
+                                      help="all, validation or aggregation (default: "
+                                      "CITYOPS_WORKER_STAGES, all): run one kind of step, "
+                                      "beside workers running the other."),
 ) -> None:
     """Run the streams worker: Faust agents, alert engine, warehouse sink, web endpoints.
 
@@ -135,6 +140,10 @@ def worker_command(
     from cityops.cli.common import registry_or_exit, settings_or_exit
     from cityops.exceptions import CityopsError
 
+    if stages is not None:  # through the environment, so a supervised child has it too
+        if stages not in ("all", "validation", "aggregation"):
+            fail(f"--stages {stages!r}: all, validation or aggregation")
+        os.environ["CITYOPS_WORKER_STAGES"] = stages
     if supervise:
         raise typer.Exit(_supervise([] if sink is None else ["--sink" if sink else "--no-sink"]))
     settings = settings_or_exit()

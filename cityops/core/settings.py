@@ -215,6 +215,14 @@ class Settings(BaseSettings):
         True, description="CITYOPS_WORKER_SINK: run the warehouse sink inside the worker; off "
         "when a separate `cityops sink` writes the warehouse (several workers)",
     )
+    worker_stages: Literal["all", "validation", "aggregation"] = Field(
+        "all",
+        description="CITYOPS_WORKER_STAGES: which steps this worker runs. all: validation, "
+        "aggregation and the alert engine in one process. validation: raw → clean, dead "
+        "letters and dedup only; aggregation: clean → windows, rollups and the alert engine. "
+        "Run one of each (or several) to put the two steps on different CPUs; each kind is "
+        "its own consumer group (<topic_prefix>.<app id>.<stages>), the state logs are shared",
+    )
     worker_batch_max: int = Field(
         500, ge=1, le=100_000, description="CITYOPS_WORKER_BATCH_MAX: events per aggregation step"
     )
@@ -495,6 +503,17 @@ class Settings(BaseSettings):
     def worker_id(self) -> str:
         """Faust app id / consumer group of the streams worker (unique per topic prefix)."""
         return f"{self.topic_prefix}.{self.worker_app_id}"
+
+    @property
+    def worker_group(self) -> str:
+        """The worker's Faust app id and consumer group: ``worker_id`` when it runs every
+        step, else one group per kind of step (a validation worker reads only raw topics,
+        an aggregation worker only clean ones, and one group's members must read alike).
+        State logs and the alert input keep ``worker_id``'s names, so either layout reads
+        the same state."""
+        if self.worker_stages == "all":
+            return self.worker_id
+        return f"{self.worker_id}.{self.worker_stages}"
 
     @property
     def tz(self) -> ZoneInfo:

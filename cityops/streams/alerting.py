@@ -131,7 +131,9 @@ class AlertWiring:
 
     def __init__(self, settings: Settings, registry: Registry, rules: RuleSet,
                  app: faust.App, alerts_topic: TopicT,
-                 dispatch: AlertDispatch | None = None) -> None:
+                 dispatch: AlertDispatch | None = None, run_engine: bool = True) -> None:
+        """``run_engine``: this worker may own the engine (subscribe to its input); a
+        validation worker only sends inputs (``CITYOPS_WORKER_STAGES=validation``)."""
         self.settings = settings
         self.rules = rules
         self.app = app
@@ -154,9 +156,12 @@ class AlertWiring:
         self.counts = {"inputs": 0, "events": 0, "replayed": 0, "errors": 0}
         self.gaps = OffsetGapGuard("alerts-engine", stop_for_replay)
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
-        app.agent(self.input, name="alerts-engine")(self.agent)
-        if settings.worker_direct_dispatch:
-            deliver_to(app, self.input.get_topic_name(), self.handle_batch)
+        if run_engine:
+            app.agent(self.input, name="alerts-engine")(self.agent)
+            if settings.worker_direct_dispatch:
+                deliver_to(app, self.input.get_topic_name(), self.handle_batch)
+        else:  # its one partition exists before the first input, whoever starts first
+            app.task(self.input.maybe_declare)
         app.timer(settings.alert_tick_s)(self.on_timer)
 
     # --- inputs (called from other agents, the timer and the web views) ------------------

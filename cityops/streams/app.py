@@ -78,10 +78,10 @@ def make_app(settings: Settings) -> faust.App:
                      settings.worker_align_live_ms)
     commits.install()
     seeks.install()
-    data = (settings.data_dir / "worker" / settings.worker_id).resolve()
+    data = (settings.data_dir / "worker" / settings.worker_group).resolve()
     data.mkdir(parents=True, exist_ok=True)
     return faust.App(
-        settings.worker_id,
+        settings.worker_group,
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
         store="memory://",

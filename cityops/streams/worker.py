@@ -75,14 +75,19 @@ class StreamsWorker:
                 queue_size=settings.alert_webhook_queue_size)
             dispatch = self.webhooks.offer
             self.app.task(self._start_webhooks)
+        stages = settings.worker_stages
         self.alerting = AlertWiring(settings, registry, rules, self.app, self.topics.alerts,
-                                    dispatch=dispatch)
-        written = {f: WrittenEvents(settings.worker_reuse_events) for f in FEEDS}
+                                    dispatch=dispatch, run_engine=stages != "validation")
+        # the clean events a validation step wrote, for this process's aggregation step
+        written: dict[str, WrittenEvents | None] = {
+            f: WrittenEvents(settings.worker_reuse_events) if stages == "all" else None
+            for f in FEEDS}
         self.validation = {f: ValidationStage(f, settings, registry, self.app, self.topics,
-                                              self.alerting, written[f]) for f in FEEDS}
+                                              self.alerting, written[f])
+                           for f in FEEDS if stages != "aggregation"}
         self.aggregation = {f: AggregationStage(f, settings, registry, self.app, self.topics,
                                                 self.alerting.observe, written[f])
-                            for f in FEEDS}
+                            for f in FEEDS if stages != "validation"}
         if settings.stream_idle_close_s > 0:
             self.app.timer(max(5.0, settings.stream_idle_close_s / 4))(self._close_idle)
         web.register_views(self.app, self)

@@ -102,12 +102,13 @@ def cluster(kafka_broker: str, tmp_path: Path) -> Any:
         "CITYOPS_LOG_LEVEL": "WARNING",
     })
 
-    def make(kind: str, n: int) -> WorkerProc:
+    def make(kind: str, n: int, stages: str = "all") -> WorkerProc:
         env = dict(base_env)
         env.update({"CITYOPS_DATA_DIR": str(tmp_path / f"{kind}{n}"),
                     "CITYOPS_WORKER_WEB_PORT": str(free_port())})
         if kind == "worker":
             env["CITYOPS_WORKER_SINK"] = "false"
+            env["CITYOPS_WORKER_STAGES"] = stages
         proc = WorkerProc(env, tmp_path / f"{kind}{n}.log",
                           command=["sink"] if kind == "sink" else ["worker"])
         procs.append(proc)
@@ -119,6 +120,29 @@ def cluster(kafka_broker: str, tmp_path: Path) -> Any:
         p.stop()
 
 
+def _body_and_flush(t0: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The footfall reports, and one report per zone 15 minutes after the last (closes
+    every window)."""
+    body = _footfall(t0)
+    last_t = datetime.fromisoformat(body[-1]["event_time"])
+    flush = [{"event_id": f"flush-{zone}", "source": counter, "zone_id": zone,
+              "entries": 0, "exits": 0, "interval_s": 30,
+              "event_time": (last_t + timedelta(seconds=900 + n)).isoformat()}
+             for n, (zone, counter) in enumerate(COUNTERS.items())]
+    return body, flush
+
+
+def _windows(sink: WorkerProc) -> pd.DataFrame:
+    got = pd.DataFrame(sink.sql(
+        "SELECT zone_id, window, toUnixTimestamp(window_start), entries, exits, events "
+        "FROM footfall_windows FINAL"),
+        columns=["zone_id", "window", "start", "entries", "exits", "events"]).sort_values(
+        ["zone_id", "window", "start"]).reset_index(drop=True)
+    for col in ("start", "entries", "exits", "events"):
+        got[col] = got[col].astype(int)
+    return got
+
+
 def test_three_workers_and_a_sink_survive_a_sigkill_and_a_newcomer(
         cluster: Any, kafka_broker: str) -> None:
     workers = [cluster("worker", 0)]  # `cityops worker` creates the topics (6 partitions)
@@ -126,13 +150,8 @@ def test_three_workers_and_a_sink_survive_a_sigkill_and_a_newcomer(
     workers += [cluster("worker", n) for n in (1, 2)]
 
     t0 = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
-    body = _footfall(t0)
+    body, flush = _body_and_flush(t0)
     incidents = _incidents(t0)
-    last_t = datetime.fromisoformat(body[-1]["event_time"])
-    flush = [{"event_id": f"flush-{zone}", "source": counter, "zone_id": zone,
-              "entries": 0, "exits": 0, "interval_s": 30,
-              "event_time": (last_t + timedelta(seconds=900 + n)).isoformat()}
-             for n, (zone, counter) in enumerate(COUNTERS.items())]
     n_dups = sum(1 for i in range(N_EVENTS) if i % DUP_EVERY == DUP_EVERY - 1)
 
     prod = Producer(kafka_broker, sink.prefix)
@@ -189,13 +208,8 @@ def test_three_workers_and_a_sink_survive_a_sigkill_and_a_newcomer(
     assert sink.scalar("SELECT count() FROM late_events FINAL") == 0
     assert sink.sql("SELECT DISTINCT reason FROM dead_letters FINAL") == [["duplicate"]]
 
-    got = pd.DataFrame(sink.sql(
-        "SELECT zone_id, window, toUnixTimestamp(window_start), entries, exits, events "
-        "FROM footfall_windows FINAL"),
-        columns=["zone_id", "window", "start", "entries", "exits", "events"]).sort_values(
-        ["zone_id", "window", "start"]).reset_index(drop=True)
+    got = _windows(sink)
     for col in ("start", "entries", "exits", "events"):
-        got[col] = got[col].astype(int)
         expected[col] = expected[col].astype(int)
     diff = got.compare(expected) if got.shape == expected.shape else None
     assert diff is not None and diff.empty, (
@@ -214,3 +228,77 @@ def test_three_workers_and_a_sink_survive_a_sigkill_and_a_newcomer(
     print(f"3 workers + sink, 1 SIGKILL, 1 newcomer: stored {N_EVENTS + len(flush)} once, "
           f"{n_dups} duplicates dead-lettered, {len(expected)} windows = pandas, "
           f"{N_INCIDENTS} alerts fired once each")
+
+
+def test_a_validation_worker_and_aggregation_workers_give_the_windows_of_one_worker(
+        cluster: Any, kafka_broker: str) -> None:
+    """``CITYOPS_WORKER_STAGES``: the two steps in different processes (each kind its own
+    consumer group), one aggregation worker SIGKILLed mid-stream and another started. Every
+    event is stored once, the windows equal pandas, each critical incident fires once."""
+    validation = cluster("worker", 0, "validation")
+    sink = cluster("sink", 0)
+    aggregation = [cluster("worker", 1, "aggregation")]
+    assert validation.health()["aggregate"] == {}
+    assert set(validation.health()["validate"]) == {"footfall", "parking", "air", "incidents"}
+    assert aggregation[0].health()["validate"] == {}
+
+    t0 = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
+    body, flush = _body_and_flush(t0)
+    incidents = _incidents(t0)
+    n_dups = sum(1 for i in range(N_EVENTS) if i % DUP_EVERY == DUP_EVERY - 1)
+    prod = Producer(kafka_broker, sink.prefix)
+    done = threading.Event()
+    thread = threading.Thread(target=_produce, args=(prod, body, incidents, 300.0, done),
+                              daemon=True)
+    thread.start()
+
+    def aggregated(w: WorkerProc) -> int:
+        return int(w.health()["aggregate"]["footfall"]["in"])
+
+    wait_until(lambda: aggregated(aggregation[0]) >= 1000, timeout=240, every=0.2,
+               what="the aggregation under way")
+    aggregation[0].kill()
+    aggregation.append(cluster("worker", 2, "aggregation"))
+    thread.join(120)
+    assert done.is_set()
+    for ev in flush:
+        prod.send("footfall", ev)
+    prod.flush()
+    prod.close()
+
+    expected = _expected_windows(body + flush)
+    for col in ("start", "entries", "exits", "events"):
+        expected[col] = expected[col].astype(int)
+    want = (N_EVENTS + len(flush), len(expected), n_dups, N_INCIDENTS)
+    seen: list[Any] = []
+
+    def settled() -> bool:
+        seen[:] = [sink.scalar("SELECT count() FROM footfall_observed FINAL"),
+                   sink.scalar("SELECT count() FROM footfall_windows FINAL"),
+                   sink.scalar("SELECT count() FROM dead_letters FINAL"),
+                   sink.scalar("SELECT count() FROM incidents_reported FINAL")]
+        return tuple(seen) == want
+
+    try:
+        wait_until(settled, timeout=480, every=1.0, what="warehouse to settle")
+    except AssertionError:
+        for w in (validation, aggregation[1]):
+            print(f"===== {w.log_path}\n{w.dump()}")
+        raise AssertionError(f"want {want}, have {seen}") from None
+    assert sink.scalar("SELECT count(DISTINCT event_id) FROM footfall_observed") == (
+        N_EVENTS + len(flush))
+    assert sink.scalar("SELECT count() FROM late_events FINAL") == 0
+    got = _windows(sink)
+    diff = got.compare(expected) if got.shape == expected.shape else None
+    assert diff is not None and diff.empty, (
+        f"windows differ (topics {sink.prefix}.*):\n{diff}\n{got.shape} vs {expected.shape}")
+
+    def fired() -> list[list[Any]]:
+        return sink.sql("SELECT subject, countIf(kind = 'fired') AS n FROM alerts FINAL "
+                        "WHERE rule_id = 'severe_incident' GROUP BY subject HAVING n > 0")
+
+    wait_until(lambda: len(fired()) == N_INCIDENTS, timeout=180,
+               what="every critical incident's alert (the engine in an aggregation worker)")
+    assert sorted(fired()) == [[f"inc-{n}", 1] for n in range(N_INCIDENTS)]
+    assert int(validation.health()["validate"]["footfall"]["in"]) >= N_EVENTS
+    assert aggregated(aggregation[1]) > 0
