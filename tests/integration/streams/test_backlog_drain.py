@@ -230,3 +230,47 @@ def test_backlog_drained_by_three_workers_with_a_sigkill_has_no_late_event(
     print(f"backlog {HOURS:g} h ({cadence}): {len(events)} events {sent}, drained by 3 "
           f"workers (one SIGKILLed) in {drain_s:.0f} s; 0 late; {len(want)} footfall "
           f"windows = pandas")
+
+
+@pytest.mark.parametrize("cadence", CADENCES)
+def test_backlog_drained_by_a_validation_and_an_aggregation_worker_has_no_late_event(
+        make_worker: Any, kafka_broker: str, registry: Registry, cadence: str) -> None:
+    """``CITYOPS_WORKER_STAGES``: the steps in two processes (the validation worker reads
+    only raw topics, aligned), the validation worker SIGKILLed mid-drain and another
+    started: 0 late events, the windows on ``agg.footfall`` equal pandas."""
+    first: WorkerProc = make_worker(start=False, CITYOPS_WORKER_STAGES="validation",
+                                    CITYOPS_WORKER_SINK="false")
+    prefix = first.prefix
+    events = _backlog(registry, seed=14, cadence=cadence)
+    sent = _produce(kafka_broker, prefix, events)
+    want = expected_windows(ev for ev in events if isinstance(ev, FootfallObserved))
+    aggregation = make_worker(start=False, CITYOPS_TOPIC_PREFIX=prefix,
+                              CITYOPS_WORKER_STAGES="aggregation", CITYOPS_WORKER_SINK="false")
+    t0 = time.monotonic()
+    first.start()
+    aggregation.start()
+    wait_until(lambda: first.health()["validate"]["footfall"]["in"] >= sent["footfall"] // 8,
+               timeout=300, every=0.1, what="validation under way")
+    first.kill()
+    second = make_worker(CITYOPS_TOPIC_PREFIX=prefix, CITYOPS_WORKER_STAGES="validation",
+                         CITYOPS_WORKER_SINK="false")
+    client = load_settings(kafka_bootstrap_servers=kafka_broker, topic_prefix=prefix)
+    groups = {f"{client.worker_id}.validation": [client.topic(f"raw.{f}") for f in FEEDS],
+              f"{client.worker_id}.aggregation": [client.topic(f"clean.{f}") for f in FEEDS]}
+    try:
+        wait_until(lambda: sum(uncommitted(kafka_broker, g, t) for g, t in groups.items()) == 0,
+                   timeout=900, every=2.0, what="every raw and clean partition drained")
+    except AssertionError:
+        for w in (second, aggregation):
+            print(f"===== {w.log_path}\n{w.dump()}")
+        raise
+    drain_s = time.monotonic() - t0
+    time.sleep(3)  # the last step's outputs
+    late = _read_topic(kafka_broker, f"{prefix}.late")
+    assert late == [], f"{len(late)} late events, e.g. {late[0].value[:300]!r}"
+    assert all(aggregation.health()["aggregate"][f]["late"] == 0 for f in FEEDS)
+    assert second.health()["aggregate"] == {}
+    _assert_equal(_topic_windows(kafka_broker, prefix), want, f"topic {prefix}.agg.footfall")
+    print(f"backlog {HOURS:g} h ({cadence}): {len(events)} events {sent}, drained by a "
+          f"validation worker (SIGKILLed, then another) and an aggregation worker in "
+          f"{drain_s:.0f} s; 0 late; {len(want)} footfall windows = pandas")
