@@ -17,8 +17,9 @@ own topic prefix and an embedded chdb warehouse held by one ``cityops sink`` pro
 * scaling — 1, 2, 3 workers (``--scale``) on ``--partitions`` partitions, per-worker rate;
 * profile — py-spy samples of the worker during a drain; the largest costs by function.
 
-With ``--stages split`` the drain and latency parts run two workers instead of one: a
-validation worker and an aggregation worker (``CITYOPS_WORKER_STAGES``), each on its own CPU.
+The drain and latency parts run once per ``--stages`` layout: ``all``, one worker running
+every step; ``split``, a validation worker and an aggregation worker
+(``CITYOPS_WORKER_STAGES``), the two steps on different CPUs.
 
     .venv/bin/python bench/bench_streams.py [--events 1000000] [--only drain,ceiling]
 
@@ -883,16 +884,18 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--profile-out", type=Path, default=None,
                     help="also keep the drain's raw py-spy stacks (folded) in this file")
-    ap.add_argument("--stages", choices=("all", "split"), default="all",
-                    help="drain and latency: one worker running every step, or one "
-                    "validation worker beside one aggregation worker")
+    ap.add_argument("--stages", default="all,split",
+                    help="drain and latency, comma-separated: all (one worker running every "
+                    "step), split (one validation worker beside one aggregation worker)")
     args = ap.parse_args()
+    if not set(args.stages.split(",")) <= {"all", "split"}:
+        ap.error(f"--stages {args.stages!r}: all, split or all,split")
     # `kill` / `timeout` stop the bench as Ctrl-C does: the parts' `finally` blocks stop the
     # workers and the sink (each in its own session, so no signal reaches them otherwise)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     global PROFILE_OUT
     PROFILE_OUT = args.profile_out
-    split = args.stages == "split"
+    layouts = [x == "split" for x in args.stages.split(",")]
     parts = set(args.only.split(","))
     started = datetime.now(UTC)
     print(f"bench_streams: broker {load_settings().bootstrap_servers}, {os.cpu_count()} CPUs, "
@@ -911,16 +914,20 @@ def main() -> None:
             drop_topics(prefix)
         write_markdown(Path(args.out), sys.argv[1:], started)  # each part kept as it ends
     if "drain" in parts:
-        drain(args.events, 1, args.partitions, ceiling_rate, profile_s=args.profile_s,
-              timeout_s=args.timeout_s, split=split,
-              label="drain (validation + aggregation workers)" if split else "drain")
-        write_markdown(Path(args.out), sys.argv[1:], started)
+        for split in layouts:
+            drain(args.events, 1, args.partitions, ceiling_rate,
+                  profile_s=0.0 if split else args.profile_s, timeout_s=args.timeout_s,
+                  split=split,
+                  label="drain (validation + aggregation workers)" if split else "drain")
+            write_markdown(Path(args.out), sys.argv[1:], started)
     if "alone" in parts:
         alone(min(args.scale_events, args.events), args.partitions, timeout_s=args.timeout_s)
         write_markdown(Path(args.out), sys.argv[1:], started)
     if "latency" in parts:
-        for rate in (float(r) for r in args.rates.split(",") if r):
-            latency(rate, args.seconds, args.partitions, args.poll_ms / 1000, split=split)
+        for split in layouts:
+            for rate in (float(r) for r in args.rates.split(",") if r):
+                latency(rate, args.seconds, args.partitions, args.poll_ms / 1000,
+                        split=split)
         write_markdown(Path(args.out), sys.argv[1:], started)
     if "scaling" in parts:
         n = min(args.scale_events, args.events)
