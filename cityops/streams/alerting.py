@@ -135,6 +135,7 @@ class AlertWiring:
         """``run_engine``: this worker may own the engine (subscribe to its input); a
         validation worker only sends inputs (``CITYOPS_WORKER_STAGES=validation``)."""
         self.settings = settings
+        self.run_engine = run_engine
         self.rules = rules
         self.app = app
         self.alerts_topic = alerts_topic
@@ -215,6 +216,8 @@ class AlertWiring:
         try:
             await self._send([{"op": "ack", "alert_id": alert_id, "by": actor,
                                "at": datetime.now(UTC).isoformat(), "rid": rid}])
+            if not self.run_engine:  # the engine's answer goes to its own worker, never here
+                return 202, {"status": "queued", "alert_id": alert_id}
             return await asyncio.wait_for(fut, timeout=30)
         except TimeoutError:
             return 202, {"status": "queued", "alert_id": alert_id}

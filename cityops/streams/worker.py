@@ -65,8 +65,9 @@ class StreamsWorker:
         if rules is None:
             rules_path = getattr(settings, "alert_rules", None)
             rules = load_rules(rules_path or None)
+        stages = settings.worker_stages
         self.webhooks: WebhookDispatcher | None = None
-        if dispatch is None and settings.alert_webhook_urls:
+        if dispatch is None and settings.alert_webhook_urls and stages != "validation":
             self.webhooks = WebhookDispatcher(
                 [WebhookTarget.parse(u.get_secret_value())
                  for u in settings.alert_webhook_urls],
@@ -75,7 +76,6 @@ class StreamsWorker:
                 queue_size=settings.alert_webhook_queue_size)
             dispatch = self.webhooks.offer
             self.app.task(self._start_webhooks)
-        stages = settings.worker_stages
         self.alerting = AlertWiring(settings, registry, rules, self.app, self.topics.alerts,
                                     dispatch=dispatch, run_engine=stages != "validation")
         # the clean events a validation step wrote, for this process's aggregation step

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 from streams_harness import Producer, WorkerProc, free_port, wait_until
@@ -302,3 +303,21 @@ def test_a_validation_worker_and_aggregation_workers_give_the_windows_of_one_wor
     assert sorted(fired()) == [[f"inc-{n}", 1] for n in range(N_INCIDENTS)]
     assert int(validation.health()["validate"]["footfall"]["in"]) >= N_EVENTS
     assert aggregated(aggregation[1]) > 0
+
+    # an officer's acknowledgement through the validation worker: queued at once (the
+    # engine answers its own worker), applied by the engine in the aggregation worker
+    alert_id = next(a["alert_id"] for a in httpx.get(
+        f"{aggregation[1].url}/alerts", timeout=10).json()["alerts"]
+        if a["rule_id"] == "severe_incident")
+    started = time.monotonic()
+    r = httpx.post(f"{validation.url}/alerts/{alert_id}/ack", json={"by": "officer-3"},
+                   timeout=30)
+    assert (r.status_code, r.json()["status"]) == (202, "queued")
+    assert time.monotonic() - started < 20, "the validation worker waited for an answer"
+    wait_until(lambda: sink.sql(
+        f"SELECT actor FROM alerts FINAL WHERE alert_id = '{alert_id}' "
+        "AND kind = 'acknowledged'") == [["officer-3"]], timeout=60,
+        what="the acknowledgement applied by the engine")
+    seen_there = {a["alert_id"]: a["state"] for a in httpx.get(
+        f"{validation.url}/alerts", timeout=10).json()["alerts"]}
+    assert seen_there.get(alert_id) == "active_ack"  # read from the engine's snapshot

@@ -82,3 +82,14 @@ def test_the_worker_command_refuses_an_unknown_kind_of_step_before_starting() ->
     result = CliRunner().invoke(app, ["worker", "--stages", "sink", "--no-supervise"])
     assert result.exit_code == 2
     assert "all, validation or aggregation" in result.output
+
+
+def test_only_a_worker_that_may_run_the_engine_delivers_webhooks(
+        settings: Settings, registry: Registry, tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    hooked = settings.model_copy(update={
+        "alert_webhook_urls": [SecretStr("https://hooks.example.org/cityops")]})
+    assert _worker(hooked, registry, tmp_path, "validation").webhooks is None
+    assert _worker(hooked, registry, tmp_path, "aggregation").webhooks is not None
+    assert _worker(hooked, registry, tmp_path, "all").webhooks is not None
