@@ -156,6 +156,25 @@ def _assert_equal(got: pd.DataFrame, want: pd.DataFrame, where: str) -> None:
         f"windows differ ({where}):\n{diff}\n{got.shape} vs {want.shape}")
 
 
+def _drained_without_late(kafka_broker: str, prefix: str, groups: dict[str, list[str]],
+                          live: list[WorkerProc], t0: float) -> float:
+    """Wait until each consumer group has committed all of its topics (the live workers'
+    tasks and offsets printed if not), then check that nothing went to ``late``; returns
+    the seconds since ``t0``."""
+    try:
+        wait_until(lambda: sum(uncommitted(kafka_broker, g, t) for g, t in groups.items()) == 0,
+                   timeout=900, every=2.0, what="every raw and clean partition drained")
+    except AssertionError:
+        for w in live:  # where each live worker waits, and its partitions' offsets
+            print(f"===== {w.log_path}\n{w.dump()}")
+        raise
+    drain_s = time.monotonic() - t0
+    time.sleep(3)  # the last step's outputs
+    late = _read_topic(kafka_broker, f"{prefix}.late")
+    assert late == [], f"{len(late)} late events, e.g. {late[0].value[:300]!r}"
+    return drain_s
+
+
 @pytest.mark.parametrize("cadence", CADENCES)
 def test_backlog_drained_by_one_worker_has_no_late_event_and_pandas_windows(
         make_worker: Any, kafka_broker: str, registry: Registry, cadence: str) -> None:
@@ -213,18 +232,8 @@ def test_backlog_drained_by_three_workers_with_a_sigkill_has_no_late_event(
     workers[1].kill()
     client = load_settings(kafka_bootstrap_servers=kafka_broker, topic_prefix=prefix)
     topics = [client.topic(f"{stage}.{f}") for stage in ("raw", "clean") for f in FEEDS]
-    try:
-        wait_until(lambda: uncommitted(kafka_broker, client.worker_id, topics) == 0,
-                   timeout=900, every=2.0,
-                   what="the two survivors drained every raw and clean partition")
-    except AssertionError:
-        for w in workers:  # where each live worker waits, and its partitions' offsets
-            print(f"===== {w.log_path}\n{w.dump()}")
-        raise
-    drain_s = time.monotonic() - t0
-    time.sleep(3)  # the last step's outputs
-    late = _read_topic(kafka_broker, f"{prefix}.late")
-    assert late == [], f"{len(late)} late events, e.g. {late[0].value[:300]!r}"
+    drain_s = _drained_without_late(kafka_broker, prefix, {client.worker_id: topics},
+                                    workers[:1] + workers[2:], t0)
     got = _topic_windows(kafka_broker, prefix)
     _assert_equal(got, want, f"topic {prefix}.agg.footfall")
     print(f"backlog {HOURS:g} h ({cadence}): {len(events)} events {sent}, drained by 3 "
@@ -257,17 +266,7 @@ def test_backlog_drained_by_a_validation_and_an_aggregation_worker_has_no_late_e
     client = load_settings(kafka_bootstrap_servers=kafka_broker, topic_prefix=prefix)
     groups = {f"{client.worker_id}.validation": [client.topic(f"raw.{f}") for f in FEEDS],
               f"{client.worker_id}.aggregation": [client.topic(f"clean.{f}") for f in FEEDS]}
-    try:
-        wait_until(lambda: sum(uncommitted(kafka_broker, g, t) for g, t in groups.items()) == 0,
-                   timeout=900, every=2.0, what="every raw and clean partition drained")
-    except AssertionError:
-        for w in (second, aggregation):
-            print(f"===== {w.log_path}\n{w.dump()}")
-        raise
-    drain_s = time.monotonic() - t0
-    time.sleep(3)  # the last step's outputs
-    late = _read_topic(kafka_broker, f"{prefix}.late")
-    assert late == [], f"{len(late)} late events, e.g. {late[0].value[:300]!r}"
+    drain_s = _drained_without_late(kafka_broker, prefix, groups, [second, aggregation], t0)
     assert all(aggregation.health()["aggregate"][f]["late"] == 0 for f in FEEDS)
     assert second.health()["aggregate"] == {}
     _assert_equal(_topic_windows(kafka_broker, prefix), want, f"topic {prefix}.agg.footfall")

@@ -133,6 +133,48 @@ def _body_and_flush(t0: datetime) -> tuple[list[dict[str, Any]], list[dict[str, 
     return body, flush
 
 
+class Stream:
+    """The footfall reports (with retries) and critical incidents produced at 300 events/s
+    in a thread; ``finish`` waits for them and sends the flush reports."""
+
+    def __init__(self, kafka_broker: str, prefix: str) -> None:
+        t0 = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
+        self.body, self.flush = _body_and_flush(t0)
+        self.n_dups = sum(1 for i in range(N_EVENTS) if i % DUP_EVERY == DUP_EVERY - 1)
+        self.prod = Producer(kafka_broker, prefix)
+        self.done = threading.Event()
+        self.thread = threading.Thread(
+            target=_produce, args=(self.prod, self.body, _incidents(t0), 300.0, self.done),
+            daemon=True)
+        self.thread.start()
+
+    def finish(self) -> pd.DataFrame:
+        """Wait for the stream, send the flush; the windows pandas expects."""
+        self.thread.join(120)
+        assert self.done.is_set()
+        for ev in self.flush:
+            self.prod.send("footfall", ev)
+        self.prod.flush()
+        self.prod.close()
+        expected = _expected_windows(self.body + self.flush)
+        for col in ("start", "entries", "exits", "events"):
+            expected[col] = expected[col].astype(int)
+        return expected
+
+    @property
+    def want(self) -> int:
+        """Footfall events to store: the reports and the flush."""
+        return N_EVENTS + len(self.flush)
+
+
+def _assert_windows(sink: WorkerProc, expected: pd.DataFrame) -> None:
+    """The sink's footfall windows (highest revisions) equal pandas'."""
+    got = _windows(sink)
+    diff = got.compare(expected) if got.shape == expected.shape else None
+    assert diff is not None and diff.empty, (
+        f"windows differ (topics {sink.prefix}.*):\n{diff}\n{got.shape} vs {expected.shape}")
+
+
 def _windows(sink: WorkerProc) -> pd.DataFrame:
     got = pd.DataFrame(sink.sql(
         "SELECT zone_id, window, toUnixTimestamp(window_start), entries, exits, events "
@@ -150,16 +192,7 @@ def test_three_workers_and_a_sink_survive_a_sigkill_and_a_newcomer(
     sink = cluster("sink", 0)
     workers += [cluster("worker", n) for n in (1, 2)]
 
-    t0 = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
-    body, flush = _body_and_flush(t0)
-    incidents = _incidents(t0)
-    n_dups = sum(1 for i in range(N_EVENTS) if i % DUP_EVERY == DUP_EVERY - 1)
-
-    prod = Producer(kafka_broker, sink.prefix)
-    done = threading.Event()
-    thread = threading.Thread(target=_produce, args=(prod, body, incidents, 300.0, done),
-                              daemon=True)
-    thread.start()
+    stream = Stream(kafka_broker, sink.prefix)
 
     def stored() -> int:
         return int(sink.scalar("SELECT count() FROM footfall_observed"))
@@ -176,15 +209,8 @@ def test_three_workers_and_a_sink_survive_a_sigkill_and_a_newcomer(
     wait_until(lambda: stored() >= 2500, timeout=240, every=0.5,
                what="the survivors take over")
     workers.append(cluster("worker", 3))  # a newcomer: partitions are rebalanced again
-    thread.join(120)
-    assert done.is_set()
-    for ev in flush:
-        prod.send("footfall", ev)
-    prod.flush()
-    prod.close()
-
-    expected = _expected_windows(body + flush)
-    want = (N_EVENTS + len(flush), len(expected), n_dups, N_INCIDENTS)
+    expected = stream.finish()
+    want = (stream.want, len(expected), stream.n_dups, N_INCIDENTS)
     seen: list[Any] = []
 
     def settled() -> bool:
@@ -202,19 +228,14 @@ def test_three_workers_and_a_sink_survive_a_sigkill_and_a_newcomer(
             print(f"===== {w.log_path}\n{w.dump()}")
         raise AssertionError(f"want {want}, have {seen}") from None
     time.sleep(2 * 0.3 + 1)  # one more sink batch period: nothing further may arrive
-    assert sink.scalar("SELECT count() FROM footfall_observed") == N_EVENTS + len(flush), (
+    assert sink.scalar("SELECT count() FROM footfall_observed") == stream.want, (
         "a raw row was written twice (before FINAL)")
     assert sink.scalar("SELECT count(DISTINCT event_id) FROM footfall_observed") == (
-        N_EVENTS + len(flush))
+        stream.want)
     assert sink.scalar("SELECT count() FROM late_events FINAL") == 0
     assert sink.sql("SELECT DISTINCT reason FROM dead_letters FINAL") == [["duplicate"]]
 
-    got = _windows(sink)
-    for col in ("start", "entries", "exits", "events"):
-        expected[col] = expected[col].astype(int)
-    diff = got.compare(expected) if got.shape == expected.shape else None
-    assert diff is not None and diff.empty, (
-        f"windows differ (topics {sink.prefix}.*):\n{diff}\n{got.shape} vs {expected.shape}")
+    _assert_windows(sink, expected)
 
     def fired() -> list[list[Any]]:
         return sink.sql("SELECT rule_id, subject, countIf(kind = 'fired') AS n FROM alerts "
@@ -226,8 +247,8 @@ def test_three_workers_and_a_sink_survive_a_sigkill_and_a_newcomer(
     assert {r[1] for r in fired() if r[0] == "severe_incident"} == {
         f"inc-{n}" for n in range(N_INCIDENTS)}
     assert sink.health()["ok"] is True
-    print(f"3 workers + sink, 1 SIGKILL, 1 newcomer: stored {N_EVENTS + len(flush)} once, "
-          f"{n_dups} duplicates dead-lettered, {len(expected)} windows = pandas, "
+    print(f"3 workers + sink, 1 SIGKILL, 1 newcomer: stored {stream.want} once, "
+          f"{stream.n_dups} duplicates dead-lettered, {len(expected)} windows = pandas, "
           f"{N_INCIDENTS} alerts fired once each")
 
 
@@ -243,15 +264,7 @@ def test_a_validation_worker_and_aggregation_workers_give_the_windows_of_one_wor
     assert set(validation.health()["validate"]) == {"footfall", "parking", "air", "incidents"}
     assert aggregation[0].health()["validate"] == {}
 
-    t0 = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
-    body, flush = _body_and_flush(t0)
-    incidents = _incidents(t0)
-    n_dups = sum(1 for i in range(N_EVENTS) if i % DUP_EVERY == DUP_EVERY - 1)
-    prod = Producer(kafka_broker, sink.prefix)
-    done = threading.Event()
-    thread = threading.Thread(target=_produce, args=(prod, body, incidents, 300.0, done),
-                              daemon=True)
-    thread.start()
+    stream = Stream(kafka_broker, sink.prefix)
 
     def aggregated(w: WorkerProc) -> int:
         return int(w.health()["aggregate"]["footfall"]["in"])
@@ -260,17 +273,8 @@ def test_a_validation_worker_and_aggregation_workers_give_the_windows_of_one_wor
                what="the aggregation under way")
     aggregation[0].kill()
     aggregation.append(cluster("worker", 2, "aggregation"))
-    thread.join(120)
-    assert done.is_set()
-    for ev in flush:
-        prod.send("footfall", ev)
-    prod.flush()
-    prod.close()
-
-    expected = _expected_windows(body + flush)
-    for col in ("start", "entries", "exits", "events"):
-        expected[col] = expected[col].astype(int)
-    want = (N_EVENTS + len(flush), len(expected), n_dups, N_INCIDENTS)
+    expected = stream.finish()
+    want = (stream.want, len(expected), stream.n_dups, N_INCIDENTS)
     seen: list[Any] = []
 
     def settled() -> bool:
@@ -287,12 +291,9 @@ def test_a_validation_worker_and_aggregation_workers_give_the_windows_of_one_wor
             print(f"===== {w.log_path}\n{w.dump()}")
         raise AssertionError(f"want {want}, have {seen}") from None
     assert sink.scalar("SELECT count(DISTINCT event_id) FROM footfall_observed") == (
-        N_EVENTS + len(flush))
+        stream.want)
     assert sink.scalar("SELECT count() FROM late_events FINAL") == 0
-    got = _windows(sink)
-    diff = got.compare(expected) if got.shape == expected.shape else None
-    assert diff is not None and diff.empty, (
-        f"windows differ (topics {sink.prefix}.*):\n{diff}\n{got.shape} vs {expected.shape}")
+    _assert_windows(sink, expected)
 
     def fired() -> list[list[Any]]:
         return sink.sql("SELECT subject, countIf(kind = 'fired') AS n FROM alerts FINAL "
