@@ -304,6 +304,8 @@ def _supervise(settings: Any, registry: Any, token: str, broker: Any, newest: da
     headers = bearer_headers(token)
     # replaying the past at speed: alert time (dead sensors, durations) follows event time
     env.setdefault("CITYOPS_ALERT_CLOCK", "event")
+    # the whole pipeline in one worker, whatever a shell exported for a split deployment
+    env["CITYOPS_WORKER_STAGES"] = "all"
     worker = subprocess.Popen([_cityops(), "worker"], env=env, stdout=worker_log,
                               stderr=subprocess.STDOUT, start_new_session=True)
     running["worker"] = worker

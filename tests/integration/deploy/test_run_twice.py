@@ -154,7 +154,8 @@ def test_make_run_twice_carries_on_and_signals_stop_everything(
     assert "SIGTERM: shutting down" in first.text()
 
     started_ms = int(time.time() * 1000)
-    second = Run(run_env, tmp_path / "run2.log")
+    # a shell left with a split deployment's setting: `cityops run` still runs every step
+    second = Run({**run_env, "CITYOPS_WORKER_STAGES": "validation"}, tmp_path / "run2.log")
     runs.append(second)
     try:
         _wait(lambda: "carrying on after" in second.text(), 120, "the resume message")
@@ -163,6 +164,7 @@ def test_make_run_twice_carries_on_and_signals_stop_everything(
               "the second run's events")
         time.sleep(40)
         health = second.health()["validate"]["footfall"]
+        aggregated = second.health()["aggregate"].get("footfall", {}).get("in", 0)
         newest_first, added, first_new = second.sql(
             f"SELECT maxIf(event_time, toUnixTimestamp64Milli(ingested_at) < {started_ms}), "
             f"countIf(toUnixTimestamp64Milli(ingested_at) >= {started_ms}), "
@@ -176,6 +178,7 @@ def test_make_run_twice_carries_on_and_signals_stop_everything(
     left = second.stop(signal.SIGHUP)
     assert left == [], (left, second.text())
     assert added > 100, second.text()
+    assert aggregated > 0, "the run's worker did not aggregate"
     # the simulator carried on after the first run's newest report (no replayed evening);
     # rows ingested now but older than it are the first run's backlog, left in Kafka at stop
     resumed = re.search(r"simulating from (\S+) at", second.text()).group(1)
