@@ -649,7 +649,9 @@ def lag(prefix: str, split: bool = False) -> int:
     raw = [settings.topic(topic_names.raw(f)) for f in FEEDS]
     clean = [settings.topic(topic_names.clean(f)) for f in FEEDS]
     if split:
-        return sum(group_lag(settings.bootstrap_servers, f"{settings.worker_id}.{stage}", tps)
+        return sum(group_lag(settings.bootstrap_servers,
+                             settings.model_copy(update={"worker_stages": stage}).worker_group,
+                             tps)
                    for stage, tps in (("validation", raw), ("aggregation", clean)))
     return group_lag(settings.bootstrap_servers, settings.worker_id, raw + clean)
 

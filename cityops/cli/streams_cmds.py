@@ -141,8 +141,13 @@ def worker_command(
     from cityops.exceptions import CityopsError
 
     if stages is not None:  # through the environment, so a supervised child has it too
-        if stages not in ("all", "validation", "aggregation"):
-            fail(f"--stages {stages!r}: all, validation or aggregation")
+        from typing import get_args
+
+        from cityops.core.settings import WorkerStages
+
+        *others, last = kinds = get_args(WorkerStages)
+        if stages not in kinds:
+            fail(f"--stages {stages!r}: {', '.join(others)} or {last}")
         os.environ["CITYOPS_WORKER_STAGES"] = stages
     if supervise:
         raise typer.Exit(_supervise([] if sink is None else ["--sink" if sink else "--no-sink"]))

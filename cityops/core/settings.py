@@ -27,6 +27,8 @@ from cityops.core.topics import FEEDS as FEEDS  # re-exported: callers import it
 ENV_PREFIX = "CITYOPS_"
 PACKAGED_REGISTRY = Path(__file__).resolve().parent.parent / "registry_data" / "yuzhong"
 WAREHOUSE_SCHEMES = ("chdb", "clickhouse")
+#: what one streams worker runs (``CITYOPS_WORKER_STAGES``)
+WorkerStages = Literal["all", "validation", "aggregation"]
 
 
 class Settings(BaseSettings):
@@ -215,7 +217,7 @@ class Settings(BaseSettings):
         True, description="CITYOPS_WORKER_SINK: run the warehouse sink inside the worker; off "
         "when a separate `cityops sink` writes the warehouse (several workers)",
     )
-    worker_stages: Literal["all", "validation", "aggregation"] = Field(
+    worker_stages: WorkerStages = Field(
         "all",
         description="CITYOPS_WORKER_STAGES: which steps this worker runs. all: validation, "
         "aggregation and the alert engine in one process. validation: raw → clean, dead "

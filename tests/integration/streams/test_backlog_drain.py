@@ -264,8 +264,9 @@ def test_backlog_drained_by_a_validation_and_an_aggregation_worker_has_no_late_e
     second = make_worker(CITYOPS_TOPIC_PREFIX=prefix, CITYOPS_WORKER_STAGES="validation",
                          CITYOPS_WORKER_SINK="false")
     client = load_settings(kafka_bootstrap_servers=kafka_broker, topic_prefix=prefix)
-    groups = {f"{client.worker_id}.validation": [client.topic(f"raw.{f}") for f in FEEDS],
-              f"{client.worker_id}.aggregation": [client.topic(f"clean.{f}") for f in FEEDS]}
+    groups = {client.model_copy(update={"worker_stages": stage}).worker_group:
+              [client.topic(f"{kind}.{f}") for f in FEEDS]
+              for stage, kind in (("validation", "raw"), ("aggregation", "clean"))}
     drain_s = _drained_without_late(kafka_broker, prefix, groups, [second, aggregation], t0)
     assert all(aggregation.health()["aggregate"][f]["late"] == 0 for f in FEEDS)
     assert second.health()["aggregate"] == {}
