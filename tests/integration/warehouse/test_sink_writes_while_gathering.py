@@ -1,0 +1,190 @@
+"""The sink gathers the next batch while its writer thread stores one, and stays exactly once.
+
+A warehouse that takes its time over every insert (the real embedded engine behind a pause)
+makes the overlap visible: records are polled and converted while a write is in flight,
+offsets are committed only for batches already stored, a full batch stops the polling, and
+two sinks of one group that rebalance in the middle of a write count every event once in the
+rollups.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from cityops.core.feeds import FootfallObserved
+from cityops.core.registry import Registry
+from cityops.core.settings import Settings, load_settings
+from cityops.deploy.kafka_local import group_lag
+from cityops.warehouse.sink import Batch, WarehouseSink
+
+pytestmark = pytest.mark.integration
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+class PausingWarehouse:
+    """The embedded warehouse, each insert preceded by a pause (a busy warehouse)."""
+
+    def __init__(self, inner: Any, pause_s: float) -> None:
+        self.inner = inner
+        self.pause_s = pause_s
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]], *,
+               dedup_token: str | None = None) -> int:
+        time.sleep(self.pause_s)
+        return int(self.inner.insert(table, rows, dedup_token=dedup_token))
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple]:
+        return list(self.inner.query(sql, params))
+
+
+class WatchedSink(WarehouseSink):
+    """Records what the consumer's thread did while the writer was busy, and each commit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.converted_while_writing = 0
+        self.largest_batch = 0
+        self.commits: list[Batch] = []
+        self.unstored_at_commit: list[str] = []
+        self.revoked_mid_write = 0
+
+    def _settle_revoked(self) -> None:
+        if self._writing is not None and not self._writing.done.done():
+            self.revoked_mid_write += 1
+        super()._settle_revoked()
+
+    def _add(self, batch: Batch, topic: str, msg: Any) -> None:
+        if self._writing is not None and not self._writing.done.done():
+            self.converted_while_writing += 1
+        super()._add(batch, topic, msg)
+
+    def _hand_over(self, batch: Batch) -> None:
+        self.largest_batch = max(self.largest_batch, batch.n_rows)
+        super()._hand_over(batch)
+
+    def _committed(self, batch: Batch, took: float) -> None:
+        ids = [row["event_id"] for rows in batch.rows.values() for row in rows]
+        stored = {i for (i,) in self.warehouse.query(
+            "SELECT event_id FROM footfall_observed WHERE event_id IN {ids:Array(String)}",
+            {"ids": ids})}
+        self.unstored_at_commit.extend(sorted(set(ids) - stored))
+        self.commits.append(batch)
+        super()._committed(batch, took)
+
+
+def _events(registry: Registry, n: int, tag: str, start: datetime) -> list[FootfallObserved]:
+    """Footfall reports 5 s apart from ``start`` (each test its own day: the module's tests
+    share one database)."""
+    counters = list(registry.counters.values())[:6]
+    return [FootfallObserved(
+        event_id=f"{tag}:{c.id}:{i}", source=c.id, event_time=start + timedelta(seconds=5 * i),
+        zone_id=c.zone_id, entries=i % 13, exits=i % 4, interval_s=5)
+        for i in range(n) for c in [counters[i % len(counters)]]]
+
+
+def _topic(broker: str, prefix: str) -> str:
+    topic = f"{prefix}.clean.footfall"
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    admin.create_topics([NewTopic(topic, 3, 1)])
+    admin.close()
+    return topic
+
+
+def _produce(broker: str, topic: str, events: list[FootfallObserved]) -> None:
+    producer = KafkaProducer(bootstrap_servers=broker, acks="all")
+    for e in events:
+        producer.send(topic, key=e.key(), value=e.to_json())
+    producer.flush()
+    producer.close()
+
+
+def _sink(settings: Settings, prefix: str, wh: Any, group: str, **kw: Any) -> WatchedSink:
+    s = load_settings(topic_prefix=prefix, kafka_port=settings.kafka_port,
+                      worker_session_timeout_s=6.0, **kw)
+    return WatchedSink(s, wh, group_id=group, topics=[s.topic("clean.footfall")])
+
+
+def _wait(condition: Any, sinks: list[WatchedSink], timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        for sink in sinks:
+            assert sink.error is None, sink.error
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _assert_counted_once(wh: Any, events: list[FootfallObserved]) -> None:
+    ids = [e.event_id for e in events]
+    assert wh.query("SELECT count(), uniqExact(event_id) FROM footfall_observed FINAL "
+                    "WHERE event_id IN {ids:Array(String)}", {"ids": ids}) == [
+        (len(events), len(events))]
+    zones = sorted({e.zone_id for e in events})
+    since = min(e.event_time for e in events) - timedelta(minutes=1)
+    until = max(e.event_time for e in events) + timedelta(minutes=1)
+    rollup = wh.query("SELECT sum(entries), sum(exits), sum(reports) FROM footfall_zone_1m "
+                      "WHERE zone_id IN {z:Array(String)} AND minute >= {t0:DateTime64(3)} "
+                      "AND minute <= {t1:DateTime64(3)}", {"z": zones, "t0": since, "t1": until})
+    expected = (sum(e.entries for e in events), sum(e.exits for e in events), len(events))
+    assert tuple(int(v) for v in rollup[0]) == expected
+
+
+def test_the_next_batch_gathers_while_one_is_written_and_commits_follow_the_writes(
+        kafka_broker: str, settings: Settings, registry: Registry, schema_wh: Any) -> None:
+    prefix = f"overlap{uuid.uuid4().hex[:8]}"
+    events = _events(registry, 400, prefix, datetime(2026, 11, 29, 23, 50, tzinfo=TZ))
+    topic = _topic(kafka_broker, prefix)
+    _produce(kafka_broker, topic, events)
+    group = f"{prefix}.sink"
+    sink = _sink(settings, prefix, PausingWarehouse(schema_wh, 0.3), group,
+                 sink_batch_rows=60, sink_batch_s=0.1)
+    sink.start()
+    try:
+        _wait(lambda: group_lag(kafka_broker, group, [topic]) == 0, [sink])
+    finally:
+        sink.stop()
+    assert sink.error is None
+    assert sink.converted_while_writing > 0  # polled and converted during writes
+    assert sink.largest_batch <= 60  # a full batch waited for the writer
+    assert sink.unstored_at_commit == []  # no offset committed before its rows were stored
+    assert sum(b.n_msgs for b in sink.commits) == len(events)
+    _assert_counted_once(schema_wh, events)
+
+
+def test_two_sinks_that_rebalance_during_a_write_count_every_event_once(
+        kafka_broker: str, settings: Settings, registry: Registry, schema_wh: Any) -> None:
+    prefix = f"revoke{uuid.uuid4().hex[:8]}"
+    events = _events(registry, 900, prefix, datetime(2026, 11, 30, 23, 50, tzinfo=TZ))
+    topic = _topic(kafka_broker, prefix)
+    _produce(kafka_broker, topic, events[:300])
+    group = f"{prefix}.sink"
+    slow = _sink(settings, prefix, PausingWarehouse(schema_wh, 0.4), group,
+                 sink_batch_rows=40, sink_batch_s=0.1)
+    slow.start()
+    other: WatchedSink | None = None
+    try:
+        _wait(lambda: slow.commits != [], [slow])
+        other = _sink(settings, prefix, PausingWarehouse(schema_wh, 0.05), group,
+                      sink_batch_rows=40, sink_batch_s=0.1)
+        other.start()  # joins while the first sink is busy writing: a rebalance mid-write
+        _wait(lambda: other is not None and other._consumer is not None
+              and bool(other._consumer.assignment()), [slow, other])
+        _produce(kafka_broker, topic, events[300:])
+        _wait(lambda: group_lag(kafka_broker, group, [topic]) == 0, [slow, other])
+    finally:
+        slow.stop()
+        if other is not None:
+            other.stop()
+    assert slow.error is None and other is not None and other.error is None
+    assert slow.revoked_mid_write >= 1  # the rebalance did come during a write
+    assert slow.commits and other.commits  # both stored a share
+    assert slow.unstored_at_commit == [] and other.unstored_at_commit == []
+    _assert_counted_once(schema_wh, events)
