@@ -13,23 +13,14 @@ Guarantees:
   ranges of the batch (topic, partition, first offset, last offset) and the table, and the
   tables are ReplacingMergeTree on the event / record id, so a replayed batch — even one cut
   at different boundaries — leaves no duplicate after merge (queries use ``FINAL``);
-* **one batch written while the next gathers**: a writer thread stores a batch while the
-  consumer's thread goes on polling and converting the next one, which it hands over when the
-  writer is free (and is due). Offsets are committed on the consumer's thread once the writer
-  has stored their batch, batch after batch in order, each for the partitions it still owns.
-  When partitions are revoked in a rebalance the batch being written is waited for and the
-  gathering batch dropped (read again by the next owner), so two sinks never write the same
-  events at once;
-* **backpressure**: a full gathering batch (``CITYOPS_SINK_BATCH_ROWS``) stops the polling
-  until the writer is free, so a slow warehouse slows consumption and Kafka holds the backlog;
-  memory stays bounded by two batches. While the writer is busy the gathering batch grows past
-  its age, so a slower warehouse gets fewer, larger inserts;
+* **backpressure**: the loop does not poll while a batch is being written, so a slow
+  warehouse slows consumption and Kafka holds the backlog; memory stays bounded by one batch;
 * transient warehouse errors are retried (``RetryPolicy``: tenacity, the warehouse retry
   settings) for as long as the sink runs (nothing is skipped); a record it cannot convert to
   a row is counted and logged, never stalling the stream.
 
-Runs as a thread (``start``/``stop``) inside the worker process, with its writer thread; all
-warehouse calls happen on the writer thread, all consumer calls on the sink's own.
+Runs as a thread (``start``/``stop``) inside the worker process; all warehouse calls happen
+on that thread.
 """
 
 from __future__ import annotations
@@ -38,7 +29,6 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -63,9 +53,6 @@ RAW_TABLES = frozenset(FEED_TABLES.values())
 POLL_RETRY_S = 1.0
 #: topic suffix → derived record class
 RECORD_TOPICS = {cls.topic: cls for cls in DERIVED_RECORDS}
-#: longest poll (ms) while a due batch waits for the writer: how soon it is handed over after
-#: the writer finishes (a poll returns at once when records are fetched)
-WRITER_BUSY_POLL_MS = 20
 
 T = TypeVar("T")
 
@@ -148,14 +135,6 @@ class Batch:
 
 
 @dataclass
-class Writing:
-    """A batch handed to the writer thread, and the write's outcome (its seconds)."""
-
-    batch: Batch
-    done: Future[float]
-
-
-@dataclass
 class SinkStats:
     batches: int = 0
     rows: int = 0
@@ -188,9 +167,6 @@ class WarehouseSink:
         self.error: BaseException | None = None
         self.ready = threading.Event()
         self._flush_started = 0.0  # monotonic; a batch's clock never starts before it
-        self._writer: ThreadPoolExecutor | None = None
-        self._writing: Writing | None = None  # the batch the writer thread is storing
-        self._batch = Batch()  # the batch being gathered
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -208,20 +184,10 @@ class WarehouseSink:
         return self._thread is not None and self._thread.is_alive()
 
     def _consumer_factory(self) -> Any:
-        from kafka import ConsumerRebalanceListener, KafkaConsumer
-        from kafka.coordinator.assignors.range import RangePartitionAssignor
-        from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+        from kafka import KafkaConsumer
 
-        sink = self
-
-        class SettleOnRevoke(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                sink._settle_revoked()
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                pass
-
-        consumer = KafkaConsumer(
+        return KafkaConsumer(
+            *self.topics,
             bootstrap_servers=self.settings.bootstrap_servers.split(","),
             group_id=self.group_id,
             client_id=f"{self.group_id}-{id(self) & 0xffff:x}",
@@ -229,10 +195,6 @@ class WarehouseSink:
             auto_offset_reset="earliest",
             max_poll_records=max(1, min(self.batch_rows, 5000)),
             max_poll_interval_ms=30 * 60 * 1000,
-            # eager rebalancing (kafka-python's default, pinned): a rebalance revokes every
-            # partition and positions restart from the committed offsets, which is what lets
-            # ``_settle_revoked`` drop the gathering batch (see there)
-            partition_assignment_strategy=(RangePartitionAssignor, RoundRobinPartitionAssignor),
             fetch_max_wait_ms=self.settings.worker_fetch_max_wait_ms,
             metadata_max_age_ms=30_000,
             session_timeout_ms=int(self.settings.worker_session_timeout_s * 1000),
@@ -240,12 +202,9 @@ class WarehouseSink:
                                       * 1000),
             **kafka_python_security(self.settings),
         )
-        consumer.subscribe(self.topics, listener=SettleOnRevoke())
-        return consumer
 
     def _run(self) -> None:
         try:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="warehouse-writer")
             self._consumer = self._consumer_factory()
             self.ready.set()
             self._loop()
@@ -254,8 +213,6 @@ class WarehouseSink:
             log.exception("sink.crashed")
         finally:
             self.ready.set()
-            if self._writer is not None:
-                self._writer.shutdown(wait=True)
             if self._consumer is not None:
                 try:
                     self._consumer.close(autocommit=False)
@@ -264,14 +221,13 @@ class WarehouseSink:
 
     # --- the loop --------------------------------------------------------------------------
     def _loop(self) -> None:
+        batch = Batch()
         last_lag = 0.0
         assigned_at = time.monotonic()
         while not self._stop.is_set():
-            self._settle(block=False)
-            batch = self._batch
             if self._consumer.assignment():
                 assigned_at = time.monotonic()
-            elif (batch.n_msgs == 0 and self._writing is None and time.monotonic() - assigned_at
+            elif (batch.n_msgs == 0 and time.monotonic() - assigned_at
                   > 3 * self.settings.worker_session_timeout_s + 5):
                 # a consumer that lost its group membership for good (seen with kafka-python
                 # 3.0 after a member of the group was killed): start a fresh one
@@ -280,88 +236,44 @@ class WarehouseSink:
                 self._reconnect()
                 assigned_at = time.monotonic()
                 continue
-            if batch.n_rows >= self.batch_rows:  # full: wait for the writer (backpressure)
-                self._settle(block=True)
-            else:
-                wait_ms = 100
-                if batch.started is not None:
-                    left = self.batch_s - (time.monotonic() - batch.started)
-                    wait_ms = max(0, min(100, int(left * 1000)))
-                    if wait_ms == 0 and self._writing is not None:
-                        wait_ms = WRITER_BUSY_POLL_MS  # due: gather until the writer is free
-                try:
-                    polled = self._consumer.poll(
-                        timeout_ms=wait_ms, max_records=max(1, self.batch_rows - batch.n_rows))
-                except Exception as exc:
-                    if not getattr(exc, "retriable", False):
-                        raise
-                    # the broker went away under the poll (kafka-python 3 raised ECONNREFUSED
-                    # from its coordinator lookup, and the sink stopped storing for good): start
-                    # again from the committed offsets. The gathering batch is neither written
-                    # nor committed, so it is read again: nothing lost, nothing written twice
-                    log.warning("sink.poll_failed", error=f"{type(exc).__name__}: {exc}"[:300],
-                                dropped_rows=self._batch.n_rows)
-                    metrics.SINK_ERRORS.labels(code="poll").inc()
-                    self._settle(block=True)  # written: committed if the broker is back
-                    self._batch = Batch()
-                    self._reconnect_when_up()
-                    assigned_at = time.monotonic()
-                    continue
-                batch = self._batch  # a rebalance in the poll may have settled the old one
-                for tp, msgs in polled.items():
-                    for msg in msgs:
-                        since = None if batch.started is not None else self._waiting_since(msg)
-                        batch.add_offset(tp.topic, tp.partition, msg.offset, since)
-                        self._add(batch, tp.topic, msg)
+            wait_ms = 100
+            if batch.started is not None:
+                left = self.batch_s - (time.monotonic() - batch.started)
+                wait_ms = max(0, min(100, int(left * 1000)))
+            try:
+                polled = self._consumer.poll(timeout_ms=wait_ms,
+                                             max_records=max(1, self.batch_rows - batch.n_rows))
+            except Exception as exc:
+                if not getattr(exc, "retriable", False):
+                    raise
+                # the broker went away under the poll (kafka-python 3 raised ECONNREFUSED
+                # from its coordinator lookup, and the sink stopped storing for good): start
+                # again from the committed offsets. The batch in hand was neither written nor
+                # committed, so it is read again: nothing lost, nothing written twice
+                log.warning("sink.poll_failed", error=f"{type(exc).__name__}: {exc}"[:300],
+                            dropped_rows=batch.n_rows)
+                metrics.SINK_ERRORS.labels(code="poll").inc()
+                batch = Batch()
+                self._reconnect_when_up()
+                assigned_at = time.monotonic()
+                continue
+            for tp, msgs in polled.items():
+                for msg in msgs:
+                    since = None if batch.started is not None else self._waiting_since(msg)
+                    batch.add_offset(tp.topic, tp.partition, msg.offset, since)
+                    self._add(batch, tp.topic, msg)
             metrics.SINK_PENDING.set(batch.n_rows)
             due = batch.started is not None and (
                 batch.n_rows >= self.batch_rows
                 or time.monotonic() - batch.started >= self.batch_s)
-            if due and self._writing is None:
-                self._hand_over(batch)
+            if due:
+                self._flush(batch)
+                batch = Batch()
             if time.monotonic() - last_lag > 5:
                 self._update_lag()
                 last_lag = time.monotonic()
-        self._settle(block=True)
-        if self._batch.n_msgs:
-            self._flush(self._batch)
-            self._batch = Batch()
-
-    def _hand_over(self, batch: Batch) -> None:
-        """Give the batch to the writer thread and start gathering the next one."""
-        if self._writer is None:
-            raise RuntimeError("the sink's writer is not running")
-        self._writing = Writing(batch, self._writer.submit(self._write, batch))
-        self._batch = Batch()
-
-    def _settle(self, *, block: bool) -> None:
-        """Commit the batch the writer stored (waiting for it with ``block``). A write that
-        failed raises here, on the consumer's thread: nothing of it is committed."""
-        writing = self._writing
-        if writing is None or (not block and not writing.done.done()):
-            return
-        self._writing = None
-        took = writing.done.result()
-        self._committed(writing.batch, took)
-
-    def _settle_revoked(self) -> None:
-        """Partitions are being revoked. Called inside ``poll`` on kafka-python's network
-        thread, where a commit would wait for that thread itself, so nothing is committed
-        here: the write in flight is waited for (bounded by the session timeout), so that the
-        partitions' next owner never writes the same events at the same time (it finds them
-        stored and leaves them out, see ``_without_stored``), and the gathering batch is
-        dropped: uncommitted, its records are read again by whoever owns them next (this sink
-        too: with eager rebalancing every partition restarts from its committed offset). The
-        consumer's thread is inside ``poll`` meanwhile (kafka-python joins the group only
-        there), so the batch is not being added to."""
-        writing = self._writing
-        if writing is not None:
-            wait([writing.done], timeout=self.settings.worker_session_timeout_s)
-            if not writing.done.done():
-                log.warning("sink.revoked_during_write")
-        if self._batch.n_msgs:
-            log.info("sink.revoked_batch_dropped", messages=self._batch.n_msgs)
-            self._batch = Batch()
+        if batch.n_msgs:
+            self._flush(batch)
 
     def _waiting_since(self, msg: Any) -> float:
         """When a batch's first record began to wait (monotonic seconds): when it was
@@ -417,11 +329,6 @@ class WarehouseSink:
             batch.add_row(table, row)
 
     def _flush(self, batch: Batch) -> None:
-        """Store the batch and commit it, on this thread (at a stop, a revocation, in tests)."""
-        self._committed(batch, self._write(batch))
-
-    def _write(self, batch: Batch) -> float:
-        """Store one batch in the warehouse (the writer thread); the seconds it took."""
         started = self._flush_started = time.monotonic()
         # the events first: a duty officer's boards read them (and their rollups), and each
         # insert costs the embedded warehouse 15-60 ms whatever its size, so the derived
@@ -433,11 +340,8 @@ class WarehouseSink:
                 if not rows:
                     continue
             self._insert(table, rows, batch_token(batch.ranges, table))
-        return time.monotonic() - started
-
-    def _committed(self, batch: Batch, took: float) -> None:
-        """Commit a stored batch's offsets and count it (the consumer's thread)."""
         self._commit(batch)
+        took = time.monotonic() - started
         self.stats.batches += 1
         self.stats.rows += batch.n_rows
         self.stats.messages += batch.n_msgs
@@ -445,6 +349,7 @@ class WarehouseSink:
         self.stats.last_commit_at = time.time()
         metrics.SINK_BATCHES.inc()
         metrics.SINK_BATCH_SECONDS.observe(took)
+        metrics.SINK_PENDING.set(0)
         for table, rows in batch.rows.items():
             metrics.SINK_ROWS.labels(table=table).inc(len(rows))
         log.debug("sink.batch", rows=batch.n_rows, messages=batch.n_msgs,
@@ -528,11 +433,6 @@ class WarehouseSink:
 
         offsets = {TopicPartition(t, p): OffsetAndMetadata(last + 1, "", -1)
                    for (t, p), (_first, last) in batch.ranges.items()}
-        # a batch stored while its partitions moved to another sink: theirs to commit now
-        owned = self._consumer.assignment()
-        offsets = {tp: om for tp, om in offsets.items() if tp in owned}
-        if not offsets:
-            return
         try:
             self._consumer.commit(offsets=offsets)
         except CommitFailedError:
