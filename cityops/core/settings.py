@@ -316,6 +316,13 @@ class Settings(BaseSettings):
         "every max(this, one flush), so a row waits about half of it plus a flush (1.0 gave a "
         "median of 0.7 s produced → visible at 1,000 events/s, 0.5 gives 0.36–0.39 s)",
     )
+    sink_derived_batch_s: float = Field(
+        2.0, ge=0, le=300,
+        description="CITYOPS_SINK_DERIVED_BATCH_S: max age of a live batch of derived records "
+        "(windows, states, indexes, alerts, dead letters, late events); they are written "
+        "after the events' batch that finds them due, so most event batches write only the "
+        "raw tables. 0 writes them with every events' batch",
+    )
     stream_dedup_horizon_s: float = Field(
         3_600.0, gt=0, le=30 * 86_400,
         description="CITYOPS_STREAM_DEDUP_HORIZON_S: how far behind a partition's newest event "

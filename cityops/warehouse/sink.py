@@ -15,6 +15,11 @@ Guarantees:
   at different boundaries — leaves no duplicate after merge (queries use ``FINAL``);
 * **backpressure**: the loop does not poll while a batch is being written, so a slow
   warehouse slows consumption and Kafka holds the backlog; memory stays bounded by one batch;
+* **derived records in their own batches**: windows, states, indexes, alerts, dead letters and
+  late events gather for ``CITYOPS_SINK_DERIVED_BATCH_S`` (2 s) beside the events' batches
+  (``CITYOPS_SINK_BATCH_S``), each batch committing its own topics' offsets. Each embedded
+  insert costs 10-60 ms whatever its size, so an events' batch that writes the four raw
+  tables only ends sooner, and the next events wait less;
 * transient warehouse errors are retried (``RetryPolicy``: tenacity, the warehouse retry
   settings) for as long as the sink runs (nothing is skipped); a record it cannot convert to
   a row is counted and logged, never stalling the stream.
@@ -70,6 +75,13 @@ Converter = Callable[[str, bytes], tuple[str, dict[str, Any]] | None]
 def sink_topics(settings: Settings) -> list[str]:
     """Every topic the sink stores: validated events and all derived records."""
     return [settings.topic(name) for name in topics.STORED]
+
+
+def is_event_topic(settings: Settings, topic: str) -> bool:
+    """Whether the topic holds validated events (``clean.<feed>``), not derived records."""
+    prefix = settings.topic_prefix + "."
+    return topics.clean_feed(topic[len(prefix):] if topic.startswith(prefix) else topic) \
+        is not None
 
 
 def default_converter(settings: Settings) -> Converter:
@@ -159,6 +171,9 @@ class WarehouseSink:
         self.topics = topics or sink_topics(settings)
         self.batch_rows = settings.sink_batch_rows
         self.batch_s = settings.sink_batch_s
+        self.derived_batch_s = settings.sink_derived_batch_s
+        #: topics whose records are events (raw rows): the others gather in derived batches
+        self._event_topics = frozenset(t for t in self.topics if is_event_topic(settings, t))
         self.retry = RetryPolicy.from_settings(settings)
         self.stats = SinkStats()
         self._stop = threading.Event()
@@ -222,12 +237,13 @@ class WarehouseSink:
     # --- the loop --------------------------------------------------------------------------
     def _loop(self) -> None:
         batch = Batch()
+        derived = Batch()  # derived records, with their own clock (``derived_batch_s``)
         last_lag = 0.0
         assigned_at = time.monotonic()
         while not self._stop.is_set():
             if self._consumer.assignment():
                 assigned_at = time.monotonic()
-            elif (batch.n_msgs == 0 and time.monotonic() - assigned_at
+            elif (batch.n_msgs == 0 and derived.n_msgs == 0 and time.monotonic() - assigned_at
                   > 3 * self.settings.worker_session_timeout_s + 5):
                 # a consumer that lost its group membership for good (seen with kafka-python
                 # 3.0 after a member of the group was killed): start a fresh one
@@ -236,13 +252,12 @@ class WarehouseSink:
                 self._reconnect()
                 assigned_at = time.monotonic()
                 continue
-            wait_ms = 100
-            if batch.started is not None:
-                left = self.batch_s - (time.monotonic() - batch.started)
-                wait_ms = max(0, min(100, int(left * 1000)))
+            wait_ms = min(self._ms_left(batch, self.batch_s),
+                          self._ms_left(derived, self.derived_batch_s))
             try:
-                polled = self._consumer.poll(timeout_ms=wait_ms,
-                                             max_records=max(1, self.batch_rows - batch.n_rows))
+                polled = self._consumer.poll(
+                    timeout_ms=wait_ms,
+                    max_records=max(1, self.batch_rows - max(batch.n_rows, derived.n_rows)))
             except Exception as exc:
                 if not getattr(exc, "retriable", False):
                     raise
@@ -253,27 +268,41 @@ class WarehouseSink:
                 log.warning("sink.poll_failed", error=f"{type(exc).__name__}: {exc}"[:300],
                             dropped_rows=batch.n_rows)
                 metrics.SINK_ERRORS.labels(code="poll").inc()
-                batch = Batch()
+                batch, derived = Batch(), Batch()
                 self._reconnect_when_up()
                 assigned_at = time.monotonic()
                 continue
             for tp, msgs in polled.items():
+                into = batch if tp.topic in self._event_topics or not self.derived_batch_s \
+                    else derived
                 for msg in msgs:
-                    since = None if batch.started is not None else self._waiting_since(msg)
-                    batch.add_offset(tp.topic, tp.partition, msg.offset, since)
-                    self._add(batch, tp.topic, msg)
-            metrics.SINK_PENDING.set(batch.n_rows)
-            due = batch.started is not None and (
-                batch.n_rows >= self.batch_rows
-                or time.monotonic() - batch.started >= self.batch_s)
-            if due:
+                    since = None if into.started is not None else self._waiting_since(msg)
+                    into.add_offset(tp.topic, tp.partition, msg.offset, since)
+                    self._add(into, tp.topic, msg)
+            metrics.SINK_PENDING.set(batch.n_rows + derived.n_rows)
+            if self._due(batch, self.batch_s):
                 self._flush(batch)
                 batch = Batch()
+            if self._due(derived, self.derived_batch_s):
+                self._flush(derived)
+                derived = Batch()
             if time.monotonic() - last_lag > 5:
                 self._update_lag()
                 last_lag = time.monotonic()
-        if batch.n_msgs:
-            self._flush(batch)
+        for left in (batch, derived):
+            if left.n_msgs:
+                self._flush(left)
+
+    def _due(self, batch: Batch, max_age_s: float) -> bool:
+        return batch.started is not None and (
+            batch.n_rows >= self.batch_rows or time.monotonic() - batch.started >= max_age_s)
+
+    @staticmethod
+    def _ms_left(batch: Batch, max_age_s: float) -> int:
+        """How long a poll may wait for the batch (ms, at most 100): until it is due."""
+        if batch.started is None:
+            return 100
+        return max(0, min(100, int((max_age_s - (time.monotonic() - batch.started)) * 1000)))
 
     def _waiting_since(self, msg: Any) -> float:
         """When a batch's first record began to wait (monotonic seconds): when it was
