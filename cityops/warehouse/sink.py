@@ -14,7 +14,8 @@ Guarantees:
   tables are ReplacingMergeTree on the event / record id, so a replayed batch — even one cut
   at different boundaries — leaves no duplicate after merge (queries use ``FINAL``);
 * **backpressure**: the loop does not poll while a batch is being written, so a slow
-  warehouse slows consumption and Kafka holds the backlog; memory stays bounded by one batch;
+  warehouse slows consumption and Kafka holds the backlog; memory stays bounded by two batches
+  (the events' and the derived records' below);
 * **derived records in their own batches**: windows, states, indexes, alerts, dead letters and
   late events gather for ``CITYOPS_SINK_DERIVED_BATCH_S`` (2 s) beside the events' batches
   (``CITYOPS_SINK_BATCH_S``), each batch committing its own topics' offsets. Each embedded
@@ -263,10 +264,10 @@ class WarehouseSink:
                     raise
                 # the broker went away under the poll (kafka-python 3 raised ECONNREFUSED
                 # from its coordinator lookup, and the sink stopped storing for good): start
-                # again from the committed offsets. The batch in hand was neither written nor
-                # committed, so it is read again: nothing lost, nothing written twice
+                # again from the committed offsets. The batches in hand were neither written nor
+                # committed, so they are read again: nothing lost, nothing written twice
                 log.warning("sink.poll_failed", error=f"{type(exc).__name__}: {exc}"[:300],
-                            dropped_rows=batch.n_rows)
+                            dropped_rows=batch.n_rows + derived.n_rows)
                 metrics.SINK_ERRORS.labels(code="poll").inc()
                 batch, derived = Batch(), Batch()
                 self._reconnect_when_up()
