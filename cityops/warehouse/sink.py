@@ -78,11 +78,14 @@ def sink_topics(settings: Settings) -> list[str]:
     return [settings.topic(name) for name in topics.STORED]
 
 
+def _suffix(prefix: str, topic: str) -> str:
+    """The topic's name without the deployment's ``<prefix>.``."""
+    return topic[len(prefix):] if topic.startswith(prefix) else topic
+
+
 def is_event_topic(settings: Settings, topic: str) -> bool:
     """Whether the topic holds validated events (``clean.<feed>``), not derived records."""
-    prefix = settings.topic_prefix + "."
-    return topics.clean_feed(topic[len(prefix):] if topic.startswith(prefix) else topic) \
-        is not None
+    return topics.clean_feed(_suffix(settings.topic_prefix + ".", topic)) is not None
 
 
 def default_converter(settings: Settings) -> Converter:
@@ -101,7 +104,7 @@ def default_converter(settings: Settings) -> Converter:
     context = clean_context(settings.max_clock_skew_s).as_dict()
 
     def convert(topic: str, value: bytes) -> tuple[str, dict[str, Any]] | None:
-        suffix = topic[len(prefix):] if topic.startswith(prefix) else topic
+        suffix = _suffix(prefix, topic)
         feed = topics.clean_feed(suffix)
         if feed is not None:
             event = FEED_MODELS[feed].model_validate_json(value, context=context)
