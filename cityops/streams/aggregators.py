@@ -400,17 +400,31 @@ class AirQualityAggregator:
     mean itself is provisional until the hour ends: ``samples`` says how many it holds.
     """
 
-    def __init__(self, tz: ZoneInfo = SHANGHAI, retention_h: int = 32) -> None:
+    def __init__(self, tz: ZoneInfo = SHANGHAI, retention_h: int = 32,
+                 pending_records: bool = False) -> None:
         self.tz = tz
         self.retention_h = max(retention_h, 32)  # 24 h + 8 h for the daily max 8-h mean
+        #: indexes as ``records.Pending`` revisions, built only when published (the worker)
+        self.pending_records = pending_records
         self._state: dict[str, dict[str, Any]] = {}
+        #: station → pollutant → hour index → hourly mean: derived from ``_state`` and kept
+        #: beside it, so a sample recomputes its own hour's means, not the 32 hours'
+        self._series: dict[str, dict[str, dict[int, float]]] = {}
 
-    def _hour_means(self, hours: dict[str, Any]) -> dict[int, dict[str, float]]:
-        out: dict[int, dict[str, float]] = {}
-        for hk, h in hours.items():
-            out[int(hk)] = {p: h["sums"][p] / h["weights"][p] for p in h["sums"]
-                            if h["weights"][p] > 0}
-        return out
+    @staticmethod
+    def _put_means(series: dict[str, dict[int, float]], hour: int, h: dict[str, Any]) -> None:
+        weights = h["weights"]
+        for p, total in h["sums"].items():
+            if weights[p] > 0:
+                series.setdefault(p, {})[hour // HOUR_S] = total / weights[p]
+
+    def _series_of(self, station: str) -> dict[str, dict[int, float]]:
+        series = self._series.get(station)
+        if series is None:
+            series = self._series[station] = {}
+            for hk, h in self._state[station]["hours"].items():
+                self._put_means(series, int(hk), h)
+        return series
 
     @staticmethod
     def _mean_over(series: dict[int, float], hours: range, min_n: int) -> float | None:
@@ -426,9 +440,11 @@ class AirQualityAggregator:
             return Outcome(False, violations=["averaging_s above one hour: not used"])
         end_s = ev.event_time.timestamp()
         hour = math.floor((end_s - averaging_s / 2) / HOUR_S) * HOUR_S
-        st = self._state.setdefault(ev.station_id, {"hours": {}, "newest": None})
+        station = ev.station_id
+        st = self._state.setdefault(station, {"hours": {}, "newest": None})
         if st["newest"] is not None and hour <= st["newest"] - self.retention_h * HOUR_S:
             return Outcome(False, lateness_s=st["newest"] - hour)
+        series = self._series_of(station)
         st["newest"] = hour if st["newest"] is None else max(st["newest"], hour)
         hours = st["hours"]
         hk = str(hour)
@@ -439,34 +455,35 @@ class AirQualityAggregator:
                 h["sums"][short] = h["sums"].get(short, 0.0) + v * averaging_s
                 h["weights"][short] = h["weights"].get(short, 0.0) + averaging_s
         h["samples"] += 1
+        self._put_means(series, hour, h)
         cutoff = st["newest"] - self.retention_h * HOUR_S
         for old in [k for k in hours if int(k) <= cutoff]:
             del hours[old]
-        return Outcome(True, self._records(ev.station_id, hour, emitted_at))
+            for by_hour in series.values():
+                by_hour.pop(int(old) // HOUR_S, None)
+        return Outcome(True, self._records(station, hour, emitted_at, ev.event_time))
 
-    def _records(self, station: str, hour: int, emitted_at: datetime) -> list[AirQualityIndex]:
-        st = self._state[station]
-        h = st["hours"][str(hour)]
-        means = self._hour_means(st["hours"])
-        cur = means.get(hour, {})
+    def _records(self, station: str, hour: int, emitted_at: datetime,
+                 event_time: datetime) -> list[AirQualityIndex | Pending]:
+        hours = self._state[station]["hours"]
+        h = hours[str(hour)]
+        series = self._series_of(station)
         hi = hour // HOUR_S
-        series: dict[str, dict[int, float]] = {}  # pollutant → hour index → hourly mean
-        for k, m in means.items():
-            for p, v in m.items():
-                series.setdefault(p, {})[k // HOUR_S] = v
-        o3 = series.get("o3", {})
+        cur = {p: by_hour[hi] for p, by_hour in series.items() if hi in by_hour}
+        none: dict[int, float] = {}
+        o3 = series.get("o3", none)
         last8 = range(hi - 7, hi + 1)
         last24 = range(hi - 23, hi + 1)
         o3_8h = self._mean_over(o3, last8, MIN_HOURS_8H)
-        so2_24h = self._mean_over(series.get("so2", {}), last24, MIN_HOURS_24H)
+        so2_24h = self._mean_over(series.get("so2", none), last24, MIN_HOURS_24H)
         res = compute_aqi(pm25=cur.get("pm25"), pm10=cur.get("pm10"), o3_1h=cur.get("o3"),
                           no2=cur.get("no2"), so2=cur.get("so2"), co=cur.get("co"),
                           averaging="1h", so2_24h=so2_24h)
         out = [self._index(station, hour, "1h", h, emitted_at, res, samples=h["samples"],
-                           pm25=cur.get("pm25"), pm10=cur.get("pm10"), o3_1h=cur.get("o3"),
-                           o3_8h=o3_8h, no2=cur.get("no2"), so2=cur.get("so2"),
-                           co=cur.get("co"))]
-        daily = {p: self._mean_over(series.get(p, {}), last24, MIN_HOURS_24H)
+                           observed_at=event_time, pm25=cur.get("pm25"),
+                           pm10=cur.get("pm10"), o3_1h=cur.get("o3"), o3_8h=o3_8h,
+                           no2=cur.get("no2"), so2=cur.get("so2"), co=cur.get("co"))]
+        daily = {p: self._mean_over(series.get(p, none), last24, MIN_HOURS_24H)
                  for p in ("pm25", "pm10", "no2", "so2", "co")}
         o3_hours = [o3[x] for x in last24 if x in o3]
         o3_max_1h = max(o3_hours) if len(o3_hours) >= MIN_HOURS_24H else None
@@ -477,28 +494,42 @@ class AirQualityAggregator:
             o3_max_8h = max(valid8) if valid8 else None
         if any(v is not None for v in daily.values()) or o3_max_1h is not None:
             dres = compute_aqi(**daily, o3_1h=o3_max_1h, o3_8h=o3_max_8h, averaging="24h")
-            n_hours = sum(1 for x in last24 if x * HOUR_S in means)
+            n_hours = sum(1 for x in last24 if str(x * HOUR_S) in hours)
             out.append(self._index(station, hour, "24h", h, emitted_at, dres, samples=n_hours,
-                                   o3_1h=o3_max_1h, o3_8h=o3_max_8h, **daily))
+                                   observed_at=None, o3_1h=o3_max_1h, o3_8h=o3_max_8h,
+                                   **daily))
         return out
 
     def _index(self, station: str, hour: int, averaging: str, h: dict[str, Any],
-               emitted_at: datetime, res: Any, *, samples: int, **values: float | None,
-               ) -> AirQualityIndex:
+               emitted_at: datetime, res: Any, *, samples: int,
+               observed_at: datetime | None, **values: float | None,
+               ) -> AirQualityIndex | Pending:
+        """The index's next revision; with ``pending_records`` a ``Pending`` one, observed
+        (the hourly AQI, for the alert rules) at ``observed_at``."""
         rev = h["rev"].get(averaging, -1) + 1
         h["rev"][averaging] = rev
 
         def r(v: float | None) -> float | None:
             return None if v is None else round(v, 3)
 
-        return AirQualityIndex(
-            station_id=station, hour_start=_dt(hour, self.tz), averaging=averaging,
-            pm25_ugm3=r(values.get("pm25")), pm10_ugm3=r(values.get("pm10")),
-            o3_1h_ugm3=r(values.get("o3_1h")), o3_8h_ugm3=r(values.get("o3_8h")),
-            no2_ugm3=r(values.get("no2")), so2_ugm3=r(values.get("so2")),
-            co_mgm3=r(values.get("co")), iaqi=dict(res.iaqi), aqi=res.aqi,
-            primary_pollutants=list(res.primary_pollutants), category=res.category_zh,
-            samples=samples, revision=rev, emitted_at=emitted_at)
+        def make() -> AirQualityIndex:
+            return AirQualityIndex(
+                station_id=station, hour_start=_dt(hour, self.tz), averaging=averaging,
+                pm25_ugm3=r(values.get("pm25")), pm10_ugm3=r(values.get("pm10")),
+                o3_1h_ugm3=r(values.get("o3_1h")), o3_8h_ugm3=r(values.get("o3_8h")),
+                no2_ugm3=r(values.get("no2")), so2_ugm3=r(values.get("so2")),
+                co_mgm3=r(values.get("co")), iaqi=dict(res.iaqi), aqi=res.aqi,
+                primary_pollutants=list(res.primary_pollutants), category=res.category_zh,
+                samples=samples, revision=rev, emitted_at=emitted_at)
+
+        if not self.pending_records:
+            return make()
+        observes = None
+        if observed_at is not None and res.aqi is not None:
+            observes = ("aqi", station, float(res.aqi), observed_at.isoformat())
+        return Pending(AirQualityIndex, AirQualityIndex.id_of(station, averaging,
+                                                              _dt(hour, self.tz)),
+                       rev, make, observes)
 
     def to_state(self, station_id: str) -> dict[str, Any]:
         import copy
@@ -507,12 +538,14 @@ class AirQualityAggregator:
 
     def forget(self, station_id: str) -> None:
         self._state.pop(station_id, None)
+        self._series.pop(station_id, None)
 
     def from_state(self, station_id: str, state: dict[str, Any]) -> None:
         import copy
 
         self._state[station_id] = copy.deepcopy(state) if state else {"hours": {},
                                                                        "newest": None}
+        self._series.pop(station_id, None)
 
 
 # ============================================================================================

@@ -122,6 +122,23 @@ def iaqi(table: str, concentration: float) -> int:
 def _iaqi(table: str, concentration: float) -> int:
     """``iaqi`` of a checked value; cached: a station's hourly means repeat across the
     re-publications of their hour and of the 24 trailing daily indexes."""
+    fbps = BREAKPOINTS[table]
+    if fbps[0] <= concentration < fbps[-1]:
+        # float first: formula (1) rounded up is exact unless the value lies within float
+        # error of a whole number, and only then is it worked out in exact rationals below
+        for i in range(1, len(fbps)):
+            if concentration < fbps[i]:
+                lo, hi = fbps[i - 1], fbps[i]
+                i_lo, i_hi = IAQI_LEVELS[i - 1], IAQI_LEVELS[i]
+                value = (i_hi - i_lo) / (hi - lo) * (concentration - lo) + i_lo
+                if abs(value - round(value)) > 1e-6:
+                    return math.ceil(value)
+                break
+    return _iaqi_exact(table, concentration)
+
+
+def _iaqi_exact(table: str, concentration: float) -> int:
+    """``_iaqi`` in exact rationals: the sub-index of a value on or next to a whole number."""
     bps = _EXACT_BREAKPOINTS[table]
     c = _exact(concentration)
     if c >= bps[-1]:

@@ -140,7 +140,8 @@ def _footfall(settings: Settings, registry: Registry) -> Aggregator:
 AGGREGATORS: dict[str, Callable[[Settings, Registry], Aggregator]] = {
     "footfall": _footfall,
     "parking": lambda settings, _registry: _Keyed(ParkingAggregator(tz=settings.tz)),
-    "air": lambda settings, _registry: _Keyed(AirQualityAggregator(tz=settings.tz)),
+    "air": lambda settings, _registry: _Keyed(AirQualityAggregator(tz=settings.tz,
+                                                                   pending_records=True)),
     "incidents": lambda settings, _registry: IncidentsByPartition(settings),
 }
 

@@ -8,6 +8,7 @@ Times are timezone-aware; the warehouse stores them as DateTime64 in the distric
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
@@ -107,7 +108,12 @@ class AirQualityIndex(_Record):
     emitted_at: AwareDatetime
 
     def record_id(self) -> str:
-        return f"{self.station_id}:{self.averaging}:{self.hour_start.isoformat()}"
+        return self.id_of(self.station_id, self.averaging, self.hour_start)
+
+    @staticmethod
+    def id_of(station_id: str, averaging: str, hour_start: datetime) -> str:
+        """The record id from its parts (a ``Pending`` revision has it before the model)."""
+        return f"{station_id}:{averaging}:{hour_start.isoformat()}"
 
     def key(self) -> bytes:
         return self.station_id.encode()

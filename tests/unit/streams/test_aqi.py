@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cityops.cli.main import app
-from cityops.streams.aqi import compute_aqi, iaqi
+from cityops.streams.aqi import BREAKPOINTS, IAQI_LEVELS, _iaqi, _iaqi_exact, compute_aqi, iaqi
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,47 @@ from cityops.streams.aqi import compute_aqi, iaqi
 )
 def test_iaqi_vectors(table: str, conc: float, expected: int) -> None:
     assert iaqi(table, conc) == expected
+
+
+def _values_that_test_rounding(table: str) -> list[float]:
+    """Every breakpoint and its float neighbours, every one-decimal value whose sub-index is
+    a whole number (where float noise alone would round up one too many), and a sweep."""
+    import math
+    import random
+
+    bps = BREAKPOINTS[table]
+    out: list[float] = []
+    for b in bps:
+        out += [b, math.nextafter(b, -math.inf), math.nextafter(b, math.inf)]
+    for i in range(1, len(bps)):
+        lo, hi = bps[i - 1], bps[i]
+        steps = IAQI_LEVELS[i] - IAQI_LEVELS[i - 1]
+        out += [round(lo + (hi - lo) * j / steps, 1) for j in range(steps + 1)]
+    rnd = random.Random(table)
+    out += [round(rnd.uniform(0, bps[-1] * 1.1), rnd.choice((1, 3, 9))) for _ in range(5000)]
+    return [max(v, 0.0) for v in out]
+
+
+@pytest.mark.parametrize("table", sorted(BREAKPOINTS))
+def test_iaqi_float_path_agrees_with_exact_rationals(table: str) -> None:
+    values = _values_that_test_rounding(table)
+    whole = [v for v in values if _iaqi_exact(table, v) == _exact_value(table, v)]
+    assert len(whole) > 50  # the values where rounding up is decided by float noise
+    assert [_iaqi.__wrapped__(table, v) for v in values] == [_iaqi_exact(table, v)
+                                                             for v in values]
+
+
+def _exact_value(table: str, v: float) -> float:
+    """Formula (1) in exact rationals, not rounded (a whole number where it lands on one)."""
+    from fractions import Fraction
+
+    bps = [Fraction(repr(b)) for b in BREAKPOINTS[table]]
+    c = Fraction(repr(v))
+    for i in range(1, len(bps)):
+        if c <= bps[i]:
+            return float(Fraction(IAQI_LEVELS[i] - IAQI_LEVELS[i - 1]) / (bps[i] - bps[i - 1])
+                         * (c - bps[i - 1]) + IAQI_LEVELS[i - 1])
+    return -1.0
 
 
 def test_hourly_aqi_max_and_primary() -> None:
