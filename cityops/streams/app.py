@@ -226,12 +226,14 @@ async def publish_many(producer: Any, items: list[Outgoing]) -> list[Any]:
         batch = producer.create_batch()
         for key_b, value_b, hdrs in records:
             if batch.append(key=key_b, value=value_b, timestamp=None, headers=hdrs) is None:
+                batch.close()
                 futures.append(await producer.send_batch(batch, name, partition=partition))
                 batch = producer.create_batch()
                 if batch.append(key=key_b, value=value_b, timestamp=None,
                                 headers=hdrs) is None:
                     raise ValueError(f"a record of {len(value_b)} bytes does not fit a "
                                      f"producer batch of {name}")
+        batch.close()  # complete: sent at once, not after the linger (``send_now``)
         futures.append(await producer.send_batch(batch, name, partition=partition))
     return futures
 

@@ -39,7 +39,7 @@ import structlog
 
 from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
-from cityops.streams.producer_metadata import track_topic
+from cityops.streams.producer_metadata import send_now, track_topic
 
 log = structlog.get_logger(__name__)
 
@@ -198,6 +198,7 @@ class StateLog:
         """Wait until every write so far is acknowledged (raises on a send failure)."""
         pending, self.pending = self.pending, []
         if pending:
+            send_now(self.topic.app.producer._ensure_producer(), self.name)
             await asyncio.gather(*pending)
 
     def prefetch(self, partitions: list[int]) -> None:

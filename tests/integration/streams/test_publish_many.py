@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from cityops.streams.app import publish_many
+from cityops.streams.producer_metadata import send_now
 
 PARTITIONS = 6
 
@@ -114,8 +115,9 @@ def test_a_batch_queued_when_another_topic_is_first_tracked_is_still_delivered(
     such a topic then had no leader: the sender waited for metadata that never named the
     topic, and the step waiting on the batch hung until the step timeout (a bench drain,
     2026-12-03: three batches of ``agg.air`` queued for 351 s, the topic gone from the
-    producer's metadata, no request in flight). The batch lingers a second here so the
-    refresh always comes first."""
+    producer's metadata, no request in flight). ``publish_many`` now hands its batches over
+    closed, sent at once rather than after the linger, so the tracking is also asserted
+    directly; a record queued by ``send`` lingers a second here across the refresh."""
     outputs, created_later = f"{topic_name}.outputs", f"{topic_name}.created-later"
     _create_topics(kafka_broker, outputs)
 
@@ -133,6 +135,8 @@ def test_a_batch_queued_when_another_topic_is_first_tracked_is_still_delivered(
                 await asyncio.sleep(0.1)
             assert outputs not in producer.client._topics
             futures = await publish_many(producer, [(outputs, b"zone", b"{}", None)])
+            assert outputs in producer.client._topics  # tracked by publish_many
+            futures.append(await producer.send(outputs, b"{}", key=b"zone"))  # lingers
             _create_topics(kafka_broker, created_later)
             await producer.client._wait_on_metadata(created_later)  # as a first `send`
             assert producer.client.cluster.partitions_for_topic(outputs)
@@ -141,3 +145,39 @@ def test_a_batch_queued_when_another_topic_is_first_tracked_is_still_delivered(
             await producer.stop()
 
     asyncio.run(run())
+
+
+def test_a_steps_records_leave_without_waiting_for_the_linger(kafka_broker: str,
+                                                              topic_name: str) -> None:
+    """A step awaits its records as soon as it has queued them, so the producer's linger
+    only delayed the acknowledgements it waits for: in a drained backlog the aggregation
+    worker waited about 10 ms of each step, twice (outputs, then state). ``publish_many``
+    hands its batches over closed, and ``send_now`` (the state logs' ``drain``) closes one
+    topic's open batches; another topic's batch keeps lingering. The linger here is two
+    minutes: a record held back by it is not acknowledged within the seconds waited."""
+    outputs, state, other = (f"{topic_name}.outputs", f"{topic_name}.state",
+                             f"{topic_name}.other")
+    _create_topics(kafka_broker, outputs, state, other)
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all",
+                                    linger_ms=120_000, request_timeout_ms=60_000)
+        await producer.start()
+        try:
+            items = [(outputs, f"zone_{i % 7}".encode(), b"{}", None) for i in range(50)]
+            await asyncio.wait_for(asyncio.gather(*await publish_many(producer, items)), 20)
+            held = await producer.send(other, b"{}", key=b"zone", partition=0)
+            queued = [await producer.send(state, b"{}", key=b"zone", partition=p)
+                      for p in range(PARTITIONS)]
+            send_now(producer, state)
+            await asyncio.wait_for(asyncio.gather(*queued), 20)
+            await asyncio.sleep(3)
+            assert not held.done()  # its topic's batch still lingers
+            send_now(producer, other)
+            await asyncio.wait_for(held, 20)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+    assert len(asyncio.run(_read_all(kafka_broker, state, PARTITIONS))) == PARTITIONS
+    assert len(asyncio.run(_read_all(kafka_broker, outputs, 50))) == 50
