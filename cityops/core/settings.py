@@ -294,7 +294,8 @@ class Settings(BaseSettings):
         5.0, ge=0, le=1000,
         description="CITYOPS_WORKER_PRODUCER_LINGER_MS: how long the worker's producer gathers "
         "records into one produce request; 0 sent a request per record at a few hundred "
-        "events/s, which cost more CPU than everything else in the worker",
+        "events/s, which cost more CPU than everything else in the worker. A step's own "
+        "outputs and state go in closed batches, sent at once",
     )
     worker_producer_batch_bytes: int = Field(
         1_048_576, ge=16_384, le=16_777_216,

@@ -39,7 +39,7 @@ from cityops.core.settings import Settings
 from cityops.streams import metrics
 from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError
 from cityops.streams.alerts.rules import INCIDENT_SEVERITY_RANK, RuleSet
-from cityops.streams.app import publish, send_record
+from cityops.streams.app import Outgoing, producer_of, publish_many
 from cityops.streams.batches import run_step, run_steps
 from cityops.streams.dispatch import register as deliver_to
 from cityops.streams.durable import EXIT_REPLAY, OffsetGapGuard, stop_for_replay
@@ -168,13 +168,14 @@ class AlertWiring:
     # --- inputs (called from other agents, the timer and the web views) ------------------
     async def _send(self, items: list[dict[str, Any]]) -> list[Any]:
         """Send inputs, up to ``INPUTS_PER_RECORD`` per record (``op: batch``, applied in
-        order as one input); returns their delivery futures."""
-        futures = []
+        order as one input); returns their delivery futures. One closed batch
+        (``publish_many``): a step awaits them with its outputs, so they leave at once."""
+        records: list[Outgoing] = []
         for i in range(0, len(items), INPUTS_PER_RECORD):
             chunk = items[i:i + INPUTS_PER_RECORD]
             body = chunk[0] if len(chunk) == 1 else {"op": "batch", "items": chunk}
-            futures.append(await publish(self.input, b"engine", orjson.dumps(body)))
-        return futures
+            records.append((self.input, b"engine", orjson.dumps(body), None))
+        return await publish_many(producer_of(self.input), records)
 
     async def observe(self, items: list[dict[str, Any]]) -> list[Any]:
         return await self._send(items)
@@ -352,7 +353,8 @@ class AlertWiring:
             except Exception as exc:  # one bad input never stops the engine
                 self.counts["errors"] += 1
                 log.warning("alerts.bad_input", offset=off, error=str(exc)[:200])
-        futures = [await send_record(self.alerts_topic, e) for e in produced]
+        futures = await publish_many(producer_of(self.alerts_topic), [
+            (self.alerts_topic, e.key(), e.to_json(), None) for e in produced])
         if futures:
             await asyncio.gather(*futures)
         for e in produced:

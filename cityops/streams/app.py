@@ -145,26 +145,6 @@ def _as_bytes(data: bytes | str | None) -> bytes | None:
     return data.encode() if isinstance(data, str) else data
 
 
-async def publish(topic: Any, key: bytes | str | None, value: bytes | str,
-                  headers: list[tuple[str, bytes]] | None = None) -> Any:
-    """Hand one record to the worker's producer; returns its delivery future.
-
-    Straight to the transport producer rather than ``Topic.send``: Faust's channel path (a
-    ``FutureMessage``, its callbacks and sensors per record) cost more CPU per record than
-    validating it. Partitioning (murmur2 of the key, as Faust leaves it to aiokafka), the
-    raw bytes and ``acks=all`` are the same; the caller awaits the future before its input
-    offsets are acknowledged.
-    """
-    track_topic(producer_of(topic), topic.get_topic_name())
-    return await topic.app.producer.send(topic.get_topic_name(), _as_bytes(key),
-                                         _as_bytes(value), None, None, headers)
-
-
-async def send_record(topic: Any, record: Any) -> Any:
-    """Publish a derived record (JSON, keyed); returns the delivery future."""
-    return await publish(topic, record.key(), record.to_json())
-
-
 #: one record for ``publish_many``: topic (a Faust topic or a name), key, value, headers
 Outgoing = tuple[Any, bytes | str | None, bytes | str, list[tuple[str, bytes]] | None]
 
@@ -197,14 +177,19 @@ def producer_of(topic: Any) -> Any:
 async def publish_many(producer: Any, items: list[Outgoing]) -> list[Any]:
     """Hand a step's records to the producer as one batch per topic and partition; returns
     the batches' delivery futures (awaited by the caller before its input offsets are
-    acknowledged, as with ``publish``).
+    acknowledged).
 
-    Per record, ``publish`` costs the producer's whole ``send`` (size checks, partitioner,
-    a future and an accumulator lookup): about 13–19 µs of CPU, against 2 µs appended to a
-    batch. Partitions are the producer's own choice for the key (``_partition_of``), and
-    the order of a partition's records is kept. A batch that is full is sent and another
-    started. ``_partition``, ``_metadata`` and ``_wait_on_metadata`` are aiokafka's own (the
-    pinned version's; ``tests/integration/streams/test_publish_many.py`` checks them).
+    Straight to the transport producer rather than ``Topic.send``: Faust's channel path (a
+    ``FutureMessage``, its callbacks and sensors per record) cost more CPU per record than
+    validating it, and the producer's own ``send`` per record (size checks, partitioner, a
+    future and an accumulator lookup) about 13–19 µs, against 2 µs appended to a batch.
+    The raw bytes and ``acks=all`` are the same. Each batch is handed over closed: sent at
+    once, not after the linger (``producer_metadata.send_now``). Partitions are the
+    producer's own choice for the key (``_partition_of``: murmur2, as Faust leaves it to
+    aiokafka), and the order of a partition's records is kept. A batch that is full is sent
+    and another started. ``_partition``, ``_metadata`` and ``_wait_on_metadata`` are
+    aiokafka's own (the pinned version's; ``tests/integration/streams/test_publish_many.py``
+    checks them).
     """
     if not items:
         return []

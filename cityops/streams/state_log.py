@@ -194,11 +194,16 @@ class StateLog:
         self.pending.append(await self.topic.app.producer.send(
             self.name, orjson.dumps(key), body, partition, None, None))
 
+    def send(self) -> None:
+        """Send the writes so far now, not after the producer's linger (``drain`` waits)."""
+        if self.pending:
+            send_now(self.topic.app.producer._ensure_producer(), self.name)
+
     async def drain(self) -> None:
         """Wait until every write so far is acknowledged (raises on a send failure)."""
+        self.send()
         pending, self.pending = self.pending, []
         if pending:
-            send_now(self.topic.app.producer._ensure_producer(), self.name)
             await asyncio.gather(*pending)
 
     def prefetch(self, partitions: list[int]) -> None:

@@ -156,6 +156,7 @@ class ValidationStage:
                     f"internal: {type(exc).__name__}: {exc}", "", now_utc()))
         for partition in sorted(touched):
             await self.write_delta(partition)
+        self.log.send()  # on its way with the outputs: one wait for both
         if out.inputs and self.alerting is not None:
             out.futures.extend(await self.alerting.observe(out.inputs))
         await out.deliver()
