@@ -217,7 +217,9 @@ class AlertWiring:
         try:
             await self._send([{"op": "ack", "alert_id": alert_id, "by": actor,
                                "at": datetime.now(UTC).isoformat(), "rid": rid}])
-            if not self.run_engine:  # the engine's answer goes to its own worker, never here
+            if not (self.run_engine and self.owned):
+                # the engine runs in another worker and answers that worker only: waiting
+                # here for the answer kept an officer 30 s on a 202 (2026-12-05)
                 return 202, {"status": "queued", "alert_id": alert_id}
             return await asyncio.wait_for(fut, timeout=30)
         except TimeoutError:

@@ -200,6 +200,7 @@ class StreamsWorker:
             "validate": {f: s.counts for f, s in self.validation.items()},
             "aggregate": {f: s.counts for f, s in self.aggregation.items()},
             "alerts": self.alerting.counts,
+            "alert_engine": "here" if self.alerting.owned else "elsewhere",
             **({"webhooks": {k: vars(st) for k, st in self.webhooks.labelled_stats().items()}}
                if self.webhooks is not None else {}),
             **({"sink": extra} if extra else {}),

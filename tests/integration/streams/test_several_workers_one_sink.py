@@ -247,9 +247,39 @@ def test_three_workers_and_a_sink_survive_a_sigkill_and_a_newcomer(
     assert {r[1] for r in fired() if r[0] == "severe_incident"} == {
         f"inc-{n}" for n in range(N_INCIDENTS)}
     assert sink.health()["ok"] is True
+    _acknowledge_through_every_worker([w for w in workers if w is not victim], sink)
     print(f"3 workers + sink, 1 SIGKILL, 1 newcomer: stored {stream.want} once, "
           f"{stream.n_dups} duplicates dead-lettered, {len(expected)} windows = pandas, "
           f"{N_INCIDENTS} alerts fired once each")
+
+
+def _acknowledge_through_every_worker(live: list[WorkerProc], sink: WorkerProc) -> None:
+    """An officer acknowledges a severe-incident alert through each live worker (one per
+    alert): the worker running the engine answers 200, the others 202 ``queued`` at once
+    (they waited 30 s for an answer that only the engine's worker gets), and the engine
+    applies every acknowledgement once."""
+    wait_until(lambda: sum(w.health()["alert_engine"] == "here" for w in live) == 1,
+               timeout=120, what="one worker running the alert engine")
+    engine = next(w for w in live if w.health()["alert_engine"] == "here")
+    alerts = [a["alert_id"] for a in httpx.get(f"{engine.url}/alerts", timeout=10).json()[
+        "alerts"] if a["rule_id"] == "severe_incident" and a["state"].endswith("_unack")]
+    assert len(alerts) >= len(live), alerts
+    answers = {}
+    for n, (worker, alert_id) in enumerate(zip(live, alerts, strict=False)):
+        started = time.monotonic()
+        r = httpx.post(f"{worker.url}/alerts/{alert_id}/ack", json={"by": f"officer-{n}"},
+                       timeout=40)
+        answers[alert_id] = (worker is engine, r.status_code, r.json()["status"],
+                             time.monotonic() - started < 10)
+    assert sorted(answers.values()) == sorted(
+        (here, 200, "acknowledged", True) if here else (here, 202, "queued", True)
+        for here in (w is engine for w in live)), answers
+    names = ", ".join(f"'{a}'" for a in answers)
+    applied = [[a, 1] for a in sorted(answers)]
+    wait_until(lambda: sink.sql(
+        f"SELECT alert_id, count() FROM alerts FINAL WHERE alert_id IN ({names}) "
+        "AND kind = 'acknowledged' GROUP BY alert_id ORDER BY alert_id") == applied,
+        timeout=60, what="every acknowledgement applied once by the engine")
 
 
 def test_a_validation_worker_and_aggregation_workers_give_the_windows_of_one_worker(
