@@ -64,3 +64,35 @@ def test_a_live_row_waits_at_most_half_a_second_for_its_batch_by_default() -> No
     sink._flush_started = time.monotonic() - 5.0  # no flush in the way
     since = sink._waiting_since(written(0.1))
     assert since + sink.batch_s - time.monotonic() == pytest.approx(0.4, abs=0.05)
+
+
+def _backlog_sink(backlog_batch_s: float = 2.0) -> WarehouseSink:
+    return WarehouseSink(load_settings(sink_batch_s=0.5, sink_batch_rows=5000,
+                                       sink_backlog_batch_s=backlog_batch_s,
+                                       sink_backlog_batch_rows=20_000),
+                         warehouse=None)  # type: ignore[arg-type]
+
+
+def test_a_record_that_waited_the_backlog_age_starts_a_backlog_batch() -> None:
+    sink = _backlog_sink()
+    assert sink._backlogged(written(2.5)) and sink._backlogged(written(3600))
+    assert not sink._backlogged(written(0.3))  # live
+    assert not sink._backlogged(Rec(None)) and not sink._backlogged(Rec(-1))
+    assert not _backlog_sink(0.5)._backlogged(written(3600))  # not above the live age: off
+    assert not _backlog_sink(0.0)._backlogged(written(3600))
+
+
+def test_a_backlog_batch_gathers_longer_and_larger_than_a_live_one() -> None:
+    sink = _backlog_sink()
+    live, backlog = Batch(), Batch(backlog=True)
+    for batch in (live, backlog):
+        batch.add_offset("t", 0, 1, since=time.monotonic() - 1.0)  # started 1 s ago
+        batch.n_rows = 100
+    assert sink._due(live, sink.batch_s) and not sink._due(backlog, sink.batch_s)
+    assert (sink._ms_left(live, sink.batch_s), sink._ms_left(backlog, sink.batch_s)) == (0, 100)
+    backlog.n_rows = 6000  # past the live batch's rows, short of the backlog's
+    assert not sink._due(backlog, sink.batch_s)
+    backlog.n_rows = 20_000
+    assert sink._due(backlog, sink.batch_s)
+    backlog.n_rows, backlog.started = 100, time.monotonic() - 2.1
+    assert sink._due(backlog, sink.batch_s)
