@@ -16,8 +16,7 @@ runs), so a change of a few microseconds in the hot path shows:
 * publish — the step's records: latest revision per record (the footfall windows' pending
   revisions built only for those), JSON, alert observations;
 * sink row — the warehouse sink's row of the clean record (``warehouse.sink``'s converter:
-  ``rows.clean_event_row``, or the model for a record it leaves alone), beside its baseline,
-  the model's ``model_validate_json`` and ``rows.event_row`` (not in the total).
+  the model's ``model_validate_json``, then ``rows.event_row``).
 
     .venv/bin/python bench/bench_domain.py [--events 60000] [--repeat 3]
 """
@@ -47,7 +46,6 @@ from cityops.streams.alerting import observations_from  # noqa: E402
 from cityops.streams.feed_aggregators import aggregator_for  # noqa: E402
 from cityops.streams.pipeline import Origin, aggregation_key, judge  # noqa: E402
 from cityops.streams.records import latest_revisions  # noqa: E402
-from cityops.warehouse.rows import event_row  # noqa: E402
 from cityops.warehouse.sink import default_converter  # noqa: E402
 
 STEP = 500  # events per step, as CITYOPS_WORKER_BATCH_MAX
@@ -114,9 +112,6 @@ def run_feed(feed: str, raws: list[tuple[bytes, bytes]], settings: Any, registry
     topic = settings.topic(f"clean.{feed}")
     convert = default_converter(settings)
     took["sink row"], _ = cpu(lambda: [convert(topic, c) for c in clean])
-    context = cctx.as_dict()
-    took["sink row, model"], _ = cpu(
-        lambda: [event_row(model.model_validate_json(c, context=context)) for c in clean])
     return took
 
 
@@ -145,23 +140,20 @@ def main() -> None:
             for stage, s in took.items():
                 kept[stage] = min(kept[stage], s)
     stages = ["validate", "decode clean", "aggregate", "publish", "sink row"]
-    baseline = "sink row, model"
     print(f"bench_domain: {args.events:,} events of the mix, CPU µs per event "
           f"(best of {args.repeat})")
     print(f"  {'feed':10} {'events':>7} " + " ".join(f"{s:>13}" for s in stages)
-          + f" {'total':>8} {baseline:>16}")
-    total_all = {s: 0.0 for s in [*stages, baseline]}
+          + f" {'total':>8}")
+    total_all = {s: 0.0 for s in stages}
     for feed, took in best.items():
         n = len(by_feed[feed])
-        for s in total_all:
+        for s in stages:
             total_all[s] += took[s]
         print(f"  {feed:10} {n:7,} " + " ".join(f"{1e6 * took[s] / n:13.1f}" for s in stages)
-              + f" {1e6 * sum(took[s] for s in stages) / n:8.1f}"
-              + f" {1e6 * took[baseline] / n:16.1f}")
+              + f" {1e6 * sum(took.values()) / n:8.1f}")
     n = sum(len(r) for r in by_feed.values())
     print(f"  {'mix':10} {n:7,} " + " ".join(f"{1e6 * total_all[s] / n:13.1f}" for s in stages)
-          + f" {1e6 * sum(total_all[s] for s in stages) / n:8.1f}"
-          + f" {1e6 * total_all[baseline] / n:16.1f}")
+          + f" {1e6 * sum(total_all.values()) / n:8.1f}")
 
 
 if __name__ == "__main__":
