@@ -168,6 +168,9 @@ def worker_command(
         fail(f"{exc}; start it with `cityops kafka up`")
     except CityopsError as exc:  # BrokerError, or the broker refused our password: one line
         fail(str(exc))
+    from cityops.streams.layout_offsets import carry_offsets
+
+    carry_offsets(settings)  # a layout switched: start where the other layout's groups stopped
     try:
         from cityops.cli.assembly import build_worker
 

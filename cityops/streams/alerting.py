@@ -43,6 +43,7 @@ from cityops.streams.app import Outgoing, producer_of, publish_many
 from cityops.streams.batches import run_step, run_steps
 from cityops.streams.dispatch import register as deliver_to
 from cityops.streams.durable import EXIT_REPLAY, OffsetGapGuard, stop_for_replay
+from cityops.streams.layout_offsets import alert_input_topic
 from cityops.streams.records import (
     AirQualityIndex,
     AlertEvent,
@@ -146,7 +147,7 @@ class AlertWiring:
         self.loaded = False
         self.owned = False  # the alert input's one partition is assigned to this worker
         self.offset = -1
-        self.input = app.topic(f"{settings.worker_id}-alert-input", partitions=1,
+        self.input = app.topic(alert_input_topic(settings), partitions=1,
                                internal=True, key_type=bytes, value_type=bytes,
                                key_serializer="raw", value_serializer="raw")
         self.log = StateLog(app, settings, "alert-engine", partitions=1)

@@ -1,0 +1,124 @@
+"""A worker's consumer group starts where the other layout's groups stopped.
+
+A worker running every step reads the raw and clean topics and the alert input in group
+``<worker id>``; the split layout reads the raw topics in ``<worker id>.validation`` and the
+clean topics and the alert input in ``<worker id>.aggregation``
+(``Settings.worker_group``). Both layouts share the state logs, so either takes over the
+other's state; but a group new to a partition had no committed offset and read it from the
+earliest record: switching a deployment's layout re-read every retained record (7 days by
+default), each one recognised as a replay and skipped, but fetched and decoded again.
+
+Before a worker starts, ``carry_offsets`` moves its group, for each partition it reads, to
+the furthest offset any layout's group committed there. A committed offset means every
+record before it was handled, its outputs and state delivered (``docs/streams.md``,
+guarantee 1), whichever layout did it; so the move skips only what is done. A group with
+members is left alone: its running workers own its offsets (and the broker refuses a
+commit from outside them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import structlog
+
+from cityops.core import topics
+from cityops.core.kafka_security import kafka_python_security
+from cityops.core.settings import Settings, WorkerStages
+
+log = structlog.get_logger(__name__)
+
+#: the steps each kind of worker runs
+_STEPS: dict[str, tuple[str, ...]] = {
+    "all": ("validation", "aggregation"), "validation": ("validation",),
+    "aggregation": ("aggregation",)}
+#: states of a consumer group whose offsets may be moved from outside it
+_IDLE_STATES = frozenset({"Empty", "Dead"})
+
+
+def alert_input_topic(settings: Settings) -> str:
+    """The alert engine's input topic (one partition, in the worker's own namespace)."""
+    return f"{settings.worker_id}-alert-input"
+
+
+def topics_read(settings: Settings, stages: str) -> set[str]:
+    """The topics a worker running ``stages`` reads in its consumer group."""
+    steps = _STEPS[stages]
+    read: set[str] = set()
+    if "validation" in steps:
+        read.update(settings.topic(topics.raw(feed)) for feed in topics.FEEDS)
+    if "aggregation" in steps:
+        read.update(settings.topic(topics.clean(feed)) for feed in topics.FEEDS)
+        read.add(alert_input_topic(settings))
+    return read
+
+
+def layout_groups(settings: Settings) -> dict[str, str]:
+    """Every layout's consumer group → the steps its workers run."""
+    return {settings.model_copy(update={"worker_stages": stages}).worker_group: stages
+            for stages in _STEPS}
+
+
+def offsets_to_carry(own: Mapping[Any, int], others: Iterable[Mapping[Any, int]],
+                     read: set[str]) -> dict[Any, int]:
+    """Partitions (``.topic``) of ``read`` where another group committed further than
+    ``own``, with that furthest offset."""
+    furthest: dict[Any, int] = {}
+    for committed in others:
+        for tp, offset in committed.items():
+            if tp.topic in read and offset > furthest.get(tp, -1):
+                furthest[tp] = offset
+    return {tp: offset for tp, offset in furthest.items() if offset > own.get(tp, -1)}
+
+
+def carry_offsets(settings: Settings) -> dict[Any, int]:
+    """Move this worker's group to the other layouts' furthest committed offsets (see the
+    module); returns what was moved. A broker error leaves the group as it was: the worker
+    then starts as before, from its own offsets."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.structs import OffsetAndMetadata
+
+    stages: WorkerStages = settings.worker_stages
+    own = settings.worker_group
+    groups = layout_groups(settings)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers.split(","),
+                                 client_id=f"{own}-offsets",
+                                 **kafka_python_security(settings))
+    except Exception as exc:
+        log.warning("worker.offsets_not_carried", group=own, error=f"{type(exc).__name__}: "
+                    f"{exc}"[:300])
+        return {}
+    try:
+        committed = {}
+        for group in groups:  # one group per request: brokers before Kafka 3.0 take one
+            offsets = admin.list_group_offsets(group).get(group) or {}
+            committed[group] = {tp: meta.offset for tp, meta in offsets.items()
+                                if meta is not None and meta.offset >= 0}
+        carry = offsets_to_carry(committed.get(own, {}),
+                                 [c for g, c in committed.items() if g != own],
+                                 topics_read(settings, stages))
+        if not carry:
+            return {}
+        state = (admin.describe_groups([own]).get(own) or {}).get("group_state")
+        if state not in _IDLE_STATES:
+            log.info("worker.offsets_kept", group=own, state=state, partitions=len(carry))
+            return {}
+        errors = admin.alter_group_offsets(
+            own, {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in carry.items()})
+        failed = {f"{tp.topic}/{tp.partition}": err.__name__ for tp, err in errors.items()
+                  if err.__name__ != "NoError"}
+        if failed:
+            log.warning("worker.offsets_not_carried", group=own, failed=failed)
+            return {tp: o for tp, o in carry.items() if f"{tp.topic}/{tp.partition}"
+                    not in failed}
+        log.info("worker.offsets_carried", group=own, partitions=len(carry),
+                 from_groups=sorted(g for g in committed if g != own and committed[g]))
+        return carry
+    except Exception as exc:  # the worker starts from its own offsets, as before
+        log.warning("worker.offsets_not_carried", group=own,
+                    error=f"{type(exc).__name__}: {exc}"[:300])
+        return {}
+    finally:
+        admin.close()
