@@ -168,12 +168,11 @@ def worker_command(
         fail(f"{exc}; start it with `cityops kafka up`")
     except CityopsError as exc:  # BrokerError, or the broker refused our password: one line
         fail(str(exc))
-    from cityops.streams.layout_offsets import carry_offsets
-
-    carry_offsets(settings)  # a layout switched: start where the other layout's groups stopped
     try:
         from cityops.cli.assembly import build_worker
+        from cityops.streams.layouts import prepare_group
 
+        prepare_group(settings)  # one layout at a time; after a switch, start where it stopped
         worker = build_worker(settings, registry,
                               with_sink=settings.worker_sink if sink is None else sink)
         worker.check_port()

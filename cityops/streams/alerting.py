@@ -43,7 +43,7 @@ from cityops.streams.app import Outgoing, producer_of, publish_many
 from cityops.streams.batches import run_step, run_steps
 from cityops.streams.dispatch import register as deliver_to
 from cityops.streams.durable import EXIT_REPLAY, OffsetGapGuard, stop_for_replay
-from cityops.streams.layout_offsets import alert_input_topic
+from cityops.streams.layouts import alert_input_topic
 from cityops.streams.records import (
     AirQualityIndex,
     AlertEvent,

@@ -1,9 +1,10 @@
-"""Switching a deployment between layouts reads nothing twice.
+"""Switching a deployment between layouts reads nothing twice; two never run at once.
 
-A worker running every step handles a stream and stops; then a validation worker and an
+A worker running every step handles a stream (a validation worker started beside it is
+refused: both would handle every record) and stops; then a validation worker and an
 aggregation worker (the split layout, each in its own consumer group) take over, and later
 the single worker again. Each group starts where the other layout's groups stopped
-(``streams.layout_offsets``), so every worker reads only the events produced since the
+(``streams.layouts``), so every worker reads only the events produced since the
 switch. Before, the split workers' new groups read every retained record again from the
 earliest (each one recognised and skipped, but fetched and decoded).
 """
@@ -11,17 +12,18 @@ earliest (each one recognised and skipped, but fetched and decoded).
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from streams_harness import Producer, WorkerProc, free_port, wait_until
+from streams_harness import CITYOPS, ROOT, Producer, WorkerProc, free_port, wait_until
 
 from cityops.core.settings import load_settings
 from cityops.deploy.kafka_local import group_lag
-from cityops.streams.layout_offsets import topics_read
+from cityops.streams.layouts import topics_read
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -77,6 +79,14 @@ def test_switching_layouts_reads_only_what_came_since(kafka_broker: str,
         prod.flush()
         wait_until(lambda: _counts(single) == (300, 300) and committed_all("all"),
                    timeout=180, what="the single worker handled and committed 300 events")
+        beside = subprocess.run(
+            [CITYOPS, "worker", "--stages", "validation"], cwd=ROOT, capture_output=True,
+            text=True, timeout=120, env=dict(env, CITYOPS_DATA_DIR=str(tmp_path / "beside"),
+                                             CITYOPS_WORKER_WEB_PORT=str(free_port())))
+        assert beside.returncode == 2, beside.stdout + beside.stderr
+        assert "another layout is running" in beside.stderr, beside.stderr
+        assert settings.worker_id in beside.stderr, beside.stderr
+        assert _counts(single) == (300, 300)
         assert single.stop() == 0
 
         validation, aggregation = worker("v", "validation"), worker("a", "aggregation")

@@ -1,4 +1,4 @@
-"""A worker's consumer group starts where the other layout's groups stopped.
+"""The worker layouts' consumer groups: one layout at a time, and a switch reads nothing twice.
 
 A worker running every step reads the raw and clean topics and the alert input in group
 ``<worker id>``; the split layout reads the raw topics in ``<worker id>.validation`` and the
@@ -14,6 +14,11 @@ record before it was handled, its outputs and state delivered (``docs/streams.md
 guarantee 1), whichever layout did it; so the move skips only what is done. A group with
 members is left alone: its running workers own its offsets (and the broker refuses a
 commit from outside them).
+
+Two layouts must not run side by side on the same topics: each group reads every partition,
+so both would validate (or aggregate) every record, and their dedup and window state, shared
+through the state logs, would be written by two owners at once. ``prepare_group`` refuses to
+start a worker while a group of another layout that reads any of its topics has members.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import structlog
 from cityops.core import topics
 from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings, WorkerStages
+from cityops.streams.exceptions import WorkerStartError
 
 log = structlog.get_logger(__name__)
 
@@ -33,8 +39,8 @@ log = structlog.get_logger(__name__)
 _STEPS: dict[str, tuple[str, ...]] = {
     "all": ("validation", "aggregation"), "validation": ("validation",),
     "aggregation": ("aggregation",)}
-#: states of a consumer group whose offsets may be moved from outside it
-_IDLE_STATES = frozenset({"Empty", "Dead"})
+#: attempts at describing the groups while a coordinator is still loading them
+DESCRIBE_ATTEMPTS = 10
 
 
 def alert_input_topic(settings: Settings) -> str:
@@ -72,10 +78,41 @@ def offsets_to_carry(own: Mapping[Any, int], others: Iterable[Mapping[Any, int]]
     return {tp: offset for tp, offset in furthest.items() if offset > own.get(tp, -1)}
 
 
-def carry_offsets(settings: Settings) -> dict[Any, int]:
-    """Move this worker's group to the other layouts' furthest committed offsets (see the
-    module); returns what was moved. A broker error leaves the group as it was: the worker
-    then starts as before, from its own offsets."""
+def running_beside(settings: Settings, members: Mapping[str, int]) -> list[str]:
+    """Groups of other layouts, among ``members`` (group → its members), that have members
+    and read a topic this worker reads."""
+    groups = layout_groups(settings)
+    own = settings.worker_group
+    mine = topics_read(settings, settings.worker_stages)
+    return sorted(g for g, n in members.items()
+                  if g != own and g in groups and n > 0 and topics_read(settings, groups[g]) & mine)
+
+
+def _members(admin: Any, groups: list[str]) -> dict[str, int]:
+    """Each group's member count (a group never used: 0). Retried while a coordinator is
+    still loading (a broker just started answers so for a few seconds)."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+    for attempt in Retrying(stop=stop_after_attempt(DESCRIBE_ATTEMPTS), wait=wait_fixed(0.5),
+                            retry=retry_if_exception_type(_NotDescribed), reraise=True):
+        with attempt:
+            described = admin.describe_groups(groups)
+            errors = {g: d.get("error") for g, d in described.items() if d.get("error")}
+            if errors:
+                raise _NotDescribed(str(errors)[:300])
+            return {g: len(d.get("members") or ()) for g, d in described.items()}
+    raise AssertionError("unreachable: tenacity reraises")
+
+
+class _NotDescribed(Exception):
+    """A group's description came back with an error."""
+
+
+def prepare_group(settings: Settings) -> dict[Any, int]:
+    """Before a worker starts: refuse a layout running beside another on the same topics
+    (``WorkerStartError``), then move this worker's group to the other layouts' furthest
+    committed offsets (see the module); returns what was moved. A broker error leaves the
+    group as it was: the worker then starts as before, from its own offsets."""
     from kafka.admin import KafkaAdminClient
     from kafka.structs import OffsetAndMetadata
 
@@ -91,6 +128,14 @@ def carry_offsets(settings: Settings) -> dict[Any, int]:
                     f"{exc}"[:300])
         return {}
     try:
+        members = _members(admin, list(groups))
+        beside = running_beside(settings, members)
+        if beside:
+            raise WorkerStartError(
+                f"another layout is running on this worker's topics: group(s) "
+                f"{', '.join(beside)} have members. Two layouts would both handle every "
+                f"record; stop those workers first (or run --stages "
+                f"{groups[beside[0]]} like them)")
         committed = {}
         for group in groups:  # one group per request: brokers before Kafka 3.0 take one
             offsets = admin.list_group_offsets(group).get(group) or {}
@@ -101,9 +146,9 @@ def carry_offsets(settings: Settings) -> dict[Any, int]:
                                  topics_read(settings, stages))
         if not carry:
             return {}
-        state = (admin.describe_groups([own]).get(own) or {}).get("group_state")
-        if state not in _IDLE_STATES:
-            log.info("worker.offsets_kept", group=own, state=state, partitions=len(carry))
+        if members.get(own, 0):
+            log.info("worker.offsets_kept", group=own, members=members[own],
+                     partitions=len(carry))
             return {}
         errors = admin.alter_group_offsets(
             own, {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in carry.items()})
@@ -116,6 +161,8 @@ def carry_offsets(settings: Settings) -> dict[Any, int]:
         log.info("worker.offsets_carried", group=own, partitions=len(carry),
                  from_groups=sorted(g for g in committed if g != own and committed[g]))
         return carry
+    except WorkerStartError:
+        raise
     except Exception as exc:  # the worker starts from its own offsets, as before
         log.warning("worker.offsets_not_carried", group=own,
                     error=f"{type(exc).__name__}: {exc}"[:300])

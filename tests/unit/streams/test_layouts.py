@@ -1,8 +1,9 @@
-"""Switching layouts: each group starts where any layout's group committed furthest.
+"""One layout at a time; after a switch, each group starts where any layout's group stopped.
 
-``streams.layout_offsets`` names the topics each kind of worker reads and picks, for a
-group, the partitions where another layout's group committed further. (On a real broker,
-with the group's members and state: ``tests/integration/streams/test_layout_switch.py``.)
+``streams.layouts`` names the topics each kind of worker reads, finds a layout running
+beside this one on the same topics, and picks, for a group, the partitions where another
+layout's group committed further. (On a real broker, with the groups' members and offsets:
+``tests/integration/streams/test_layout_switch.py``.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from kafka.structs import TopicPartition as TP
 
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
-from cityops.streams.layout_offsets import layout_groups, offsets_to_carry, topics_read
+from cityops.streams.layouts import (
+    layout_groups,
+    offsets_to_carry,
+    running_beside,
+    topics_read,
+)
 from cityops.streams.worker import StreamsWorker
 
 
@@ -45,3 +51,19 @@ def test_a_group_takes_the_furthest_offset_another_group_committed() -> None:
                                                                clean0: 70}
     assert offsets_to_carry(own, [], {"raw"}) == {}
     assert offsets_to_carry({raw0: 300}, others, {"raw"}) == {raw1: 800}
+
+
+def test_a_layout_running_on_the_same_topics_is_found() -> None:
+    s = Settings(topic_prefix="city", worker_app_id="w")
+    every, validation, aggregation = "city.w", "city.w.validation", "city.w.aggregation"
+
+    def beside(stages: str, members: dict[str, int]) -> list[str]:
+        return running_beside(s.model_copy(update={"worker_stages": stages}), members)
+
+    running = {every: 2, validation: 1, aggregation: 3}
+    assert beside("all", running) == [aggregation, validation]
+    assert beside("validation", running) == [every]  # not the aggregation: other topics
+    assert beside("aggregation", {aggregation: 1, validation: 1}) == []
+    assert beside("all", {every: 3}) == []  # its own group: workers of its kind
+    idle = {every: 0, validation: 0, aggregation: 0, "other": 4}
+    assert beside("all", idle) == beside("validation", idle) == []
