@@ -102,10 +102,10 @@ def test_topics_are_created_before_anything_uses_them() -> None:
     assert SERVICES["topics"]["command"] == ["kafka", "topics"]  # creates Settings.all_topics
     partitions = {_settings_of(s).topic_partitions for s in CITYOPS_SERVICES}
     assert partitions == {int(_env(SERVICES["kafka"])["KAFKA_NUM_PARTITIONS"])}
-    for name in ("worker", "sink", "simulator", "intake"):
+    for name in ("worker", "aggregation", "sink", "simulator", "intake"):
         assert SERVICES[name]["depends_on"]["topics"] == {
             "condition": "service_completed_successfully"}
-    for name in ("worker", "sink", "grafana"):
+    for name in ("worker", "aggregation", "sink", "grafana"):
         assert SERVICES[name]["depends_on"]["migrate"] == {
             "condition": "service_completed_successfully"}
 
@@ -121,6 +121,7 @@ def _published(service: str) -> list[tuple[str, int]]:
 
 def test_web_ports_are_published_bound_and_health_checked() -> None:
     for name, setting, path in (("worker", "worker_web", "/health"),
+                                ("aggregation", "worker_web", "/health"),
                                 ("sink", "worker_web", "/health"),
                                 ("intake", "intake", "/healthz")):
         s = _settings_of(name)
@@ -130,8 +131,36 @@ def test_web_ports_are_published_bound_and_health_checked() -> None:
         assert f"http://127.0.0.1:{port}{path}" in health, name
         if name != "sink":
             assert [c for _, c in _published(name)] == [port], name
-    first, _, last = _published("worker")[0][0].partition("-")
-    assert int(last) - int(first) + 1 == _settings_of("worker").topic_partitions  # one per worker
+    ranges = []
+    for name in ("worker", "aggregation"):  # one host port per worker a topic can feed
+        first, _, last = _published(name)[0][0].partition("-")
+        assert int(last) - int(first) + 1 == _settings_of(name).topic_partitions, name
+        ranges.append(range(int(first), int(last) + 1))
+    assert not set(ranges[0]) & set(ranges[1])
+
+
+def test_the_split_layout_reads_every_topic_once_and_only_with_its_profile() -> None:
+    """``CITYOPS_WORKER_STAGES=validation docker compose --profile split up``: ``worker``
+    validates and ``aggregation`` aggregates, in the same deployment (worker id), together
+    reading what one worker of the default layout reads, each topic once."""
+    from cityops.streams.layouts import topics_read
+
+    assert "profiles" not in SERVICES["worker"]
+    assert SERVICES["aggregation"]["profiles"] == ["split"]
+    default = _settings_of("worker")
+    assert default.worker_stages == "all"  # ${CITYOPS_WORKER_STAGES:-all}
+    validation = default.model_copy(update={"worker_stages": "validation"})
+    aggregation = _settings_of("aggregation")
+    assert SERVICES["aggregation"]["command"][-2:] == ["--stages", aggregation.worker_stages]
+    assert aggregation.worker_stages == "aggregation"
+    assert aggregation.worker_id == validation.worker_id
+    assert {k: v for k, v in _env(SERVICES["aggregation"]).items()
+            if k != "CITYOPS_WORKER_STAGES"} == {
+        k: v for k, v in _env(SERVICES["worker"]).items() if k != "CITYOPS_WORKER_STAGES"}
+    read = (topics_read(validation, validation.worker_stages),
+            topics_read(aggregation, aggregation.worker_stages))
+    assert not read[0] & read[1]
+    assert read[0] | read[1] == topics_read(default, "all")
 
 
 def test_long_running_services_have_health_checks_and_limits() -> None:
