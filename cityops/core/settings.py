@@ -321,8 +321,8 @@ class Settings(BaseSettings):
         2.0, ge=0, le=300,
         description="CITYOPS_SINK_BACKLOG_BATCH_S: a record that had waited this long when "
         "the sink read it starts a backlog batch, which gathers this long and up to "
-        "CITYOPS_SINK_BACKLOG_BATCH_ROWS (fewer, larger inserts catch up sooner: 56 instead "
-        "of 65 µs of sink CPU per event in a 300,000-event drain); not above "
+        "CITYOPS_SINK_BACKLOG_BATCH_ROWS (fewer, larger inserts catch up sooner: 59–60 "
+        "instead of 65–72 µs of sink CPU per event in 1 M-event drains); not above "
         "CITYOPS_SINK_BATCH_S: off",
     )
     sink_backlog_batch_rows: int = Field(

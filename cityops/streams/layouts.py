@@ -8,7 +8,7 @@ other's state; but a group new to a partition had no committed offset and read i
 earliest record: switching a deployment's layout re-read every retained record (7 days by
 default), each one recognised as a replay and skipped, but fetched and decoded again.
 
-Before a worker starts, ``carry_offsets`` moves its group, for each partition it reads, to
+Before a worker starts, ``prepare_group`` moves its group, for each partition it reads, to
 the furthest offset any layout's group committed there. A committed offset means every
 record before it was handled, its outputs and state delivered (``docs/streams.md``,
 guarantee 1), whichever layout did it; so the move skips only what is done. A group with

@@ -71,12 +71,15 @@ def test_switching_layouts_reads_only_what_came_since(kafka_broker: str,
 
     t0 = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
     prod = Producer(kafka_broker, prefix)
-    batches = [_events(t0, 0, 300), _events(t0, 300, 100), _events(t0, 400, 50)]
-    try:
-        single = worker("all1", "all")
-        for ev in batches[0]:
+
+    def produce(first: int, n: int) -> None:
+        for ev in _events(t0, first, n):
             prod.send("footfall", ev)
         prod.flush()
+
+    try:
+        single = worker("all1", "all")
+        produce(0, 300)
         wait_until(lambda: _counts(single) == (300, 300) and committed_all("all"),
                    timeout=180, what="the single worker handled and committed 300 events")
         beside = subprocess.run(
@@ -90,9 +93,7 @@ def test_switching_layouts_reads_only_what_came_since(kafka_broker: str,
         assert single.stop() == 0
 
         validation, aggregation = worker("v", "validation"), worker("a", "aggregation")
-        for ev in batches[1]:
-            prod.send("footfall", ev)
-        prod.flush()
+        produce(300, 100)
         wait_until(lambda: _counts(validation)[0] == 100 and _counts(aggregation)[1] == 100
                    and committed_all("validation") and committed_all("aggregation"),
                    timeout=180, what="the split workers handled 100 events")
@@ -102,9 +103,7 @@ def test_switching_layouts_reads_only_what_came_since(kafka_broker: str,
             assert w.stop() == 0
 
         again = worker("all2", "all")
-        for ev in batches[2]:
-            prod.send("footfall", ev)
-        prod.flush()
+        produce(400, 50)
         wait_until(lambda: _counts(again) == (50, 50) and committed_all("all"),
                    timeout=180, what="the single worker again, 50 events")
         assert _counts(again) == (50, 50)
