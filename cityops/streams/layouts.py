@@ -39,8 +39,9 @@ log = structlog.get_logger(__name__)
 _STEPS: dict[str, tuple[str, ...]] = {
     "all": ("validation", "aggregation"), "validation": ("validation",),
     "aggregation": ("aggregation",)}
-#: attempts at describing the groups while a coordinator is still loading them
-DESCRIBE_ATTEMPTS = 10
+#: attempts at describing the groups while a coordinator is still unknown or loading (a broker
+#: just started has none until it has created its offsets topic)
+DESCRIBE_ATTEMPTS = 20
 
 
 def alert_input_topic(settings: Settings) -> str:
@@ -90,11 +91,15 @@ def running_beside(settings: Settings, members: Mapping[str, int]) -> list[str]:
 
 def _members(admin: Any, groups: list[str]) -> dict[str, int]:
     """Each group's member count (a group never used: 0). Retried while a coordinator is
-    still loading (a broker just started answers so for a few seconds)."""
-    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+    unknown or still loading: a broker just started answers so for a few seconds (the first
+    ``make run`` on a fresh broker skipped the check with ``CoordinatorNotAvailableError``)."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed
+
+    def retriable(exc: BaseException) -> bool:
+        return isinstance(exc, _NotDescribed) or bool(getattr(exc, "retriable", False))
 
     for attempt in Retrying(stop=stop_after_attempt(DESCRIBE_ATTEMPTS), wait=wait_fixed(0.5),
-                            retry=retry_if_exception_type(_NotDescribed), reraise=True):
+                            retry=retry_if_exception(retriable), reraise=True):
         with attempt:
             described = admin.describe_groups(groups)
             errors = {g: d.get("error") for g, d in described.items() if d.get("error")}
