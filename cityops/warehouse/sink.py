@@ -264,8 +264,8 @@ class WarehouseSink:
                 continue
             wait_ms = min(self._ms_left(batch, self.batch_s),
                           self._ms_left(derived, self.derived_batch_s))
-            rows_left = min(self._max_rows(batch) - batch.n_rows,
-                            self._max_rows(derived) - derived.n_rows)
+            rows_left = min(self._limits(batch, self.batch_s)[0] - batch.n_rows,
+                            self._limits(derived, self.derived_batch_s)[0] - derived.n_rows)
             try:
                 polled = self._consumer.poll(timeout_ms=wait_ms, max_records=max(1, rows_left))
             except Exception as exc:
@@ -306,23 +306,23 @@ class WarehouseSink:
             if left.n_msgs:
                 self._flush(left)
 
-    def _due(self, batch: Batch, max_age_s: float) -> bool:
+    def _limits(self, batch: Batch, max_age_s: float) -> tuple[int, float]:
+        """(most rows, oldest age in s) of the batch: a backlog batch's, or the ones given."""
         if batch.backlog:
-            max_age_s = self.backlog_batch_s
-        return batch.started is not None and (
-            batch.n_rows >= self._max_rows(batch)
-            or time.monotonic() - batch.started >= max_age_s)
+            return self.backlog_batch_rows, self.backlog_batch_s
+        return self.batch_rows, max_age_s
 
-    def _max_rows(self, batch: Batch) -> int:
-        return self.backlog_batch_rows if batch.backlog else self.batch_rows
+    def _due(self, batch: Batch, max_age_s: float) -> bool:
+        rows, age_s = self._limits(batch, max_age_s)
+        return batch.started is not None and (
+            batch.n_rows >= rows or time.monotonic() - batch.started >= age_s)
 
     def _ms_left(self, batch: Batch, max_age_s: float) -> int:
         """How long a poll may wait for the batch (ms, at most 100): until it is due."""
         if batch.started is None:
             return 100
-        if batch.backlog:
-            max_age_s = self.backlog_batch_s
-        return max(0, min(100, int((max_age_s - (time.monotonic() - batch.started)) * 1000)))
+        age_s = self._limits(batch, max_age_s)[1]
+        return max(0, min(100, int((age_s - (time.monotonic() - batch.started)) * 1000)))
 
     def _backlogged(self, msg: Any) -> bool:
         """Whether a record had waited ``CITYOPS_SINK_BACKLOG_BATCH_S`` when read (its
