@@ -1,9 +1,11 @@
 """A small kustomize renderer for the subset deploy/k8s uses (no kustomize binary here).
 
-Supports ``resources`` (files and kustomization folders), ``namespace``, ``labels``
-(metadata labels only), ``images``, ``replicas`` and ``patches`` with a target and JSON 6902
-operations (add / replace / remove). Any other kustomization field is refused, so a manifest
-can never rely on a feature this renderer would silently skip.
+Supports ``resources`` (files and kustomization folders), ``components`` (folders of
+``kind: Component`` with their own resources and patches, applied to what the including
+kustomization has gathered, before its own transformers), ``namespace``, ``labels`` (metadata
+labels only), ``images``, ``replicas`` and ``patches`` with a target and JSON 6902 operations
+(add / replace / remove). Any other kustomization field is refused, so a manifest can never
+rely on a feature this renderer would silently skip.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 import yaml
 
-SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "labels", "images", "replicas",
-             "patches"}
+SUPPORTED = {"apiVersion", "kind", "resources", "components", "namespace", "labels", "images",
+             "replicas", "patches"}
+COMPONENT = "Component"
 CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole",
                   "ClusterRoleBinding"}
 
@@ -28,16 +31,37 @@ def load_docs(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
 
 
-def render(folder: Path) -> list[dict[str, Any]]:
-    """The objects ``kustomize build folder`` would print, for the supported subset."""
+def _kustomization(folder: Path) -> dict[str, Any]:
     k = yaml.safe_load((folder / "kustomization.yaml").read_text(encoding="utf-8"))
     unknown = set(k) - SUPPORTED
     if unknown:
         raise RenderError(f"{folder}: unsupported kustomization fields {sorted(unknown)}")
+    return k
+
+
+def _resources(folder: Path, k: dict[str, Any]) -> list[dict[str, Any]]:
     objs: list[dict[str, Any]] = []
     for res in k.get("resources", []):
         path = (folder / res).resolve()
         objs.extend(render(path) if path.is_dir() else copy.deepcopy(load_docs(path)))
+    return objs
+
+
+def render(folder: Path) -> list[dict[str, Any]]:
+    """The objects ``kustomize build folder`` would print, for the supported subset."""
+    k = _kustomization(folder)
+    if k.get("kind") == COMPONENT:
+        raise RenderError(f"{folder}: a Component is rendered only through `components`")
+    objs = _resources(folder, k)
+    for comp in k.get("components", []):
+        path = (folder / comp).resolve()
+        c = _kustomization(path)
+        if c.get("kind") != COMPONENT:
+            raise RenderError(f"{path}: `components` names a folder that is no Component")
+        if set(c) - {"apiVersion", "kind", "resources", "patches"}:
+            raise RenderError(f"{path}: a Component here holds resources and patches only")
+        objs.extend(_resources(path, c))
+        _patch(objs, c)
     for obj in objs:
         meta = obj.setdefault("metadata", {})
         if "namespace" in k and obj["kind"] not in CLUSTER_SCOPED:
@@ -53,6 +77,12 @@ def render(folder: Path) -> list[dict[str, Any]]:
             raise RenderError(f"replicas: no workload named {rep['name']}")
         for o in hits:
             o["spec"]["replicas"] = rep["count"]
+    _patch(objs, k)
+    return objs
+
+
+def _patch(objs: list[dict[str, Any]], k: dict[str, Any]) -> None:
+    """Apply the kustomization's ``patches`` to ``objs``; a target matching nothing fails."""
     for patch in k.get("patches", []):
         target = patch["target"]
         hits = [o for o in objs if o["kind"] == target["kind"]
@@ -62,7 +92,6 @@ def render(folder: Path) -> list[dict[str, Any]]:
         for o in hits:
             for op in yaml.safe_load(patch["patch"]):
                 apply_op(o, op)
-    return objs
 
 
 def _pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:

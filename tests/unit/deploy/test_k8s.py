@@ -28,7 +28,8 @@ from test_compose import _is_group, _resolve
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
-OVERLAYS = ("pilot", "city")
+OVERLAYS = ("pilot", "city", "city-split")
+WORKERS = ("cityops-worker", "cityops-aggregation")  # the second in the split layout only
 K8S_VERSION = "1.33.0"
 STRIMZI_KINDS = {"Kafka": "kafka", "KafkaNodePool": "kafkanodepool",
                  "KafkaTopic": "kafkatopic", "KafkaUser": "kafkauser"}
@@ -45,6 +46,17 @@ def strimzi_dir() -> Path:
         subprocess.run([str(ROOT / "scripts" / "services.d" / "strimzi-crds-up.sh")],
                        check=True)
     return out
+
+
+@cache
+def kustomize() -> Path:
+    """kustomize itself (built on first use when make test's hook has not run)."""
+    cache_dir = Path(os.environ.get("CITYOPS_CACHE_DIR", Path.home() / ".cache" / "cityops"))
+    version = os.environ.get("CITYOPS_KUSTOMIZE_VERSION", "v5.4.3")  # as kustomize-up.sh
+    binary = cache_dir / "kustomize" / version / "kustomize"
+    if not binary.exists():
+        subprocess.run([str(ROOT / "scripts" / "services.d" / "kustomize-up.sh")], check=True)
+    return binary
 
 
 @cache
@@ -75,6 +87,23 @@ def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 def by(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
     return [o for o in objs if o["kind"] == kind
             and (name is None or o["metadata"]["name"] == name)]
+
+
+def _keyed(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    out = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+    assert len(out) == len(objs), "two objects of one kind and name"
+    return out
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kustomize_itself_renders_what_the_checks_read(overlay: str) -> None:
+    """Every other check reads the objects of the small renderer; ``kustomize build`` must
+    print exactly those, field for field (components, patches, replicas, images,
+    namespace and labels included)."""
+    built = subprocess.run([str(kustomize()), "build", str(K8S / "overlays" / overlay)],
+                           capture_output=True, text=True, check=True).stdout
+    real = _keyed([d for d in yaml.safe_load_all(built) if d])
+    assert real == _keyed(render(K8S / "overlays" / overlay))
 
 
 def test_every_rendered_manifest_is_valid(rendered: list[dict[str, Any]]) -> None:
@@ -132,10 +161,12 @@ def test_a_kafka_topic_for_every_platform_topic(rendered: list[dict[str, Any]]) 
 
 def test_workers_scale_up_to_the_partition_count(rendered: list[dict[str, Any]]) -> None:
     partitions = by(rendered, "KafkaTopic")[0]["spec"]["partitions"]
-    (hpa,) = by(rendered, "HorizontalPodAutoscaler", "cityops-worker")
-    (worker,) = by(rendered, "Deployment", "cityops-worker")
-    assert hpa["spec"]["maxReplicas"] == partitions
-    assert hpa["spec"]["minReplicas"] <= worker["spec"]["replicas"] <= partitions
+    for worker in [w for name in WORKERS for w in by(rendered, "Deployment", name)]:
+        name = worker["metadata"]["name"]
+        (hpa,) = by(rendered, "HorizontalPodAutoscaler", name)
+        assert hpa["spec"]["scaleTargetRef"]["name"] == name
+        assert hpa["spec"]["maxReplicas"] == partitions, name
+        assert hpa["spec"]["minReplicas"] <= worker["spec"]["replicas"] <= partitions, name
 
 
 def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -180,8 +211,10 @@ def test_probes_and_scrape_annotations_match_the_processes(
     web = int(env["data"]["CITYOPS_WORKER_WEB_PORT"])
     intake = int(env["data"]["CITYOPS_INTAKE_PORT"])
     assert env["data"]["CITYOPS_WORKER_WEB_HOST"] == "0.0.0.0"
-    for name, port, path in (("cityops-worker", web, "/health"), ("cityops-sink", web,
-                             "/health"), ("cityops-intake", intake, "/healthz")):
+    processes = [(name, web, "/health") for name in (*WORKERS, "cityops-sink")]
+    for name, port, path in [*processes, ("cityops-intake", intake, "/healthz")]:
+        if name == "cityops-aggregation" and not by(rendered, "Deployment", name):
+            continue  # the default layout: no aggregation Deployment
         (dep,) = by(rendered, "Deployment", name)
         (c,) = dep["spec"]["template"]["spec"]["containers"]
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
@@ -220,6 +253,83 @@ def test_city_overlay_is_bigger_than_the_pilot() -> None:
     shards = [by(o, "ClickHouseInstallation")[0]["spec"]["configuration"]["clusters"][0]
               ["layout"]["shardsCount"] for o in (pilot, city)]
     assert shards[1] > shards[0]
+
+
+def _stages(dep: dict[str, Any]) -> str:
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    env = {v["name"]: v["value"] for v in c.get("env", [])}
+    return env.get("CITYOPS_WORKER_STAGES", "all")
+
+
+def test_the_split_layout_reads_every_topic_once_and_switches_without_a_deadlock() -> None:
+    """``overlays/city-split``: ``cityops-worker`` validates and ``cityops-aggregation``
+    aggregates, in one deployment (worker id), together reading what a worker of the default
+    layout reads, each topic once; the two pods are the same apart from their stages. The
+    workers are recreated rather than rolled: a worker refuses to start while another
+    layout's group reads its topics, so a rolling switch from the default layout would wait
+    for ever on new pods that never become ready."""
+    from cityops.streams.layouts import topics_read
+
+    city, split = render(K8S / "overlays" / "city"), render(K8S / "overlays" / "city-split")
+    assert _stages(by(city, "Deployment", "cityops-worker")[0]) == "all"
+    assert not by(city, "Deployment", "cityops-aggregation")
+    (validation,) = by(split, "Deployment", "cityops-worker")
+    (aggregation,) = by(split, "Deployment", "cityops-aggregation")
+    assert (_stages(validation), _stages(aggregation)) == ("validation", "aggregation")
+    for dep in (validation, by(city, "Deployment", "cityops-worker")[0]):
+        assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    (env,) = by(split, "ConfigMap", "cityops-env")
+    assert env == by(city, "ConfigMap", "cityops-env")[0]
+    base = Settings(**{k.removeprefix("CITYOPS_").lower(): v for k, v in env["data"].items()})
+    read = {dep["metadata"]["name"]: topics_read(base, _stages(dep))
+            for dep in (validation, aggregation)}
+    assert not read["cityops-worker"] & read["cityops-aggregation"]
+    assert read["cityops-worker"] | read["cityops-aggregation"] == topics_read(base, "all")
+
+    def pod(dep: dict[str, Any]) -> dict[str, Any]:
+        spec = copy.deepcopy(dep["spec"]["template"]["spec"])
+        for c in spec["containers"]:
+            c.pop("name"), c.pop("env")
+        return spec
+
+    assert pod(validation) == pod(aggregation)
+    for kind in ("Deployment", "HorizontalPodAutoscaler", "Service"):  # nothing else changed
+        assert [o for o in split if o["kind"] == kind and o["metadata"]["name"]
+                != "cityops-aggregation" and o["metadata"]["name"] != "cityops-worker"] == [
+            o for o in city if o["kind"] == kind and o["metadata"]["name"] != "cityops-worker"]
+
+
+def test_the_split_overlay_carries_the_base_transformers() -> None:
+    """The overlay repeats the base's namespace, labels and image for the component's
+    objects (kustomize applies a base's transformers to the base's resources only): a
+    version bumped in one place but not the other would run two images."""
+    base = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    split = yaml.safe_load((K8S / "overlays" / "city-split" / "kustomization.yaml").read_text())
+    for field in ("namespace", "labels", "images"):
+        assert split[field] == base[field], field
+    for obj in render(K8S / "overlays" / "city-split"):
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == base["namespace"], obj["metadata"]["name"]
+
+
+def test_renderer_applies_components_and_refuses_them_alone(tmp_path: Path) -> None:
+    comp, top = tmp_path / "comp", tmp_path / "top"
+    comp.mkdir(), top.mkdir()
+    (tmp_path / "cm.yaml").write_text("kind: ConfigMap\nmetadata: {name: a}\ndata: {x: '1'}\n")
+    (comp / "kustomization.yaml").write_text(
+        "kind: Component\npatches:\n  - target: {kind: ConfigMap, name: a}\n"
+        "    patch: '[{op: replace, path: /data/x, value: \"2\"}]'\n")
+    (top / "kustomization.yaml").write_text(
+        "namespace: n\nresources: [../cm.yaml]\ncomponents: [../comp]\n")
+    (obj,) = render(top)
+    assert obj["data"] == {"x": "2"} and obj["metadata"]["namespace"] == "n"
+    with pytest.raises(RenderError, match="only through"):
+        render(comp)
+    (top / "kustomization.yaml").write_text("resources: []\ncomponents: [../top2]\n")
+    (tmp_path / "top2").mkdir()
+    (tmp_path / "top2" / "kustomization.yaml").write_text("resources: []\n")
+    with pytest.raises(RenderError, match="no Component"):
+        render(top)
 
 
 def test_renderer_refuses_what_it_cannot_render(tmp_path: Path) -> None:
