@@ -386,6 +386,41 @@ AIR_FIELDS: dict[str, str] = {
 MIN_HOURS_24H = 20
 MIN_HOURS_8H = 6
 HOUR_S = 3600
+#: the pollutants of the daily index's 24-h means (O3 has its daily 1-h and 8-h maxima)
+DAILY_POLLUTANTS = ("pm25", "pm10", "no2", "so2", "co")
+
+
+def _sum_over(series: dict[int, float], hours: range) -> tuple[float, int]:
+    """(sum, count) of the hourly means ``series`` holds for ``hours``, added in hour
+    order from 0.0, one after another: a sum of the hours before one hour plus that hour's
+    mean is then the same float as the sum over all of them."""
+    total, n = 0.0, 0
+    for h in hours:
+        v = series.get(h)
+        if v is not None:
+            total += v
+            n += 1
+    return total, n
+
+
+def _max_with(prior: float | None, now: float | None) -> float | None:
+    """The larger of two optional values, or the one given."""
+    if prior is None:
+        return now
+    return prior if now is None or prior >= now else now
+
+
+@dataclass(slots=True)
+class _Before:
+    """What the indexes of one hour of a station read of the hours before it. A sample
+    changes only its own hour's means, so this holds while the samples stay in that hour."""
+
+    hour: int  # hour index (epoch hours)
+    sums24: dict[str, tuple[float, int]]  # pollutant → (sum, count) over the 23 hours before
+    o3_sum8: tuple[float, int]  # O3 (sum, count) over the 7 hours before
+    o3_max1: tuple[float | None, int]  # O3: largest hourly mean of the 23 hours before, count
+    o3_max8: float | None  # largest valid 8-h O3 mean ending in one of the 23 hours before
+    n_hours: int  # hours with samples among the 23 before
 
 
 class AirQualityAggregator:
@@ -410,6 +445,9 @@ class AirQualityAggregator:
         #: station → pollutant → hour index → hourly mean: derived from ``_state`` and kept
         #: beside it, so a sample recomputes its own hour's means, not the 32 hours'
         self._series: dict[str, dict[str, dict[int, float]]] = {}
+        #: station → what its newest-sampled hour's indexes read of the hours before it
+        #: (``_Before``), kept while its samples stay in that hour
+        self._before: dict[str, _Before] = {}
 
     @staticmethod
     def _put_means(series: dict[str, dict[int, float]], hour: int, h: dict[str, Any]) -> None:
@@ -430,8 +468,8 @@ class AirQualityAggregator:
     def _mean_over(series: dict[int, float], hours: range, min_n: int) -> float | None:
         """Mean of one pollutant's hourly means (``series``: hour index → mean) over
         ``hours``, or None with fewer than ``min_n`` of them."""
-        vals = [series[h] for h in hours if h in series]
-        return sum(vals) / len(vals) if len(vals) >= min_n else None
+        total, n = _sum_over(series, hours)
+        return total / n if n >= min_n else None
 
     def add(self, ev: AirQualityObserved | FastAir, emitted_at: datetime) -> Outcome:
         averaging_s = ev.averaging_s
@@ -463,6 +501,33 @@ class AirQualityAggregator:
                 by_hour.pop(int(old) // HOUR_S, None)
         return Outcome(True, self._records(station, hour, emitted_at, ev.event_time))
 
+    def _before_of(self, station: str, hi: int) -> _Before:
+        """What hour ``hi``'s indexes read of the hours before it, kept for the samples of
+        the same hour that follow (a 1-minute station sends 60 an hour, and each used to
+        read the 23 hours before again for its daily index). One hour per station is
+        enough, and never stale: the hours change only in ``add``, which then asks for its
+        own hour, so a sample in any other hour replaces what is kept, and old hours are
+        evicted only by a sample in a new hour; a restore drops it."""
+        before = self._before.get(station)
+        if before is not None and before.hour == hi:
+            return before
+        series = self._series_of(station)
+        hours = self._state[station]["hours"]
+        none: dict[int, float] = {}
+        o3 = series.get("o3", none)
+        prior24 = range(hi - 23, hi)
+        o3_prior = [o3[x] for x in prior24 if x in o3]
+        eights = [self._mean_over(o3, range(e - 7, e + 1), MIN_HOURS_8H) for e in prior24]
+        valid8 = [x for x in eights if x is not None]
+        before = self._before[station] = _Before(
+            hour=hi,
+            sums24={p: _sum_over(series.get(p, none), prior24) for p in DAILY_POLLUTANTS},
+            o3_sum8=_sum_over(o3, range(hi - 7, hi)),
+            o3_max1=(max(o3_prior) if o3_prior else None, len(o3_prior)),
+            o3_max8=max(valid8) if valid8 else None,
+            n_hours=sum(1 for x in prior24 if str(x * HOUR_S) in hours))
+        return before
+
     def _records(self, station: str, hour: int, emitted_at: datetime,
                  event_time: datetime) -> list[AirQualityIndex | Pending]:
         hours = self._state[station]["hours"]
@@ -470,32 +535,38 @@ class AirQualityAggregator:
         series = self._series_of(station)
         hi = hour // HOUR_S
         cur = {p: by_hour[hi] for p, by_hour in series.items() if hi in by_hour}
-        none: dict[int, float] = {}
-        o3 = series.get("o3", none)
-        last8 = range(hi - 7, hi + 1)
-        last24 = range(hi - 23, hi + 1)
-        o3_8h = self._mean_over(o3, last8, MIN_HOURS_8H)
-        so2_24h = self._mean_over(series.get("so2", none), last24, MIN_HOURS_24H)
-        res = compute_aqi(pm25=cur.get("pm25"), pm10=cur.get("pm10"), o3_1h=cur.get("o3"),
+        # the 8-h and 24-h means end with this hour: the sums of the hours before it (kept
+        # while the samples stay in this hour), then this hour's mean added last, as a sum
+        # over the hours in order adds it: the same floats as summing them all again
+        before = self._before_of(station, hi)
+
+        def mean_with(prior: tuple[float, int], now: float | None, min_n: int) -> float | None:
+            total, n = prior
+            if now is not None:
+                total, n = total + now, n + 1
+            return total / n if n >= min_n else None
+
+        o3_now = cur.get("o3")
+        o3_8h = mean_with(before.o3_sum8, o3_now, MIN_HOURS_8H)
+        daily = {p: mean_with(before.sums24[p], cur.get(p), MIN_HOURS_24H)
+                 for p in DAILY_POLLUTANTS}
+        res = compute_aqi(pm25=cur.get("pm25"), pm10=cur.get("pm10"), o3_1h=o3_now,
                           no2=cur.get("no2"), so2=cur.get("so2"), co=cur.get("co"),
-                          averaging="1h", so2_24h=so2_24h)
+                          averaging="1h", so2_24h=daily["so2"])
         out = [self._index(station, hour, "1h", h, emitted_at, res, samples=h["samples"],
                            observed_at=event_time, pm25=cur.get("pm25"),
-                           pm10=cur.get("pm10"), o3_1h=cur.get("o3"), o3_8h=o3_8h,
+                           pm10=cur.get("pm10"), o3_1h=o3_now, o3_8h=o3_8h,
                            no2=cur.get("no2"), so2=cur.get("so2"), co=cur.get("co"))]
-        daily = {p: self._mean_over(series.get(p, none), last24, MIN_HOURS_24H)
-                 for p in ("pm25", "pm10", "no2", "so2", "co")}
-        o3_hours = [o3[x] for x in last24 if x in o3]
-        o3_max_1h = max(o3_hours) if len(o3_hours) >= MIN_HOURS_24H else None
+        o3_max_1h = _max_with(before.o3_max1[0], o3_now)
+        if before.o3_max1[1] + (o3_now is not None) < MIN_HOURS_24H:
+            o3_max_1h = None
         o3_max_8h = None
         if o3_max_1h is not None:
-            eights = [self._mean_over(o3, range(e - 7, e + 1), MIN_HOURS_8H) for e in last24]
-            valid8 = [x for x in eights if x is not None]
-            o3_max_8h = max(valid8) if valid8 else None
+            o3_max_8h = _max_with(before.o3_max8, o3_8h)  # this hour's 8-h mean is o3_8h
         if any(v is not None for v in daily.values()) or o3_max_1h is not None:
             dres = compute_aqi(**daily, o3_1h=o3_max_1h, o3_8h=o3_max_8h, averaging="24h")
-            n_hours = sum(1 for x in last24 if str(x * HOUR_S) in hours)
-            out.append(self._index(station, hour, "24h", h, emitted_at, dres, samples=n_hours,
+            out.append(self._index(station, hour, "24h", h, emitted_at, dres,
+                                   samples=before.n_hours + 1,  # this hour is in ``hours``
                                    observed_at=None, o3_1h=o3_max_1h, o3_8h=o3_max_8h,
                                    **daily))
         return out
@@ -539,6 +610,7 @@ class AirQualityAggregator:
     def forget(self, station_id: str) -> None:
         self._state.pop(station_id, None)
         self._series.pop(station_id, None)
+        self._before.pop(station_id, None)
 
     def from_state(self, station_id: str, state: dict[str, Any]) -> None:
         import copy
@@ -546,6 +618,7 @@ class AirQualityAggregator:
         self._state[station_id] = copy.deepcopy(state) if state else {"hours": {},
                                                                        "newest": None}
         self._series.pop(station_id, None)
+        self._before.pop(station_id, None)
 
 
 # ============================================================================================

@@ -478,3 +478,48 @@ def test_air_state_taken_over_from_another_worker_replaces_what_it_held() -> Non
     for station in list(ahead._state):
         behind.from_state(station, json.loads(json.dumps(ahead.to_state(station))))
     assert _air_steps(behind, events[2000:]) == _air_steps(ahead, events[2000:])
+
+
+def test_air_sums_kept_for_an_hour_give_what_reading_every_hour_again_gives() -> None:
+    """Each sample's indexes read the hours before its own from sums kept while the
+    station's samples stay in one hour. A twin restored from the state just before each
+    sample has nothing kept and reads every hour again: the indexes must be the same,
+    whether the sample is in the kept hour, in an earlier one (late), in a new one, or
+    evicts old hours (a 10-hour gap)."""
+    events = _air_stream(2500, seed=23)
+    agg = AirQualityAggregator()
+    same_hour = 0
+    for ev in events:
+        station = ev.station_id
+        twin = AirQualityAggregator()
+        if station in agg._state:
+            twin.from_state(station, json.loads(json.dumps(agg.to_state(station))))
+            kept = agg._before.get(station)
+            hour = (ev.event_time.timestamp() - (ev.averaging_s or 0) / 2) // 3600
+            same_hour += kept is not None and kept.hour == hour
+        got, fresh = agg.add(ev, NOW), twin.add(ev, NOW)
+        assert (got.accepted, got.lateness_s) == (fresh.accepted, fresh.lateness_s)
+        assert [r.model_dump() for r in got.records] == [r.model_dump() for r in fresh.records]
+    assert same_hour > 1000  # most samples used what was kept
+
+
+def test_air_state_restored_within_an_hour_reads_the_restored_hours() -> None:
+    """A snapshot taken over mid-hour (another worker folded a late sample into an earlier
+    hour) replaces the sums kept for the hour: the next sample of that hour reads the
+    restored hours, as the worker that wrote the snapshot does."""
+    def sample(i: int, end: datetime, pm25: float, averaging_s: int = 60) -> AirQualityObserved:
+        return AirQualityObserved(event_id=f"r{i}", source="aq0", station_id="aq0",
+                                  event_time=end, averaging_s=averaging_s, pm25_ugm3=pm25)
+
+    hourly = [sample(h, T0 + timedelta(hours=h), 30.0 + h, 3600) for h in range(1, 31)]
+    last = T0 + timedelta(hours=30, minutes=30)
+    here, there = AirQualityAggregator(), AirQualityAggregator()
+    for ev in [*hourly, sample(100, last, 80.0)]:
+        here.add(ev, NOW), there.add(ev, NOW)
+    there.add(sample(101, T0 + timedelta(hours=25), 400.0, 3600), NOW)  # late, 5 h back
+    here.from_state("aq0", json.loads(json.dumps(there.to_state("aq0"))))
+    ev = sample(102, last + timedelta(minutes=1), 90.0)
+    got, want = here.add(ev, NOW), there.add(ev, NOW)
+    daily = [r for r in want.records if r.averaging == "24h"]
+    assert daily and daily[0].pm25_ugm3 is not None
+    assert [r.model_dump() for r in got.records] == [r.model_dump() for r in want.records]
