@@ -265,8 +265,8 @@ def test_the_split_layout_reads_every_topic_once_and_switches_without_a_deadlock
     """``overlays/city-split``: ``cityops-worker`` validates and ``cityops-aggregation``
     aggregates, in one deployment (worker id), together reading what a worker of the default
     layout reads, each topic once; the two pods are the same apart from their stages. The
-    workers are recreated rather than rolled: a worker refuses to start while another
-    layout's group reads its topics, so a rolling switch from the default layout would wait
+    workers are recreated rather than rolled, in either layout: a worker refuses to start
+    while another layout's group reads its topics, so a rolling switch either way would wait
     for ever on new pods that never become ready."""
     from cityops.streams.layouts import topics_read
 
