@@ -240,7 +240,39 @@ def clean_context(max_clock_skew_s: float) -> ValidationContext:
 
 
 def decode_clean(feed: str, raw: bytes, ctx: ValidationContext) -> FastEvent | None:
-    """A record of ``clean.<feed>`` (validated upstream) as a fast struct, read as the
-    model's ``model_validate_json`` with ``ctx`` (``clean_context``) reads it; ``None``: use
-    that."""
-    return fast_decode(feed, raw, ctx, max_bytes=len(raw))
+    """A record of ``clean.<feed>`` as a fast struct; ``None``: read it with the model's
+    ``model_validate_json`` and ``ctx`` (``clean_context``), which also says why a record
+    is refused.
+
+    Clean records were judged by the validation step, and their JSON is the one ``to_json``
+    (or the model's ``model_dump_json``) wrote: so they are read trusting that form, without
+    the checks ``fast_decode`` runs to leave unusual JSON to the exact decoder (the time's
+    format, a key written twice or an explicit null): 2 µs instead of 6 per record, in the
+    aggregation step and the sink. Types, bounds, patterns, unknown and missing fields
+    (msgspec), an aware time within the clock skew, the cross-field rules and WGS-84
+    positions are still checked; a record that fails any is left to the model.
+    ``tests/unit/core/test_fast_contract.py`` compares both on every record ``fast_decode``
+    accepts."""
+    decoder = _DECODERS.get(feed)
+    if decoder is None or b"\\" in raw:
+        return None
+    try:
+        ev = decoder.decode(raw)
+        when = datetime.fromisoformat(ev.event_time)
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError, ValueError):
+        return None
+    offset = when.utcoffset()
+    if offset is None or abs(offset) >= _DAY or when.year < 2000:
+        return None
+    if when - (ctx.now or datetime.now(UTC)) > timedelta(seconds=ctx.max_clock_skew_s):
+        return None
+    pos = ev.position
+    if pos is not None:
+        if pos.crs == "GCJ02":
+            return None
+        pos.crs = "WGS84"
+    if not ev._valid(ctx):
+        return None
+    ev.event_time = when
+    ev._defaults()
+    return ev

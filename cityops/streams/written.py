@@ -2,13 +2,14 @@
 
 The validation step of a feed publishes each accepted event to ``clean.<feed>`` as the JSON
 of its fast struct (``core.fast_contract``); the aggregation step reads the same bytes back
-from Kafka and decoded them again (``decode_clean``: 7–10 µs each, about a twentieth of the
-worker's CPU per event). When the clean partition is this worker's too, the struct the
-validation step already holds is the one that decode would give (``decode_clean(ev.to_json())
-== ev``: ``tests/unit/streams/test_written_events.py`` checks it on the simulator's records),
-so the aggregation step takes it by the record's bytes. Kafka stays the only way between the
-steps: an event is taken only when its record was read back, in the record's order, and a
-record another worker wrote, or one not kept, is decoded as before.
+from Kafka and decoded them again (``decode_clean``: 7–10 µs each when this was written,
+about a twentieth of the worker's CPU per event). When the clean partition is this worker's
+too, the struct the validation step already holds is the one that decode would give
+(``decode_clean(ev.to_json()) == ev``: ``tests/unit/streams/test_written_events.py`` checks
+it on the simulator's records), so the aggregation step takes it by the record's bytes.
+Kafka stays the only way between the steps: an event is taken only when its record was read
+back, in the record's order, and a record another worker wrote, or one not kept, is decoded
+as before.
 
 What is kept, and for how long:
 

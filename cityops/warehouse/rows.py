@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, get_args
 
+import msgspec.structs
 from pydantic import BaseModel
 
+from cityops.core.fast_contract import FastEvent
 from cityops.core.feeds import (
     AirQualityObserved,
     Envelope,
@@ -73,6 +75,30 @@ def event_row(event: Envelope, *, ingested_at: datetime | None = None) -> tuple[
     if table is None:
         raise SchemaError(f"no raw table for {type(event).__name__}", code="unknown_event")
     row = _row_of(event)
+    pos = row.pop("position")
+    row["lat"] = pos.lat if pos is not None else None
+    row["lon"] = pos.lon if pos is not None else None
+    row["ingested_at"] = ingested_at or datetime.now(UTC)
+    return table, row
+
+
+#: feed → (raw table, the enum fields of its model)
+_FAST_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    model.feed: (table, _ENUMS[model]) for model, table in EVENT_TABLES.items()}
+
+
+def fast_event_row(event: FastEvent, *, ingested_at: datetime | None = None
+                   ) -> tuple[str, dict]:
+    """The raw-table row of a clean record read as a fast struct (``decode_clean``): the row
+    ``event_row`` gives for the model of the same record, without building the model (the
+    sink's convert took 6 µs a clean record through the model, 3 this way).
+    ``tests/unit/warehouse/test_rows_without_dump.py`` compares both."""
+    table, enums = _FAST_TABLES[event.feed]
+    row = msgspec.structs.asdict(event)
+    for name in enums:
+        value = row[name]
+        if value is not None:
+            row[name] = value.value
     pos = row.pop("position")
     row["lat"] = pos.lat if pos is not None else None
     row["lon"] = pos.lon if pos is not None else None

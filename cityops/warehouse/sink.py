@@ -42,7 +42,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from cityops.core import topics
-from cityops.core.fast_contract import clean_context
+from cityops.core.fast_contract import clean_context, decode_clean
 from cityops.core.feeds import FEED_MODELS
 from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
@@ -92,22 +92,25 @@ def is_event_topic(settings: Settings, topic: str) -> bool:
 def default_converter(settings: Settings) -> Converter:
     """Map (topic, value) to (table, row) with the warehouse's row builders.
 
-    A validated event is read with the configured clock skew (``clean_context``, as the
-    aggregation step reads it): the model's default of 300 s refused events that a larger
+    A validated event is read as the aggregation step reads it: as a fast struct
+    (``decode_clean``) made into its row directly (``rows.fast_event_row``), or, when the
+    record is left to the model, with the model and the configured clock skew
+    (``clean_context``): the model's default of 300 s refused events that a larger
     ``CITYOPS_MAX_CLOCK_SKEW_S`` had let through validation, and their raw rows were never
-    stored. The model, not the contract's fast path: for the sink, which dumps the event to
-    a row at once, ``model_validate_json`` and ``model_dump`` cost 19 µs per clean record
-    against 24 µs through the fast struct (``decode_clean``, its checks, then the struct's
-    fields)."""
+    stored."""
     from cityops.warehouse import rows
 
     prefix = settings.topic_prefix + "."
-    context = clean_context(settings.max_clock_skew_s).as_dict()
+    clean_ctx = clean_context(settings.max_clock_skew_s)
+    context = clean_ctx.as_dict()
 
     def convert(topic: str, value: bytes) -> tuple[str, dict[str, Any]] | None:
         suffix = _suffix(prefix, topic)
         feed = topics.clean_feed(suffix)
         if feed is not None:
+            fast = decode_clean(feed, value, clean_ctx)
+            if fast is not None:
+                return rows.fast_event_row(fast)
             event = FEED_MODELS[feed].model_validate_json(value, context=context)
             return rows.event_row(event)
         cls = RECORD_TOPICS.get(suffix)

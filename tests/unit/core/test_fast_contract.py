@@ -21,7 +21,7 @@ import pytest
 from unit.core.test_feed_contracts import BAD, GOOD
 
 from cityops.core.contract import Rejection, decode_event
-from cityops.core.fast_contract import FAST_TYPES, FastPosition, fast_decode
+from cityops.core.fast_contract import FAST_TYPES, FastPosition, decode_clean, fast_decode
 from cityops.core.feeds import FEED_MODELS, Position, ValidationContext
 from cityops.core.registry import Registry
 from cityops.ingest.simulate.engine import wire_records
@@ -200,3 +200,51 @@ def test_fast_structs_mirror_the_models_fields_and_bounds(feed: str) -> None:
         for f in info.fields:
             assert _struct_rules(f.type) == _model_rules(model.model_fields[f.name]), (
                 f"{struct.__name__}.{f.name}")
+
+
+@pytest.mark.parametrize("feed", sorted(GOOD))
+def test_clean_reading_gives_the_fast_paths_struct(feed: str, ctx: ValidationContext) -> None:
+    """``decode_clean`` trusts a clean record's JSON form: on every variant the fast path
+    accepts, it gives the same struct, from the variant and from the clean JSON written."""
+    clean_ctx = ValidationContext(now=NOW)
+    good = GOOD[feed]
+    if feed == "incidents":  # its GCJ-02 position is the exact decoder's
+        good = dict(good, position={"lat": 29.56, "lon": 106.57, "crs": "WGS84"})
+    compared = 0
+    for raw in _variants(good):
+        fast = fast_decode(feed, raw, ctx, max_bytes=MAX_BYTES)
+        if fast is None:
+            continue
+        compared += 1
+        for data in (raw, fast.to_json()):
+            again = decode_clean(feed, data, clean_ctx)
+            assert again == fast, data
+            assert again is not None and again.event_time.utcoffset() == (
+                fast.event_time.utcoffset())
+    assert compared > 10
+
+
+def test_clean_reading_leaves_to_the_model_what_it_does_not_trust() -> None:
+    clean_ctx = ValidationContext(now=NOW, occupancy_tolerance=0.0)
+    good = {feed: orjson.dumps(data) for feed, data in GOOD.items()}
+    assert decode_clean("footfall", good["footfall"], clean_ctx) is not None
+    refused = {
+        "gcj02 position": ("incidents", good["incidents"]),
+        "escaped text": ("footfall", good["footfall"].replace(b'"zone_id"', b'"zone\\u005fid"')),
+        "no offset": ("footfall", orjson.dumps(dict(GOOD["footfall"],
+                                                    event_time="2026-11-27T19:30:00"))),
+        "ahead of the clock": ("footfall", orjson.dumps(dict(
+            GOOD["footfall"], event_time=(NOW + timedelta(hours=1)).isoformat()))),
+        "over capacity": ("parking", orjson.dumps(
+            {k: v for k, v in GOOD["parking"].items() if k != "free"} | {"occupied": 680})),
+        "a wrong type": ("footfall", orjson.dumps(dict(GOOD["footfall"], entries="3"))),
+        "out of bounds": ("footfall", orjson.dumps(dict(GOOD["footfall"], entries=-1))),
+        "an unknown field": ("footfall", orjson.dumps(dict(GOOD["footfall"], extra=1))),
+        "a missing field": ("footfall", orjson.dumps(
+            {k: v for k, v in GOOD["footfall"].items() if k != "zone_id"})),
+        "not a time": ("footfall", orjson.dumps(dict(GOOD["footfall"], event_time="soon"))),
+        "not json": ("footfall", b'{"event_id": '),
+        "an unknown feed": ("weather", good["footfall"]),
+    }
+    taken = {why: decode_clean(feed, raw, clean_ctx) for why, (feed, raw) in refused.items()}
+    assert taken == dict.fromkeys(refused)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from pydantic import AwareDatetime, BaseModel
 
+from cityops.core.fast_contract import clean_context, decode_clean
 from cityops.core.feeds import FEED_MODELS, Position
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, Settings
@@ -33,7 +34,13 @@ from cityops.streams.records import (
     _Record,
     built,
 )
-from cityops.warehouse.rows import EVENT_TABLES, RECORD_TABLES, event_row, record_row
+from cityops.warehouse.rows import (
+    EVENT_TABLES,
+    RECORD_TABLES,
+    event_row,
+    fast_event_row,
+    record_row,
+)
 
 START = datetime(2026, 11, 20, 16, 0, tzinfo=UTC)
 EMITTED = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -126,3 +133,30 @@ def test_rows_are_the_rows_model_dump_gave(registry: Registry, settings: Setting
         assert list(row) == list(want), "columns in the model's order"
         assert not any(isinstance(v, Enum) for v in row.values()), row
     assert seen == set(EVENT_TABLES) | set(RECORD_TABLES)
+
+
+def test_clean_records_read_as_fast_structs_give_the_models_rows(
+        registry: Registry, settings: Settings) -> None:
+    """The sink reads a clean record as a fast struct (``decode_clean``) and makes the row
+    from it: the same row as from the model, column for column, and every simulated record
+    but GCJ-02 positions (converted by the model) and escaped text takes that way."""
+    ctx = clean_context(settings.max_clock_skew_s)
+    fast = total = 0
+    for original in _stream_records(registry, settings):
+        if type(original) not in EVENT_TABLES:
+            continue
+        total += 1
+        clean = original.to_json()
+        struct = decode_clean(original.feed, clean, ctx)
+        if struct is None:
+            continue
+        fast += 1
+        model = type(original).model_validate_json(clean, context=ctx.as_dict())
+        want = event_row(model, ingested_at=EMITTED)
+        got = fast_event_row(struct, ingested_at=EMITTED)
+        assert got == want, clean
+        assert list(got[1]) == list(want[1]), "columns in the model's order"
+        assert got[1]["event_time"].utcoffset() == want[1]["event_time"].utcoffset()
+        assert not any(isinstance(v, Enum) for v in got[1].values()), got
+    assert total > 1000
+    assert fast == total, f"only {fast} of {total} clean records read as fast structs"
