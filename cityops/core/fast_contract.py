@@ -21,6 +21,7 @@ decimals, and every record that breaks a rule.
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -264,7 +265,10 @@ def decode_clean(feed: str, raw: bytes, ctx: ValidationContext) -> FastEvent | N
     offset = when.utcoffset()
     if offset is None or abs(offset) >= _DAY or when.year < 2000:
         return None
-    if when - (ctx.now or datetime.now(UTC)) > timedelta(seconds=ctx.max_clock_skew_s):
+    # in float seconds (exact to a microsecond at today's timestamps): a datetime difference
+    # and a timedelta per record took a fifth of this read
+    now_s = ctx.now.timestamp() if ctx.now is not None else time.time()
+    if when.timestamp() - now_s >= ctx.max_clock_skew_s:
         return None
     pos = ev.position
     if pos is not None:

@@ -178,12 +178,26 @@ def _epoch_text(value: datetime) -> str:
     return f"{whole}.{micros:06d}" if micros else str(whole)
 
 
+#: what a string literal must escape (``_quoted``)
+_UNSAFE_RE = re.compile("[\\\\'\n\t\r\0\b\f]")
+
+
+def _array_text(values: list[Any] | tuple[Any, ...]) -> str:
+    """An array literal. A list of strings none of which needs escaping (the sink's batches
+    of event ids, 20,000 of them) is joined at once: element by element it took 40 ms of
+    the sink's CPU per batch; the same text either way."""
+    if values and all(type(v) is str for v in values) and (
+            _UNSAFE_RE.search("".join(values)) is None):
+        return "['" + "','".join(values) + "']"
+    return "[" + ",".join(_quoted(v) for v in values) + "]"
+
+
 def _quoted(value: Any) -> str:
     """A ClickHouse literal inside a composite value (array elements)."""
     if value is None:
         return "NULL"
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_quoted(v) for v in value) + "]"
+        return _array_text(value)
     text = plain_text(value)
     if isinstance(value, (bool, int, float, Decimal)):
         return text
@@ -211,7 +225,7 @@ def plain_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_quoted(v) for v in value) + "]"
+        return _array_text(value)
     raise PermanentWarehouseError(
         f"unsupported query parameter type {type(value).__name__}", code="bad_parameter")
 

@@ -23,7 +23,8 @@ from cityops.streams.records import (
 )
 from cityops.warehouse.embedded import EmbeddedWarehouse
 from cityops.warehouse.exceptions import SchemaError
-from cityops.warehouse.rows import record_row
+from cityops.warehouse.rows import FEED_TABLES, record_row
+from cityops.warehouse.sink import SITE_COLUMNS, stored_ids_query
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +155,48 @@ def test_insert_checks_names_against_the_schema(schema_wh: EmbeddedWarehouse,
         schema_wh.insert("late_events", [{"feed": "x", "event_id": None}])
     assert null.value.code == "null_value"
     assert schema_wh.table_exists("alerts")
+
+
+def test_the_sinks_stored_ids_check_names_each_raw_tables_leading_sort_columns(
+        schema_wh: EmbeddedWarehouse) -> None:
+    """The sink's check for ids already stored narrows by site and time: the two columns each
+    raw table sorts by first, so the check reads only the granules of a batch's sites."""
+    keys = dict(schema_wh.query(
+        "SELECT name, sorting_key FROM system.tables WHERE database = currentDatabase() "
+        "AND name IN {names:Array(String)}", {"names": sorted(SITE_COLUMNS)}))
+    assert set(keys) == set(SITE_COLUMNS) == set(FEED_TABLES.values())
+    for table, site in SITE_COLUMNS.items():
+        assert [c.strip() for c in keys[table].split(",")][:2] == [site, "event_time"], table
+
+
+def test_the_sinks_stored_ids_query_finds_what_the_embedded_warehouse_holds(
+        schema_wh: EmbeddedWarehouse, registry: Registry) -> None:
+    """Over two raw tables at once: the stored ids of a batch, none of its new ones, and none
+    of another site's (the same id at another zone is another row of the table)."""
+    t0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    zones = sorted(registry.zones)[:2]
+    counters = {z: next(c.id for c in registry.counters.values() if c.zone_id == z)
+                for z in zones}
+
+    def footfall(i: int, zone: str) -> dict:
+        return {"event_id": f"q{i}", "source": counters[zone], "zone_id": zone,
+                "event_time": t0 + timedelta(minutes=i), "entries": i, "exits": 0,
+                "interval_s": 60}
+
+    def parking(i: int) -> dict:
+        return {"event_id": f"p{i}", "source": "pk", "carpark_id": "cp1",
+                "event_time": t0 + timedelta(minutes=i), "capacity": 100, "occupied": i}
+
+    schema_wh.insert("footfall_observed", [footfall(i, zones[0]) for i in range(30)])
+    schema_wh.insert("parking_observed", [parking(i) for i in range(10)])
+    batch = {"footfall_observed": {r["event_id"]: r for r in
+                                   [footfall(i, zones[0]) for i in range(20, 40)]},
+             "parking_observed": {r["event_id"]: r for r in [parking(i) for i in range(5, 15)]}}
+    ask = stored_ids_query(batch)
+    assert ask is not None
+    assert sorted(schema_wh.query(*ask)) == sorted(
+        [("footfall_observed", f"q{i}") for i in range(20, 30)]
+        + [("parking_observed", f"p{i}") for i in range(5, 10)])
+    elsewhere = {"footfall_observed": {f"q{i}": footfall(i, zones[1]) for i in range(30)}}
+    ask = stored_ids_query(elsewhere)
+    assert ask is not None and schema_wh.query(*ask) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -9,6 +10,7 @@ import pytest
 
 from cityops.warehouse.exceptions import MultipleStatements, PermanentWarehouseError, SchemaError
 from cityops.warehouse.sqltext import (
+    _quoted,
     check_identifier,
     check_params,
     first_keyword,
@@ -105,3 +107,23 @@ def test_identifiers_ok(name: str) -> None:
 def test_identifiers_refused(name: str) -> None:
     with pytest.raises(SchemaError):
         check_identifier(name)
+
+
+def test_an_array_of_plain_strings_is_joined_to_the_literal_element_by_element_gives() -> None:
+    """The sink's batches of ids take the joined path; any string that needs escaping, or an
+    element that is not a string, takes the element-by-element one: the same text."""
+    def one_by_one(values: list) -> str:
+        return "[" + ",".join(_quoted(v) for v in values) + "]"
+
+    rnd = random.Random(3)
+    alphabet = "abcXYZ019._:-'\\\n\t\r\0\b\f é中"
+    for _ in range(2000):
+        values: list = ["".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 6)))
+                        for _ in range(rnd.randrange(0, 6))]
+        if rnd.random() < 0.1:
+            values.append(rnd.choice([1, 2.5, None, True]))
+        assert _quoted(values) == one_by_one(values), values
+        assert param_text(values) == one_by_one(values), values
+    ids = [f"fc_jfb_square_0{i % 9}:{i}" for i in range(20_000)]
+    assert _quoted(ids) == one_by_one(ids)
+    assert _quoted([]) == "[]" and _quoted(["it's"]) == "['it\\'s']"
