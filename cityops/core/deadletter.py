@@ -33,7 +33,9 @@ class DerivedRecord(BaseModel):
         raise NotImplementedError
 
     def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
+        """``model_dump_json().encode()``, without the text in between (0.8 µs of 2 a record:
+        the aggregation step writes about 0.6 records per event)."""
+        return self.__pydantic_serializer__.to_json(self)
 
 
 class DeadLetter(DerivedRecord):
