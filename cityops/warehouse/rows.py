@@ -61,11 +61,25 @@ def _row_of(model: BaseModel) -> dict[str, Any]:
     computed fields; scalars, enums, lists and dicts of scalars, and a feed's ``position``,
     which ``event_row`` flattens); a list or dict is the model's own, not a copy.
     ``tests/unit/warehouse/test_rows_without_dump.py`` checks both on every model."""
-    row = model.__dict__.copy()
-    for name in _ENUMS[type(model)]:
+    return _with_enum_values(model.__dict__.copy(), _ENUMS[type(model)])
+
+
+def _with_enum_values(row: dict[str, Any], enums: tuple[str, ...]) -> dict[str, Any]:
+    """``row`` with the enum members of fields ``enums`` replaced by their values."""
+    for name in enums:
         value = row[name]
         if value is not None:
             row[name] = value.value
+    return row
+
+
+def _raw_row(row: dict[str, Any], ingested_at: datetime | None) -> dict[str, Any]:
+    """An event's fields as its raw table holds them: ``position`` as ``lat`` / ``lon``, and
+    ``ingested_at``."""
+    pos = row.pop("position")
+    row["lat"] = pos.lat if pos is not None else None
+    row["lon"] = pos.lon if pos is not None else None
+    row["ingested_at"] = ingested_at or datetime.now(UTC)
     return row
 
 
@@ -74,12 +88,7 @@ def event_row(event: Envelope, *, ingested_at: datetime | None = None) -> tuple[
     table = EVENT_TABLES.get(type(event))
     if table is None:
         raise SchemaError(f"no raw table for {type(event).__name__}", code="unknown_event")
-    row = _row_of(event)
-    pos = row.pop("position")
-    row["lat"] = pos.lat if pos is not None else None
-    row["lon"] = pos.lon if pos is not None else None
-    row["ingested_at"] = ingested_at or datetime.now(UTC)
-    return table, row
+    return table, _raw_row(_row_of(event), ingested_at)
 
 
 #: feed → (raw table, the enum fields of its model)
@@ -94,16 +103,7 @@ def fast_event_row(event: FastEvent, *, ingested_at: datetime | None = None
     sink's convert took 6 µs a clean record through the model, 3 this way).
     ``tests/unit/warehouse/test_rows_without_dump.py`` compares both."""
     table, enums = _FAST_TABLES[event.feed]
-    row = msgspec.structs.asdict(event)
-    for name in enums:
-        value = row[name]
-        if value is not None:
-            row[name] = value.value
-    pos = row.pop("position")
-    row["lat"] = pos.lat if pos is not None else None
-    row["lon"] = pos.lon if pos is not None else None
-    row["ingested_at"] = ingested_at or datetime.now(UTC)
-    return table, row
+    return table, _raw_row(_with_enum_values(msgspec.structs.asdict(event), enums), ingested_at)
 
 
 def record_row(record: _Record) -> tuple[str, dict]:

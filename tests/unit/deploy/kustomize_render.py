@@ -1,4 +1,5 @@
-"""A small kustomize renderer for the subset deploy/k8s uses (no kustomize binary here).
+"""A small kustomize renderer for the subset deploy/k8s uses, which the manifest checks read
+(``test_kustomize_itself_renders_what_the_checks_read`` holds it to kustomize's own output).
 
 Supports ``resources`` (files and kustomization folders), ``components`` (folders of
 ``kind: Component`` with their own resources and patches, applied to what the including
