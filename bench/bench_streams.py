@@ -167,11 +167,24 @@ def preload(prefix: str, n: int, tag: str) -> Tally:
 
 
 # --- processes --------------------------------------------------------------------------------
+def favour(pid: int, nice: int) -> None:
+    """Set the CPU weight of a process's session (its Linux autogroup: the supervised worker
+    and its child): each part runs in a session of its own, so on a host with autogroups
+    (``/proc/sys/kernel/sched_autogroup_enabled``) every busy part gets an equal share of the
+    CPUs whatever its threads' nice values, as equal cgroup weights would; a negative value
+    gives this part more, as an operator would with systemd's ``CPUWeight=`` or Kubernetes
+    CPU requests. Lowering it needs root (``CAP_SYS_NICE``)."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except OSError as exc:
+        raise SystemExit(f"cannot set the autogroup nice of pid {pid} to {nice}: {exc}") from exc
+
+
 class Proc:
     """``cityops worker`` (no sink) or ``cityops sink``, with its own port and data dir."""
 
     def __init__(self, kind: str, prefix: str, work: Path, n: int, partitions: int,
-                 profile_s: float = 0.0, stages: str = "all") -> None:
+                 profile_s: float = 0.0, stages: str = "all", autogroup_nice: int = 0) -> None:
         self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -194,6 +207,8 @@ class Proc:
         self.proc = subprocess.Popen([CITYOPS, *args], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, cwd=ROOT,
                                      start_new_session=True)
+        if autogroup_nice:
+            favour(self.proc.pid, autogroup_nice)
         self.spy: subprocess.Popen | None = None
         self.spy_out = work / f"{kind}{n}.pyspy.txt"
         self.profile_s = profile_s
@@ -247,6 +262,10 @@ class Proc:
         self.log.close()
 
 
+#: the drain's CPU timeline: one reading of every part's CPU this often
+CPU_SPAN_S = 10.0
+
+
 def cpu_seconds(pgid: int) -> float:
     """User + system CPU seconds of the live processes of a process group, with their
     reaped children (a supervised worker's restarts). CPU time, unlike wall time, does not
@@ -266,6 +285,24 @@ def cpu_seconds(pgid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_wait_seconds(pgid: int) -> float:
+    """Seconds the live threads of a process group's processes have spent runnable but
+    waiting for a CPU (``/proc/<pid>/task/<tid>/schedstat``, second field): how much of a
+    part's time went to waiting for the others, not to its own work or to I/O."""
+    total = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if int((d / "stat").read_text().rpartition(")")[2].split()[2]) != pgid:
+                continue
+            for task in (d / "task").iterdir():
+                total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
 def broker_pid() -> int | None:
     """The local broker of ``CITYOPS_KAFKA_PORT`` (``cityops kafka up``), if it runs here."""
     from cityops.deploy.kafka_local import LocalKafka
@@ -274,11 +311,37 @@ def broker_pid() -> int | None:
 
 
 class CpuMeter:
-    """CPU seconds each part of a run used between ``__init__`` and ``per_event``."""
+    """CPU seconds each part of a run used between ``__init__`` and ``per_event``; with
+    ``sample`` called now and then, how many CPUs each part used over each span of the run
+    and how long its threads waited for a CPU (which part of a drain is its critical path,
+    and whether it was starved or idle)."""
 
     def __init__(self, parts: dict[str, list[Proc]]) -> None:
         self.parts = parts
         self.start = self.read()
+        self.samples: list[tuple[float, dict[str, float]]] = [(time.monotonic(), self.start)]
+        self.waits0 = self.waits()
+
+    def waits(self) -> dict[str, float]:
+        return {name: sum(cpu_wait_seconds(pgid=p.proc.pid) for p in procs)
+                for name, procs in self.parts.items()}
+
+    def sample(self) -> None:
+        self.samples.append((time.monotonic(), self.read()))
+
+    def timeline(self) -> str:
+        """CPUs each part used per span between samples ("validation 0.55 0.53 …")."""
+        pairs = list(zip(self.samples, self.samples[1:], strict=False))
+        return "; ".join(
+            f"{name} " + " ".join(f"{(b[name] - a[name]) / max(tb - ta, 1e-9):.2f}"
+                                  for (ta, a), (tb, b) in pairs)
+            for name in self.start)
+
+    def waited(self) -> str:
+        """Each part's waits for a CPU, in thread-seconds per second of the run."""
+        end, took = self.waits(), time.monotonic() - self.samples[0][0]
+        return ", ".join(f"{name} {(end[name] - self.waits0[name]) / took:.2f}"
+                         for name in end)
 
     def read(self) -> dict[str, float]:
         out = {name: sum(cpu_seconds(pgid=p.proc.pid) for p in procs)
@@ -459,19 +522,22 @@ def ceiling(prefix: str, n: int) -> float:
 
 
 def start_workers(prefix: str, work: Path, workers: int, partitions: int,
-                  profile_s: float = 0.0, split: bool = False) -> list[Proc]:
+                  profile_s: float = 0.0, split: bool = False,
+                  favour_aggregation: int = 0) -> list[Proc]:
     """``workers`` workers running every step, or (``split``) one validation worker and one
-    aggregation worker."""
+    aggregation worker (``favour_aggregation``: its session's autogroup nice, ``favour``)."""
     if split:
         return [Proc("worker", prefix, work, k, partitions, profile_s if k == 0 else 0.0,
-                     stages=stage) for k, stage in enumerate(("validation", "aggregation"))]
+                     stages=stage,
+                     autogroup_nice=favour_aggregation if stage == "aggregation" else 0)
+                for k, stage in enumerate(("validation", "aggregation"))]
     return [Proc("worker", prefix, work, k, partitions, profile_s if k == 0 else 0.0)
             for k in range(workers)]
 
 
 def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
           profile_s: float = 0.0, label: str = "drain", timeout_s: float = 3600.0,
-          split: bool = False) -> float:
+          split: bool = False, favour_aggregation: int = 0) -> float:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     setup_topics(prefix, partitions)
@@ -484,7 +550,8 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
     try:
         sink.wait_ready()
         started = time.monotonic()
-        ws = start_workers(prefix, work, workers, partitions, profile_s, split)
+        ws = start_workers(prefix, work, workers, partitions, profile_s, split,
+                           favour_aggregation)
         procs += ws
         for w in ws:
             w.wait_ready()
@@ -494,11 +561,14 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
                        {"workers" if workers > 1 else "worker": ws, "sink": [sink]})
         ws[0].start_profile()
         first_row: float | None = None
-        last_report = time.monotonic()
+        last_report = last_sample = time.monotonic()
         behind, have = -1, 0
         while True:
             committed, ends = progress.read()
             now = time.monotonic()
+            if now - last_sample >= CPU_SPAN_S:
+                cpu.sample()
+                last_sample = now
             if committed and first_row is None:
                 first_row = now
             if ends and committed >= ends:
@@ -529,6 +599,7 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
                 return 0.0
             time.sleep(0.5)
         total = time.monotonic() - started
+        cpu.sample()
         cpu_text = cpu.per_event(n)
         rate = n / total
         steady = n / (time.monotonic() - first_row) if first_row else rate
@@ -543,6 +614,13 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
         report(f"{label} CPU per event", cpu_text,
                "user + system CPU seconds of each part from the workers' readiness to the "
                "end, over the events (start-up excluded)")
+        report(f"{label} CPUs used", cpu.timeline(),
+               f"CPUs each part used in each {CPU_SPAN_S:g}-s span of the drain (the last one "
+               "shorter)")
+        report(f"{label} waits for a CPU", cpu.waited(),
+               "seconds each part's threads were runnable but waiting for a CPU, per second "
+               "of the drain, summed over its threads (Linux schedstat): 0.35 for a part "
+               "whose work is one thread means that thread waited 35 % of the drain")
         report(f"{label} footfall state log", *state_log_sizes(prefix, "state-footfall"))
         if profile_s > 0:
             profile(ws[0])
@@ -927,6 +1005,9 @@ def main() -> None:
     ap.add_argument("--stages", default="all,split",
                     help="drain and latency, comma-separated: all (one worker running every "
                     "step), split (one validation worker beside one aggregation worker)")
+    ap.add_argument("--favour-aggregation", type=int, default=0,
+                    help="split drain: the aggregation worker's autogroup nice (e.g. -10: a "
+                    "larger CPU share than the other parts; needs root); 0: equal shares")
     args = ap.parse_args()
     if not set(args.stages.split(",")) <= {"all", "split"}:
         ap.error(f"--stages {args.stages!r}: all, split or all,split")
@@ -957,8 +1038,10 @@ def main() -> None:
         for split in layouts:
             drain(args.events, 1, args.partitions, ceiling_rate,
                   profile_s=0.0 if split else args.profile_s, timeout_s=args.timeout_s,
-                  split=split,
-                  label="drain (validation + aggregation workers)" if split else "drain")
+                  split=split, favour_aggregation=args.favour_aggregation if split else 0,
+                  label=("drain (validation + aggregation workers"
+                         + (f", aggregation at autogroup nice {args.favour_aggregation})"
+                            if args.favour_aggregation else ")")) if split else "drain")
             write_markdown(Path(args.out), sys.argv[1:], started)
     if "alone" in parts:
         alone(min(args.scale_events, args.events), args.partitions, timeout_s=args.timeout_s)
