@@ -208,7 +208,13 @@ class Proc:
                                      stderr=subprocess.STDOUT, cwd=ROOT,
                                      start_new_session=True)
         if autogroup_nice:
-            favour(self.proc.pid, autogroup_nice)
+            try:
+                favour(self.proc.pid, autogroup_nice)
+            except SystemExit:  # not started for the drain: stopped here, not left running
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
+                self.log.close()
+                raise
         self.spy: subprocess.Popen | None = None
         self.spy_out = work / f"{kind}{n}.pyspy.txt"
         self.profile_s = profile_s
@@ -527,10 +533,18 @@ def start_workers(prefix: str, work: Path, workers: int, partitions: int,
     """``workers`` workers running every step, or (``split``) one validation worker and one
     aggregation worker (``favour_aggregation``: its session's autogroup nice, ``favour``)."""
     if split:
-        return [Proc("worker", prefix, work, k, partitions, profile_s if k == 0 else 0.0,
-                     stages=stage,
-                     autogroup_nice=favour_aggregation if stage == "aggregation" else 0)
-                for k, stage in enumerate(("validation", "aggregation"))]
+        procs: list[Proc] = []
+        try:
+            for k, stage in enumerate(("validation", "aggregation")):
+                procs.append(Proc(
+                    "worker", prefix, work, k, partitions, profile_s if k == 0 else 0.0,
+                    stages=stage,
+                    autogroup_nice=favour_aggregation if stage == "aggregation" else 0))
+        except SystemExit:  # the aggregation worker could not be favoured: stop the other
+            for proc in procs:
+                proc.stop()
+            raise
+        return procs
     return [Proc("worker", prefix, work, k, partitions, profile_s if k == 0 else 0.0)
             for k in range(workers)]
 
@@ -1005,7 +1019,8 @@ def main() -> None:
     ap.add_argument("--stages", default="all,split",
                     help="drain and latency, comma-separated: all (one worker running every "
                     "step), split (one validation worker beside one aggregation worker)")
-    ap.add_argument("--favour-aggregation", type=int, default=0,
+    ap.add_argument("--favour-aggregation", type=int, default=0, choices=range(-20, 20),
+                    metavar="NICE",
                     help="split drain: the aggregation worker's autogroup nice (e.g. -10: a "
                     "larger CPU share than the other parts; needs root); 0: equal shares")
     args = ap.parse_args()
