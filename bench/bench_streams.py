@@ -272,22 +272,26 @@ class Proc:
 CPU_SPAN_S = 10.0
 
 
+def _group_stats(pgid: int) -> Iterator[tuple[Path, list[str]]]:
+    """Each live process of a process group: its ``/proc`` directory and its ``stat``
+    fields from field 3 (state) on (pgrp is ``[2]``, utime … cstime ``[11:15]``)."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            yield d, fields
+
+
 def cpu_seconds(pgid: int) -> float:
     """User + system CPU seconds of the live processes of a process group, with their
     reaped children (a supervised worker's restarts). CPU time, unlike wall time, does not
     count what the other processes took, so it says what one event costs each part (the
     host's neighbours still move it: compare parts of one run, or runs side by side)."""
-    total = 0
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            rest = (d / "stat").read_text().rpartition(")")[2]
-        except OSError:
-            continue
-        f = rest.split()  # from field 3 (state) on: pgrp is f[2], utime … cstime f[11:15]
-        if int(f[2]) == pgid:
-            total += sum(int(x) for x in f[11:15])
+    total = sum(sum(int(x) for x in f[11:15]) for _d, f in _group_stats(pgid))
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -296,12 +300,8 @@ def cpu_wait_seconds(pgid: int) -> float:
     waiting for a CPU (``/proc/<pid>/task/<tid>/schedstat``, second field): how much of a
     part's time went to waiting for the others, not to its own work or to I/O."""
     total = 0
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+    for d, _fields in _group_stats(pgid):
         try:
-            if int((d / "stat").read_text().rpartition(")")[2].split()[2]) != pgid:
-                continue
             for task in (d / "task").iterdir():
                 total += int((task / "schedstat").read_text().split()[1])
         except (OSError, ValueError, IndexError):
