@@ -22,6 +22,10 @@ Guarantees:
   (``CITYOPS_SINK_BATCH_S``), each batch committing its own topics' offsets. Each embedded
   insert costs 10-60 ms whatever its size, so an events' batch that writes the four raw
   tables only ends sooner, and the next events wait less;
+* **a rebalance gives back what the sink holds**: when partitions are revoked, the batches
+  in hand are dropped unwritten and each partition the sink keeps is read again from its
+  batch's first offset (``sink_rebalance``), so two sinks never write the same partition's
+  records;
 * transient warehouse errors are retried (``RetryPolicy``: tenacity, the warehouse retry
   settings) for as long as the sink runs (nothing is skipped); a record it cannot convert to
   a row is counted and logged, never stalling the stream.
@@ -52,6 +56,7 @@ from cityops.streams.records import DERIVED_RECORDS
 from cityops.warehouse.base import RetryPolicy, Warehouse
 from cityops.warehouse.exceptions import SinkInterrupted, TransientWarehouseError, WarehouseError
 from cityops.warehouse.rows import FEED_TABLES
+from cityops.warehouse.sink_rebalance import RebalanceWatch, Rewind
 from cityops.warehouse.sqltext import check_identifier
 
 log = structlog.get_logger(__name__)
@@ -208,6 +213,8 @@ class SinkStats:
     errors: int = 0
     skipped: int = 0
     already_stored: int = 0
+    #: records dropped unwritten when a rebalance revoked partitions (read again)
+    given_back: int = 0
     last_batch_s: float = 0.0
     last_commit_at: float = 0.0
 
@@ -235,6 +242,7 @@ class WarehouseSink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Any = None
+        self._watch = RebalanceWatch()
         self.error: BaseException | None = None
         self.ready = threading.Event()
         self._flush_started = 0.0  # monotonic; a batch's clock never starts before it
@@ -257,8 +265,7 @@ class WarehouseSink:
     def _consumer_factory(self) -> Any:
         from kafka import KafkaConsumer
 
-        return KafkaConsumer(
-            *self.topics,
+        consumer = KafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers.split(","),
             group_id=self.group_id,
             client_id=f"{self.group_id}-{id(self) & 0xffff:x}",
@@ -273,6 +280,9 @@ class WarehouseSink:
                                       * 1000),
             **kafka_python_security(self.settings),
         )
+        self._watch = RebalanceWatch()
+        consumer.subscribe(self.topics, listener=self._watch)
+        return consumer
 
     def _run(self) -> None:
         try:
@@ -294,6 +304,8 @@ class WarehouseSink:
     def _loop(self) -> None:
         batch = Batch()
         derived = Batch()  # derived records, with their own clock (``derived_batch_s``)
+        #: from a revocation until the group settles: what the sink gave back
+        rewind: Rewind | None = None
         last_lag = 0.0
         assigned_at = time.monotonic()
         while not self._stop.is_set():
@@ -306,6 +318,7 @@ class WarehouseSink:
                 log.warning("sink.no_assignment_reconnect")
                 metrics.SINK_ERRORS.labels(code="no_assignment").inc()
                 self._reconnect()
+                rewind = None  # the fresh consumer reads from the committed offsets
                 assigned_at = time.monotonic()
                 continue
             wait_ms = min(self._ms_left(batch, self.batch_s),
@@ -324,10 +337,21 @@ class WarehouseSink:
                 log.warning("sink.poll_failed", error=f"{type(exc).__name__}: {exc}"[:300],
                             dropped_rows=batch.n_rows + derived.n_rows)
                 metrics.SINK_ERRORS.labels(code="poll").inc()
-                batch, derived = Batch(), Batch()
+                batch, derived, rewind = Batch(), Batch(), None
                 self._reconnect_when_up()
                 assigned_at = time.monotonic()
                 continue
+            if self._watch.take_revocation():
+                rewind = rewind or Rewind()
+                for held in (batch, derived):
+                    rewind.give_back_batch(held.ranges, held.n_msgs)
+                batch, derived = Batch(), Batch()
+            if rewind is not None:  # nothing polled is kept until the group has settled
+                rewind.give_back_polled(polled)
+                polled = {}
+                if self._watch.settled:
+                    self._rewind(rewind)
+                    rewind = None
             for tp, msgs in polled.items():
                 into = batch if tp.topic in self._event_topics or not self.derived_batch_s \
                     else derived
@@ -351,6 +375,15 @@ class WarehouseSink:
         for left in (batch, derived):
             if left.n_msgs:
                 self._flush(left)
+
+    def _rewind(self, rewind: Rewind) -> None:
+        """The group has settled: read again what the sink gave back and still owns."""
+        moved = rewind.targets(self._consumer.assignment())
+        for tp, offset in moved.items():
+            self._consumer.seek(tp, offset)
+        self.stats.given_back += rewind.records
+        log.info("sink.rebalance_gave_back", records=rewind.records,
+                 partitions=len(rewind.offsets), read_again=len(moved))
 
     def _limits(self, batch: Batch, max_age_s: float) -> tuple[int, float]:
         """(most rows, oldest age in s) of the batch: a backlog batch's, or the ones given."""

@@ -10,6 +10,7 @@ sink busy writing when the second joins.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -91,10 +92,11 @@ def _produce(broker: str, topic: str, events: list[FootfallObserved]) -> None:
     producer.close()
 
 
-def _sink(settings: Settings, prefix: str, wh: Any, group: str, **kw: Any) -> WatchedSink:
+def _sink(settings: Settings, prefix: str, wh: Any, group: str,
+          sink_cls: type[WatchedSink] = WatchedSink, **kw: Any) -> WatchedSink:
     s = load_settings(topic_prefix=prefix, kafka_port=settings.kafka_port,
                       worker_session_timeout_s=6.0, **kw)
-    return WatchedSink(s, wh, group_id=group, topics=[s.topic("clean.footfall")])
+    return sink_cls(s, wh, group_id=group, topics=[s.topic("clean.footfall")])
 
 
 def _wait(condition: Any, sinks: list[WatchedSink], timeout_s: float = 90.0) -> None:
@@ -149,3 +151,73 @@ def test_two_sinks_that_rebalance_while_one_writes_count_every_event_once(
     assert slow.commits and other.commits  # both stored a share
     assert slow.unstored_at_commit == [] and other.unstored_at_commit == []
     _assert_counted_once(schema_wh, events)
+
+
+class HoldingSink(WatchedSink):
+    """Counts the records it has taken into its batches (a batch gathers across polls)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.taken = 0
+
+    def _add(self, batch: Batch, topic: str, msg: Any) -> None:
+        self.taken += 1
+        super()._add(batch, topic, msg)
+
+
+class SignallingWarehouse(PausingWarehouse):
+    """A paused warehouse that tells when its first insert has begun (its sink has already
+    asked which ids are stored)."""
+
+    def __init__(self, inner: Any, pause_s: float) -> None:
+        super().__init__(inner, pause_s)
+        self.inserting = threading.Event()
+
+    def insert(self, table: str, rows: Sequence[Mapping[str, Any]], *,
+               dedup_token: str | None = None) -> int:
+        self.inserting.set()
+        return super().insert(table, rows, dedup_token=dedup_token)
+
+
+def _offsets(sink: WatchedSink) -> set[tuple[str, int, int]]:
+    return {(t, p, o) for batch in sink.commits for (t, p), (lo, hi) in batch.ranges.items()
+            for o in range(lo, hi + 1)}
+
+
+def test_a_sink_drops_what_it_gathered_of_partitions_a_rebalance_took_from_it(
+        kafka_broker: str, settings: Settings, registry: Registry, schema_wh: Any) -> None:
+    """A batch gathers across many polls (a backlog batch for seconds). When a second sink
+    joins, the partitions it takes are read again by it from the last commit; the first
+    sink must neither write nor commit what it had gathered of them. Otherwise both write
+    the same events at once: each asks the warehouse which ids it holds before the other's
+    insert lands, and the rollups count those events twice."""
+    prefix = f"gather{uuid.uuid4().hex[:8]}"
+    events = _events(registry, 300, prefix, datetime(2026, 11, 29, 23, 50, tzinfo=TZ))
+    topic = _topic(kafka_broker, prefix)
+    _produce(kafka_broker, topic, events)
+    group = f"{prefix}.sink"
+    gathering = _sink(settings, prefix, PausingWarehouse(schema_wh, 0.0), group,
+                      sink_batch_rows=100_000, sink_batch_s=300, sink_backlog_batch_s=0,
+                      sink_derived_batch_s=0, sink_cls=HoldingSink)
+    assert isinstance(gathering, HoldingSink)
+    slow = SignallingWarehouse(schema_wh, 4.0)
+    joining: WatchedSink | None = None
+    gathering.start()
+    try:
+        _wait(lambda: gathering.taken >= len(events), [gathering])
+        joining = _sink(settings, prefix, slow, group, sink_batch_rows=200, sink_batch_s=0.2)
+        joining.start()
+        # the joining sink has its share, asked which ids are stored, and is now writing
+        _wait(lambda: slow.inserting.is_set(), [gathering, joining])
+        gathering.stop()  # flushes what it holds while the other sink's insert is under way
+        assert not gathering.alive
+        _wait(lambda: group_lag(kafka_broker, group, [topic]) == 0, [joining])
+    finally:
+        gathering.stop()
+        if joining is not None:
+            joining.stop()
+    assert gathering.error is None and joining is not None and joining.error is None
+    assert joining.commits
+    assert gathering.stats.given_back >= len(events)  # it held every record when revoked
+    _assert_counted_once(schema_wh, events)
+    assert _offsets(gathering) & _offsets(joining) == set()
