@@ -24,7 +24,10 @@ every step; ``split``, a validation worker and an aggregation worker
     .venv/bin/python bench/bench_streams.py [--events 1000000] [--only drain,ceiling]
 
 The mix follows the simulator's 12-hour backlog: 63 % footfall, 25 % parking, 8 % air,
-4 % incidents (incidents move through their lifecycle), keyed by source id.
+4 % incidents, keyed by source id. An incident's updates are the few incident events among
+16 consecutive events (about 0.6 on average, each with the status of its place in a cycle of
+four), so most incidents get one update and three in four never close: a hard case for the
+incidents' state (``CITYOPS_INCIDENT_EXPIRE_AFTER_S`` closes them after a day of event time).
 """
 
 from __future__ import annotations

@@ -353,6 +353,13 @@ class Settings(BaseSettings):
         120.0, ge=0, le=86_400,
         description="CITYOPS_STREAM_ALLOWED_LATENESS_S: late events within this update windows",
     )
+    incident_expire_after_s: float = Field(
+        86_400.0, ge=0, le=90 * 86_400,
+        description="CITYOPS_INCIDENT_EXPIRE_AFTER_S: an incident still open with no update "
+        "for this long of event time is closed without word (an agg.incidents record with "
+        "status expired; its alert clears): a feed that never sends the closing update would "
+        "keep it open for good, and every step would snapshot it again. 0: never",
+    )
     stream_idle_close_s: float = Field(
         60.0, ge=0, le=86_400,
         description="CITYOPS_STREAM_IDLE_CLOSE_S: a timer closes windows of idle "

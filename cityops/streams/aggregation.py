@@ -209,14 +209,16 @@ class AggregationStage:
             out.dirty.add(unit)
             if self.stream_time is None or ev.event_time > self.stream_time:
                 self.stream_time = ev.event_time
-            if outcome.accepted:
+            if outcome.records:  # a refused incident update can still close others
                 out.records.extend(outcome.records)
                 out.observations.extend(observations_from(outcome.records, ev.event_time))
                 if isinstance(ev, IncidentReported | FastIncident):
                     out.observations.extend(incident_observation(r, ev.severity.value)
                                             for r in outcome.records
                                             if isinstance(r, IncidentStats))
-            elif outcome.lateness_s > 0:
+            if outcome.accepted:
+                continue
+            if outcome.lateness_s > 0:
                 wm = outcome.watermark or (
                     ev.event_time + timedelta(seconds=outcome.lateness_s))
                 out.late.append(LateEvent(

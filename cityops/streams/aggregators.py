@@ -627,6 +627,11 @@ class AirQualityAggregator:
 
 TERMINAL = {IncidentStatus.RESOLVED.value, IncidentStatus.CANCELLED.value}
 ORDER = {s.value: n for s, n in INCIDENT_ORDER.items()}
+#: the status of an ``IncidentStats`` record for an incident closed without word
+#: (``IncidentAggregator.expire_quiet``); not a status a feed sends
+EXPIRED = "expired"
+#: what the indexes hold for an incident: (zone, open?, closing time, latest update if open)
+Footprint = tuple[str, bool, float | None, float | None]
 
 
 class IncidentAggregator:
@@ -639,40 +644,54 @@ class IncidentAggregator:
     twice: the earliest time is kept), ``time_before_previous_status`` (a later status with an
     earlier time than an earlier status), ``status_regression`` and ``after_terminal``
     (ignored: the state never goes back), ``zone_changed`` (the newest zone wins).
+
+    An incident still open with no update for a long time of event time (``expire_quiet``)
+    is taken as closed without word: a feed that never sends the closing update would
+    otherwise keep it open for good, in the zone's open count, in the alert engine, and in
+    every snapshot of the partition's state.
     """
 
     def __init__(self, tz: ZoneInfo = SHANGHAI) -> None:
         self.tz = tz
         self._incidents: dict[str, dict[str, Any]] = {}
         # kept beside the incidents, so no event scans them all (a day of a busy district
-        # holds hundreds): open incidents per zone, and a heap of (closing time, incident)
-        # whose entries left behind by a later change are skipped when they come up
+        # holds hundreds): open incidents per zone, and heaps of (closing time, incident)
+        # and of (an open incident's latest update, incident) whose entries left behind by a
+        # later change are skipped when they come up
         self._open: dict[str, int] = {}
         self._closed: list[tuple[float, str]] = []
+        self._quiet: list[tuple[float, str]] = []
 
     def open_count(self, zone_id: str) -> int:
         return self._open.get(zone_id, 0)
 
     @staticmethod
-    def _footprint(inc: dict[str, Any] | None) -> tuple[str, bool, float | None] | None:
-        """(zone, open?, closing time) of an incident, what the indexes hold for it."""
+    def _footprint(inc: dict[str, Any] | None) -> Footprint | None:
+        """(zone, open?, closing time, latest update if open) of an incident, what the
+        indexes hold for it."""
         if inc is None:
             return None
-        closed = inc["status"] in TERMINAL
-        return inc["zone"], not closed, inc["times"][inc["status"]] if closed else None
+        times = inc["times"]
+        if inc["status"] in TERMINAL:
+            return inc["zone"], False, times[inc["status"]], None
+        return inc["zone"], True, None, max(times.values())
 
-    def _index(self, incident_id: str, before: tuple[str, bool, float | None] | None,
-               after: tuple[str, bool, float | None]) -> None:
+    def _index(self, incident_id: str, before: Footprint | None,
+               after: Footprint | None) -> None:
         if before is not None and before[1]:
             left = self._open[before[0]] - 1
             if left:
                 self._open[before[0]] = left
             else:
                 del self._open[before[0]]
+        if after is None:
+            return
         if after[1]:
             self._open[after[0]] = self._open.get(after[0], 0) + 1
         if after[2] is not None and (before is None or before[2] != after[2]):
             heapq.heappush(self._closed, (after[2], incident_id))
+        if after[3] is not None and (before is None or before[3] != after[3]):
+            heapq.heappush(self._quiet, (after[3], incident_id))
 
     def add(self, ev: IncidentReported | FastIncident, emitted_at: datetime) -> Outcome:
         before = self._footprint(self._incidents.get(ev.incident_id))
@@ -741,6 +760,39 @@ class IncidentAggregator:
                 gone += 1
         return gone
 
+    def expire_quiet(self, now: datetime, quiet_s: float, emitted_at: datetime,
+                     keep: str | None = None) -> list[IncidentStats]:
+        """Close the incidents still open whose latest update is more than ``quiet_s`` of
+        event time before ``now``: each leaves the state and the zone's open count, and
+        yields a record with status ``expired`` dated ``quiet_s`` after that update (the
+        same whenever a replay reaches it). ``keep`` is the incident the event at hand
+        updates: that update shows it is still alive."""
+        cutoff = now.timestamp() - quiet_s
+        out: list[IncidentStats] = []
+        kept: list[tuple[float, str]] = []
+        while self._quiet and self._quiet[0][0] < cutoff:
+            entry = heapq.heappop(self._quiet)
+            latest, key = entry
+            inc = self._incidents.get(key)
+            footprint = self._footprint(inc)
+            if inc is None or footprint is None or footprint[3] != latest:
+                continue  # closed, gone or updated since: a later entry stands for it
+            if key == keep:
+                kept.append(entry)
+                continue
+            del self._incidents[key]
+            self._index(key, footprint, None)
+            times = inc["times"]
+            response = (max(0.0, times["on_scene"] - times["reported"])
+                        if "reported" in times and "on_scene" in times else None)
+            out.append(IncidentStats(
+                zone_id=inc["zone"], event_time=_dt(latest + quiet_s, self.tz),
+                incident_id=key, status=EXPIRED, open_count=self.open_count(inc["zone"]),
+                response_s=response, emitted_at=emitted_at))
+        for entry in kept:
+            heapq.heappush(self._quiet, entry)
+        return out
+
     def to_state(self) -> dict[str, Any]:
         return {k: {"zone": i["zone"], "status": i["status"], "times": dict(i["times"]),
                     "severity": i["severity"]} for k, i in self._incidents.items()}
@@ -749,9 +801,9 @@ class IncidentAggregator:
         self._incidents = {k: {"zone": i["zone"], "status": i["status"],
                                "times": dict(i["times"]), "severity": i["severity"]}
                            for k, i in state.items()}
-        self._open, self._closed = {}, []
+        self._open, self._closed, self._quiet = {}, [], []
         for k, inc in self._incidents.items():
-            self._index(k, None, self._footprint(inc))  # type: ignore[arg-type]
+            self._index(k, None, self._footprint(inc))
 
 
 def utc(ts_s: float) -> datetime:

@@ -8,6 +8,7 @@ incident and whose counts are per zone, so their state is not split by the messa
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -91,6 +92,7 @@ class IncidentsByPartition:
 
     def __init__(self, settings: Settings) -> None:
         self.tz = settings.tz
+        self.expire_after_s = settings.incident_expire_after_s
         self.parts: dict[str, IncidentAggregator] = {}
 
     def unit(self, key: str, partition: int) -> str:
@@ -104,9 +106,16 @@ class IncidentsByPartition:
 
     def add(self, unit: str, ev: Envelope | FastEvent, emitted_at: datetime) -> Outcome:
         agg = self._agg(unit)
+        # bounded state: incidents left open with no word for CITYOPS_INCIDENT_EXPIRE_AFTER_S
+        # close first (the event's own record then counts the zone's open incidents without
+        # them), and incidents closed a day (of event time) before this one are forgotten
+        expired = (agg.expire_quiet(ev.event_time, self.expire_after_s, emitted_at,
+                                    keep=ev.incident_id)  # type: ignore[union-attr]
+                   if self.expire_after_s else [])
         outcome = agg.add(ev, emitted_at)  # type: ignore[arg-type]
-        # bounded state: forget incidents closed a day (of event time) before this one
         agg.evict_closed_before(ev.event_time - INCIDENT_RETENTION)
+        if expired:  # published even when the event itself is refused
+            outcome = dataclasses.replace(outcome, records=[*expired, *outcome.records])
         return outcome
 
     def to_state(self, unit: str) -> dict[str, Any]:
