@@ -639,6 +639,7 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
                "of the drain, summed over its threads (Linux schedstat): 0.35 for a part "
                "whose work is one thread means that thread waited 35 % of the drain")
         report(f"{label} footfall state log", *state_log_sizes(prefix, "state-footfall"))
+        report(f"{label} incidents state log", *state_log_sizes(prefix, "state-incidents"))
         if profile_s > 0:
             profile(ws[0])
         return rate
@@ -692,8 +693,9 @@ def alone(n: int, partitions: int, timeout_s: float = 3600.0) -> None:
 
 
 def state_log_sizes(prefix: str, log_name: str) -> tuple[str, str]:
-    """How big the snapshots of a state log were (they grow with the windows a zone holds
-    open while its counters' partitions are read at different speeds)."""
+    """How big the snapshots of a state log were (a footfall zone's grow with the windows it
+    holds open while its counters' partitions are read at different speeds, a partition's
+    incidents with the incidents it holds open)."""
     from kafka import KafkaConsumer, TopicPartition
 
     settings = load_settings(topic_prefix=prefix)
