@@ -73,7 +73,8 @@ class StreamsWorker:
                  for u in settings.alert_webhook_urls],
                 tz=settings.tz, timeout_s=settings.alert_webhook_timeout_s,
                 attempts=settings.alert_webhook_attempts,
-                queue_size=settings.alert_webhook_queue_size)
+                queue_size=settings.alert_webhook_queue_size,
+                max_age_s=settings.alert_webhook_max_age_s)
             dispatch = self.webhooks.offer
             self.app.task(self._start_webhooks)
         self.alerting = AlertWiring(settings, registry, rules, self.app, self.topics.alerts,
@@ -209,7 +210,7 @@ class StreamsWorker:
     def refresh_gauges(self) -> None:
         if self.webhooks is not None:
             for host, st in self.webhooks.labelled_stats().items():
-                for outcome in ("delivered", "failed", "dropped"):
+                for outcome in ("delivered", "failed", "dropped", "too_old"):
                     metrics.WEBHOOK_DELIVERIES.labels(webhook=host, outcome=outcome).set(
                         getattr(st, outcome))
         if self.alerting.loaded:

@@ -6,6 +6,11 @@ webhook can never stall the stream processor or the other webhooks. Delivery ret
 exponential backoff (tenacity) on transport errors, HTTP 5xx / 429, and the bots' non-zero
 ``errcode`` (they answer HTTP 200 with an error code, e.g. when rate limited); other 4xx
 answers are permanent failures.
+
+An event whose event time is older than ``max_age_s`` by the wall clock is not sent (counted
+``too_old``): a backfill or a long catch-up replays history through the alert engine, its
+alerts belong in the warehouse and on the boards, not on the on-call's phone, and a flood of
+them would fill the queues and push out live alerts.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
@@ -148,6 +154,7 @@ class DeliveryStats:
     failed: int = 0
     dropped: int = 0
     attempts: int = 0
+    too_old: int = 0
 
 
 class WebhookDispatcher:
@@ -155,8 +162,11 @@ class WebhookDispatcher:
 
     def __init__(self, targets: list[WebhookTarget], tz: tzinfo, *, timeout_s: float = 5.0,
                  attempts: int = 4, queue_size: int = 1000, backoff_initial_s: float = 0.5,
-                 backoff_max_s: float = 30.0) -> None:
+                 backoff_max_s: float = 30.0, max_age_s: float = 0.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.targets = list(targets)
+        self.max_age_s = max_age_s  # 0: every event is sent, however old
+        self.clock = clock
         self.tz = tz
         self.timeout_s = timeout_s
         self.attempts = attempts
@@ -185,7 +195,12 @@ class WebhookDispatcher:
                        for t in self.targets]
 
     def offer(self, event: AlertEvent) -> bool:
-        """Queue an event for every webhook; False if any queue was full (event dropped)."""
+        """Queue an event for every webhook; False if any queue was full (event dropped).
+        An event older than ``max_age_s`` is not queued and counted ``too_old``."""
+        if self.max_age_s and self.clock() - event.event_time.timestamp() > self.max_age_s:
+            for t in self.targets:
+                self.stats[t.url].too_old += 1
+            return True
         ok = True
         for t in self.targets:
             try:

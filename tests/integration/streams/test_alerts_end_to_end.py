@@ -104,6 +104,8 @@ def test_rise_flap_ack_clear_produce_each_alert_event_once(make_worker: Any,
     _, officer = store.add("duty-officer-07", "worker", roles=("operator",))
     worker: WorkerProc = make_worker(CITYOPS_ALERT_TICK_S="0.5",
                                      CITYOPS_ALERT_WEBHOOK_URLS=hooks,
+                                     # T0 is an hour before the module's import: send all
+                                     CITYOPS_ALERT_WEBHOOK_MAX_AGE_S="0",
                                      CITYOPS_KEYS_FILE=str(store.path),
                                      CITYOPS_WORKER_TOKEN=wall)
     prod = Producer(kafka_broker, worker.prefix)
@@ -158,3 +160,28 @@ def httpx_alerts(worker: WorkerProc) -> list[dict[str, Any]]:
 
     return httpx.get(f"{worker.url}/alerts", timeout=10, headers=worker.headers
                      ).json()["alerts"]
+
+
+def test_an_alert_replayed_from_hours_ago_is_stored_but_not_paged(make_worker: Any,
+                                                                 kafka_broker: str,
+                                                                 receiver: Receiver) -> None:
+    """A backfill replays history through the alert engine: its alerts reach the warehouse,
+    while the webhooks (default ``CITYOPS_ALERT_WEBHOOK_MAX_AGE_S``, an hour) count them as
+    too old instead of paging the on-call."""
+    hooks = json.dumps([f"json+{receiver.url}/json"])
+    worker: WorkerProc = make_worker(CITYOPS_ALERT_TICK_S="0.5", CITYOPS_ALERT_CLOCK="event",
+                                     CITYOPS_ALERT_WEBHOOK_URLS=hooks)
+    prod = Producer(kafka_broker, worker.prefix)
+    then = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
+    for sec, occ in RISE:
+        prod.send("parking", {
+            "event_id": f"{CARPARK}-old-{sec}", "source": CARPARK, "carpark_id": CARPARK,
+            "capacity": CAPACITY, "occupied": occ,
+            "event_time": (then + timedelta(seconds=sec)).isoformat()})
+    prod.flush()
+    wait_until(lambda: len(_alert_rows(worker)) >= 1, timeout=60, what="the alert to fire")
+    assert _alert_rows(worker)[0][1] == "fired"
+    stats = worker.health()["webhooks"]
+    assert [s["too_old"] for s in stats.values()] == [1]
+    assert [s["delivered"] + s["dropped"] + s["failed"] for s in stats.values()] == [0]
+    assert receiver.json_kinds() == []

@@ -42,6 +42,7 @@ def test_no_secret_in_any_output(make_worker: Any, kafka_broker: str, tmp_path: 
         CITYOPS_WAREHOUSE_PASSWORD=PLANTED, CITYOPS_GRAFANA_TOKEN_FILE=str(tmp_path / "grafana"),
         CITYOPS_KAFKA_SASL_PASSWORD=PLANTED, CITYOPS_KAFKA_SASL_USERNAME="cityops",
         CITYOPS_ALERT_WEBHOOK_URLS=json.dumps([hook]), CITYOPS_ALERT_TICK_S="0.5",
+        CITYOPS_ALERT_WEBHOOK_MAX_AGE_S="0",  # T0 is an hour before the import: send all
         CITYOPS_ALERT_WEBHOOK_ATTEMPTS="2", CITYOPS_ALERT_WEBHOOK_TIMEOUT_S="1",
         CITYOPS_LOG_LEVEL="DEBUG")
     env = worker.env

@@ -138,7 +138,8 @@ def test_webhook_down_then_slow(make_worker: Any, kafka_broker: str) -> None:
     worker: WorkerProc = make_worker(
         CITYOPS_ALERT_WEBHOOK_URLS=json.dumps([f"json+http://127.0.0.1:{hook.port}/hook"]),
         CITYOPS_ALERT_TICK_S="0.5", CITYOPS_ALERT_WEBHOOK_TIMEOUT_S="5",
-        CITYOPS_ALERT_WEBHOOK_ATTEMPTS="8")
+        CITYOPS_ALERT_WEBHOOK_ATTEMPTS="8",
+        CITYOPS_ALERT_WEBHOOK_MAX_AGE_S="0")  # its events are an hour old: every one is sent
     prod = Producer(kafka_broker, worker.prefix)
     t0 = (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
     carparks = ["cp_wfc", "cp_deyi", "cp_guotai"]

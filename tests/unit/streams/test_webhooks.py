@@ -6,7 +6,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
@@ -193,3 +193,35 @@ def test_webhook_time_is_labelled_with_the_configured_zone() -> None:
     assert utc_offset_label(at) == "UTC"
     berlin = payload(event(), "wecom", ZoneInfo("Europe/Berlin"))["markdown"]["content"]
     assert "2026-05-01 06:00:00 (UTC+2)" in berlin
+
+
+def test_events_older_than_the_age_limit_are_counted_not_sent(hook: Hook) -> None:
+    """A backfill's alerts are history: stored, never paged; live ones still go out, even
+    behind a flood of old ones that would have filled the queue."""
+    target = WebhookTarget(hook.url("/ok"), "json")
+    fired = event().event_time.timestamp()
+
+    async def main() -> tuple[WebhookDispatcher, list[bool]]:
+        d = WebhookDispatcher([target], SH, queue_size=2, attempts=1, max_age_s=3600,
+                              clock=lambda: fired + 3 * 3600)
+        old = [d.offer(event(seq=i)) for i in range(10)]  # no await: nothing consumed
+        live = event(seq=10).model_copy(
+            update={"event_time": event().event_time + timedelta(hours=2, minutes=30)})
+        await d.start()
+        assert d.offer(live)
+        await d.aclose(drain_timeout_s=30)
+        return d, old
+
+    d, old = asyncio.run(main())
+    assert old == [True] * 10  # skipped, not dropped
+    st = d.stats[target.url]
+    assert (st.too_old, st.dropped, st.delivered) == (10, 0, 1)
+    assert [b["seq"] for b in hook.bodies["/ok"]] == [10]
+
+
+def test_no_age_limit_sends_old_events() -> None:
+    d = WebhookDispatcher([WebhookTarget("https://example.invalid/x", "json")], SH,
+                          max_age_s=0, clock=lambda: 4e9)
+    assert d.offer(event())
+    assert d.stats["https://example.invalid/x"].too_old == 0
+    assert d.queues["https://example.invalid/x"].qsize() == 1
