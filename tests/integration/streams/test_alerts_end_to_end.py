@@ -72,12 +72,12 @@ def receiver() -> Iterator[Receiver]:
     r.server.shutdown()
 
 
-def _send(prod: Producer, points: list[tuple[int, int]]) -> None:
+def _send(prod: Producer, points: list[tuple[int, int]], t0: datetime = T0) -> None:
     for sec, occ in points:
         prod.send("parking", {
             "event_id": f"{CARPARK}-{sec}", "source": CARPARK, "carpark_id": CARPARK,
             "capacity": CAPACITY, "occupied": occ,
-            "event_time": (T0 + timedelta(seconds=sec)).isoformat()})
+            "event_time": (t0 + timedelta(seconds=sec)).isoformat()})
     prod.flush()
 
 
@@ -172,13 +172,8 @@ def test_an_alert_replayed_from_hours_ago_is_stored_but_not_paged(make_worker: A
     worker: WorkerProc = make_worker(CITYOPS_ALERT_TICK_S="0.5", CITYOPS_ALERT_CLOCK="event",
                                      CITYOPS_ALERT_WEBHOOK_URLS=hooks)
     prod = Producer(kafka_broker, worker.prefix)
-    then = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
-    for sec, occ in RISE:
-        prod.send("parking", {
-            "event_id": f"{CARPARK}-old-{sec}", "source": CARPARK, "carpark_id": CARPARK,
-            "capacity": CAPACITY, "occupied": occ,
-            "event_time": (then + timedelta(seconds=sec)).isoformat()})
-    prod.flush()
+    _send(prod, RISE, t0=(datetime.now(UTC) - timedelta(hours=3)).replace(second=0,
+                                                                          microsecond=0))
     wait_until(lambda: len(_alert_rows(worker)) >= 1, timeout=60, what="the alert to fire")
     assert _alert_rows(worker)[0][1] == "fired"
     stats = worker.health()["webhooks"]
