@@ -702,15 +702,20 @@ class IncidentAggregator:
         after = self._footprint(inc)
         assert after is not None
         self._index(ev.incident_id, before, after)
+        rec = self._stats(ev.incident_id, inc, inc["status"], ev.event_time, emitted_at)
+        return Outcome(True, [rec], violations=violations)
+
+    def _stats(self, incident_id: str, inc: dict[str, Any], status: str, event_time: datetime,
+               emitted_at: datetime) -> IncidentStats:
+        """The incident's record: its zone's open incidents now, its response time if known."""
         times = inc["times"]
         response = None
         if "reported" in times and "on_scene" in times:
             response = max(0.0, times["on_scene"] - times["reported"])
-        rec = IncidentStats(zone_id=inc["zone"], event_time=ev.event_time,
-                            incident_id=ev.incident_id, status=inc["status"],
-                            open_count=self.open_count(inc["zone"]), response_s=response,
-                            emitted_at=emitted_at)
-        return Outcome(True, [rec], violations=violations)
+        return IncidentStats(zone_id=inc["zone"], event_time=event_time,
+                             incident_id=incident_id, status=status,
+                             open_count=self.open_count(inc["zone"]), response_s=response,
+                             emitted_at=emitted_at)
 
     def _fold(self, ev: IncidentReported | FastIncident
               ) -> Outcome | tuple[dict[str, Any], list[str]]:
@@ -782,13 +787,8 @@ class IncidentAggregator:
                 continue
             del self._incidents[key]
             self._index(key, footprint, None)
-            times = inc["times"]
-            response = (max(0.0, times["on_scene"] - times["reported"])
-                        if "reported" in times and "on_scene" in times else None)
-            out.append(IncidentStats(
-                zone_id=inc["zone"], event_time=_dt(latest + quiet_s, self.tz),
-                incident_id=key, status=EXPIRED, open_count=self.open_count(inc["zone"]),
-                response_s=response, emitted_at=emitted_at))
+            out.append(self._stats(key, inc, EXPIRED, _dt(latest + quiet_s, self.tz),
+                                   emitted_at))
         for entry in kept:
             heapq.heappush(self._quiet, entry)
         return out
