@@ -94,7 +94,8 @@ def main() -> int:
           f"refreshes (ms; goal p95 ≤ {GOAL_MS:.0f} over the refreshes)")
     print(f"  {'board/panel/ref':<34}{'range':>7}{'rows':>7}{'first':>9}{'p50':>9}{'p95':>9}")
     worst, cold_worst, over = 0.0, 0.0, []
-    for board in all_boards(rules, registry, settings.board_refresh_s):
+    for board in all_boards(rules, registry, settings.board_refresh_s,
+                            settings.incident_expire_after_s):
         b_start, _ = check.board_range(board, end)
         for panel in board.panels:
             for q in panel.queries:

@@ -188,7 +188,8 @@ def board_cmd(
     settings = settings_or_exit()
     registry = registry_or_exit(settings)
     rules = load_rules(settings.alert_rules)
-    board = overview(rules, registry, f"{settings.board_refresh_s}s")
+    board = overview(rules, registry, f"{settings.board_refresh_s}s",
+                     settings.incident_expire_after_s)
     runner = board_runner(settings)
 
     def now() -> datetime:

@@ -332,7 +332,7 @@ def _supervise(settings: Any, registry: Any, token: str, broker: Any, newest: da
     console.print(f"worker log {logs / 'worker.log'}; simulator log {logs / 'simulate.log'}; "
                   f"web {url} (/health /metrics /alerts /sql)", highlight=False)
     board = overview(load_rules(settings.alert_rules), registry,
-                     f"{settings.board_refresh_s}s")
+                     f"{settings.board_refresh_s}s", settings.incident_expire_after_s)
     runner = WorkerSql(f"{url}/sql", token)
     every = every or float(settings.board_refresh_s)
     t0 = time.monotonic()

@@ -75,8 +75,12 @@ def _threshold(rule: Rule, registry: Registry, index: int, which: str, col: str)
     return f"transform(toString({col}), {names}, {nums}, {getattr(default, which):g})"
 
 
-def value_sql(rule: Rule, registry: Registry) -> str:
-    """Subject and observed value per subject at ``$__toTime`` — what the engine observes."""
+def value_sql(rule: Rule, registry: Registry, incident_expire_after_s: float) -> str:
+    """Subject and observed value per subject at ``$__toTime`` — what the engine observes.
+
+    An incident is open until its closing update or, while incidents expire
+    (``incident_expire_after_s`` > 0), until it has gone that long without an update: the
+    stream then closes it as ``expired`` and the engine's alert clears."""
     if rule.kind == "crowd_density":
         return ("SELECT zone_id AS subject, argMax(density_ppm2, (window_end, revision)) AS value "
                 "FROM footfall_windows WHERE window = 'tumbling_1m' AND $__timeFilter(window_end) "
@@ -94,7 +98,9 @@ def value_sql(rule: Rule, registry: Registry) -> str:
         names = "[" + ", ".join(f"'{k}'" for k, _ in ranks) + "]"
         nums = "[" + ", ".join(f"{v:g}" for _, v in ranks) + "]"
         order = "['reported', 'dispatched', 'on_scene', 'resolved', 'cancelled']"
-        return (f"SELECT incident_id AS subject, if(max(indexOf({order}, status)) <= 3, "
+        fresh = (f" AND max(event_time) > $__toTime - INTERVAL {int(incident_expire_after_s)}"
+                 " SECOND" if incident_expire_after_s > 0 else "")
+        return (f"SELECT incident_id AS subject, if(max(indexOf({order}, status)) <= 3{fresh}, "
                 f"transform(toString(argMax(severity, event_time)), {names}, {nums}, 0), 0) "
                 "AS value FROM incidents_reported WHERE $__timeFilter(event_time) "
                 "GROUP BY incident_id")
@@ -132,12 +138,13 @@ def value_sql(rule: Rule, registry: Registry) -> str:
     raise ValueError(f"no Grafana query for rule kind {rule.kind!r}")  # pragma: no cover
 
 
-def signal_sql(rule: Rule, registry: Registry, index: int) -> str:
+def signal_sql(rule: Rule, registry: Registry, index: int,
+               incident_expire_after_s: float) -> str:
     """Query A of the level ``index`` rule: subject and 2 / 1 / 0 (fire / hold / clear)."""
     fire = _threshold(rule, registry, index, "fire", "subject")
     clear = _threshold(rule, registry, index, "clear", "subject")
     return (f"SELECT subject, multiIf(value >= {fire}, 2, value >= {clear}, 1, 0) AS signal\n"
-            f"FROM ({value_sql(rule, registry)})\nORDER BY subject")
+            f"FROM ({value_sql(rule, registry, incident_expire_after_s)})\nORDER BY subject")
 
 
 @dataclass(frozen=True)
@@ -160,13 +167,14 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
-def build_rules(rules: RuleSet, registry: Registry) -> list[GrafanaRule]:
+def build_rules(rules: RuleSet, registry: Registry,
+                incident_expire_after_s: float) -> list[GrafanaRule]:
     """Every (rule, level) as an SDK alert rule (HTTP-API shape) plus its parts."""
     out = []
     for rule in rules.rules:
         for i, lv in enumerate(rule.levels):
             uid = f"cityops-{rule.id}-{lv.severity}"[:40]
-            sql = signal_sql(rule, registry, i)
+            sql = signal_sql(rule, registry, i, incident_expire_after_s)
             lookback = _LOOKBACK_S[rule.kind]
             a = (ab.Query("A").datasource_uid(DATASOURCE_UID)
                  .relative_time_range(am.RelativeTimeRange(from_val=lookback, to=0))

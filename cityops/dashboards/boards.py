@@ -168,7 +168,14 @@ FROM ({STATIONS_NOW})
 ORDER BY aqi DESC
 LIMIT 1"""
 
-OPEN_INCIDENTS = f"""SELECT i.incident_id AS incident_id, i.incident_type AS type,
+def open_incidents_sql(expire_after_s: float) -> str:
+    """Incidents open at ``$__toTime``: their latest status is not closed and, while incidents
+    expire (``CITYOPS_INCIDENT_EXPIRE_AFTER_S`` > 0), their latest update is younger than
+    that. The stream closes an incident silent that long as ``expired`` and its alert clears,
+    so the board shows what the alerts and ``incident_stats`` hold."""
+    fresh = (f" AND max(event_time) > $__toTime - INTERVAL {int(expire_after_s)} SECOND"
+             if expire_after_s > 0 else "")
+    return f"""SELECT i.incident_id AS incident_id, i.incident_type AS type,
        i.severity AS severity, i.zone_id AS zone_id, i.status AS status,
        i.reported_at AS reported_at,
        dateDiff('minute', i.reported_at, $__toTime) AS open_min,
@@ -182,10 +189,11 @@ FROM
     FROM incidents_reported
     WHERE event_time >= $__toTime - {OPEN_LOOKBACK} AND event_time <= $__toTime
     GROUP BY incident_id
-    HAVING status NOT IN ('resolved', 'cancelled') AND {ZONE}
+    HAVING status NOT IN ('resolved', 'cancelled') AND {ZONE}{fresh}
 ) AS i
 LEFT JOIN dim_zones AS z ON z.zone_id = i.zone_id
 ORDER BY indexOf(['critical', 'high', 'medium', 'low'], severity), reported_at"""
+
 
 ACTIVE_ALERTS = f"""SELECT alert_id, argMax(rule_id, seq) AS rule, argMax(subject, seq) AS subject,
        argMax(severity, seq) AS severity, argMax(state, seq) AS state,
@@ -233,7 +241,9 @@ GROUP BY feed
 ORDER BY feed"""
 
 
-def overview(rules: RuleSet, registry: Registry, refresh: str) -> Board:
+def overview(rules: RuleSet, registry: Registry, refresh: str,
+             incident_expire_after_s: float) -> Board:
+    open_incidents = open_incidents_sql(incident_expire_after_s)
     dens = _steps_for(rules, "crowd_density")
     return Board(
         uid="cityops-overview", title_zh="指挥中心总览", title_en="Command centre overview",
@@ -246,7 +256,7 @@ def overview(rules: RuleSet, registry: Registry, refresh: str) -> Board:
                 Query(_map_zone_sql(rules, registry), ref_id="A"),
                 Query(CARPARKS_NOW, ref_id="B"),
                 Query(STATIONS_NOW, ref_id="C"),
-                Query(OPEN_INCIDENTS, ref_id="D"),
+                Query(open_incidents, ref_id="D"),
             ), (8, 0, 10, 14), description="WGS-84. Zones by level, car parks by free "
                   "spaces, stations by AQI category, open incidents."),
             Panel("aqi_now", "空气质量指数", "AQI now", "stat", (Query(AQI_NOW),),
@@ -261,7 +271,7 @@ def overview(rules: RuleSet, registry: Registry, refresh: str) -> Board:
                   (Query(CARPARKS_NOW),), (0, 9, 8, 11), unit="none"),
             Panel("stations", "各站空气质量", "AQI per station", "table", (Query(STATIONS_NOW),),
                   (8, 14, 10, 6), thresholds=aqi_steps()),
-            Panel("incidents", "未结事件", "Open incidents", "table", (Query(OPEN_INCIDENTS),),
+            Panel("incidents", "未结事件", "Open incidents", "table", (Query(open_incidents),),
                   (0, 20, 18, 7)),
             Panel("feeds", "各数据源吞吐与延迟", "Throughput and lag per feed", "table",
                   (Query(PIPELINE_FEEDS),), (18, 18, 6, 9)),
@@ -447,8 +457,9 @@ def air(refresh: str) -> Board:
 
 # --- safety incidents --------------------------------------------------------------------------
 
-INCIDENTS_BY = f"""SELECT type, severity, zone_id, count() AS open_incidents
-FROM ({OPEN_INCIDENTS})
+def incidents_by_sql(expire_after_s: float) -> str:
+    return f"""SELECT type, severity, zone_id, count() AS open_incidents
+FROM ({open_incidents_sql(expire_after_s)})
 GROUP BY type, severity, zone_id
 ORDER BY open_incidents DESC"""
 
@@ -477,19 +488,19 @@ LIFECYCLE = f"""SELECT t AS time, reported, dispatched, on_scene, resolved FROM
 ORDER BY time"""
 
 
-def safety(refresh: str) -> Board:
+def safety(refresh: str, incident_expire_after_s: float) -> Board:
     return Board(
         uid="cityops-safety", title_zh="安全事件", title_en="Safety incidents",
         time_from="now-24h", refresh=refresh, variables=VARIABLES, panels=(
             Panel("open", "未结事件（类型/等级/区域）", "Open incidents by type, severity, zone",
-                  "table", (Query(INCIDENTS_BY),), (0, 0, 12, 9)),
+                  "table", (Query(incidents_by_sql(incident_expire_after_s)),), (0, 0, 12, 9)),
             Panel("response", "响应时间分布", "Response time (reported → on scene)",
                   "histogram", (Query(RESPONSE_TIMES, long_range=True),), (12, 0, 12, 9),
                   unit="m"),
             Panel("lifecycle", "事件生命周期", "Lifecycle: status updates", "timeseries",
                   (Query(LIFECYCLE, Format.TIME_SERIES, long_range=True),), (0, 9, 24, 9)),
-            Panel("list", "未结事件列表", "Open incidents", "table", (Query(OPEN_INCIDENTS),),
-                  (0, 18, 24, 8)),
+            Panel("list", "未结事件列表", "Open incidents", "table",
+                  (Query(open_incidents_sql(incident_expire_after_s)),), (0, 18, 24, 8)),
         ))
 
 
@@ -601,8 +612,10 @@ def pipeline(rules: RuleSet, registry: Registry, refresh: str) -> Board:
         ))
 
 
-def all_boards(rules: RuleSet, registry: Registry, refresh_s: int) -> tuple[Board, ...]:
+def all_boards(rules: RuleSet, registry: Registry, refresh_s: int,
+               incident_expire_after_s: float) -> tuple[Board, ...]:
     live = f"{refresh_s}s"
     slow = "1m"
-    return (overview(rules, registry, live), footfall(slow), parking(rules, live), air(slow),
-            safety(live), pipeline(rules, registry, live))
+    return (overview(rules, registry, live, incident_expire_after_s), footfall(slow),
+            parking(rules, live), air(slow), safety(live, incident_expire_after_s),
+            pipeline(rules, registry, live))

@@ -73,12 +73,13 @@ def _yaml(data: dict[str, Any]) -> str:
 
 
 def generate(settings: Settings, registry: Registry, rules: RuleSet) -> Bundle:
-    boards = all_boards(rules, registry, settings.board_refresh_s)
+    boards = all_boards(rules, registry, settings.board_refresh_s,
+                        settings.incident_expire_after_s)
     center = ((registry.manifest.bbox.lat_min + registry.manifest.bbox.lat_max) / 2,
               (registry.manifest.bbox.lon_min + registry.manifest.bbox.lon_max) / 2)
     dashboards = {b.uid: dashboard_json(b, settings.timezone, center) for b in boards}
     interval = max(10, int(settings.alert_tick_s))
-    grules = alerts.build_rules(rules, registry)
+    grules = alerts.build_rules(rules, registry, settings.incident_expire_after_s)
     files = {
         "provisioning/datasources/cityops.yaml": _yaml(datasource()),
         "provisioning/dashboards/cityops.yaml": _yaml(dashboard_provider()),
