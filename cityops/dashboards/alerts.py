@@ -176,6 +176,8 @@ def build_rules(rules: RuleSet, registry: Registry,
             uid = f"cityops-{rule.id}-{lv.severity}"[:40]
             sql = signal_sql(rule, registry, i, incident_expire_after_s)
             lookback = _LOOKBACK_S[rule.kind]
+            if rule.kind == "incident":  # an incident open longer than that is still open
+                lookback = max(lookback, int(incident_expire_after_s))
             a = (ab.Query("A").datasource_uid(DATASOURCE_UID)
                  .relative_time_range(am.RelativeTimeRange(from_val=lookback, to=0))
                  .model(ClickHouseQuery(Query(sql, Format.TABLE, ref_id="A"))))

@@ -24,6 +24,7 @@ RAW_MAX_RANGE_S = 6 * 3600
 LOOKBACK = "INTERVAL 1 HOUR"
 #: how far back open incidents and active alerts are searched
 OPEN_LOOKBACK = "INTERVAL 30 DAY"
+OPEN_LOOKBACK_S = 30 * 86_400
 
 SHORT = f"dateDiff('second', $__fromTime, $__toTime) <= {RAW_MAX_RANGE_S}"
 LONG = f"dateDiff('second', $__fromTime, $__toTime) > {RAW_MAX_RANGE_S}"
@@ -172,9 +173,12 @@ def open_incidents_sql(expire_after_s: float) -> str:
     """Incidents open at ``$__toTime``: their latest status is not closed and, while incidents
     expire (``CITYOPS_INCIDENT_EXPIRE_AFTER_S`` > 0), their latest update is younger than
     that. The stream closes an incident silent that long as ``expired`` and its alert clears,
-    so the board shows what the alerts and ``incident_stats`` hold."""
+    so the board shows what the alerts and ``incident_stats`` hold. An expiry longer than
+    the usual lookback widens it."""
     fresh = (f" AND max(event_time) > $__toTime - INTERVAL {int(expire_after_s)} SECOND"
              if expire_after_s > 0 else "")
+    lookback = (OPEN_LOOKBACK if expire_after_s <= OPEN_LOOKBACK_S
+                else f"INTERVAL {int(expire_after_s)} SECOND")
     return f"""SELECT i.incident_id AS incident_id, i.incident_type AS type,
        i.severity AS severity, i.zone_id AS zone_id, i.status AS status,
        i.reported_at AS reported_at,
@@ -187,7 +191,7 @@ FROM
            argMax(status, event_time) AS status, min(event_time) AS reported_at,
            argMax(lat, event_time) AS lat, argMax(lon, event_time) AS lon
     FROM incidents_reported
-    WHERE event_time >= $__toTime - {OPEN_LOOKBACK} AND event_time <= $__toTime
+    WHERE event_time >= $__toTime - {lookback} AND event_time <= $__toTime
     GROUP BY incident_id
     HAVING status NOT IN ('resolved', 'cancelled') AND {ZONE}{fresh}
 ) AS i

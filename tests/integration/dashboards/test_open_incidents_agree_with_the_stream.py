@@ -13,7 +13,7 @@ from cityops.core.feeds import IncidentReported
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
 from cityops.dashboards import check, macros
-from cityops.dashboards.alerts import value_sql
+from cityops.dashboards.alerts import build_rules, value_sql
 from cityops.dashboards.boards import incidents_by_sql, open_incidents_sql
 from cityops.streams.alerts.rules import RuleSet
 from cityops.streams.feed_aggregators import aggregator_for
@@ -34,6 +34,7 @@ PLAN = {
     "inc_edge": [(23, "reported", "medium")],  # quiet 23 h: still open
     "inc_recent": [(3, "reported", "high"), (2, "on_scene", "high")],
     "inc_closed": [(5, "reported", "critical"), (4, "resolved", "critical")],
+    "inc_ancient": [(35 * 24, "reported", "high")],  # quiet 35 days
     "inc_now": [(0, "reported", "low")],  # the newest update: the stream's clock reaches AT
 }
 
@@ -70,16 +71,18 @@ def incidents_wh(settings: Settings, registry: Registry) -> Iterator[Warehouse]:
 
 
 def board_open(wh: Warehouse, expire_after_s: float) -> set[str]:
-    ctx = check.context(AT - timedelta(hours=24), AT)
+    ctx = check.context(AT - timedelta(hours=24), AT)  # the safety board's default range
     return {str(r[0]) for r in wh.query(macros.expand(open_incidents_sql(expire_after_s), ctx))}
 
 
 def grafana_open(wh: Warehouse, rules: RuleSet, registry: Registry,
                  expire_after_s: float) -> set[str]:
-    """Subjects the Grafana incident rule sees open (value > 0) over its 7-day lookback."""
-    rule = next(r for r in rules.rules if r.kind == "incident")
-    ctx = macros.QueryContext(AT - timedelta(days=7), AT, 10_000, {})
-    rows = wh.query(macros.expand_backend(value_sql(rule, registry, expire_after_s), ctx))
+    """Subjects the generated Grafana incident rule sees open (value > 0) over its lookback."""
+    generated = next(g for g in build_rules(rules, registry, expire_after_s)
+                     if g.rule.kind == "incident")
+    ctx = macros.QueryContext(AT - timedelta(seconds=generated.lookback_s), AT, 10_000, {})
+    rows = wh.query(macros.expand_backend(value_sql(generated.rule, registry, expire_after_s),
+                                          ctx))
     return {str(s) for s, v in rows if float(v) > 0}
 
 
@@ -100,8 +103,21 @@ def test_with_expiry_off_the_boards_keep_a_silent_incident_open_as_the_stream_do
     events = _events(sorted(registry.zones)[0])
     never = settings.model_copy(update={"incident_expire_after_s": 0.0})
     stream = stream_open(never, registry, events)
-    assert stream == {"inc_silent", "inc_edge", "inc_recent", "inc_now"}
-    assert board_open(incidents_wh, 0.0) == stream
+    assert stream == {"inc_silent", "inc_edge", "inc_recent", "inc_ancient", "inc_now"}
+    # without an expiry the boards still look back 30 days only (docs/dashboards.md)
+    assert board_open(incidents_wh, 0.0) == stream - {"inc_ancient"}
+
+
+def test_an_expiry_longer_than_the_boards_lookback_widens_it(
+        settings: Settings, registry: Registry, rules: RuleSet,
+        incidents_wh: Warehouse) -> None:
+    events = _events(sorted(registry.zones)[0])
+    forty_days = 40 * DAY_S
+    stream = stream_open(settings.model_copy(update={"incident_expire_after_s": forty_days}),
+                         registry, events)
+    assert stream == {"inc_silent", "inc_edge", "inc_recent", "inc_ancient", "inc_now"}
+    assert board_open(incidents_wh, forty_days) == stream
+    assert grafana_open(incidents_wh, rules, registry, forty_days) == stream - {"inc_now"}
 
 
 def test_the_grafana_incident_rule_lets_an_expired_incident_go(
@@ -110,5 +126,6 @@ def test_the_grafana_incident_rule_lets_an_expired_incident_go(
     ranked = {inc for inc, steps in PLAN.items() if steps[-1][2] != "low"}
     assert grafana_open(incidents_wh, rules, registry, DAY_S) == (
         {"inc_edge", "inc_recent"} & ranked)
+    # without an expiry Grafana's rule looks back 7 days
     assert grafana_open(incidents_wh, rules, registry, 0.0) == (
         {"inc_silent", "inc_edge", "inc_recent"} & ranked)
