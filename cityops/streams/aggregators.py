@@ -48,7 +48,7 @@ def _dt(ts_s: float, tz: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(ts_s, tz)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # one per event: not frozen, as ``windows.AddResult``
 class Outcome:
     """Result of one event: records to publish, or why nothing was (late / ignored)."""
 

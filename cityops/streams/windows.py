@@ -114,7 +114,9 @@ class HoppingWindow:
 Assigner = TumblingWindow | HoppingWindow
 
 
-@dataclass(frozen=True)
+# results made per event (a few per counter report) are slotted and not frozen: a frozen
+# dataclass sets each field through ``object.__setattr__``, 0.9 µs a result against 0.3
+@dataclass(slots=True)
 class WindowSnapshot(Generic[A]):
     """One window's aggregate as it should be published."""
 
@@ -126,7 +128,7 @@ class WindowSnapshot(Generic[A]):
     emitted: bool  # False only in close results: a window closed without ever being fired
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AddResult(Generic[A]):
     """Outcome of one event: accepted (with windows to publish) or late."""
 
@@ -412,9 +414,10 @@ class WindowedAggregator(Generic[K, A, V]):
                     updated.append((start, end))
                 if w["fired"]:  # an allowed-late event changed an already published window
                     refired[wk] = w
-        for w in sorted(refired.values(), key=lambda x: x["start"]):
-            w["revision"] += 1
-            emit.append(self._snap(key, w, True))
+        if refired:
+            for w in sorted(refired.values(), key=lambda x: x["start"]):
+                w["revision"] += 1
+                emit.append(self._snap(key, w, True))
         # windows whose end the key's event time has now passed are complete: fire them
         # (earliest first; an index, not a sort of every open window per event: a zone
         # held back while catching up keeps hours of windows open)
