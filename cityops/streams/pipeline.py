@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -44,9 +44,9 @@ ORIGIN_HEADER = "cityops-origin"
 ENRICH_HEADER = "cityops-enrich"
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a record was read: topic, partition, offset."""
+class Origin(NamedTuple):
+    """Where a record was read: topic, partition, offset (one per record read: a named
+    tuple is made in a third of a frozen dataclass's time)."""
 
     topic: str
     partition: int
