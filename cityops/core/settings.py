@@ -308,6 +308,12 @@ class Settings(BaseSettings):
         "sink's young-generation garbage collections (start-up objects are frozen); 0 keeps "
         "Python's own 700, which cost the worker about 10 % more CPU per event",
     )
+    kafka_fast_records: bool = Field(
+        True, description="CITYOPS_KAFKA_FAST_RECORDS: kafka-python consumers (the warehouse "
+        "sink, state-log reads) read fetched record batches with aiokafka's C reader instead "
+        "of kafka-python's Python parser (about 3 µs of CPU per record instead of 7.5); false "
+        "keeps kafka-python's own",
+    )
     sink_batch_rows: int = Field(
         5000, ge=1, le=1_000_000, description="CITYOPS_SINK_BATCH_ROWS: rows per warehouse batch"
     )

@@ -39,6 +39,7 @@ import structlog
 
 from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
+from cityops.streams import kafka_fetch
 from cityops.streams.producer_metadata import send_now, track_topic
 
 log = structlog.get_logger(__name__)
@@ -90,6 +91,7 @@ def read_partitions(settings: Settings, topic: str, partitions: list[int],
     Raises ``StateReadStalled`` after ``CITYOPS_WORKER_RECOVERY_STALL_S`` without a record."""
     from kafka import KafkaConsumer, TopicPartition
 
+    kafka_fetch.apply(settings.kafka_fast_records)
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers, group_id=None,
         enable_auto_commit=False, auto_offset_reset="earliest",  # never skip to the end

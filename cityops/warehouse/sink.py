@@ -51,7 +51,7 @@ from cityops.core.fast_contract import clean_context, decode_clean
 from cityops.core.feeds import FEED_MODELS
 from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
-from cityops.streams import metrics
+from cityops.streams import kafka_fetch, metrics
 from cityops.streams.records import DERIVED_RECORDS
 from cityops.warehouse.base import RetryPolicy, Warehouse
 from cityops.warehouse.exceptions import SinkInterrupted, TransientWarehouseError, WarehouseError
@@ -265,6 +265,7 @@ class WarehouseSink:
     def _consumer_factory(self) -> Any:
         from kafka import KafkaConsumer
 
+        kafka_fetch.apply(self.settings.kafka_fast_records)
         consumer = KafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_servers.split(","),
             group_id=self.group_id,
