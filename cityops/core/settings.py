@@ -314,6 +314,15 @@ class Settings(BaseSettings):
         "of kafka-python's Python parser (about 3 µs of CPU per record instead of 7.5); false "
         "keeps kafka-python's own",
     )
+    sink_fetch_min_bytes: int = Field(
+        262_144, ge=1, le=52_428_800,
+        description="CITYOPS_SINK_FETCH_MIN_BYTES: the broker holds a sink fetch until this "
+        "much is there or CITYOPS_WORKER_FETCH_MAX_WAIT_MS has passed. A sink that keeps up "
+        "with a fast stream otherwise fetches a few records at a time, each fetch and poll "
+        "costing it and the broker CPU: in 1 M-event drains 256 KiB took the sink 43-44 µs "
+        "of CPU per event instead of 47-48 and the broker 15-16 instead of 18-20; 1 fetches "
+        "whatever is there at once",
+    )
     sink_batch_rows: int = Field(
         5000, ge=1, le=1_000_000, description="CITYOPS_SINK_BATCH_ROWS: rows per warehouse batch"
     )

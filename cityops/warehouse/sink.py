@@ -275,6 +275,7 @@ class WarehouseSink:
             max_poll_records=max(1, min(self.batch_rows, 5000)),
             max_poll_interval_ms=30 * 60 * 1000,
             fetch_max_wait_ms=self.settings.worker_fetch_max_wait_ms,
+            fetch_min_bytes=self.settings.sink_fetch_min_bytes,
             metadata_max_age_ms=30_000,
             session_timeout_ms=int(self.settings.worker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, self.settings.worker_session_timeout_s / 4)
