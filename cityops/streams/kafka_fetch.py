@@ -26,6 +26,7 @@ the generator has been checked against it again.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +38,8 @@ log = structlog.get_logger(__name__)
 PINNED = "3.0.12"
 
 _original: Any = None
+_refused = False  # a missing client or another version: said once, not at every consumer
+_lock = threading.Lock()  # the sink's thread and state-log reads may install at once
 
 
 def installed() -> bool:
@@ -55,9 +58,17 @@ def apply(enabled: bool) -> bool:
 
 def install() -> bool:
     """Patch kafka-python's record unpacking (once per process); returns ``installed()``."""
-    global _original
+    with _lock:
+        return _install()
+
+
+def _install() -> bool:
+    global _original, _refused
     if _original is not None:
         return True
+    if _refused:
+        return False
+    _refused = True
     try:
         import kafka
         from aiokafka.record.default_records import DefaultRecordBatch as CBatch
@@ -143,16 +154,17 @@ def install() -> bool:
                     for k, v in headers) if headers else -1)
 
     records_cls._unpack_records = _unpack_records
-    _original = original
+    _original, _refused = original, False
     return True
 
 
 def uninstall() -> None:
     """Put kafka-python's own record unpacking back (tests compare the two)."""
     global _original
-    if _original is None:
-        return
-    from kafka.consumer import fetcher
+    with _lock:
+        if _original is None:
+            return
+        from kafka.consumer import fetcher
 
-    fetcher.Fetcher.PartitionRecords._unpack_records = _original
-    _original = None
+        fetcher.Fetcher.PartitionRecords._unpack_records = _original
+        _original = None

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -33,6 +35,19 @@ SPANS = (
     (datetime(2026, 1, 31, 12, tzinfo=TZ), datetime(2026, 2, 2, 4, tzinfo=TZ)),
     (datetime(2026, 2, 13, 12, tzinfo=TZ), datetime(2026, 2, 16, 4, tzinfo=TZ)),
 )
+
+
+def wait_committed(sink: Any, broker: str, group: str, topics: list[str],
+                   timeout_s: float = 60.0) -> None:
+    """Until the sink's group has committed every record of ``topics``; fails on a sink
+    error or after ``timeout_s``."""
+    from cityops.deploy.kafka_local import group_lag
+
+    deadline = time.monotonic() + timeout_s
+    while group_lag(broker, group, topics) != 0:
+        assert sink.error is None, sink.error
+        assert time.monotonic() < deadline, "the sink did not commit every record"
+        time.sleep(0.2)
 
 
 def night_totals(rows: list[dict], tz: ZoneInfo) -> dict[tuple, int]:

@@ -24,8 +24,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from cityops.core.feeds import FootfallObserved
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings, load_settings
-from cityops.deploy.kafka_local import group_lag
 from cityops.warehouse.sink import Batch, WarehouseSink
+from tests.integration.warehouse.conftest import wait_committed
 
 pytestmark = pytest.mark.integration
 TZ = ZoneInfo("Asia/Shanghai")
@@ -97,11 +97,7 @@ def _run(settings: Settings, broker: str, wh: Any, registry: Registry,
 
 
 def _wait_committed(sink: WarehouseSink, broker: str, prefix: str, topic: str) -> None:
-    deadline = time.monotonic() + 90
-    while group_lag(broker, f"{prefix}.sink", [topic]) != 0:
-        assert sink.error is None, sink.error
-        assert time.monotonic() < deadline, "the sink did not commit every record"
-        time.sleep(0.2)
+    wait_committed(sink, broker, f"{prefix}.sink", [topic], timeout_s=90)
 
 
 def test_a_backlog_is_stored_in_a_few_large_batches(

@@ -21,10 +21,10 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from cityops.core.feeds import FootfallObserved
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings, load_settings
-from cityops.deploy.kafka_local import group_lag
 from cityops.streams.records import FootfallWindow
 from cityops.warehouse.rows import FEED_TABLES
 from cityops.warehouse.sink import Batch, WarehouseSink, is_event_topic
+from tests.integration.warehouse.conftest import wait_committed
 
 pytestmark = pytest.mark.integration
 TZ = ZoneInfo("Asia/Shanghai")
@@ -87,11 +87,7 @@ def _drain(settings: Settings, broker: str, prefix: str, wh: Any, registry: Regi
     sink.start()
     try:
         events, windows = _feed(broker, prefix, registry, start, 4.0)
-        deadline = time.monotonic() + 60
-        while group_lag(broker, f"{prefix}.sink", topics) > 0:
-            assert sink.error is None, sink.error
-            assert time.monotonic() < deadline, "the sink did not commit every record"
-            time.sleep(0.2)
+        wait_committed(sink, broker, f"{prefix}.sink", topics)
     finally:
         sink.stop()
     assert sink.error is None

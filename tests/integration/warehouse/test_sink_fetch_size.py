@@ -23,8 +23,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from cityops.core.feeds import FootfallObserved
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings, load_settings
-from cityops.deploy.kafka_local import group_lag
 from cityops.warehouse.sink import WarehouseSink
+from tests.integration.warehouse.conftest import wait_committed
 
 pytestmark = pytest.mark.integration
 TZ = ZoneInfo("Asia/Shanghai")
@@ -94,11 +94,7 @@ def _run(settings: Settings, broker: str, wh: Any, registry: Registry,
         writer = threading.Thread(target=_stream, args=(broker, topic, events))
         writer.start()
         writer.join()
-        deadline = time.monotonic() + 60
-        while group_lag(broker, f"{prefix}.sink", [topic]) != 0:
-            assert sink.error is None, sink.error
-            assert time.monotonic() < deadline, "the sink did not commit every record"
-            time.sleep(0.2)
+        wait_committed(sink, broker, f"{prefix}.sink", [topic])
     finally:
         sink.stop()
     assert sink.error is None
