@@ -75,6 +75,11 @@ def _run(settings: Settings, broker: str, wh: Any, registry: Registry,
     admin = KafkaAdminClient(bootstrap_servers=broker)
     admin.create_topics([NewTopic(topic, 2, 1)])
     admin.close()
+    # the broker knows the topic's partitions before the sink subscribes: a consumer whose
+    # first metadata missed them is assigned nothing until its next refresh (30 s)
+    producer = KafkaProducer(bootstrap_servers=broker)
+    assert len(producer.partitions_for(topic)) == 2
+    producer.close()
     counters = list(registry.counters.values())[:4]
     start = datetime(2026, 11, 25, 20, tzinfo=TZ)
     events = [FootfallObserved(event_id=f"{prefix}:{i}", source=counters[i % 4].id,
@@ -86,7 +91,7 @@ def _run(settings: Settings, broker: str, wh: Any, registry: Registry,
     sink.start()
     try:
         assert sink.ready.wait(30)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not sink._consumer.assignment():  # the group has settled: the stream is live
             assert time.monotonic() < deadline, "the sink was never assigned its partitions"
             time.sleep(0.1)
