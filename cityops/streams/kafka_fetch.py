@@ -42,6 +42,13 @@ _refused = False  # a missing client or another version: said once, not at every
 _lock = threading.Lock()  # the sink's thread and state-log reads may install at once
 
 
+def _header_size(headers: list[tuple[str, bytes | None]]) -> int:
+    """``serialized_header_size`` as kafka-python counts it (-1 without headers)."""
+    if not headers:
+        return -1
+    return sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0) for k, v in headers)
+
+
 def installed() -> bool:
     """Whether kafka-python's consumers in this process read batches with the C reader."""
     return _original is not None
@@ -124,8 +131,7 @@ def _install() -> bool:
                         topic, partition, epoch, offset, record.timestamp,
                         record.timestamp_type, key, value, headers, None,
                         -1 if key is None else len(key), -1 if value is None else len(value),
-                        sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0)
-                            for k, v in headers) if headers else -1)
+                        _header_size(headers))
                 batch = records.next_batch()
             else:
                 if last_batch is not None and last_batch.magic == 2:
@@ -150,8 +156,7 @@ def _install() -> bool:
                 tp.topic, tp.partition, self.leader_epoch, record.offset, record.timestamp,
                 record.timestamp_type, key, value, headers, record.checksum,
                 -1 if key is None else len(key), -1 if value is None else len(value),
-                sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0)
-                    for k, v in headers) if headers else -1)
+                _header_size(headers))
 
     records_cls._unpack_records = _unpack_records
     _original, _refused = original, False

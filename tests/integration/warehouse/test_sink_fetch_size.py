@@ -9,7 +9,6 @@ far fewer, every event is stored once either way, and the consumer carries the s
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -96,9 +95,7 @@ def _run(settings: Settings, broker: str, wh: Any, registry: Registry,
             assert time.monotonic() < deadline, "the sink was never assigned its partitions"
             time.sleep(0.1)
         assert sink._consumer.config["fetch_min_bytes"] == s.sink_fetch_min_bytes
-        writer = threading.Thread(target=_stream, args=(broker, topic, events))
-        writer.start()
-        writer.join()
+        _stream(broker, topic, events)
         wait_committed(sink, broker, f"{prefix}.sink", [topic])
     finally:
         sink.stop()
