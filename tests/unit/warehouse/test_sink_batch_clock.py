@@ -96,3 +96,23 @@ def test_a_backlog_batch_gathers_longer_and_larger_than_a_live_one() -> None:
     assert sink._due(backlog, sink.batch_s)
     backlog.n_rows, backlog.started = 100, time.monotonic() - 2.1
     assert sink._due(backlog, sink.batch_s)
+
+
+def test_a_fast_live_stream_is_batched_by_age_not_by_rows() -> None:
+    """Behind a validation worker draining a backlog (about 16,000 events/s) half a second
+    is 8,000 rows. Each embedded insert and stored-ids query costs 10–60 ms whatever its size,
+    so the default rows must not cut that batch short: with 5,000 the sink wrote three
+    batches a second and spent 49–50 µs of CPU per event in 1 M-event drains, 38–40 with
+    20,000 (``BENCHMARKS.md``, run AA)."""
+    fields = Settings.model_fields
+    sink = WarehouseSink(load_settings(sink_batch_s=fields["sink_batch_s"].default,
+                                       sink_batch_rows=fields["sink_batch_rows"].default),
+                         warehouse=None)  # type: ignore[arg-type]
+    batch = Batch()
+    batch.add_offset("t", 0, 1, since=time.monotonic() - 0.25)
+    batch.n_rows = 8_000
+    assert not sink._due(batch, sink.batch_s)  # young: it gathers on
+    batch.started = time.monotonic() - sink.batch_s
+    assert sink._due(batch, sink.batch_s)  # its age ends it
+    batch.started, batch.n_rows = time.monotonic(), sink.batch_rows
+    assert sink._due(batch, sink.batch_s)  # the rows still bound memory
