@@ -27,7 +27,7 @@ from grafana_foundation_sdk.models import alerting as am
 from grafana_foundation_sdk.models import dashboard as dm
 
 from cityops.core.registry import CarPark, Counter, Registry, Station
-from cityops.dashboards.boards import FEEDS
+from cityops.dashboards.boards import FEEDS, incident_fresh_clause
 from cityops.dashboards.grafana import (
     DATASOURCE_UID,
     FOLDER_TITLE,
@@ -98,8 +98,7 @@ def value_sql(rule: Rule, registry: Registry, incident_expire_after_s: float) ->
         names = "[" + ", ".join(f"'{k}'" for k, _ in ranks) + "]"
         nums = "[" + ", ".join(f"{v:g}" for _, v in ranks) + "]"
         order = "['reported', 'dispatched', 'on_scene', 'resolved', 'cancelled']"
-        fresh = (f" AND max(event_time) > $__toTime - INTERVAL {int(incident_expire_after_s)}"
-                 " SECOND" if incident_expire_after_s > 0 else "")
+        fresh = incident_fresh_clause(incident_expire_after_s)
         return (f"SELECT incident_id AS subject, if(max(indexOf({order}, status)) <= 3{fresh}, "
                 f"transform(toString(argMax(severity, event_time)), {names}, {nums}, 0), 0) "
                 "AS value FROM incidents_reported WHERE $__timeFilter(event_time) "

@@ -169,14 +169,23 @@ FROM ({STATIONS_NOW})
 ORDER BY aqi DESC
 LIMIT 1"""
 
+def incident_fresh_clause(expire_after_s: float) -> str:
+    """The ``HAVING`` condition that an incident's latest update (``max(event_time)``) is
+    younger than ``CITYOPS_INCIDENT_EXPIRE_AFTER_S`` at ``$__toTime``; nothing when incidents
+    never expire. The open-incidents board and the incident alert rule share it, so both
+    drop an incident when the stream closes it as ``expired``."""
+    if expire_after_s <= 0:
+        return ""
+    return f" AND max(event_time) > $__toTime - INTERVAL {int(expire_after_s)} SECOND"
+
+
 def open_incidents_sql(expire_after_s: float) -> str:
     """Incidents open at ``$__toTime``: their latest status is not closed and, while incidents
     expire (``CITYOPS_INCIDENT_EXPIRE_AFTER_S`` > 0), their latest update is younger than
     that. The stream closes an incident silent that long as ``expired`` and its alert clears,
     so the board shows what the alerts and ``incident_stats`` hold. An expiry longer than
     the usual lookback widens it."""
-    fresh = (f" AND max(event_time) > $__toTime - INTERVAL {int(expire_after_s)} SECOND"
-             if expire_after_s > 0 else "")
+    fresh = incident_fresh_clause(expire_after_s)
     lookback = (OPEN_LOOKBACK if expire_after_s <= OPEN_LOOKBACK_S
                 else f"INTERVAL {int(expire_after_s)} SECOND")
     return f"""SELECT i.incident_id AS incident_id, i.incident_type AS type,
