@@ -329,7 +329,7 @@ class Settings(BaseSettings):
         "that a fast stream's batches are bounded by CITYOPS_SINK_BATCH_S, not by rows: each "
         "embedded insert and stored-ids query costs 10-60 ms whatever its size, and with 5,000 "
         "the sink behind a validation worker's 16,000 events/s wrote three batches a second "
-        "(49-50 µs of CPU per event in 1 M-event drains, 38-40 with 20,000)",
+        "(48-50 µs of CPU per event in 1 M-event drains, 38-41 with 20,000)",
     )
     sink_batch_s: float = Field(
         0.5, gt=0, le=300,

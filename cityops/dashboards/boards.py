@@ -169,6 +169,7 @@ FROM ({STATIONS_NOW})
 ORDER BY aqi DESC
 LIMIT 1"""
 
+
 def incident_fresh_clause(expire_after_s: float) -> str:
     """The ``HAVING`` condition that an incident's latest update (``max(event_time)``) is
     younger than ``CITYOPS_INCIDENT_EXPIRE_AFTER_S`` at ``$__toTime``; nothing when incidents

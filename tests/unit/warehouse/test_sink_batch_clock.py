@@ -102,7 +102,7 @@ def test_a_fast_live_stream_is_batched_by_age_not_by_rows() -> None:
     """Behind a validation worker draining a backlog (about 16,000 events/s) half a second
     is 8,000 rows. Each embedded insert and stored-ids query costs 10–60 ms whatever its size,
     so the default rows must not cut that batch short: with 5,000 the sink wrote three
-    batches a second and spent 49–50 µs of CPU per event in 1 M-event drains, 38–40 with
+    batches a second and spent 48–50 µs of CPU per event in 1 M-event drains, 38–41 with
     20,000 (``BENCHMARKS.md``, run AA)."""
     fields = Settings.model_fields
     sink = WarehouseSink(load_settings(sink_batch_s=fields["sink_batch_s"].default,
