@@ -430,7 +430,8 @@ class Settings(BaseSettings):
         description="CITYOPS_ALERT_WEBHOOK_MAX_AGE_S: alert events whose event time is older "
         "than this by the wall clock are stored but not sent to the webhooks (a backfill or a "
         "long catch-up replays history; replay it with CITYOPS_ALERT_CLOCK=event, so its "
-        "escalations are dated in event time too); 0 sends every event",
+        "escalations are dated in event time too); an alert all of whose events were older "
+        "closes when it clears, with no acknowledgement awaited; 0 sends every event",
     )
     footfall_presence_half_life_s: float = Field(
         6 * 3600.0, ge=0, description="CITYOPS_FOOTFALL_PRESENCE_HALF_LIFE_S: decay of the "

@@ -7,6 +7,14 @@ a live alert are ``SEVERITY_CHANGED`` events on the same ``alert_id``; an active
 unacknowledged is ``ESCALATED`` along the rule's chain. Every event carries the alert's
 stable ``alert_id`` and a per-alert ``seq``.
 
+History: with ``history_after_s`` set (the worker sets it to the webhooks' age limit,
+``CITYOPS_ALERT_WEBHOOK_MAX_AGE_S``), an event whose event time is older than that by the wall
+clock when it is emitted is history, sent to no one. An alert whose every event was history
+(a backfill or a long catch-up replayed it) closes when it clears, as ``cleared_ack``, instead
+of waiting for an acknowledgement nobody was asked for: three days of history replayed left
+26 for an officer to acknowledge one by one (some 3,000 a year), each also kept in the
+engine's snapshot. Its events stay in the warehouse's ``alerts`` table.
+
 Anti-flap: a rule's level is computed with hysteresis (levels at or below the current one
 hold while ``value ≥ clear``; higher ones need ``value ≥ fire``) and a change is applied only
 after the new level has been wanted continuously for ``min_fire_s`` (up) or ``min_clear_s``
@@ -50,15 +58,19 @@ class AlertEngine:
 
     def __init__(self, rules: RuleSet, registry: Registry | None,
                  clock: Clock = lambda: datetime.now(UTC), silence_by_feed: bool = False,
-                 ) -> None:
+                 history_after_s: float = 0.0) -> None:
         """``silence_by_feed`` (event-time clocks): a sensor's silence is measured against the
         newest report on its own *lane* (the topic partition its reports arrive on, given with
         each heartbeat; while it is unknown, the slowest lane of its kind), not the newest
         event of any feed: during an accelerated replay partitions are processed at different
         paces, and a lagging one must not look silent. A lane whose sensors all stop shows as
         its clock stopping, not as dead sensors; with the wall clock everything is measured
-        against now."""
+        against now.
+
+        ``history_after_s``: events older than this by ``clock`` are history (above); 0: every
+        cleared alert waits for an acknowledgement."""
         self.silence_by_feed = silence_by_feed
+        self.history_after_s = history_after_s
         self.rules = rules
         self.registry = registry
         self.clock = clock
@@ -71,14 +83,22 @@ class AlertEngine:
         self._intake: dict[str, list[list[float]]] = {}  # feed → [[bucket_s, ok, dead]]
 
     # --- events --------------------------------------------------------------------------
+    def _is_history(self, at: float) -> bool:
+        """Whether an event at ``at`` (event time) is older than the horizon by the wall
+        clock now: what the webhooks leave unsent (``WebhookDispatcher.offer``)."""
+        return bool(self.history_after_s) and (
+            _ts(self.clock()) - at > self.history_after_s)
+
     def _event(self, rule: Rule, subject: str, alert: dict[str, Any], kind: AlertEventKind,
-               at: float, *, actor: str | None = None) -> AlertEvent:
+               at: float, *, actor: str | None = None, note: str = "") -> AlertEvent:
         alert["seq"] += 1
+        if not self._is_history(at):
+            alert["live"] = True  # an event of it was sent: someone may be waiting on it
         value = alert.get("value")
         threshold = alert.get("threshold")
         sev = alert["severity"]
         if kind is AlertEventKind.CLEARED:
-            msg = f"{rule.title} cleared: {subject} at {value:g} {rule.unit}".rstrip()
+            msg = f"{rule.title} cleared: {subject} at {value:g} {rule.unit}".rstrip() + note
         elif kind is AlertEventKind.ACKNOWLEDGED:
             msg = f"{rule.title}: {subject} acknowledged by {actor}"
         elif kind is AlertEventKind.ESCALATED:
@@ -155,17 +175,23 @@ class AlertEngine:
             alert = {"alert_id": f"{rule.id}:{subject}:{int(now)}", "seq": -1,
                      "state": AlertState.ACTIVE_UNACK.value, "severity": lv.severity,
                      "value": tr["value"], "threshold": lv.fire, "fired_at": now,
-                     "escalation_level": 0, "rule_id": rule.id, "subject": subject}
+                     "escalation_level": 0, "rule_id": rule.id, "subject": subject,
+                     "live": False}
             tr["alert"] = alert
             return [self._event(rule, subject, alert, AlertEventKind.FIRED, now)]
         alert["value"] = tr["value"]
         if target == 0:
             acked = alert["state"] == AlertState.ACTIVE_ACK.value
-            alert["state"] = (AlertState.CLEARED_ACK if acked else AlertState.CLEARED_UNACK).value
+            # an alert from a snapshot taken before ``live`` was kept counts as live
+            closed = acked or (not alert.get("live", True) and self._is_history(now))
+            alert["state"] = (AlertState.CLEARED_ACK if closed
+                              else AlertState.CLEARED_UNACK).value
             alert["threshold"] = levels[previous - 1].clear
-            event = self._event(rule, subject, alert, AlertEventKind.CLEARED, now)
+            note = "" if acked or not closed else (
+                " (history, sent to no one: closed without acknowledgement)")
+            event = self._event(rule, subject, alert, AlertEventKind.CLEARED, now, note=note)
             tr["alert"] = None
-            if not acked:
+            if not closed:
                 self._awaiting_ack[alert["alert_id"]] = alert
             self._forget_if_idle(rule, subject, tr)
             return [event]

@@ -59,3 +59,30 @@ def test_heartbeats_are_throttled_per_source_in_event_time(
              for s in (0, every / 2, every, every * 1.5)]
     assert [b is not None for b in beats] == [True, False, True, False]
     assert beats[0] == {"op": "heartbeat", "source": "s1", "at": T0.isoformat(), "lane": "raw/0"}
+
+
+def _crowd_that_comes_and_goes(zone: str) -> list[dict[str, Any]]:
+    """Last week's crowd: past every density threshold, then gone for an hour."""
+    rise = _inputs(zone, "unused")[:-1:2]
+    fall = [{"op": "observe", "kind": "crowd_density", "subject": zone, "value": 0.1,
+             "at": (T0 + timedelta(minutes=12 + minute)).isoformat()} for minute in range(60)]
+    return [*rise, *fall, {"op": "tick"}]
+
+
+def test_the_worker_closes_alerts_its_webhooks_never_sent(
+        settings: Settings, registry: Registry, tmp_path: Any) -> None:
+    """The engine's history horizon is the webhooks' age limit: a replayed crowd alert,
+    fired and cleared days ago, closes; with the limit off it waits for an officer."""
+    zone = sorted(registry.zones)[0]
+    items = {"op": "batch", "items": _crowd_that_comes_and_goes(zone)}
+    states = {}
+    for max_age_s in (3600.0, 0.0):
+        w = _wiring(settings.model_copy(update={"alert_webhook_max_age_s": max_age_s}),
+                    registry, tmp_path / str(max_age_s))
+        events = [e for e in w._apply(orjson.loads(orjson.dumps(items)))
+                  if e.rule_id == "crowd_density"]
+        assert events and events[0].kind.value == "fired"
+        states[max_age_s] = [e.state.value for e in events if e.kind.value == "cleared"]
+        awaiting = [a for a in w.engine.active_alerts() if a["rule_id"] == "crowd_density"]
+        assert len(awaiting) == (0 if max_age_s else 1)
+    assert states == {3600.0: ["cleared_ack"], 0.0: ["cleared_unack"]}

@@ -289,3 +289,86 @@ def test_event_clock_waits_for_every_lane_before_a_never_heard_sensor_is_silent(
     silent = {e.subject for e in engine.tick(at(600)) if e.rule_id == "dead_sensor"
               and e.kind.value == "fired"}
     assert silent & set(counters) == {slow[1]}
+
+
+# --- history: alerts sent to no one close when they clear ----------------------------------
+HOUR_S = 3600.0
+
+
+def history_engine(registry: Registry) -> AlertEngine:
+    """The worker's engine: events older than an hour by the wall clock are history."""
+    return AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT, history_after_s=HOUR_S)
+
+
+def test_an_alert_fired_and_cleared_in_history_closes_without_acknowledgement(
+        registry: Registry) -> None:
+    engine = history_engine(registry)  # T0 is 8 h before the wall clock: a backfill
+    fired = engine.observe("incident", "inc_7", 2, at(0))
+    assert kinds(fired) == [("fired", "major", "active_unack")]
+    assert [a["alert_id"] for a in engine.active_alerts()] == [fired[0].alert_id]
+    cleared = engine.observe("incident", "inc_7", 0, at(60))
+    assert kinds(cleared) == [("cleared", "major", "cleared_ack")]
+    assert cleared[0].alert_id == fired[0].alert_id and cleared[0].actor is None
+    assert cleared[0].message.endswith("(history, sent to no one: closed without "
+                                       "acknowledgement)")
+    assert engine.active_alerts() == []
+    assert engine.to_state()["awaiting_ack"] == {}
+    with pytest.raises(UnknownAlertError):
+        engine.acknowledge(fired[0].alert_id, "ops", CLOCK_AT)
+
+
+def test_an_alert_whose_firing_was_live_still_awaits_acknowledgement(
+        registry: Registry) -> None:
+    engine = history_engine(registry)
+    recent = CLOCK_AT - timedelta(minutes=30)  # within the hour: sent when it fired
+    fired = engine.observe("incident", "inc_8", 2, recent)
+    cleared = engine.observe("incident", "inc_8", 0, recent + timedelta(minutes=1))
+    assert kinds(cleared) == [("cleared", "major", "cleared_unack")]
+    assert "history" not in cleared[0].message
+    assert [a["alert_id"] for a in engine.active_alerts()] == [fired[0].alert_id]
+
+
+def test_a_history_alert_cleared_live_awaits_acknowledgement(registry: Registry) -> None:
+    """Its clear was sent: whoever got it may act on it, so it waits as before."""
+    engine = history_engine(registry)
+    fired = engine.observe("incident", "inc_9", 2, at(0))
+    cleared = engine.observe("incident", "inc_9", 0, CLOCK_AT - timedelta(minutes=5))
+    assert kinds(cleared) == [("cleared", "major", "cleared_unack")]
+    assert [a["alert_id"] for a in engine.active_alerts()] == [fired[0].alert_id]
+
+
+def test_a_history_alert_acknowledged_by_an_officer_clears_as_acknowledged(
+        registry: Registry) -> None:
+    engine = history_engine(registry)
+    fired = engine.observe("incident", "inc_10", 2, at(0))
+    ack = engine.acknowledge(fired[0].alert_id, "duty officer Li", CLOCK_AT)
+    assert kinds(ack) == [("acknowledged", "major", "active_ack")]
+    cleared = engine.observe("incident", "inc_10", 0, at(60))
+    assert kinds(cleared) == [("cleared", "major", "cleared_ack")]
+    assert "history" not in cleared[0].message
+
+
+def test_history_survives_a_snapshot_and_old_snapshots_count_as_live(
+        registry: Registry) -> None:
+    engine = history_engine(registry)
+    engine.observe("incident", "inc_11", 2, at(0))
+    state = json.loads(json.dumps(engine.to_state()))
+    restored = history_engine(registry)
+    restored.from_state(state)
+    assert kinds(restored.observe("incident", "inc_11", 0, at(60))) == [
+        ("cleared", "major", "cleared_ack")]
+    for tracker in state["trackers"].values():  # a snapshot from before ``live`` was kept
+        if tracker.get("alert"):
+            del tracker["alert"]["live"]
+    older = history_engine(registry)
+    older.from_state(state)
+    assert kinds(older.observe("incident", "inc_11", 0, at(60))) == [
+        ("cleared", "major", "cleared_unack")]
+
+
+def test_without_a_horizon_every_cleared_alert_awaits_acknowledgement(
+        engine: AlertEngine) -> None:
+    fired = engine.observe("incident", "inc_13", 2, at(0))  # 8 h old, horizon 0
+    assert kinds(engine.observe("incident", "inc_13", 0, at(60))) == [
+        ("cleared", "major", "cleared_unack")]
+    assert [a["alert_id"] for a in engine.active_alerts()] == [fired[0].alert_id]
