@@ -430,7 +430,7 @@ class Settings(BaseSettings):
         description="CITYOPS_ALERT_WEBHOOK_MAX_AGE_S: alert events whose event time is older "
         "than this by the wall clock are stored but not sent to the webhooks (a backfill or a "
         "long catch-up replays history; replay it with CITYOPS_ALERT_CLOCK=event, so its "
-        "escalations are dated in event time too); an alert all of whose events were older "
+        "escalations are dated in event time too); an alert none of whose events was sent "
         "closes when it clears, with no acknowledgement awaited; 0 sends every event",
     )
     footfall_presence_half_life_s: float = Field(

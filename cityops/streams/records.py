@@ -144,7 +144,7 @@ class AlertState(StrEnum):
     ACTIVE_UNACK = "active_unack"  # firing, nobody has acknowledged it yet
     ACTIVE_ACK = "active_ack"  # firing, an operator owns it
     CLEARED_UNACK = "cleared_unack"  # condition ended before anyone acknowledged
-    CLEARED_ACK = "cleared_ack"  # ended and acknowledged, or history sent to no one: closed
+    CLEARED_ACK = "cleared_ack"  # ended and acknowledged, or never sent (history): closed
 
 
 class AlertEventKind(StrEnum):

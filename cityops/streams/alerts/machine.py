@@ -9,11 +9,11 @@ stable ``alert_id`` and a per-alert ``seq``.
 
 History: with ``history_after_s`` set (the worker sets it to the webhooks' age limit,
 ``CITYOPS_ALERT_WEBHOOK_MAX_AGE_S``), an event whose event time is older than that by the wall
-clock when it is emitted is history, sent to no one. An alert whose every event was history
-(a backfill or a long catch-up replayed it) closes when it clears, as ``cleared_ack``, instead
-of waiting for an acknowledgement nobody was asked for: three days of history replayed left
-26 for an officer to acknowledge one by one (some 3,000 a year), each also kept in the
-engine's snapshot. Its events stay in the warehouse's ``alerts`` table.
+clock when it is emitted is history, sent to no one. An alert none of whose events was sent
+before it clears (a backfill or a long catch-up replayed it) closes when it clears, as
+``cleared_ack``, instead of waiting for an acknowledgement nobody was asked for: three days
+of history replayed left 26 for an officer to acknowledge one by one (some 3,000 a year),
+each also kept in the engine's snapshot. Its events stay in the warehouse's ``alerts`` table.
 
 Anti-flap: a rule's level is computed with hysteresis (levels at or below the current one
 hold while ``value ≥ clear``; higher ones need ``value ≥ fire``) and a change is applied only
@@ -182,13 +182,14 @@ class AlertEngine:
         alert["value"] = tr["value"]
         if target == 0:
             acked = alert["state"] == AlertState.ACTIVE_ACK.value
-            # an alert from a snapshot taken before ``live`` was kept counts as live
-            closed = acked or (not alert.get("live", True) and self._is_history(now))
+            # nobody was told it fired: its clear (sent or not) closes it. An alert from a
+            # snapshot taken before ``live`` was kept counts as live
+            closed = acked or not alert.get("live", True)
             alert["state"] = (AlertState.CLEARED_ACK if closed
                               else AlertState.CLEARED_UNACK).value
             alert["threshold"] = levels[previous - 1].clear
             note = "" if acked or not closed else (
-                " (history, sent to no one: closed without acknowledgement)")
+                " (replayed history, never sent: closed without acknowledgement)")
             event = self._event(rule, subject, alert, AlertEventKind.CLEARED, now, note=note)
             tr["alert"] = None
             if not closed:

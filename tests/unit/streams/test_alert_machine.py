@@ -309,7 +309,7 @@ def test_an_alert_fired_and_cleared_in_history_closes_without_acknowledgement(
     cleared = engine.observe("incident", "inc_7", 0, at(60))
     assert kinds(cleared) == [("cleared", "major", "cleared_ack")]
     assert cleared[0].alert_id == fired[0].alert_id and cleared[0].actor is None
-    assert cleared[0].message.endswith("(history, sent to no one: closed without "
+    assert cleared[0].message.endswith("(replayed history, never sent: closed without "
                                        "acknowledgement)")
     assert engine.active_alerts() == []
     assert engine.to_state()["awaiting_ack"] == {}
@@ -328,12 +328,25 @@ def test_an_alert_whose_firing_was_live_still_awaits_acknowledgement(
     assert [a["alert_id"] for a in engine.active_alerts()] == [fired[0].alert_id]
 
 
-def test_a_history_alert_cleared_live_awaits_acknowledgement(registry: Registry) -> None:
-    """Its clear was sent: whoever got it may act on it, so it waits as before."""
+def test_a_history_alert_cleared_live_closes_as_it_is_sent(registry: Registry) -> None:
+    """Still firing when a backfill ends, it clears on live data: the clear is sent, saying
+    the alert is closed, and nobody is asked to acknowledge a firing they never saw."""
     engine = history_engine(registry)
-    fired = engine.observe("incident", "inc_9", 2, at(0))
+    engine.observe("incident", "inc_9", 2, at(0))
     cleared = engine.observe("incident", "inc_9", 0, CLOCK_AT - timedelta(minutes=5))
-    assert kinds(cleared) == [("cleared", "major", "cleared_unack")]
+    assert kinds(cleared) == [("cleared", "major", "cleared_ack")]
+    assert "closed without acknowledgement" in cleared[0].message
+    assert engine.active_alerts() == []
+
+
+def test_an_escalation_sent_live_makes_a_history_alert_wait(registry: Registry) -> None:
+    """With the wall alert clock a replayed alert's escalation is dated now and sent."""
+    engine = history_engine(registry)
+    fired = engine.observe("incident", "inc_14", 3, at(0))  # critical: escalates after 5 min
+    escalated = only(engine.tick(CLOCK_AT), "severe_incident")
+    assert kinds(escalated) == [("escalated", "critical", "active_unack")] * 2  # 5, 15 min
+    cleared = engine.observe("incident", "inc_14", 0, at(60))
+    assert kinds(cleared) == [("cleared", "critical", "cleared_unack")]
     assert [a["alert_id"] for a in engine.active_alerts()] == [fired[0].alert_id]
 
 
