@@ -189,7 +189,7 @@ class AlertEngine:
                               else AlertState.CLEARED_UNACK).value
             alert["threshold"] = levels[previous - 1].clear
             note = "" if acked or not closed else (
-                " (replayed history, never sent: closed without acknowledgement)")
+                " (fired in replayed history, never sent: closed without acknowledgement)")
             event = self._event(rule, subject, alert, AlertEventKind.CLEARED, now, note=note)
             tr["alert"] = None
             if not closed:

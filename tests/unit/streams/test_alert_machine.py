@@ -309,8 +309,8 @@ def test_an_alert_fired_and_cleared_in_history_closes_without_acknowledgement(
     cleared = engine.observe("incident", "inc_7", 0, at(60))
     assert kinds(cleared) == [("cleared", "major", "cleared_ack")]
     assert cleared[0].alert_id == fired[0].alert_id and cleared[0].actor is None
-    assert cleared[0].message.endswith("(replayed history, never sent: closed without "
-                                       "acknowledgement)")
+    assert cleared[0].message.endswith("(fired in replayed history, never sent: closed "
+                                       "without acknowledgement)")
     assert engine.active_alerts() == []
     assert engine.to_state()["awaiting_ack"] == {}
     with pytest.raises(UnknownAlertError):
