@@ -430,8 +430,15 @@ class Settings(BaseSettings):
         description="CITYOPS_ALERT_WEBHOOK_MAX_AGE_S: alert events whose event time is older "
         "than this by the wall clock are stored but not sent to the webhooks (a backfill or a "
         "long catch-up replays history; replay it with CITYOPS_ALERT_CLOCK=event, so its "
-        "escalations are dated in event time too); an alert none of whose events was sent "
-        "closes when it clears, with no acknowledgement awaited; 0 sends every event",
+        "escalations are dated in event time too); 0 sends every event",
+    )
+    alert_review_max_age_s: float = Field(
+        86_400.0, ge=0, le=366 * 86_400,
+        description="CITYOPS_ALERT_REVIEW_MAX_AGE_S: an alert none of whose events was sent "
+        "(all older than CITYOPS_ALERT_WEBHOOK_MAX_AGE_S) that fired longer ago than this "
+        "closes when it clears, with no acknowledgement awaited: a backfill's history needs "
+        "no review, while the alerts of a catch-up after a shorter outage wait for one; 0: "
+        "every cleared alert waits for acknowledgement",
     )
     footfall_presence_half_life_s: float = Field(
         6 * 3600.0, ge=0, description="CITYOPS_FOOTFALL_PRESENCE_HALF_LIFE_S: decay of the "

@@ -245,7 +245,8 @@ class AlertWiring:
     def _new_engine(self) -> AlertEngine:
         return AlertEngine(self.rules, self.registry, clock=lambda: datetime.now(UTC),
                            silence_by_feed=self.settings.alert_clock == "event",
-                           history_after_s=self.settings.alert_webhook_max_age_s)
+                           history_after_s=self.settings.alert_webhook_max_age_s,
+                           review_within_s=self.settings.alert_review_max_age_s)
 
     async def reassigned(self, assigned: set[tuple[str, int]],
                          fresh: set[tuple[str, int]]) -> None:

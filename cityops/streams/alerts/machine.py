@@ -10,10 +10,12 @@ stable ``alert_id`` and a per-alert ``seq``.
 History: with ``history_after_s`` set (the worker sets it to the webhooks' age limit,
 ``CITYOPS_ALERT_WEBHOOK_MAX_AGE_S``), an event whose event time is older than that by the wall
 clock when it is emitted is history, sent to no one. An alert none of whose events was sent
-before it clears (a backfill or a long catch-up replayed it) closes when it clears, as
-``cleared_ack``, instead of waiting for an acknowledgement nobody was asked for: three days
-of history replayed left 26 for an officer to acknowledge one by one (some 3,000 a year),
-each also kept in the engine's snapshot. Its events stay in the warehouse's ``alerts`` table.
+that fired longer ago than ``review_within_s`` (``CITYOPS_ALERT_REVIEW_MAX_AGE_S``, a day)
+closes when it clears, as ``cleared_ack``, instead of waiting for an acknowledgement nobody
+was asked for: three days of history replayed left 26 for an officer to acknowledge one by
+one (some 3,000 a year), each also kept in the engine's snapshot. The alerts of a catch-up
+after a shorter outage still wait, for the shift to review what happened meanwhile. Every
+event stays in the warehouse's ``alerts`` table.
 
 Anti-flap: a rule's level is computed with hysteresis (levels at or below the current one
 hold while ``value ≥ clear``; higher ones need ``value ≥ fire``) and a change is applied only
@@ -58,7 +60,7 @@ class AlertEngine:
 
     def __init__(self, rules: RuleSet, registry: Registry | None,
                  clock: Clock = lambda: datetime.now(UTC), silence_by_feed: bool = False,
-                 history_after_s: float = 0.0) -> None:
+                 history_after_s: float = 0.0, review_within_s: float = 0.0) -> None:
         """``silence_by_feed`` (event-time clocks): a sensor's silence is measured against the
         newest report on its own *lane* (the topic partition its reports arrive on, given with
         each heartbeat; while it is unknown, the slowest lane of its kind), not the newest
@@ -67,10 +69,12 @@ class AlertEngine:
         its clock stopping, not as dead sensors; with the wall clock everything is measured
         against now.
 
-        ``history_after_s``: events older than this by ``clock`` are history (above); 0: every
-        cleared alert waits for an acknowledgement."""
+        ``history_after_s``: events older than this by ``clock`` are history (above);
+        ``review_within_s``: an alert of history only, fired longer ago than this, needs no
+        acknowledgement; either 0: every cleared alert waits for one."""
         self.silence_by_feed = silence_by_feed
         self.history_after_s = history_after_s
+        self.review_within_s = review_within_s
         self.rules = rules
         self.registry = registry
         self.clock = clock
@@ -88,6 +92,14 @@ class AlertEngine:
         clock now: what the webhooks leave unsent (``WebhookDispatcher.offer``)."""
         return bool(self.history_after_s) and (
             _ts(self.clock()) - at > self.history_after_s)
+
+    def _needs_no_review(self, alert: dict[str, Any]) -> bool:
+        """Nobody was told of the alert and it fired before the review horizon: its clear
+        (sent or not) closes it. An alert from a snapshot taken before ``live`` was kept
+        counts as live."""
+        return (bool(self.history_after_s and self.review_within_s)
+                and not alert.get("live", True)
+                and _ts(self.clock()) - alert["fired_at"] > self.review_within_s)
 
     def _event(self, rule: Rule, subject: str, alert: dict[str, Any], kind: AlertEventKind,
                at: float, *, actor: str | None = None, note: str = "") -> AlertEvent:
@@ -182,9 +194,7 @@ class AlertEngine:
         alert["value"] = tr["value"]
         if target == 0:
             acked = alert["state"] == AlertState.ACTIVE_ACK.value
-            # nobody was told it fired: its clear (sent or not) closes it. An alert from a
-            # snapshot taken before ``live`` was kept counts as live
-            closed = acked or not alert.get("live", True)
+            closed = acked or self._needs_no_review(alert)
             alert["state"] = (AlertState.CLEARED_ACK if closed
                               else AlertState.CLEARED_UNACK).value
             alert["threshold"] = levels[previous - 1].clear

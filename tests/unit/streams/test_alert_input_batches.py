@@ -71,18 +71,22 @@ def _crowd_that_comes_and_goes(zone: str) -> list[dict[str, Any]]:
 
 def test_the_worker_closes_alerts_its_webhooks_never_sent(
         settings: Settings, registry: Registry, tmp_path: Any) -> None:
-    """The engine's history horizon is the webhooks' age limit: a replayed crowd alert,
-    fired and cleared days ago, closes; with the limit off it waits for an officer."""
+    """The engine's history horizon is the webhooks' age limit, its review horizon
+    ``CITYOPS_ALERT_REVIEW_MAX_AGE_S``: a replayed crowd alert, fired and cleared days ago,
+    closes; with either limit off it waits for an officer."""
     zone = sorted(registry.zones)[0]
     items = {"op": "batch", "items": _crowd_that_comes_and_goes(zone)}
     states = {}
-    for max_age_s in (3600.0, 0.0):
-        w = _wiring(settings.model_copy(update={"alert_webhook_max_age_s": max_age_s}),
-                    registry, tmp_path / str(max_age_s))
+    for max_age_s, review_s in ((3600.0, 86_400.0), (0.0, 86_400.0), (3600.0, 0.0)):
+        s = settings.model_copy(update={"alert_webhook_max_age_s": max_age_s,
+                                        "alert_review_max_age_s": review_s})
+        w = _wiring(s, registry, tmp_path / f"{max_age_s}-{review_s}")
         events = [e for e in w._apply(orjson.loads(orjson.dumps(items)))
                   if e.rule_id == "crowd_density"]
         assert events and events[0].kind.value == "fired"
-        states[max_age_s] = [e.state.value for e in events if e.kind.value == "cleared"]
+        cleared = [e.state.value for e in events if e.kind.value == "cleared"]
         awaiting = [a for a in w.engine.active_alerts() if a["rule_id"] == "crowd_density"]
-        assert len(awaiting) == (0 if max_age_s else 1)
-    assert states == {3600.0: ["cleared_ack"], 0.0: ["cleared_unack"]}
+        states[max_age_s, review_s] = (cleared, len(awaiting))
+    assert states == {(3600.0, 86_400.0): (["cleared_ack"], 0),
+                      (0.0, 86_400.0): (["cleared_unack"], 1),
+                      (3600.0, 0.0): (["cleared_unack"], 1)}

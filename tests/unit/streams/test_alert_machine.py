@@ -296,8 +296,10 @@ HOUR_S = 3600.0
 
 
 def history_engine(registry: Registry) -> AlertEngine:
-    """The worker's engine: events older than an hour by the wall clock are history."""
-    return AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT, history_after_s=HOUR_S)
+    """The worker's engine: events older than an hour by the wall clock are history, and an
+    alert of history only that fired over 6 hours ago needs no review (T0 is 8 h ago)."""
+    return AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT, history_after_s=HOUR_S,
+                       review_within_s=6 * HOUR_S)
 
 
 def test_an_alert_fired_and_cleared_in_history_closes_without_acknowledgement(
@@ -323,6 +325,18 @@ def test_an_alert_whose_firing_was_live_still_awaits_acknowledgement(
     recent = CLOCK_AT - timedelta(minutes=30)  # within the hour: sent when it fired
     fired = engine.observe("incident", "inc_8", 2, recent)
     cleared = engine.observe("incident", "inc_8", 0, recent + timedelta(minutes=1))
+    assert kinds(cleared) == [("cleared", "major", "cleared_unack")]
+    assert "history" not in cleared[0].message
+    assert [a["alert_id"] for a in engine.active_alerts()] == [fired[0].alert_id]
+
+
+def test_an_outage_alert_within_the_review_horizon_awaits_acknowledgement(
+        registry: Registry) -> None:
+    """A catch-up after a 3-hour outage: sent to no one, but the shift reviews it."""
+    engine = history_engine(registry)
+    start = CLOCK_AT - timedelta(hours=3)
+    fired = engine.observe("incident", "inc_15", 2, start)
+    cleared = engine.observe("incident", "inc_15", 0, start + timedelta(minutes=20))
     assert kinds(cleared) == [("cleared", "major", "cleared_unack")]
     assert "history" not in cleared[0].message
     assert [a["alert_id"] for a in engine.active_alerts()] == [fired[0].alert_id]
