@@ -55,6 +55,13 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def is_history(at_s: float, now_s: float, max_age_s: float) -> bool:
+    """Whether an alert event at ``at_s`` (event time, POSIX s) is older than ``max_age_s``
+    at ``now_s`` (the wall clock): sent to no webhook (``WebhookDispatcher.offer``), and what
+    the engine's history rule counts as unsent. 0 makes nothing history."""
+    return bool(max_age_s) and now_s - at_s > max_age_s
+
+
 class AlertEngine:
     """Turns observations, heartbeats and time into ``AlertEvent`` s (pure; state is a dict)."""
 
@@ -90,8 +97,7 @@ class AlertEngine:
     def _is_history(self, at: float) -> bool:
         """Whether an event at ``at`` (event time) is older than the horizon by the wall
         clock now: what the webhooks leave unsent (``WebhookDispatcher.offer``)."""
-        return bool(self.history_after_s) and (
-            _ts(self.clock()) - at > self.history_after_s)
+        return is_history(at, _ts(self.clock()), self.history_after_s)
 
     def _needs_no_review(self, alert: dict[str, Any]) -> bool:
         """Nobody was told of the alert and it fired before the review horizon: its clear

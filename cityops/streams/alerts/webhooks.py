@@ -38,6 +38,7 @@ from tenacity import (
 )
 
 from cityops.core.secrets import url_label
+from cityops.streams.alerts.machine import is_history
 from cityops.streams.records import AlertEvent
 
 log = structlog.get_logger(__name__)
@@ -197,7 +198,7 @@ class WebhookDispatcher:
     def offer(self, event: AlertEvent) -> bool:
         """Queue an event for every webhook; False if any queue was full (event dropped).
         An event older than ``max_age_s`` is not queued and counted ``too_old``."""
-        if self.max_age_s and self.clock() - event.event_time.timestamp() > self.max_age_s:
+        if is_history(event.event_time.timestamp(), self.clock(), self.max_age_s):
             for t in self.targets:
                 self.stats[t.url].too_old += 1
             return True
