@@ -152,6 +152,7 @@ class AlertEventKind(StrEnum):
     SEVERITY_CHANGED = "severity_changed"  # same alert, new severity
     ACKNOWLEDGED = "acknowledged"  # an operator took it
     ESCALATED = "escalated"  # unacknowledged too long: next level notified
+    REMINDED = "reminded"  # fired in replayed history, still active on current data: sent once
     CLEARED = "cleared"  # the condition ended (after hysteresis + min duration)
 
 

@@ -17,6 +17,16 @@ one (some 3,000 a year), each also kept in the engine's snapshot. The alerts of 
 after a shorter outage still wait, for the shift to review what happened meanwhile. Every
 event stays in the warehouse's ``alerts`` table.
 
+An alert of history is not escalated: escalation means nobody answered the alert they were
+sent, and with the wall alert clock a catch-up after an outage used to send "unacknowledged,
+escalated" for alerts nobody had seen, some of them over for hours. Instead an alert still
+active when its data is current again is sent once, as ``REMINDED`` ("still active, fired …
+before in replayed history"), and escalates from then: on the first observation of it within
+the webhooks' horizon, or, once the engine's newest data is within that horizon, on a tick, if
+its own newest observation is within the review age (an incident opened during the outage and
+still open sends no new report). Any other first event sent of such an alert says when it
+fired.
+
 Anti-flap: a rule's level is computed with hysteresis (levels at or below the current one
 hold while ``value ≥ clear``; higher ones need ``value ≥ fire``) and a change is applied only
 after the new level has been wanted continuously for ``min_fire_s`` (up) or ``min_clear_s``
@@ -55,6 +65,21 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def _span(seconds: float) -> str:
+    """``2 h 35 min``, ``3 d 4 h``, ``40 s``: how long ago, as an officer reads it."""
+    s = int(max(0.0, seconds))
+    d, h, m = s // 86_400, s % 86_400 // 3600, s % 3600 // 60
+    if d:
+        return f"{d} d {h} h" if h else f"{d} d"
+    if h:
+        return f"{h} h {m} min" if m else f"{h} h"
+    return f"{m} min" if m else f"{s} s"
+
+
+def _fired_before(alert: dict[str, Any], at: float) -> str:
+    return f"fired {_span(at - alert['fired_at'])} before in replayed history, not sent until now"
+
+
 def is_history(at_s: float, now_s: float, max_age_s: float) -> bool:
     """Whether an alert event at ``at_s`` (event time, POSIX s) is older than ``max_age_s``
     at ``now_s`` (the wall clock): sent to no webhook (``WebhookDispatcher.offer``), and what
@@ -91,6 +116,7 @@ class AlertEngine:
         self._lane_of: dict[str, str] = {}  # source → "topic/partition" its reports come on
         self._lane_clock: dict[str, float] = {}  # lane → newest heartbeat time on it
         self._started_at: float | None = None
+        self._data_clock: float | None = None  # newest observation or heartbeat time
         self._intake: dict[str, list[list[float]]] = {}  # feed → [[bucket_s, ok, dead]]
 
     # --- events --------------------------------------------------------------------------
@@ -110,8 +136,12 @@ class AlertEngine:
     def _event(self, rule: Rule, subject: str, alert: dict[str, Any], kind: AlertEventKind,
                at: float, *, actor: str | None = None, note: str = "") -> AlertEvent:
         alert["seq"] += 1
-        if not self._is_history(at):
-            alert["live"] = True  # an event of it was sent: someone may be waiting on it
+        if not self._is_history(at) and not alert.get("live", True):
+            # the first event of it sent: escalations count from here
+            alert["live"], alert["noticed_at"] = True, at
+            if kind not in (AlertEventKind.FIRED, AlertEventKind.REMINDED,
+                            AlertEventKind.ACKNOWLEDGED) and not note:
+                note = f" ({_fired_before(alert, at)})"
         value = alert.get("value")
         threshold = alert.get("threshold")
         sev = alert["severity"]
@@ -124,12 +154,42 @@ class AlertEngine:
                    f"{alert['escalation_level']} ({alert.get('notify', '')})")
         else:
             msg = f"{rule.title} {sev}: {subject} {value:g} ≥ {threshold:g} {rule.unit}".rstrip()
+            if kind is AlertEventKind.REMINDED:
+                msg += f", still active; {_fired_before(alert, at)}"
+            else:
+                msg += note
         return AlertEvent(
             alert_id=alert["alert_id"], rule_id=rule.id, rule_version=self.rules.version,
             subject=subject, kind=kind, state=AlertState(alert["state"]), severity=sev,
             value=value, threshold=threshold, message=msg,
             escalation_level=alert["escalation_level"], actor=actor, event_time=_dt(at),
             emitted_at=self.clock(), seq=alert["seq"])
+
+    def _unsent_active(self, tr: dict[str, Any]) -> dict[str, Any] | None:
+        """The tracker's alert if it is active, unacknowledged and none of its events was
+        sent."""
+        alert = tr.get("alert")
+        if (alert is None or alert.get("live", True)
+                or alert["state"] != AlertState.ACTIVE_UNACK.value):
+            return None
+        return alert
+
+    def _remind(self, rule: Rule, subject: str, tr: dict[str, Any], at: float,
+                *, on_tick: bool) -> list[AlertEvent]:
+        """``REMINDED`` for an alert nobody was sent that is still active on current data (and
+        not on its way to clearing): its newest observation is within the webhooks' horizon,
+        or (``on_tick``) the engine's newest data is and the alert's own newest observation is
+        within the review age."""
+        alert = self._unsent_active(tr)
+        if alert is None or self._is_history(at) or str(tr["level"]) in tr.get("since", {}):
+            return []  # (a level timing out is clearing: its clear will say it all)
+        current = not self._is_history(tr["at"])
+        caught_up = (on_tick and self._data_clock is not None
+                     and not self._is_history(self._data_clock)
+                     and _ts(self.clock()) - tr["at"] <= self.review_within_s)
+        if not (current or caught_up):
+            return []
+        return [self._event(rule, subject, alert, AlertEventKind.REMINDED, at)]
 
     # --- observations ----------------------------------------------------------------------
     def observe(self, rule_kind: str, subject: str, value: float,
@@ -139,6 +199,7 @@ class AlertEngine:
         if not rules:
             raise KeyError(f"no alert rule of kind {rule_kind!r}")
         ts = _ts(at)
+        self._data_clock = max(ts, self._data_clock or ts)  # not intake or ticks: wall time
         out: list[AlertEvent] = []
         for rule in rules:
             out.extend(self._observe(rule, subject, float(value), ts))
@@ -179,7 +240,7 @@ class AlertEngine:
                 wanted = k
         if wanted == tr["level"]:
             self._forget_if_idle(rule, subject, tr)
-            return []
+            return self._remind(rule, subject, tr, tr["at"], on_tick=False)
         return self._apply(rule, subject, tr, levels, wanted, now)
 
     def _apply(self, rule: Rule, subject: str, tr: dict[str, Any], levels: tuple[Level, ...],
@@ -240,6 +301,7 @@ class AlertEngine:
         if self._started_at is None:
             self._started_at = ts
         self._last_seen[source] = max(ts, self._last_seen.get(source, ts))
+        self._data_clock = max(ts, self._data_clock or ts)
         if lane is not None:
             self._lane_of[source] = lane
             self._lane_clock[lane] = max(ts, self._lane_clock.get(lane, ts))
@@ -286,10 +348,12 @@ class AlertEngine:
             rule = self.rules.rule(rule_id)
             if tr.get("since"):
                 out.extend(self._evaluate(rule, subject, tr, ts))
+            out.extend(self._remind(rule, subject, tr, ts, on_tick=True))
             alert = tr.get("alert")
-            if alert is not None and alert["state"] == AlertState.ACTIVE_UNACK.value:
+            if (alert is not None and alert["state"] == AlertState.ACTIVE_UNACK.value
+                    and alert.get("live", True)):  # escalate only what someone was sent
                 for step in self.rules.escalation_for(rule):
-                    due = alert["fired_at"] + step.after_min * 60
+                    due = alert.get("noticed_at", alert["fired_at"]) + step.after_min * 60
                     if step.level > alert["escalation_level"] and ts >= due:
                         alert["escalation_level"] = step.level
                         alert["notify"] = step.notify

@@ -46,7 +46,7 @@ log = structlog.get_logger(__name__)
 Style = Literal["json", "wecom", "dingtalk"]
 SEVERITY_ZH = {"info": "提示", "warning": "预警", "major": "严重", "critical": "紧急"}
 KIND_ZH = {"fired": "触发", "severity_changed": "级别变化", "acknowledged": "已确认",
-           "escalated": "升级", "cleared": "解除"}
+           "escalated": "升级", "cleared": "解除", "reminded": "仍在持续"}
 
 
 class WebhookDeliveryError(Exception):

@@ -11,6 +11,7 @@ import orjson
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
 from cityops.streams.alerting import AlertWiring
+from cityops.streams.alerts.machine import is_history
 from cityops.streams.alerts.rules import load_rules
 from cityops.streams.app import declare_topics, make_app
 
@@ -90,3 +91,27 @@ def test_the_worker_closes_alerts_its_webhooks_never_sent(
     assert states == {(3600.0, 86_400.0): (["cleared_ack"], 0),
                       (0.0, 86_400.0): (["cleared_unack"], 1),
                       (3600.0, 0.0): (["cleared_unack"], 1)}
+
+
+def test_a_wall_clock_catch_up_sends_nothing_of_an_outage_incident_already_over(
+        settings: Settings, registry: Registry, tmp_path: Any) -> None:
+    """A worker back after an outage, on the default wall clock, ticks and counts intake while
+    it reads the outage's reports: an incident opened and closed 2 h ago is not escalated
+    (it used to be, dated now, so sent), and waits for the shift's review."""
+    s = settings.model_copy(update={"data_dir": tmp_path, "alert_clock": "wall"})
+    app = make_app(s)
+    w = AlertWiring(s, registry, load_rules(None), app, declare_topics(app, s).alerts)
+    opened = datetime.now(UTC) - timedelta(hours=2, minutes=30)
+    items = [{"op": "observe", "kind": "incident", "subject": "inc_outage", "value": 3,
+              "at": opened.isoformat()},
+             {"op": "intake", "feed": "incidents", "ok": 1, "dead": 0}, {"op": "tick"},
+             {"op": "observe", "kind": "incident", "subject": "inc_outage", "value": 0,
+              "at": (opened + timedelta(minutes=30)).isoformat()}, {"op": "tick"}]
+    events = [e for e in w._apply(orjson.loads(orjson.dumps({"op": "batch", "items": items})))
+              if e.subject == "inc_outage"]
+    assert [(e.kind.value, e.state.value) for e in events] == [
+        ("fired", "active_unack"), ("cleared", "cleared_unack")]
+    now = datetime.now(UTC).timestamp()
+    assert all(is_history(e.event_time.timestamp(), now, s.alert_webhook_max_age_s)
+               for e in events)
+    assert [a["subject"] for a in w.engine.active_alerts()] == ["inc_outage"]

@@ -353,15 +353,105 @@ def test_a_history_alert_cleared_live_closes_as_it_is_sent(registry: Registry) -
     assert engine.active_alerts() == []
 
 
-def test_an_escalation_sent_live_makes_a_history_alert_wait(registry: Registry) -> None:
-    """With the wall alert clock a replayed alert's escalation is dated now and sent."""
+def test_a_history_alert_is_not_escalated(registry: Registry) -> None:
+    """With the wall alert clock a replayed alert's escalations would be dated now and sent:
+    "unacknowledged, escalated" to phones that never got the alert."""
     engine = history_engine(registry)
     fired = engine.observe("incident", "inc_14", 3, at(0))  # critical: escalates after 5 min
-    escalated = only(engine.tick(CLOCK_AT), "severe_incident")
-    assert kinds(escalated) == [("escalated", "critical", "active_unack")] * 2  # 5, 15 min
+    assert only(engine.tick(CLOCK_AT), "severe_incident") == []
     cleared = engine.observe("incident", "inc_14", 0, at(60))
-    assert kinds(cleared) == [("cleared", "critical", "cleared_unack")]
-    assert [a["alert_id"] for a in engine.active_alerts()] == [fired[0].alert_id]
+    assert kinds(cleared) == [("cleared", "critical", "cleared_ack")]
+    assert cleared[0].alert_id == fired[0].alert_id and engine.active_alerts() == []
+
+
+def test_a_catch_up_after_an_outage_sends_nothing_of_an_incident_already_over(
+        registry: Registry) -> None:
+    """A worker back after a 3-hour outage, on the wall clock, ticks while it reads the
+    outage's reports: an incident opened and closed 2 h ago is left for the shift to review,
+    and nothing of it reaches a phone."""
+    engine = history_engine(registry)
+    start = CLOCK_AT - timedelta(hours=2, minutes=30)
+    events = engine.observe("incident", "inc_16", 3, start)
+    events += only(engine.tick(CLOCK_AT), "severe_incident")
+    events += only(engine.tick(CLOCK_AT + timedelta(minutes=1)), "severe_incident")
+    events += engine.observe("incident", "inc_16", 0, start + timedelta(minutes=30))
+    assert kinds(events) == [("fired", "critical", "active_unack"),
+                             ("cleared", "critical", "cleared_unack")]
+    assert all(CLOCK_AT - e.event_time > timedelta(hours=1) for e in events)  # none sent
+    assert [a["alert_id"] for a in engine.active_alerts()] == [events[0].alert_id]
+
+
+def test_a_history_alert_active_on_current_data_is_reminded_once_then_escalates(
+        registry: Registry) -> None:
+    engine = history_engine(registry)
+    fired = engine.observe("incident", "inc_17", 3, at(0))  # 8 h ago: a backfill
+    now = CLOCK_AT - timedelta(minutes=1)
+    reminded = engine.observe("incident", "inc_17", 3, now)  # the same level, current
+    assert kinds(reminded) == [("reminded", "critical", "active_unack")]
+    assert reminded[0].alert_id == fired[0].alert_id and reminded[0].event_time == now
+    assert reminded[0].message.endswith(
+        "still active; fired 7 h 59 min before in replayed history, not sent until now")
+    assert engine.observe("incident", "inc_17", 3, CLOCK_AT) == []  # once
+    # escalations count from the reminder, not from the firing 8 h ago
+    assert only(engine.tick(now + timedelta(minutes=4)), "severe_incident") == []
+    escalated = only(engine.tick(now + timedelta(minutes=5)), "severe_incident")
+    assert [(e.kind.value, e.escalation_level) for e in escalated] == [("escalated", 1)]
+    cleared = engine.observe("incident", "inc_17", 0, CLOCK_AT + timedelta(minutes=6))
+    assert kinds(cleared) == [("cleared", "critical", "cleared_unack")]  # it was sent
+
+
+def test_an_open_incident_of_an_outage_is_reminded_once_the_data_is_current(
+        registry: Registry) -> None:
+    """An incident sends no new report while it stays open: once the engine's newest data
+    is current, a tick reminds of it if it was reported within the review age."""
+    engine = history_engine(registry)
+    fired = engine.observe("incident", "inc_18", 2, CLOCK_AT - timedelta(hours=2))
+    old = engine.observe("incident", "inc_19", 2, at(0))  # 8 h: past the review age
+    assert only(engine.tick(CLOCK_AT), "severe_incident") == []  # still catching up
+    engine.heartbeat(next(iter(registry.counters)), CLOCK_AT - timedelta(seconds=30))
+    reminded = only(engine.tick(CLOCK_AT), "severe_incident")
+    assert [(e.alert_id, e.kind.value) for e in reminded] == [(fired[0].alert_id, "reminded")]
+    assert reminded[0].event_time == CLOCK_AT
+    assert "fired 2 h before in replayed history" in reminded[0].message
+    assert only(engine.tick(CLOCK_AT + timedelta(seconds=10)), "severe_incident") == []
+    assert kinds(engine.observe("incident", "inc_19", 0, at(60))) == [
+        ("cleared", "major", "cleared_ack")]
+    assert old[0].alert_id not in {a["alert_id"] for a in engine.active_alerts()}
+
+
+def test_a_history_alert_clearing_when_its_data_is_current_is_not_reminded(
+        registry: Registry) -> None:
+    """Crowd density clears after 5 min below its clear level: an alert of a backfill whose
+    first current reading is already below it gets no "still active", only its clear."""
+    engine = history_engine(registry)
+    fired = [e for t in range(0, 181, 60)
+             for e in engine.observe("crowd_density", "jfb_square", 3.0, at(t))]
+    assert kinds(fired) == [("fired", "warning", "active_unack")]
+    now = CLOCK_AT - timedelta(minutes=10)
+    quiet = [e for m in range(0, 5) for e in engine.observe(
+        "crowd_density", "jfb_square", 0.5, now + timedelta(minutes=m))]
+    assert quiet == []
+    cleared = engine.observe("crowd_density", "jfb_square", 0.5, now + timedelta(minutes=5))
+    assert kinds(cleared) == [("cleared", "warning", "cleared_ack")]
+    assert cleared[0].message.endswith("closed without acknowledgement)")
+
+
+def test_the_first_sent_event_of_a_history_alert_says_when_it_fired(
+        registry: Registry) -> None:
+    engine = history_engine(registry)
+    engine.observe("incident", "inc_20", 2, CLOCK_AT - timedelta(hours=3))
+    worse = engine.observe("incident", "inc_20", 3, CLOCK_AT - timedelta(minutes=10))
+    assert kinds(worse) == [("severity_changed", "critical", "active_unack")]
+    assert worse[0].message.endswith(
+        "(fired 2 h 50 min before in replayed history, not sent until now)")
+    engine.observe("incident", "inc_21", 2, CLOCK_AT - timedelta(hours=5))
+    cleared = engine.observe("incident", "inc_21", 0, CLOCK_AT - timedelta(minutes=5))
+    assert kinds(cleared) == [("cleared", "major", "cleared_unack")]  # within the review age
+    assert cleared[0].message.endswith(
+        "(fired 4 h 55 min before in replayed history, not sent until now)")
+    live = engine.observe("incident", "inc_22", 2, CLOCK_AT - timedelta(minutes=2))
+    assert "history" not in live[0].message
+    assert "history" not in engine.observe("incident", "inc_22", 0, CLOCK_AT)[0].message
 
 
 def test_a_history_alert_acknowledged_by_an_officer_clears_as_acknowledged(
