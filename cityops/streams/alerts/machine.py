@@ -98,8 +98,9 @@ class AlertEngine:
         each heartbeat; while it is unknown, the slowest lane of its kind), not the newest
         event of any feed: during an accelerated replay partitions are processed at different
         paces, and a lagging one must not look silent. A lane whose sensors all stop shows as
-        its clock stopping, not as dead sensors; with the wall clock everything is measured
-        against now.
+        its clock stopping, not as dead sensors. With the wall clock a lane's present is now
+        less how late its newest report was read (``_lane_now``): a catch-up after an outage
+        does not make every sensor look silent, and a lane that stops still runs on.
 
         ``history_after_s``: events older than this by ``clock`` are history (above);
         ``review_within_s``: an alert of history only, fired longer ago than this, needs no
@@ -115,6 +116,7 @@ class AlertEngine:
         self._last_seen: dict[str, float] = {}
         self._lane_of: dict[str, str] = {}  # source → "topic/partition" its reports come on
         self._lane_clock: dict[str, float] = {}  # lane → newest heartbeat time on it
+        self._lane_lag: dict[str, float] = {}  # lane → how late (wall clock) that one was read
         self._started_at: float | None = None
         self._data_clock: float | None = None  # newest observation or heartbeat time
         self._intake: dict[str, list[list[float]]] = {}  # feed → [[bucket_s, ok, dead]]
@@ -304,6 +306,8 @@ class AlertEngine:
         self._data_clock = max(ts, self._data_clock or ts)
         if lane is not None:
             self._lane_of[source] = lane
+            if not self.silence_by_feed and ts >= self._lane_clock.get(lane, ts):
+                self._lane_lag[lane] = _ts(self.clock()) - ts  # (the wall clock's lanes only)
             self._lane_clock[lane] = max(ts, self._lane_clock.get(lane, ts))
         out: list[AlertEvent] = []
         for rule in self.rules.by_kind("dead_sensor"):
@@ -370,23 +374,37 @@ class AlertEngine:
             out.extend(self._silent_of(rule, list(table), ts))
         return out
 
+    def _lane_now(self, lane: str, ts: float) -> float:
+        """A lane's present: with the event clock its newest report's time; with the wall
+        clock ``ts`` less how late its newest report was read. Live, that is a second or two;
+        while a worker catches up after an outage it is the backlog's age, so the lane's
+        sensors are judged by how far their reports have been read, as with the event clock,
+        not found silent for the outage. A lane that stops keeps its last lag and runs at
+        wall speed, so its sensors still go silent."""
+        if self.silence_by_feed:
+            return min(ts, self._lane_clock[lane])
+        return ts - max(0.0, self._lane_lag.get(lane, 0.0))
+
     def _silent_of(self, rule: Rule, sources: list[str], ts: float) -> list[AlertEvent]:
         reg = self.registry
         assert reg is not None
         out: list[AlertEvent] = []
         kind_now = ts
-        if self.silence_by_feed:
-            lanes = [self._lane_clock[lane] for lane in
-                     {self._lane_of[s] for s in sources if s in self._lane_of}
-                     if lane in self._lane_clock]
+        lanes = [self._lane_now(lane, ts) for lane in
+                 {self._lane_of[s] for s in sources if s in self._lane_of}
+                 if lane in self._lane_clock]
+        # a sensor not heard from on any lane yet may be on the slowest of its kind's lanes
+        # (its partition is read behind the others during a replay at speed or a catch-up):
+        # it is silent only once every one of them has moved on
+        if lanes:
+            kind_now = min(ts, min(lanes))
+        elif not self.silence_by_feed and self._lane_clock:
+            # nothing of this kind read yet: the reading has reached the slowest lane's present
+            kind_now = min(ts, min(self._lane_now(lane, ts) for lane in self._lane_clock))
+        elif self.silence_by_feed:
             newest = max((self._last_seen[s] for s in sources if s in self._last_seen),
                          default=None)
-            # a sensor not heard from on any lane yet may be on the slowest of its kind's
-            # lanes (its partition is read behind the others during a replay at speed):
-            # it is silent only once every one of them has moved on
-            if lanes:
-                kind_now = min(ts, min(lanes))
-            elif newest is not None:
+            if newest is not None:
                 kind_now = min(ts, newest)
         for source in sources:
             cadence = self._cadence_s(source)
@@ -394,8 +412,8 @@ class AlertEngine:
                 continue
             now = kind_now
             lane = self._lane_of.get(source)
-            if self.silence_by_feed and lane in self._lane_clock:
-                now = min(ts, self._lane_clock[lane])
+            if lane in self._lane_clock:
+                now = self._lane_now(lane, ts)
             last = self._last_seen.get(source, self._started_at or now)
             ratio = max(0.0, now - last) / cadence
             levels = levels_for(rule, source, reg)
@@ -438,7 +456,8 @@ class AlertEngine:
             "rules_version": self.rules.version, "trackers": self._trackers,
             "awaiting_ack": self._awaiting_ack, "last_seen": self._last_seen,
             "started_at": self._started_at, "intake": self._intake,
-            "lane_of": self._lane_of, "lane_clock": self._lane_clock})
+            "lane_of": self._lane_of, "lane_clock": self._lane_clock,
+            "lane_lag": self._lane_lag})
 
     def from_state(self, state: dict[str, Any]) -> None:
         """Restore a ``to_state`` snapshot (rules may have changed version in between)."""
@@ -458,5 +477,6 @@ class AlertEngine:
         self._last_seen = dict(s.get("last_seen", {}))
         self._lane_of = dict(s.get("lane_of", {}))
         self._lane_clock = dict(s.get("lane_clock", {}))
+        self._lane_lag = dict(s.get("lane_lag", {}))  # none in older snapshots: read live
         self._started_at = s.get("started_at")
         self._intake = s.get("intake", {})

@@ -224,10 +224,78 @@ def test_event_clock_measures_silence_on_the_sensor_s_own_lane(registry: Registr
     restored.from_state(engine.to_state())  # lanes survive a restart
     assert [e.subject for e in restored.tick(at(1800)) if e.kind.value == "fired"
             and e.subject in registry.counters] == []
-    # the wall-clock engine measures against now: the lagging lane would look dead
-    wall = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT)
-    wall.heartbeat(slow[0], at(300), "raw.footfall/1")
-    assert slow[0] in {e.subject for e in wall.tick(at(1500))}
+
+
+class WallClock:
+    """The wall clock of a worker reading a backlog: moved by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def dead_counters(events: list[AlertEvent], registry: Registry) -> list[tuple[str, str]]:
+    return [(e.subject, e.kind.value) for e in events
+            if e.rule_id == "dead_sensor" and e.subject in registry.counters]
+
+
+def test_a_wall_clock_catch_up_finds_no_sensor_silent_for_the_outage(
+        registry: Registry) -> None:
+    """A worker back after a 3-hour outage reads the outage's reports in a minute of wall
+    clock, ticking every second: footfall lane 1 ten minutes of event time behind lane 0,
+    the car parks' lane first read 20 steps in. Measured against now, every counter and car
+    park was silent at the first tick: dead-sensor alerts were sent for all of them and
+    stayed active (the tick's reading was newer than every backlog heartbeat)."""
+    wall = WallClock(CLOCK_AT)
+    engine = AlertEngine(load_rules(), registry, clock=wall, history_after_s=HOUR_S,
+                         review_within_s=6 * HOUR_S)
+    counters, carparks = sorted(registry.counters), sorted(registry.carparks)
+    lanes = {c: f"raw.footfall/{i % 2}" for i, c in enumerate(counters)}
+    quiet = counters[0]  # stopped 2 h ago, in the outage: its lane moves on without it
+    start = CLOCK_AT - timedelta(hours=3)
+    events: list[AlertEvent] = []
+    for step in range(360):  # 30 s of event time per 1/6 s of wall clock
+        wall.now = CLOCK_AT + timedelta(seconds=step / 6)
+        for c in counters:
+            t = start + timedelta(seconds=30 * step - (600 if lanes[c].endswith("1") else 0))
+            if c != quiet or t < CLOCK_AT - timedelta(hours=2):
+                events += engine.heartbeat(c, t, lanes[c])
+        for cp in carparks if step >= 20 else []:
+            events += engine.heartbeat(cp, start + timedelta(seconds=30 * (step - 20)),
+                                       "raw.parking/0")
+        if step % 6 == 0:
+            events += engine.tick(wall.now)
+    dead = [(e.subject, e.kind.value) for e in events if e.rule_id == "dead_sensor"]
+    assert {s for s, _ in dead} & {*counters, *carparks} == {quiet}  # silent in the backlog
+    assert dead_counters(events, registry)[0] == (quiet, "fired")
+    never = {s for s, site in registry.stations.items() if 5 * site.cadence_s < 3 * 3600}
+    assert never and never <= {s for s, _ in dead}  # stations that never reported are silent
+    # caught up, the lanes stop: their sensors go silent at the wall clock's pace
+    wall.now += timedelta(seconds=149)
+    assert dead_counters(engine.tick(wall.now), registry) == []
+    wall.now += timedelta(seconds=11 * 60)
+    fired = {e.subject for e in engine.tick(wall.now) if e.kind.value == "fired"}
+    assert fired == set(counters) - {quiet} | set(carparks)
+    restored = AlertEngine(load_rules(), registry, clock=wall)
+    restored.from_state(json.loads(json.dumps(engine.to_state())))  # the lags survive it
+    assert restored._lane_lag == engine._lane_lag
+
+
+def test_a_live_wall_clock_finds_a_stopped_sensor_silent_after_five_cadences(
+        registry: Registry) -> None:
+    """Live, each report is read two seconds after it was sent: a counter that stops is
+    dead after five cadences, two seconds later than measured from its own time."""
+    wall = WallClock(CLOCK_AT)
+    engine = AlertEngine(load_rules(), registry, clock=wall)
+    counter = sorted(registry.counters)[0]
+    wall.now = CLOCK_AT + timedelta(seconds=2)
+    engine.heartbeat(counter, CLOCK_AT, "raw.footfall/0")
+    assert [e.subject for e in engine.tick(CLOCK_AT + timedelta(seconds=151))
+            if e.subject == counter] == []
+    assert [(e.subject, e.kind.value) for e in engine.tick(CLOCK_AT + timedelta(seconds=152))
+            if e.subject == counter] == [(counter, "fired")]
 
 
 def test_dead_letter_rate(engine: AlertEngine) -> None:
