@@ -25,7 +25,9 @@ before in replayed history"), and escalates from then: on the first observation 
 the webhooks' horizon, or, once the engine's newest data is within that horizon, on a tick, if
 its own newest observation is within the review age (an incident opened during the outage and
 still open sends no new report). Any other first event sent of such an alert says when it
-fired.
+fired. Escalations count from when an alert's first event was sent (on the ticks' clock, if
+later than the event's own time): a catch-up after a short outage reads a firing of
+14 minutes ago, sends it, and the shift lead's 5 minutes start then.
 
 Anti-flap: a rule's level is computed with hysteresis (levels at or below the current one
 hold while ``value ≥ clear``; higher ones need ``value ≥ fire``) and a change is applied only
@@ -139,8 +141,9 @@ class AlertEngine:
                at: float, *, actor: str | None = None, note: str = "") -> AlertEvent:
         alert["seq"] += 1
         if not self._is_history(at) and not alert.get("live", True):
-            # the first event of it sent: escalations count from here
-            alert["live"], alert["noticed_at"] = True, at
+            # the first event of it sent: escalations count from when it was sent, not from
+            # its event time (a firing read 14 minutes late escalated twice within a minute)
+            alert["live"], alert["noticed_at"] = True, self._sent_at(at)
             if kind not in (AlertEventKind.FIRED, AlertEventKind.REMINDED,
                             AlertEventKind.ACKNOWLEDGED) and not note:
                 note = f" ({_fired_before(alert, at)})"
@@ -166,6 +169,15 @@ class AlertEngine:
             value=value, threshold=threshold, message=msg,
             escalation_level=alert["escalation_level"], actor=actor, event_time=_dt(at),
             emitted_at=self.clock(), seq=alert["seq"])
+
+    def _sent_at(self, at: float) -> float:
+        """When an event at ``at`` emitted now is sent, on the clock ``tick`` is given: the
+        wall clock, or with the event clock (``silence_by_feed``) the newest event time seen.
+        Without a history horizon every event counts as sent when it happened."""
+        if not self.history_after_s:
+            return at
+        now = self._data_clock if self.silence_by_feed else _ts(self.clock())
+        return max(at, at if now is None else now)
 
     def _unsent_active(self, tr: dict[str, Any]) -> dict[str, Any] | None:
         """The tracker's alert if it is active, unacknowledged and none of its events was

@@ -460,9 +460,10 @@ def test_a_history_alert_active_on_current_data_is_reminded_once_then_escalates(
     assert reminded[0].message.endswith(
         "still active; fired 7 h 59 min before in replayed history, not sent until now")
     assert engine.observe("incident", "inc_17", 3, CLOCK_AT) == []  # once
-    # escalations count from the reminder, not from the firing 8 h ago
-    assert only(engine.tick(now + timedelta(minutes=4)), "severe_incident") == []
-    escalated = only(engine.tick(now + timedelta(minutes=5)), "severe_incident")
+    # escalations count from the reminder, sent at the wall clock's CLOCK_AT, not from the
+    # firing 8 h ago
+    assert only(engine.tick(CLOCK_AT + timedelta(minutes=4)), "severe_incident") == []
+    escalated = only(engine.tick(CLOCK_AT + timedelta(minutes=5)), "severe_incident")
     assert [(e.kind.value, e.escalation_level) for e in escalated] == [("escalated", 1)]
     cleared = engine.observe("incident", "inc_17", 0, CLOCK_AT + timedelta(minutes=6))
     assert kinds(cleared) == [("cleared", "critical", "cleared_unack")]  # it was sent
@@ -520,6 +521,18 @@ def test_the_first_sent_event_of_a_history_alert_says_when_it_fired(
     live = engine.observe("incident", "inc_22", 2, CLOCK_AT - timedelta(minutes=2))
     assert "history" not in live[0].message
     assert "history" not in engine.observe("incident", "inc_22", 0, CLOCK_AT)[0].message
+
+
+def test_a_firing_read_late_escalates_from_when_it_was_sent(registry: Registry) -> None:
+    """A catch-up reads a critical incident reported 14 minutes ago: within the hour, so its
+    firing is sent now. Counted from its event time it escalated at the next tick and again
+    a minute later; the shift lead's five minutes start when the firing was sent."""
+    engine = history_engine(registry)
+    fired = engine.observe("incident", "inc_23", 3, CLOCK_AT - timedelta(minutes=14))
+    assert kinds(fired) == [("fired", "critical", "active_unack")]
+    assert only(engine.tick(CLOCK_AT + timedelta(minutes=4)), "severe_incident") == []
+    escalated = only(engine.tick(CLOCK_AT + timedelta(minutes=5)), "severe_incident")
+    assert [(e.kind.value, e.escalation_level) for e in escalated] == [("escalated", 1)]
 
 
 def test_a_history_alert_acknowledged_by_an_officer_clears_as_acknowledged(
