@@ -203,6 +203,7 @@ class AlertEngine:
                      and _ts(self.clock()) - tr["at"] <= self.review_within_s)
         if not (current or caught_up):
             return []
+        alert["value"] = tr["value"]  # as it is now, not when the level last changed
         return [self._event(rule, subject, alert, AlertEventKind.REMINDED, at)]
 
     # --- observations ----------------------------------------------------------------------
@@ -430,7 +431,11 @@ class AlertEngine:
             ratio = max(0.0, now - last) / cadence
             levels = levels_for(rule, source, reg)
             if f"{rule.id}|{source}" in self._trackers or ratio >= levels[0].fire:
-                out.extend(self._observe(rule, source, ratio, ts))
+                # with the wall clock the silence is dated where its lane has been read to:
+                # found in a catch-up's backlog it is history, and a report further on in
+                # the backlog, newer than that, clears it
+                at = ts if self.silence_by_feed else now
+                out.extend(self._observe(rule, source, ratio, at))
         return out
 
     # --- operators -----------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cityops.core.registry import Registry
-from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError
+from cityops.streams.alerts.machine import AlertEngine, UnknownAlertError, is_history
 from cityops.streams.alerts.rules import (
     AlertRulesError,
     RuleSet,
@@ -247,20 +247,26 @@ def test_a_wall_clock_catch_up_finds_no_sensor_silent_for_the_outage(
     clock, ticking every second: footfall lane 1 ten minutes of event time behind lane 0,
     the car parks' lane first read 20 steps in. Measured against now, every counter and car
     park was silent at the first tick: dead-sensor alerts were sent for all of them and
-    stayed active (the tick's reading was newer than every backlog heartbeat)."""
+    stayed active (the tick's reading was newer than every backlog heartbeat). A counter off
+    for half an hour of the outage is found silent in the backlog and cleared by its own
+    reports, unsent; one still off is sent once the data is current, as a reminder."""
     wall = WallClock(CLOCK_AT)
     engine = AlertEngine(load_rules(), registry, clock=wall, history_after_s=HOUR_S,
                          review_within_s=6 * HOUR_S)
     counters, carparks = sorted(registry.counters), sorted(registry.carparks)
     lanes = {c: f"raw.footfall/{i % 2}" for i, c in enumerate(counters)}
     quiet = counters[0]  # stopped 2 h ago, in the outage: its lane moves on without it
+    back = counters[2]  # on the same lane, off from 2 h to 1 h 30 min ago
     start = CLOCK_AT - timedelta(hours=3)
     events: list[AlertEvent] = []
     for step in range(360):  # 30 s of event time per 1/6 s of wall clock
         wall.now = CLOCK_AT + timedelta(seconds=step / 6)
         for c in counters:
             t = start + timedelta(seconds=30 * step - (600 if lanes[c].endswith("1") else 0))
-            if c != quiet or t < CLOCK_AT - timedelta(hours=2):
+            off = (c == quiet and t >= CLOCK_AT - timedelta(hours=2)) or (
+                c == back and timedelta(hours=1, minutes=30) < CLOCK_AT - t
+                <= timedelta(hours=2))
+            if not off:
                 events += engine.heartbeat(c, t, lanes[c])
         for cp in carparks if step >= 20 else []:
             events += engine.heartbeat(cp, start + timedelta(seconds=30 * (step - 20)),
@@ -268,8 +274,14 @@ def test_a_wall_clock_catch_up_finds_no_sensor_silent_for_the_outage(
         if step % 6 == 0:
             events += engine.tick(wall.now)
     dead = [(e.subject, e.kind.value) for e in events if e.rule_id == "dead_sensor"]
-    assert {s for s, _ in dead} & {*counters, *carparks} == {quiet}  # silent in the backlog
+    assert {s for s, _ in dead} & {*counters, *carparks} == {quiet, back}  # in the backlog
     assert dead_counters(events, registry)[0] == (quiet, "fired")
+    assert [k for s, k in dead if s == back] == ["fired", "cleared"]  # by its own reports
+    sent = [e for e in events if e.rule_id == "dead_sensor" and e.subject in counters
+            and not is_history(e.event_time.timestamp(), wall.now.timestamp(), HOUR_S)]
+    assert [(e.subject, e.kind.value) for e in sent] == [(quiet, "reminded")]  # once current
+    assert sent[0].value == pytest.approx((sent[0].event_time - (
+        CLOCK_AT - timedelta(hours=2, seconds=30))).total_seconds() / 30)  # silent since
     never = {s for s, site in registry.stations.items() if 5 * site.cadence_s < 3 * 3600}
     assert never and never <= {s for s, _ in dead}  # stations that never reported are silent
     # caught up, the lanes stop: their sensors go silent at the wall clock's pace
