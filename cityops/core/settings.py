@@ -429,8 +429,8 @@ class Settings(BaseSettings):
         3600.0, ge=0, le=30 * 86_400,
         description="CITYOPS_ALERT_WEBHOOK_MAX_AGE_S: alert events whose event time is older "
         "than this by the wall clock are stored but not sent to the webhooks (a backfill or a "
-        "long catch-up replays history; replay it with CITYOPS_ALERT_CLOCK=event, so its "
-        "escalations are dated in event time too); 0 sends every event",
+        "long catch-up replays history), and the engine escalates no alert none of whose "
+        "events was sent; 0 sends every event",
     )
     alert_review_max_age_s: float = Field(
         86_400.0, ge=0, le=366 * 86_400,

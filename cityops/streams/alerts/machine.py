@@ -431,11 +431,10 @@ class AlertEngine:
             ratio = max(0.0, now - last) / cadence
             levels = levels_for(rule, source, reg)
             if f"{rule.id}|{source}" in self._trackers or ratio >= levels[0].fire:
-                # with the wall clock the silence is dated where its lane has been read to:
-                # found in a catch-up's backlog it is history, and a report further on in
-                # the backlog, newer than that, clears it
-                at = ts if self.silence_by_feed else now
-                out.extend(self._observe(rule, source, ratio, at))
+                # dated where its lane has been read to, not at the tick: found in a backlog
+                # it is history, and a report further on in the backlog, newer than that,
+                # clears it (a reading at the tick's time would outdate every such report)
+                out.extend(self._observe(rule, source, ratio, now))
         return out
 
     # --- operators -----------------------------------------------------------------------

@@ -310,6 +310,27 @@ def test_a_live_wall_clock_finds_a_stopped_sensor_silent_after_five_cadences(
             if e.subject == counter] == [(counter, "fired")]
 
 
+def test_a_silence_found_on_a_lagging_lane_is_cleared_by_that_lane_s_next_report(
+        registry: Registry) -> None:
+    """Event clock: lane 1 is read 40 minutes of event time behind lane 0. A counter silent
+    on it is dated at its lane's time, not the tick's, so its own next report on that lane
+    clears the alert; dated at the tick, that report was older and ignored."""
+    engine = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT, silence_by_feed=True)
+    counters = sorted(registry.counters)
+    quiet, others = counters[1], counters[3::2]
+    for t in range(0, 601, 30):
+        for c in others:
+            engine.heartbeat(c, at(t), "raw.footfall/1")
+        if t == 0:
+            engine.heartbeat(quiet, at(t), "raw.footfall/1")
+    for t in range(0, 3001, 30):
+        engine.heartbeat(counters[0], at(t), "raw.footfall/0")
+    fired = [e for e in engine.tick(at(3000)) if e.subject == quiet]
+    assert (fired[0].kind.value, fired[0].event_time) == ("fired", at(600))  # then escalated
+    back = engine.heartbeat(quiet, at(630), "raw.footfall/1")
+    assert [(e.subject, e.kind.value) for e in back] == [(quiet, "cleared")]
+
+
 def test_dead_letter_rate(engine: AlertEngine) -> None:
     # window 300 s, ≥ 20 records, warning at 5 %, min_fire 60 s
     assert engine.record_intake("parking", 95, 5, at(0)) == []  # 5 % wanted: pending
