@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cityops.core.settings import load_settings
-from cityops.deploy.kafka_local import LocalKafkaCluster, replication_for
+from cityops.deploy.kafka_local import LocalKafkaCluster, cleaner_buffer_bytes, replication_for
 
 
 def test_three_brokers_replicate_three_times_and_need_two_in_sync() -> None:
@@ -40,3 +40,17 @@ def test_written_broker_config_carries_the_replication_rules(tmp_path: Path) -> 
     assert props["unclean.leader.election.enable"] == "false"
     single = LocalKafkaCluster(settings, brokers=1).nodes[0]
     assert single.paths.root == (tmp_path / "kafka-19600").resolve()
+
+
+def test_the_log_cleaner_buffer_fits_the_broker_heap(tmp_path: Path) -> None:
+    """Kafka's default 128 MiB cleaner buffer, allocated whole at start-up, killed a
+    256 MiB test broker restarted after a SIGKILL (Java heap space)."""
+    settings = load_settings(kafka_port=19600, data_dir=tmp_path, kafka_bootstrap_servers="",
+                             kafka_heap_mb=256)
+    node = LocalKafkaCluster(settings, brokers=3).nodes[0]
+    node._write_config()
+    props = dict(line.split("=", 1) for line in node.paths.config.read_text().splitlines()
+                 if "=" in line)
+    assert int(props["log.cleaner.dedupe.buffer.size"]) == 32 * 1024 * 1024
+    assert [cleaner_buffer_bytes(mb) // 2**20 for mb in (128, 512, 1024, 8192)] == [
+        16, 64, 128, 128]
