@@ -693,9 +693,10 @@ def alone(n: int, partitions: int, timeout_s: float = 3600.0) -> None:
 
 
 def state_log_sizes(prefix: str, log_name: str) -> tuple[str, str]:
-    """How big the snapshots of a state log were (a footfall zone's grow with the windows it
-    holds open while its counters' partitions are read at different speeds, a partition's
-    incidents with the incidents it holds open)."""
+    """How big a state log's records were: full snapshots of a unit (a footfall zone's grow
+    with the windows it holds open while its counters' partitions are read at different
+    speeds, a partition's incidents with the incidents it holds open) and the steps' changes
+    to them (``streams.state_chain``)."""
     from kafka import KafkaConsumer, TopicPartition
 
     settings = load_settings(topic_prefix=prefix)
@@ -708,18 +709,25 @@ def state_log_sizes(prefix: str, log_name: str) -> tuple[str, str]:
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
-        sizes: list[int] = []
+        fulls: list[int] = []
+        changes: list[int] = []
         while any(consumer.position(tp) < ends[tp] for tp in tps):
             for recs in consumer.poll(timeout_ms=1000).values():
-                sizes.extend(len(r.value) for r in recs if r.value)
+                for r in recs:
+                    if r.value:
+                        (changes if b'"patch"' in r.value else fulls).append(len(r.value))
     finally:
         consumer.close()
-    if not sizes:
+    if not fulls:
         return "no records", topic
-    sizes.sort()
-    return (f"largest snapshot {sizes[-1] / 1000:,.1f} KB",
-            f"{len(sizes):,} snapshots, {sum(sizes) / 1e6:,.1f} MB in all, median "
-            f"{sizes[len(sizes) // 2] / 1000:,.1f} KB ({topic})")
+    fulls.sort()
+    changes.sort()
+    total = sum(fulls) + sum(changes)
+    change_text = (f"{len(changes):,} changes, median {changes[len(changes) // 2] / 1000:,.1f} "
+                   f"KB" if changes else "no changes")
+    return (f"{total / 1e6:,.1f} MB in all",
+            f"{len(fulls):,} full snapshots, the largest {fulls[-1] / 1000:,.1f} KB, median "
+            f"{fulls[len(fulls) // 2] / 1000:,.1f} KB; {change_text} ({topic})")
 
 
 def clean_times(prefix: str, tag: str) -> dict[str, float]:

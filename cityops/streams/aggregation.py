@@ -41,6 +41,7 @@ from cityops.streams.durable import OffsetGapGuard, stop_for_replay
 from cityops.streams.feed_aggregators import Aggregator, aggregator_for
 from cityops.streams.pipeline import ORIGIN_HEADER, Origin, ReplayGuard, dead_letter, header_value
 from cityops.streams.records import DeadLetter, IncidentStats, LateEvent, latest_revisions
+from cityops.streams.state_chain import Position, fold, next_record
 from cityops.streams.state_log import StateLog, by_key
 from cityops.streams.written import WrittenEvents
 
@@ -78,6 +79,8 @@ class AggregationStage:
         self.loaded: set[str] = set()
         self.log = StateLog(app, settings, f"state-{feed}", partitions=settings.topic_partitions)
         self.snaps: dict[int, dict[str, dict[str, Any]]] = {}  # clean partition → unit → snapshot
+        #: clean partition → unit → where its chain of records stands (``streams.state_chain``)
+        self.chains: dict[int, dict[str, Position]] = {}
         self.partitions: dict[str, int] = {}  # unit → its clean partition
         # this worker's own clean events, taken by their bytes instead of decoded again
         self.written = written if written is not None else WrittenEvents(0)
@@ -110,6 +113,7 @@ class AggregationStage:
             self.forget_partitions(drop)
             for p in drop:
                 self.snaps.pop(p, None)
+                self.chains.pop(p, None)
         self.log.retain(mine)
         self.log.prefetch(sorted(new))
 
@@ -144,7 +148,7 @@ class AggregationStage:
         missing = sorted(p for p in partitions if p not in self.snaps)
         if missing:
             for partition, live in (await self.log.read(missing)).items():
-                self.snaps[partition] = by_key(live)
+                self.snaps[partition], self.chains[partition] = fold(by_key(live))
 
     def _load(self, unit: str, partition: int) -> None:
         if unit not in self.loaded:
@@ -263,9 +267,14 @@ class AggregationStage:
         if out.late:
             metrics.LATE_EVENTS.labels(feed=self.feed).inc(len(out.late))
         for unit in out.dirty:
+            # the unit's whole state, or what this step changed in it (``state_chain``)
             partition = self.partitions[unit]
-            snap = self.snaps[partition][unit] = self.snapshot(unit)
-            await self.log.write(partition, unit, snap)
+            snaps, chains = self.snaps[partition], self.chains.setdefault(partition, {})
+            snap = self.snapshot(unit)
+            key, body, position = next_record(unit, chains.get(unit), snaps.get(unit), snap,
+                                              self.log.encode)
+            await self.log.write(partition, key, body)
+            snaps[unit], chains[unit] = snap, position
         await self.log.drain()  # state in the log before the offsets are acked
 
     async def close_idle(self) -> int:

@@ -185,10 +185,16 @@ class StateLog:
                                 config=self.config, error=f"{type(exc).__name__}: {exc}")
             self._declared = True
 
-    async def write(self, partition: int, key: str, value: dict[str, Any] | None) -> None:
-        """One value (None: a tombstone); delivered by ``drain``."""
+    @staticmethod
+    def encode(value: dict[str, Any]) -> bytes:
+        """A value as the log holds it (JSON, as Faust's codec wrote the tables)."""
+        return orjson.dumps(value, option=JSON_OPTIONS)
+
+    async def write(self, partition: int, key: str, value: dict[str, Any] | bytes | None
+                    ) -> None:
+        """One value (encoded already, or None: a tombstone); delivered by ``drain``."""
         await self.declare()
-        body = None if value is None else orjson.dumps(value, option=JSON_OPTIONS)
+        body = self.encode(value) if isinstance(value, dict) else value
         if body is not None and len(body) > STATE_RECORD_WARN_BYTES:
             log.warning("stream.state_record_large", state=self.label, key=key,
                         bytes=len(body), limit=STATE_RECORD_MAX_BYTES)
