@@ -9,18 +9,15 @@ new chains and restarts; a change record must be a fraction of the state it chan
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
+from simulated_clean import clean_events
 
-from cityops.core.fast_contract import clean_context, decode_clean
-from cityops.core.feeds import FEED_MODELS
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, Settings
-from cityops.ingest.simulate.engine import wire_records
-from cityops.ingest.simulate.faults import FaultPlan
 from cityops.streams.feed_aggregators import Aggregator, aggregator_for
 from cityops.streams.state_chain import (
     MAX_CHANGES,
@@ -33,9 +30,7 @@ from cityops.streams.state_chain import (
 )
 from cityops.streams.state_log import JSON_OPTIONS, StateLog
 
-START = datetime(2026, 11, 20, 16, 0, tzinfo=UTC)
 EMITTED = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-CTX = clean_context(300.0)
 STEP = 40  # events per step
 
 
@@ -135,27 +130,6 @@ class Writer:
             self.snaps[unit], self.chains[unit] = snap, position
 
 
-def _events(registry: Registry, feed: str, *, hours: int | None = None,
-            skip_source: bool = False) -> list[Any]:
-    faults = FaultPlan(duplicates=0.02, late=0.03, out_of_order=0.05)
-    out = []
-    skipped: dict[str, str] = {}  # zone → its counter left out (it lags, holding windows open)
-    hours = hours or (72 if feed == "incidents" else 5)  # a few incidents an hour
-    for rec in wire_records(registry, seed=5, start=START, end=START + timedelta(hours=hours),
-                            feeds=[feed], faults=faults):
-        try:
-            model = FEED_MODELS[feed].model_validate_json(rec.value)
-        except ValueError:
-            continue  # malformed on purpose: never a clean record
-        ev = decode_clean(feed, model.to_json(), CTX)
-        if skip_source:
-            zone = getattr(ev, "zone_id", None)
-            if zone is not None and skipped.setdefault(zone, ev.source) == ev.source:
-                continue
-        out.append(ev)
-    return out
-
-
 def _run(agg: Aggregator, events: list[Any], writer: Writer, hw0: int = 0) -> int:
     hw = hw0
     for i in range(0, len(events), STEP):
@@ -176,7 +150,7 @@ def _states(agg: Aggregator, units: set[str]) -> dict[str, Any]:
 @pytest.mark.parametrize("feed", FEEDS)
 def test_the_state_read_back_is_the_state_written_for_every_feed(
         feed: str, settings: Settings, registry: Registry) -> None:
-    events = _events(registry, feed)
+    events = clean_events(registry, feed)
     agg = aggregator_for(feed, settings, registry)
     log = Log()
     hw = _run(agg, events, Writer(log))
@@ -194,7 +168,7 @@ def test_the_state_read_back_is_the_state_written_for_every_feed(
 @pytest.mark.parametrize("feed", FEEDS)
 def test_a_restart_reads_the_chain_and_the_next_chain_goes_on_from_it(
         feed: str, settings: Settings, registry: Registry) -> None:
-    events = _events(registry, feed)
+    events = clean_events(registry, feed)
     half = (len(events) // 2 // STEP) * STEP
     first = aggregator_for(feed, settings, registry)
     log = Log()
@@ -219,7 +193,7 @@ def test_a_lagging_counter_s_zone_writes_changes_a_fraction_of_its_state(
     """A zone one of whose counters has not been read yet keeps its windows open (as with
     several workers catching up): its state grows with every minute, a step's change does
     not."""
-    events = _events(registry, "footfall", hours=4, skip_source=True)
+    events = clean_events(registry, "footfall", hours=4, skip_source=True)
     agg = aggregator_for("footfall", settings, registry)
     log = Log()
     _run(agg, events, Writer(log))
