@@ -178,6 +178,10 @@ _REPLACE_VIEW_RE = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+(?P<name>\w+)
                               re.IGNORECASE)
 _DELETE_RE = re.compile(r"^\s*DELETE\s+FROM\s+(?P<name>\w+)", re.IGNORECASE)
 _INSERT_RE = re.compile(r"^\s*INSERT\s+INTO\s+(?P<name>\w+)", re.IGNORECASE)
+#: the only ALTERs a migration holds: a table's or a column's comment
+_ALTER_COMMENT_RE = re.compile(
+    r"^\s*ALTER\s+TABLE\s+(?P<name>\w+)\s+(?:MODIFY\s+COMMENT|COMMENT\s+COLUMN)\b",
+    re.IGNORECASE)
 
 
 def cluster_statements(sql: str, layout: ClusterLayout) -> list[str]:
@@ -186,8 +190,20 @@ def cluster_statements(sql: str, layout: ClusterLayout) -> list[str]:
     Besides ``CREATE … IF NOT EXISTS``: ``DROP VIEW IF EXISTS`` and ``CREATE OR REPLACE VIEW``
     run ``ON CLUSTER``; a lightweight ``DELETE`` runs on every node's local table; an
     ``INSERT … SELECT`` backfill runs once, through the Distributed names (rows go to the
-    shard of their key)."""
+    shard of their key); a comment (``ALTER TABLE … MODIFY COMMENT | COMMENT COLUMN``) is
+    changed on the local tables and on the Distributed one, which the catalogue lists."""
     sql = _without_comments(sql)
+    a = _ALTER_COMMENT_RE.match(sql)
+    if a is not None:
+        name = a.group("name")
+        head = re.compile(rf"\bTABLE\s+{name}\b", re.IGNORECASE)
+        if name in EVERY_NODE:
+            return [_replace_in_code(sql, head, f"TABLE {name} {layout.on_cluster}")]
+        if name not in SHARDING_KEYS:
+            raise MigrationError(f"ALTER of {name}, which has no cluster placement",
+                                 code="cluster_rewrite")
+        return [_replace_in_code(sql, head, f"TABLE {table} {layout.on_cluster}")
+                for table in (local_name(name), name)]
     for pattern in (_DROP_VIEW_RE, _REPLACE_VIEW_RE):
         d = pattern.match(sql)
         if d is not None:
@@ -207,7 +223,8 @@ def cluster_statements(sql: str, layout: ClusterLayout) -> list[str]:
     m = _HEAD_RE.match(sql)
     if m is None:
         raise MigrationError(f"no cluster form for {sql[:80]!r}: migrations may hold only "
-                             "CREATE TABLE | MATERIALIZED VIEW | VIEW IF NOT EXISTS",
+                             "CREATE TABLE | MATERIALIZED VIEW | VIEW IF NOT EXISTS (and the "
+                             "forms above)",
                              code="cluster_rewrite")
     kind, name = " ".join(m.group("kind").upper().split()), m.group("name")
     if kind == "TABLE":

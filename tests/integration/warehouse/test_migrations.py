@@ -57,6 +57,19 @@ def test_full_schema_applies_and_second_run_is_noop(empty_wh: EmbeddedWarehouse,
     assert {line.status for line in status(empty_wh)} == {"applied"}
 
 
+def test_the_alerts_comments_list_every_alert_event_kind(schema_wh: EmbeddedWarehouse) -> None:
+    """The catalogue shows analysts the kinds an alert event can have: a kind added to the
+    stream (``reminded``) needs a migration that lists it."""
+    from cityops.streams.records import AlertEventKind
+
+    table = _objects(schema_wh)["alerts"][1]
+    column = schema_wh.query(
+        "SELECT comment FROM system.columns WHERE database = {db:String} AND table = 'alerts' "
+        "AND name = 'kind'", {"db": schema_wh.database})[0][0]
+    assert [k.value for k in AlertEventKind if k.value not in table] == []
+    assert column.split(" | ") == [k.value for k in AlertEventKind]
+
+
 def test_time_columns_have_an_explicit_zone(schema_wh: EmbeddedWarehouse) -> None:
     rows = schema_wh.query(
         "SELECT table, name, type FROM system.columns WHERE database = {db:String} "

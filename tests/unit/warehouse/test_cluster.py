@@ -38,6 +38,23 @@ def test_raw_ttl_alters_the_local_tables_on_the_cluster() -> None:
     assert ttl_table("footfall_observed", LAYOUT) == "footfall_observed_local ON CLUSTER city"
 
 
+def test_a_comment_changes_on_the_local_and_the_distributed_table() -> None:
+    column = "ALTER TABLE alerts COMMENT COLUMN kind 'fired | cleared'"
+    assert cluster_statements(column, LAYOUT) == [
+        "ALTER TABLE alerts_local ON CLUSTER city COMMENT COLUMN kind 'fired | cleared'",
+        "ALTER TABLE alerts ON CLUSTER city COMMENT COLUMN kind 'fired | cleared'"]
+    table = "ALTER TABLE dim_zones MODIFY COMMENT 'zones of alerts'"
+    assert cluster_statements(table, LAYOUT) == [
+        "ALTER TABLE dim_zones ON CLUSTER city MODIFY COMMENT 'zones of alerts'"]
+
+
+def test_an_alter_other_than_a_comment_has_no_cluster_form() -> None:
+    with pytest.raises(MigrationError, match="no cluster form"):
+        cluster_statements("ALTER TABLE alerts DROP COLUMN kind", LAYOUT)
+    with pytest.raises(MigrationError, match="no cluster placement"):
+        cluster_statements("ALTER TABLE brand_new MODIFY COMMENT 'x'", LAYOUT)
+
+
 def test_ddl_command_prints_the_cluster_schema() -> None:
     result = CliRunner().invoke(app, ["warehouse", "ddl", "--cluster", "city"])
     assert result.exit_code == 0, result.output
