@@ -2,9 +2,10 @@
 
 The feed's ``Aggregator`` (``streams.feed_aggregators``) turns clean events into derived
 records to ``agg.<feed>``, late events to ``late`` and observations to the alert engine. The
-state of each unit is snapshotted, together with its replay high-water marks
+state of each unit is written, together with its replay high-water marks
 (``pipeline.ReplayGuard``), to the log ``state-<feed>`` (``streams.state_log``), on the
-unit's clean partition, after the outputs it caused were acknowledged by the broker.
+unit's clean partition, after the outputs it caused were acknowledged by the broker: whole at
+a unit's first step here, then what each step changed (``streams.state_chain``).
 
 A clean partition's snapshots are read when the partition is assigned here and used from
 its first step on. When a rebalance moves the partition away, its units are forgotten here

@@ -12,10 +12,11 @@ Replay safety, in short (see docs/streams.md):
   is re-published, or dead-lettered again if it was a duplicate. A new record with a known
   ``event_id`` is a duplicate: dead-lettered with reason ``duplicate``.
 * stage 2 (``clean.<feed>`` → aggregates) keeps, per aggregation key and inside the same
-  snapshot as the key's window state, the highest raw offset applied per raw partition.
-  Clean records carry their raw origin in a header; one applied already is skipped. State
-  and high-water marks are written in one changelog message, after the outputs they caused
-  were acknowledged by the broker — so a replay never double-counts and never loses output.
+  record as the key's window state, the highest raw offset applied per raw partition.
+  Clean records carry their raw origin in a header; one applied already is skipped. A step's
+  state (whole, or its change: ``streams.state_chain``) and high-water marks are written in
+  one changelog message, after the outputs they caused were acknowledged by the broker — so a
+  replay never double-counts and never loses output.
 """
 
 from __future__ import annotations
