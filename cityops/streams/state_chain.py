@@ -31,6 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
 #: changes after which the next write is a full record (bounds a restart's work per unit)
 MAX_CHANGES = 64
 #: between a unit and its change number in a change record's key
@@ -110,10 +114,14 @@ def fold(live: dict[str, dict[str, Any]]
     changes: dict[str, dict[int, dict[str, Any]]] = {}
     fulls: dict[str, dict[str, Any]] = {}
     for key, value in live.items():
-        if is_change(value):
-            changes.setdefault(str(value.get("u")), {})[int(value.get("m", 0))] = value
-        else:
+        if not is_change(value):
             fulls[key] = value
+        elif (isinstance(value.get("m"), int) and isinstance(value.get("base"), int)
+              and isinstance(value["patch"], dict)):
+            changes.setdefault(str(value.get("u")), {})[value["m"]] = value
+        else:  # no writer of this log writes one: the unit's chain ends before it
+            log.warning("stream.state_change_malformed", key=key,
+                        fields=sorted(value)[:10])
     snaps: dict[str, dict[str, Any]] = {}
     positions: dict[str, Position] = {}
     for unit, full in fulls.items():

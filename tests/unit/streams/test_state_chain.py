@@ -286,3 +286,18 @@ def test_a_change_half_as_large_as_the_state_is_written_whole() -> None:
     after = {"p": 0, "hw": {}, "state": {"b": list(range(5))}}
     key, body, pos = next_record("u", pos, before, after, StateLog.encode)
     assert key == "u" and orjson.loads(body) == {**after, "seq": 2}
+
+
+def test_a_malformed_change_ends_its_unit_s_chain_and_nothing_else() -> None:
+    live: dict[str, Any] = {
+        "z": {"p": 0, "hw": {"0": 1}, "state": {"n": 1}, "seq": 4},
+        "z~1": {"u": "z", "p": 0, "hw": {"0": 2}, "patch": {"s": {"n": 2}}, "base": 4, "m": 1},
+        "z~2": {"u": "z", "p": 0, "hw": {"0": 3}, "patch": "garbage", "base": 4, "m": 2},
+        "z~3": {"u": "z", "p": 0, "hw": {"0": 4}, "patch": {"s": {"n": 4}}, "base": 4, "m": 3},
+        "y": {"p": 0, "hw": {"0": 7}, "state": {"n": 7}, "seq": 1},
+        "y~1": {"u": "y", "p": 0, "hw": {"0": 8}, "patch": {}, "base": 1, "m": "one"},
+    }
+    snaps, positions = fold(live)
+    assert snaps["z"] == {"p": 0, "hw": {"0": 2}, "state": {"n": 2}}
+    assert snaps["y"] == {"p": 0, "hw": {"0": 7}, "state": {"n": 7}}
+    assert positions["z"].seq == 4 and positions["y"].seq == 1
