@@ -223,8 +223,9 @@ def cluster_statements(sql: str, layout: ClusterLayout) -> list[str]:
     m = _HEAD_RE.match(sql)
     if m is None:
         raise MigrationError(f"no cluster form for {sql[:80]!r}: migrations may hold only "
-                             "CREATE TABLE | MATERIALIZED VIEW | VIEW IF NOT EXISTS (and the "
-                             "forms above)",
+                             "CREATE TABLE | MATERIALIZED VIEW | VIEW IF NOT EXISTS, DROP VIEW "
+                             "IF EXISTS, CREATE OR REPLACE VIEW, DELETE FROM, INSERT INTO and "
+                             "ALTER TABLE … MODIFY COMMENT | COMMENT COLUMN",
                              code="cluster_rewrite")
     kind, name = " ".join(m.group("kind").upper().split()), m.group("name")
     if kind == "TABLE":
