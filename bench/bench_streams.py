@@ -53,6 +53,7 @@ from typing import Any
 
 import httpx
 
+from cityops import compiled
 from cityops.core import topics as topic_names
 from cityops.core.kafka_security import kafka_python_security
 from cityops.core.registry import load_registry
@@ -998,6 +999,7 @@ def write_markdown(path: Path, argv: list[str], started: datetime) -> None:
         "",
         f"- machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+        f"- hot modules: {compiled.STATUS.reason}",
         f"- load average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
         "(the machine is shared: figures measured under load from other work)",
         f"- command: `{' '.join(['python bench/bench_streams.py', *argv])}`", "",
@@ -1048,7 +1050,7 @@ def main() -> None:
     parts = set(args.only.split(","))
     started = datetime.now(UTC)
     print(f"bench_streams: broker {load_settings().bootstrap_servers}, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.1f}", flush=True)
+          f"load {os.getloadavg()[0]:.1f}, hot modules: {compiled.STATUS.reason}", flush=True)
     ceiling_rate = None
     if "ceiling" in parts or "hops" in parts:
         prefix = f"bench{uuid.uuid4().hex[:8]}"

@@ -63,9 +63,11 @@ class Outcome:
 # footfall
 # ============================================================================================
 
+# sizes as floats: compiled (``cityops.compiled``) a float field holds 60.0 whatever it is
+# given, and window bounds in the state must read the same compiled or not
 FOOTFALL_WINDOWS: dict[str, TumblingWindow | HoppingWindow] = {
-    "tumbling_1m": TumblingWindow(60),
-    "hopping_5m": HoppingWindow(300, 60),
+    "tumbling_1m": TumblingWindow(60.0),
+    "hopping_5m": HoppingWindow(300.0, 60.0),
 }
 
 
@@ -197,11 +199,11 @@ class FootfallAggregator:
             text = self._isos[ts] = self._time(ts).isoformat()
         return text
 
-    def _presence_density(self, snap: WindowSnapshot[dict[str, Any]]) -> tuple[float, float]:
+    def _presence_density(self, snap: WindowSnapshot) -> tuple[float, float]:
         presence = round(float(snap.acc["presence"]), 3)
         return presence, round(presence / self.registry.zones[snap.key].area_m2, 6)
 
-    def _record(self, name: str, snap: WindowSnapshot[dict[str, Any]],
+    def _record(self, name: str, snap: WindowSnapshot,
                 emitted_at: datetime) -> FootfallWindow:
         acc = snap.acc
         presence, density = self._presence_density(snap)
@@ -212,7 +214,7 @@ class FootfallAggregator:
             net_presence=presence, density_ppm2=density,
             revision=snap.revision, emitted_at=emitted_at)
 
-    def _emit(self, name: str, snap: WindowSnapshot[dict[str, Any]],
+    def _emit(self, name: str, snap: WindowSnapshot,
               emitted_at: datetime) -> FootfallWindow | Pending:
         """The window's record, or with ``pending_records`` its ``Pending`` revision: the
         same id (``FootfallWindow.record_id``) and density observation, the model built from

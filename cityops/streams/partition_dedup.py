@@ -171,8 +171,8 @@ class PartitionDedup:
         return group
 
     def _remember(self, delta: Delta) -> None:
-        stamp = max([delta.newest, *(max(0.0, (b + 1) * self.seen.bucket_s)
-                                     for b in delta.ids)])
+        stamp = max([delta.newest, *[max(0.0, (b + 1) * self.seen.bucket_s)
+                                     for b in delta.ids]])
         key = f"{delta.lo}"
         self.deltas[key] = (stamp, delta.hi, delta.dups)
         self._oldest_stamp = min(self._oldest_stamp, stamp)

@@ -115,27 +115,29 @@ Assigner = TumblingWindow | HoppingWindow
 
 
 # results made per event (a few per counter report) are slotted and not frozen: a frozen
-# dataclass sets each field through ``object.__setattr__``, 0.9 µs a result against 0.3
+# dataclass sets each field through ``object.__setattr__``, 0.9 µs a result against 0.3.
+# Not generic: a generic dataclass does not load once compiled (``cityops.compiled``; mypyc
+# issue 827), so the accumulator is ``Any`` here and typed by the aggregator that folds it
 @dataclass(slots=True)
-class WindowSnapshot(Generic[A]):
+class WindowSnapshot:
     """One window's aggregate as it should be published."""
 
     key: Any
     start_s: float
     end_s: float
-    acc: A
+    acc: Any
     revision: int
     emitted: bool  # False only in close results: a window closed without ever being fired
 
 
 @dataclass(slots=True)
-class AddResult(Generic[A]):
+class AddResult:
     """Outcome of one event: accepted (with windows to publish) or late."""
 
     accepted: bool
     watermark_s: float | None
     updated: list[Window] = field(default_factory=list)  # windows the event landed in
-    emit: list[WindowSnapshot[A]] = field(default_factory=list)  # publish these now
+    emit: list[WindowSnapshot] = field(default_factory=list)  # publish these now
     lateness_s: float = 0.0  # how far behind the watermark a late event was
 
     @property
@@ -341,14 +343,14 @@ class WindowedAggregator(Generic[K, A, V]):
     def _wkey(start: float) -> str:
         return repr(float(start))
 
-    def _snap(self, key: K, w: dict[str, Any], emitted: bool) -> WindowSnapshot[A]:
+    def _snap(self, key: K, w: dict[str, Any], emitted: bool) -> WindowSnapshot:
         return WindowSnapshot(key=key, start_s=w["start"], end_s=w["end"], acc=w["acc"],
                               revision=w["revision"], emitted=emitted)
 
     def add(self, key: K, ts: float, value: V,
             pieces: list[tuple[float, V]] | None = None, *, source: str | None = None,
             now_s: float | None = None, cadence_s: float = 0.0,
-            start_s: float | None = None) -> AddResult[A]:
+            start_s: float | None = None) -> AddResult:
         """Fold one event; returns what to publish, or ``accepted=False`` when it is late.
 
         ``pieces`` (``(piece_ts, value)``, earliest first) spread an event that covers a span
@@ -377,7 +379,7 @@ class WindowedAggregator(Generic[K, A, V]):
             return AddResult(accepted=False, watermark_s=wm, lateness_s=wm - first)
         windows = st["windows"]
         updated: list[Window] = []
-        emit: list[WindowSnapshot[A]] = []
+        emit: list[WindowSnapshot] = []
         prev_max = st["max_ts"]
         new_max = ts if prev_max is None else max(prev_max, ts)
         st["max_ts"] = new_max
@@ -430,9 +432,9 @@ class WindowedAggregator(Generic[K, A, V]):
         return AddResult(accepted=True, watermark_s=wm, updated=updated, emit=emit)
 
     def _close(self, key: K, st: dict[str, Any], wm: float | None
-               ) -> list[WindowSnapshot[A]]:
+               ) -> list[WindowSnapshot]:
         """Close the key's windows ending at or before ``wm`` (its watermark)."""
-        closed: list[WindowSnapshot[A]] = []
+        closed: list[WindowSnapshot] = []
         if wm is None:
             return closed
         ends, unfired = _order(st)
@@ -446,7 +448,7 @@ class WindowedAggregator(Generic[K, A, V]):
             unfired.pop(0)
         return closed
 
-    def close_until(self, key: K, watermark_s: float) -> list[WindowSnapshot[A]]:
+    def close_until(self, key: K, watermark_s: float) -> list[WindowSnapshot]:
         """Close the key's windows ending at or before ``watermark_s`` (idle keys, shutdown).
 
         Snapshots with ``emitted=False`` were never fired: publish them now (revision 0).
@@ -457,15 +459,15 @@ class WindowedAggregator(Generic[K, A, V]):
             st["closed_until"] = watermark_s
         return self._close(key, st, self.watermark(key))
 
-    def close_all_until(self, watermark_s: float) -> list[WindowSnapshot[A]]:
+    def close_all_until(self, watermark_s: float) -> list[WindowSnapshot]:
         """``close_until`` for every key: the wall-clock timer's entry point."""
-        out: list[WindowSnapshot[A]] = []
+        out: list[WindowSnapshot] = []
         for key in self.keys():
             out.extend(self.close_until(key, watermark_s))
         return out
 
     def close_idle(self, idle_after_s: float, now_s: float | None = None
-                   ) -> dict[K, list[WindowSnapshot[A]]]:
+                   ) -> dict[K, list[WindowSnapshot]]:
         """Close windows of keys that are actually idle; returns closed snapshots per key.
 
         A key is idle when the feed's event time (newest over all keys) has advanced more
@@ -479,7 +481,7 @@ class WindowedAggregator(Generic[K, A, V]):
         partition is read more slowly (or is being reassigned after a crash), and closing it
         then would make its on-time events late.
         """
-        out: dict[K, list[WindowSnapshot[A]]] = {}
+        out: dict[K, list[WindowSnapshot]] = {}
         if self._feed_ts is None:
             return out
         for key, st in list(self._state.items()):
@@ -500,7 +502,7 @@ class WindowedAggregator(Generic[K, A, V]):
                 out[key] = closed
         return out
 
-    def open_windows(self, key: K) -> list[WindowSnapshot[A]]:
+    def open_windows(self, key: K) -> list[WindowSnapshot]:
         st = self._state.get(key)
         if st is None:
             return []

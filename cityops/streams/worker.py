@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import faust
 import structlog
 
+from cityops import compiled
 from cityops.core import gc_tuning
 from cityops.core.registry import Registry
 from cityops.core.settings import FEEDS, Settings
@@ -108,7 +109,8 @@ class StreamsWorker:
         gc_tuning.tune(self.settings.gc_gen0_threshold)
         self._running = True
         log.info("worker.started", worker_id=self.settings.worker_id,
-                 web=f"http://{self.settings.worker_web_host}:{self.settings.worker_web_port}")
+                 web=f"http://{self.settings.worker_web_host}:{self.settings.worker_web_port}",
+                 compiled=compiled.STATUS.reason)
 
     async def _on_assigned(self, app: faust.App, /, *args: Any, **kwargs: Any) -> None:
         """Partitions newly assigned to this worker start a fresh offset expectation, and the

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cityops.cli.main import app
+from cityops.compiled import CompiledSettings
 from cityops.core.settings import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
@@ -16,7 +17,8 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding=
 def test_every_setting_is_in_the_configuration_table() -> None:
     table = README.split("<!-- settings-table", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"`(CITYOPS_[A-Z0-9_]+)`", table))
-    expected = {f"CITYOPS_{name.upper()}" for name in Settings.model_fields}
+    expected = {f"CITYOPS_{name.upper()}"
+                for name in [*Settings.model_fields, *CompiledSettings.model_fields]}
     assert expected - documented == set(), "settings missing from README"
     assert documented - expected == set(), "README documents settings that do not exist"
 
