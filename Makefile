@@ -66,5 +66,6 @@ kafka-down: venv
 	$(BIN)/cityops kafka down
 
 clean:
-	CITYOPS_COMPILED=0 $(BIN)/python scripts/build_compiled.py
+	rm -f $(COMPILED)
+	find cityops -name '*.so' -delete
 	rm -rf .cityops-test build *.egg-info
