@@ -46,7 +46,9 @@ MANIFEST = PACKAGE_DIR / "compiled.json"
 class CompiledSettings(BaseSettings):
     """Read apart from ``core.settings.Settings``: it decides imports that happen first."""
 
-    model_config = SettingsConfigDict(env_prefix="CITYOPS_", extra="ignore")
+    # as ``Settings`` reads them (the same prefix and ``.env`` file); other variables ignored
+    model_config = SettingsConfigDict(env_prefix="CITYOPS_", env_file=".env",
+                                      env_file_encoding="utf-8", extra="ignore")
 
     #: run the hot modules compiled when a matching build exists (0: always from source)
     compiled: bool = True
@@ -93,6 +95,8 @@ def status(manifest: Path = MANIFEST, root: Path = PACKAGE_DIR.parent,
     if tag != sys.implementation.cache_tag:
         return Status(False, f"built for {tag}, running {sys.implementation.cache_tag}")
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    if not source_of(f"{GROUP}__mypyc", root).with_suffix(suffix).is_file():
+        return Status(False, f"the group's library {GROUP}__mypyc is missing (make compiled)")
     for module in modules:
         if module not in built:
             return Status(False, f"{module} is not in the build")

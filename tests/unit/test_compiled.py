@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from cityops.compiled import (
+    GROUP,
     HOT_MODULES,
     MANIFEST,
     CompiledSettings,
     SourceFirst,
+    Status,
     digest,
     source_of,
     status,
@@ -49,6 +51,22 @@ def test_compiled_and_source_modules_fold_the_four_feeds_alike() -> None:
     assert built["digest"] == source["digest"]
 
 
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def _tree(tmp_path: Path, group: bool = True) -> Path:
+    """A copy of the six sources under ``tmp_path``, an (empty) extension file beside each,
+    and the group's library unless ``group`` is False: what a build leaves, as files."""
+    for module in HOT_MODULES:
+        copy = source_of(module, tmp_path)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(source_of(module).read_bytes())
+        copy.with_suffix(SUFFIX).write_bytes(b"")
+    if group:
+        source_of(f"{GROUP}__mypyc", tmp_path).with_suffix(SUFFIX).write_bytes(b"")
+    return tmp_path
+
+
 def _manifest(tmp_path: Path, **changes: object) -> Path:
     record = {"cache_tag": sys.implementation.cache_tag, "mypy": "x",
               "modules": {m: digest(source_of(m)) for m in HOT_MODULES}}
@@ -58,17 +76,29 @@ def _manifest(tmp_path: Path, **changes: object) -> Path:
     return path
 
 
+def test_a_build_that_matches_its_sources_is_used(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "tree")
+    assert status(_manifest(tmp_path), root, enabled=True) == Status(
+        True, "6 modules compiled (mypyc)")
+
+
 def test_a_source_changed_since_the_build_turns_the_build_off(tmp_path: Path) -> None:
-    good = _manifest(tmp_path)
-    extensions = all(source_of(m).with_suffix(
-        importlib.machinery.EXTENSION_SUFFIXES[0]).is_file() for m in HOT_MODULES)
-    assert status(good, enabled=True).used == extensions
-    modules = json.loads(good.read_text())["modules"]
-    modules["cityops.streams.windows"] = "0" * 64
-    stale = _manifest(tmp_path, modules=modules)
-    result = status(stale, enabled=True)
-    assert not result.used
-    assert result.reason == "cityops.streams.windows changed since the build (make compiled)"
+    root = _tree(tmp_path / "tree")
+    manifest = _manifest(tmp_path)
+    edited = source_of("cityops.streams.windows", root)
+    edited.write_text(edited.read_text() + "# edited after the build\n")
+    assert status(manifest, root, enabled=True) == Status(
+        False, "cityops.streams.windows changed since the build (make compiled)")
+
+
+def test_a_build_with_a_file_missing_is_not_used(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "tree", group=False)
+    assert status(_manifest(tmp_path), root, enabled=True) == Status(
+        False, "the group's library cityops.compiled__mypyc is missing (make compiled)")
+    root = _tree(tmp_path / "tree2")
+    source_of("cityops.streams.pipeline", root).with_suffix(SUFFIX).unlink()
+    assert status(_manifest(tmp_path), root, enabled=True) == Status(
+        False, "cityops.streams.pipeline has no extension module for this interpreter")
 
 
 @pytest.mark.parametrize(("changes", "reason"), [
@@ -78,8 +108,8 @@ def test_a_source_changed_since_the_build_turns_the_build_off(tmp_path: Path) ->
 ])
 def test_a_build_for_something_else_is_not_used(tmp_path: Path, changes: dict,
                                                 reason: str) -> None:
-    result = status(_manifest(tmp_path, **changes), enabled=True)
-    assert (result.used, result.reason) == (False, reason)
+    root = _tree(tmp_path / "tree")
+    assert status(_manifest(tmp_path, **changes), root, enabled=True) == Status(False, reason)
 
 
 def test_no_build_or_turned_off_runs_from_source(tmp_path: Path) -> None:
