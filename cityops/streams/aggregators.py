@@ -63,11 +63,9 @@ class Outcome:
 # footfall
 # ============================================================================================
 
-# sizes as floats: compiled (``cityops.compiled``) a float field holds 60.0 whatever it is
-# given, and window bounds in the state must read the same compiled or not
 FOOTFALL_WINDOWS: dict[str, TumblingWindow | HoppingWindow] = {
-    "tumbling_1m": TumblingWindow(60.0),
-    "hopping_5m": HoppingWindow(300.0, 60.0),
+    "tumbling_1m": TumblingWindow(60),
+    "hopping_5m": HoppingWindow(300, 60),
 }
 
 

@@ -85,7 +85,9 @@ class TumblingWindow:
             raise ValueError("size_s must be > 0")
 
     def windows_for(self, ts: float) -> list[Window]:
-        start = math.floor(ts / self.size_s) * self.size_s
+        # bounds are floats however the size was given: compiled (``cityops.compiled``) a
+        # float field holds 60.0 for 60, and the bounds in the state logs must read alike
+        start = float(math.floor(ts / self.size_s) * self.size_s)
         return [(start, start + self.size_s)]
 
 
@@ -101,7 +103,7 @@ class HoppingWindow:
             raise ValueError("need 0 < step_s ≤ size_s")
 
     def windows_for(self, ts: float) -> list[Window]:
-        last = math.floor(ts / self.step_s) * self.step_s
+        last = float(math.floor(ts / self.step_s) * self.step_s)  # as ``TumblingWindow``
         out: list[Window] = []
         start = last
         while start + self.size_s > ts:

@@ -31,6 +31,15 @@ def test_hopping_assignment() -> None:
     assert HoppingWindow(120, 60).windows_for(60) == [(0, 120), (60, 180)]
 
 
+def test_window_bounds_are_floats_however_the_sizes_were_given() -> None:
+    """Compiled, a float field holds 60.0 for 60: the bounds (kept in the state logs) must
+    read the same from source, whether the sizes were given as ints or floats."""
+    for assigner in (TumblingWindow(60), HoppingWindow(300, 60), TumblingWindow(60.0)):
+        for ts in (125, 125.5, 0):
+            bounds = [b for window in assigner.windows_for(ts) for b in window]
+            assert bounds and all(type(b) is float for b in bounds), (assigner, ts, bounds)
+
+
 def test_bad_windows() -> None:
     with pytest.raises(ValueError):
         HoppingWindow(60, 120)
