@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -58,6 +58,7 @@ from cityops.warehouse.exceptions import SinkInterrupted, TransientWarehouseErro
 from cityops.warehouse.rows import FEED_TABLES
 from cityops.warehouse.sink_rebalance import RebalanceWatch, Rewind
 from cityops.warehouse.sqltext import check_identifier
+from cityops.warehouse.stored_marks import StoredMarks
 
 log = structlog.get_logger(__name__)
 
@@ -169,6 +170,29 @@ def stored_ids_query(batches: Mapping[str, Mapping[str, Mapping[str, Any]]],
     return (" UNION ALL ".join(asks), params) if asks else None
 
 
+def newest_stored_query(sites: Mapping[str, Collection[str]],
+                        columns: Mapping[str, str] = SITE_COLUMNS
+                        ) -> tuple[str, dict[str, Any]] | None:
+    """The query for the newest event time each raw table holds of each of ``sites`` (table
+    → sites), as rows ``(table, site, milliseconds since the epoch)``; a site the table holds
+    nothing of has no row. None when there is nothing to ask. The sink's ``StoredMarks``
+    start from these (``warehouse.stored_marks``): one query when a site first appears, not
+    one per batch."""
+    asks, params = [], {}
+    for i, (table, wanted) in enumerate(sorted(sites.items())):
+        if not wanted:
+            continue
+        site = columns[table]
+        check_identifier(table, "table name")
+        check_identifier(site, "column name")
+        asks.append(
+            f"SELECT '{table}' AS t, {site} AS site, "
+            f"toUnixTimestamp64Milli(max(event_time)) AS newest FROM {table} "
+            f"WHERE {site} IN (SELECT arrayJoin({{sites{i}:Array(String)}})) GROUP BY {site}")
+        params[f"sites{i}"] = sorted(wanted)
+    return (" UNION ALL ".join(asks), params) if asks else None
+
+
 def batch_token(ranges: dict[tuple[str, int], list[int]], table: str) -> str:
     """Insert-dedup token of one table's rows in a batch: the batch's Kafka ranges + table."""
     text = ";".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(ranges.items()))
@@ -213,6 +237,8 @@ class SinkStats:
     errors: int = 0
     skipped: int = 0
     already_stored: int = 0
+    #: queries for the ids a batch's tables already hold (only rows that may be stored ask)
+    id_checks: int = 0
     #: records dropped unwritten when a rebalance revoked partitions (read again)
     given_back: int = 0
     last_batch_s: float = 0.0
@@ -246,6 +272,8 @@ class WarehouseSink:
         self.error: BaseException | None = None
         self.ready = threading.Event()
         self._flush_started = 0.0  # monotonic; a batch's clock never starts before it
+        #: the newest stored event time per raw table and site: rows newer are not asked about
+        self.marks = StoredMarks()
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -344,6 +372,7 @@ class WarehouseSink:
                 assigned_at = time.monotonic()
                 continue
             if self._watch.take_revocation():
+                self.marks.forget()  # another sink may write the sites' events meanwhile
                 rewind = rewind or Rewind()
                 for held in (batch, derived):
                     rewind.give_back_batch(held.ranges, held.n_msgs)
@@ -438,6 +467,7 @@ class WarehouseSink:
         return max(now - age, self._flush_started)
 
     def _reconnect(self) -> None:
+        self.marks.forget()  # the fresh consumer's partitions: learned again from the tables
         try:
             self._consumer.close(autocommit=False)
         except Exception:
@@ -484,6 +514,8 @@ class WarehouseSink:
                 if not rows:
                     continue
             self._insert(table, rows, batch_token(batch.ranges, table))
+            if table in RAW_TABLES:
+                self.marks.stored(table, SITE_COLUMNS[table], rows)
         self._commit(batch)
         took = time.monotonic() - started
         self.stats.batches += 1
@@ -508,17 +540,22 @@ class WarehouseSink:
         replayed with the same boundaries; but after a crash a batch can be re-cut differently,
         or the worker can re-publish an event it published just before dying. The views would
         count such an event twice, so the sink (the only writer of a partition's events) asks
-        the tables which ids of the batch they already hold: one bounded query per batch for
-        all of them (``stored_ids_query``).
+        the tables which ids of the batch they already hold: one bounded query for all of them
+        (``stored_ids_query``), for the rows that may be stored. A row newer than the newest
+        event the table holds of its site cannot be (``warehouse.stored_marks``): read in
+        order, most batches ask nothing.
         """
         unique: dict[str, dict[str, dict[str, Any]]] = {}
         for table, rows in raw.items():
             seen = unique[table] = {}
             for row in rows:
                 seen.setdefault(row["event_id"], row)
-        ask = stored_ids_query(unique)
+        self._learn_marks(unique)
+        ask = stored_ids_query({table: self.marks.to_ask(table, SITE_COLUMNS[table], seen)
+                                for table, seen in unique.items()})
         if ask is not None:
             sql, params = ask
+            self.stats.id_checks += 1
             stored = self._call_with_retry(
                 "stored ids in " + ", ".join(sorted(raw)),
                 lambda: self.warehouse.query(sql, params))
@@ -531,6 +568,23 @@ class WarehouseSink:
                 metrics.SINK_ERRORS.labels(code="already_stored").inc(dropped)
                 log.info("sink.already_stored", table=table, dropped=dropped)
         return {table: list(seen.values()) for table, seen in unique.items()}
+
+    def _learn_marks(self, unique: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
+        """Read from the tables the newest stored time of the batch's sites without a mark."""
+        wanted = {table: self.marks.unknown_sites(table, SITE_COLUMNS[table], seen.values())
+                  for table, seen in unique.items()}
+        ask = newest_stored_query(wanted)
+        if ask is None:
+            return
+        sql, params = ask
+        found = self._call_with_retry("newest stored times in " + ", ".join(sorted(wanted)),
+                                      lambda: self.warehouse.query(sql, params))
+        newest: dict[str, dict[str, int | None]] = {
+            table: dict.fromkeys(sites) for table, sites in wanted.items()}
+        for table, site, ms in found:
+            newest[table][site] = int(ms)
+        for table, marks in newest.items():
+            self.marks.learn(table, marks)
 
     def _call_with_retry(self, what: str, call: Callable[[], T]) -> T:
         """Run a warehouse call, retrying transient errors until it succeeds or the sink stops.

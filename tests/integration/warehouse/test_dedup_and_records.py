@@ -24,7 +24,7 @@ from cityops.streams.records import (
 from cityops.warehouse.embedded import EmbeddedWarehouse
 from cityops.warehouse.exceptions import SchemaError
 from cityops.warehouse.rows import FEED_TABLES, record_row
-from cityops.warehouse.sink import SITE_COLUMNS, stored_ids_query
+from cityops.warehouse.sink import SITE_COLUMNS, newest_stored_query, stored_ids_query
 
 pytestmark = pytest.mark.integration
 
@@ -200,3 +200,29 @@ def test_the_sinks_stored_ids_query_finds_what_the_embedded_warehouse_holds(
     elsewhere = {"footfall_observed": {f"q{i}": footfall(i, zones[1]) for i in range(30)}}
     ask = stored_ids_query(elsewhere)
     assert ask is not None and schema_wh.query(*ask) == []
+
+
+def test_the_sinks_newest_stored_query_reads_each_sites_newest_event_in_milliseconds(
+        schema_wh: EmbeddedWarehouse) -> None:
+    """Where the sink's marks start (``warehouse.stored_marks``): per table and site, the
+    newest stored event time in whole milliseconds; a site the table holds nothing of has no
+    row, and another table's rows do not count."""
+    t0 = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)  # after the other tests' rows
+    zones = ["marks_a", "marks_b", "marks_c"]  # sites no other test of the module writes
+    counter = "marks_counter"
+    schema_wh.insert("footfall_observed", [
+        {"event_id": f"n{i}", "source": counter, "zone_id": zones[0],
+         "event_time": t0 + timedelta(minutes=i, microseconds=250_750), "entries": 1,
+         "exits": 0, "interval_s": 60} for i in range(5)])
+    schema_wh.insert("incidents_reported", [
+        {"event_id": "i1", "source": "ops", "zone_id": zones[1], "incident_id": "inc1",
+         "incident_type": "crowding", "severity": "low", "status": "reported",
+         "event_time": t0 + timedelta(hours=2)}])
+    ask = newest_stored_query({"footfall_observed": {zones[0], zones[1]},
+                               "incidents_reported": {zones[1], zones[2]}})
+    assert ask is not None
+    newest_ms = int((t0 + timedelta(minutes=4)).timestamp()) * 1000 + 250
+    assert sorted(schema_wh.query(*ask)) == sorted([
+        ("footfall_observed", zones[0], newest_ms),
+        ("incidents_reported", zones[1], int((t0 + timedelta(hours=2)).timestamp()) * 1000)])
+    assert newest_stored_query({"footfall_observed": set()}) is None

@@ -27,9 +27,10 @@ pytestmark = pytest.mark.integration
 TZ = ZoneInfo("Asia/Shanghai")
 
 
-def _events(registry: Registry, n: int) -> list[FootfallObserved]:
+def _events(registry: Registry, n: int,
+            start: datetime = datetime(2026, 10, 31, 23, 58, tzinfo=TZ)  # midnight, month end
+            ) -> list[FootfallObserved]:
     counters = list(registry.counters.values())[:5]
-    start = datetime(2026, 10, 31, 23, 58, tzinfo=TZ)  # crosses midnight and a month end
     out = []
     for i in range(n):
         c = counters[i % len(counters)]
@@ -96,3 +97,64 @@ def test_replayed_and_republished_events_are_counted_once_in_rollups(
     assert tuple(int(v) for v in rollup[0]) == expected
     assert tuple(int(v) for v in hourly[0]) == expected[:2]
     assert second.stats.already_stored == len(events) + 30
+
+
+def test_a_running_sink_drops_copies_of_what_it_stored_and_keeps_late_new_events(
+    kafka_broker: str, settings: Settings, registry: Registry, schema_wh: object
+) -> None:
+    """The sink's own inserts raise its marks of the newest stored event per zone, so batches
+    read in order ask nothing; copies re-published afterwards (at or before a mark) are asked
+    about and dropped, and new events that arrive late, behind the marks, are stored. Keyed by
+    zone, as the validation step keys ``clean.footfall``."""
+    prefix = f"sinklive{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.clean.footfall"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker)
+    admin.create_topics([NewTopic(topic, 2, 1)])
+    admin.close()
+    events = _events(registry, 90, datetime(2026, 11, 15, 20, 0, tzinfo=TZ))  # after the rest
+    first, copies = events[:60], events[10:25]
+    late = [e.model_copy(update={"event_id": f"{e.event_id}:late", "entries": 3})
+            for e in events[30:35]]
+    s = load_settings(topic_prefix=prefix, kafka_port=settings.kafka_port,
+                      sink_batch_rows=9, sink_batch_s=0.3)
+    sink = WarehouseSink(s, schema_wh, group_id=f"{prefix}-sink", topics=[topic])
+    producer = KafkaProducer(bootstrap_servers=kafka_broker, acks="all")
+
+    def send(batch: list[FootfallObserved]) -> None:
+        for e in batch:
+            producer.send(topic, key=e.zone_id.encode(), value=e.to_json())
+        producer.flush()
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 60
+        while sink.stats.messages < n and time.monotonic() < deadline:
+            assert sink.error is None, sink.error
+            time.sleep(0.1)
+        assert sink.stats.messages == n
+
+    sink.start()
+    try:
+        send(first)
+        wait_for(len(first))
+        assert sink.stats.id_checks == 0 and sink.stats.already_stored == 0
+        send(copies + late + events[60:])
+        wait_for(len(events) + len(copies) + len(late))
+    finally:
+        sink.stop()
+        producer.close()
+    assert sink.error is None, sink.error
+    assert sink.stats.already_stored == len(copies)
+    assert sink.stats.id_checks >= 1
+
+    q = schema_wh.query  # type: ignore[attr-defined]
+    stored = events + late
+    assert q("SELECT count(), uniqExact(event_id) FROM footfall_observed "
+             "WHERE event_id IN {ids:Array(String)}",
+             {"ids": [e.event_id for e in stored]}) == [(len(stored), len(stored))]
+    rollup = q("SELECT sum(entries), sum(exits), sum(reports) FROM footfall_zone_1m "
+               "WHERE zone_id IN {z:Array(String)} AND minute >= {lo:DateTime64(3)} "
+               "AND minute < {hi:DateTime64(3)}",
+               {"z": sorted({e.zone_id for e in events}), "lo": events[0].event_time
+                - timedelta(minutes=1), "hi": events[-1].event_time + timedelta(minutes=1)})
+    expected = (sum(e.entries for e in stored), sum(e.exits for e in stored), len(stored))
+    assert tuple(int(v) for v in rollup[0]) == expected

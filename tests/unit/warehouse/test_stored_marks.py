@@ -1,0 +1,95 @@
+"""The sink's marks of the newest stored event per raw table and site: which rows of a batch
+it still asks the warehouse about (``warehouse.stored_marks``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from cityops.warehouse.stored_marks import NOTHING_STORED, StoredMarks, row_ms
+
+T0 = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
+T0_MS = int(T0.timestamp()) * 1000
+
+
+def row(i: int, zone: str = "z1", *, at: datetime | None = None) -> dict:
+    return {"event_id": f"e{i}", "zone_id": zone,
+            "event_time": at if at is not None else T0 + timedelta(seconds=i)}
+
+
+def batch(*rows: dict) -> dict[str, dict]:
+    return {r["event_id"]: r for r in rows}
+
+
+def test_a_site_without_a_mark_is_asked_about_and_named_for_learning() -> None:
+    marks = StoredMarks()
+    rows = batch(row(1), row(2, "z2"))
+    assert marks.unknown_sites("footfall_observed", "zone_id", rows.values()) == {"z1", "z2"}
+    assert marks.to_ask("footfall_observed", "zone_id", rows) == rows
+
+
+def test_rows_newer_than_the_newest_stored_are_not_asked_about() -> None:
+    marks = StoredMarks()
+    marks.learn("footfall_observed", {"z1": T0_MS + 5_000, "z2": None})
+    rows = batch(row(4), row(5), row(6), row(7, "z2"), row(-100, "z2"))
+    # at or before the mark: may be stored (a replay, a re-published or late event)
+    assert set(marks.to_ask("footfall_observed", "zone_id", rows)) == {"e4", "e5"}
+    assert marks.unknown_sites("footfall_observed", "zone_id", rows.values()) == set()
+
+
+def test_marks_belong_to_one_table() -> None:
+    marks = StoredMarks()
+    marks.learn("footfall_observed", {"z1": None})
+    rows = batch(row(1))
+    assert marks.to_ask("incidents_reported", "zone_id", rows) == rows
+    assert marks.unknown_sites("incidents_reported", "zone_id", rows.values()) == {"z1"}
+
+
+def test_the_sinks_own_inserts_raise_the_marks_so_a_copy_later_is_asked_about() -> None:
+    marks = StoredMarks()
+    marks.learn("footfall_observed", {"z1": None})
+    marks.stored("footfall_observed", "zone_id", [row(1), row(9), row(3)])
+    later = batch(row(9), row(10))  # e9 re-published after a worker's restart
+    assert set(marks.to_ask("footfall_observed", "zone_id", later)) == {"e9"}
+
+
+def test_an_insert_gives_no_mark_to_a_site_never_learned() -> None:
+    """What else the table holds of such a site is not known: it is still asked about."""
+    marks = StoredMarks()
+    marks.stored("footfall_observed", "zone_id", [row(9)])
+    assert len(marks) == 0
+    assert set(marks.to_ask("footfall_observed", "zone_id", batch(row(10)))) == {"e10"}
+
+
+def test_learning_never_lowers_a_mark() -> None:
+    marks = StoredMarks()
+    marks.learn("footfall_observed", {"z1": T0_MS + 9_000})
+    marks.learn("footfall_observed", {"z1": T0_MS + 1_000})
+    marks.learn("footfall_observed", {"z1": None})
+    assert set(marks.to_ask("footfall_observed", "zone_id", batch(row(9), row(10)))) == {"e9"}
+
+
+def test_forgetting_asks_about_every_site_again() -> None:
+    marks = StoredMarks()
+    marks.learn("footfall_observed", {"z1": NOTHING_STORED})
+    marks.forget()
+    rows = batch(row(1))
+    assert marks.to_ask("footfall_observed", "zone_id", rows) == rows
+    assert marks.unknown_sites("footfall_observed", "zone_id", rows.values()) == {"z1"}
+
+
+def test_a_copy_with_microseconds_is_never_newer_than_its_stored_milliseconds() -> None:
+    """``DateTime64(3)`` holds whole milliseconds: the row's time rounds down, so a copy
+    equals its stored self whichever way the engine rounded."""
+    at = T0 + timedelta(microseconds=123_999)
+    assert row_ms(at) == T0_MS + 123
+    marks = StoredMarks()
+    marks.learn("footfall_observed", {"z1": T0_MS + 123})  # stored rounded down
+    assert set(marks.to_ask("footfall_observed", "zone_id", batch(row(1, at=at)))) == {"e1"}
+    marks.forget()
+    marks.learn("footfall_observed", {"z1": T0_MS + 124})  # stored rounded to nearest
+    assert set(marks.to_ask("footfall_observed", "zone_id", batch(row(1, at=at)))) == {"e1"}
+
+
+def test_row_ms_rounds_down_before_the_epoch_too() -> None:
+    assert row_ms(datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC)) == -1
+    assert row_ms(datetime(1970, 1, 1, 0, 0, 0, 1_500, tzinfo=UTC)) == 1
