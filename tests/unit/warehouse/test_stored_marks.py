@@ -3,9 +3,9 @@ it still asks the warehouse about (``warehouse.stored_marks``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
-from cityops.warehouse.stored_marks import NOTHING_STORED, StoredMarks, row_ms
+from cityops.warehouse.stored_marks import StoredMarks, mark_of, millisecond_end
 
 T0 = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
 T0_MS = int(T0.timestamp()) * 1000
@@ -70,7 +70,7 @@ def test_learning_never_lowers_a_mark() -> None:
 
 def test_forgetting_asks_about_every_site_again() -> None:
     marks = StoredMarks()
-    marks.learn("footfall_observed", {"z1": NOTHING_STORED})
+    marks.learn("footfall_observed", {"z1": None})
     marks.forget()
     rows = batch(row(1))
     assert marks.to_ask("footfall_observed", "zone_id", rows) == rows
@@ -78,18 +78,35 @@ def test_forgetting_asks_about_every_site_again() -> None:
 
 
 def test_a_copy_with_microseconds_is_never_newer_than_its_stored_milliseconds() -> None:
-    """``DateTime64(3)`` holds whole milliseconds: the row's time rounds down, so a copy
-    equals its stored self whichever way the engine rounded."""
+    """``DateTime64(3)`` keeps a time's milliseconds: a mark is the last instant of its
+    millisecond, so a copy whose time has microseconds is at or before its stored self's."""
     at = T0 + timedelta(microseconds=123_999)
-    assert row_ms(at) == T0_MS + 123
+    assert millisecond_end(at) == T0 + timedelta(microseconds=123_999)
+    assert millisecond_end(T0 + timedelta(microseconds=123_000)) == at
+    assert mark_of(T0_MS + 123) == at
     marks = StoredMarks()
-    marks.learn("footfall_observed", {"z1": T0_MS + 123})  # stored rounded down
+    marks.learn("footfall_observed", {"z1": T0_MS + 123})  # as the table holds it
     assert set(marks.to_ask("footfall_observed", "zone_id", batch(row(1, at=at)))) == {"e1"}
-    marks.forget()
-    marks.learn("footfall_observed", {"z1": T0_MS + 124})  # stored rounded to nearest
-    assert set(marks.to_ask("footfall_observed", "zone_id", batch(row(1, at=at)))) == {"e1"}
+    # the next millisecond is newer
+    later = T0 + timedelta(microseconds=124_000)
+    assert marks.to_ask("footfall_observed", "zone_id", batch(row(2, at=later))) == {}
 
 
-def test_row_ms_rounds_down_before_the_epoch_too() -> None:
-    assert row_ms(datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC)) == -1
-    assert row_ms(datetime(1970, 1, 1, 0, 0, 0, 1_500, tzinfo=UTC)) == 1
+def test_an_insert_marks_the_end_of_its_newest_rows_millisecond() -> None:
+    marks = StoredMarks()
+    marks.learn("footfall_observed", {"z1": None})
+    marks.stored("footfall_observed", "zone_id", [row(1, at=T0 + timedelta(microseconds=5_200))])
+    same_ms = T0 + timedelta(microseconds=5_900)  # a copy stored as the same millisecond
+    assert set(marks.to_ask("footfall_observed", "zone_id", batch(row(1, at=same_ms)))) == {"e1"}
+    assert marks.to_ask("footfall_observed", "zone_id",
+                        batch(row(2, at=T0 + timedelta(microseconds=6_000)))) == {}
+
+
+def test_marks_compare_times_in_any_zone() -> None:
+    """Rows carry the zone they were written in (+08:00), marks are UTC."""
+    marks = StoredMarks()
+    marks.learn("footfall_observed", {"z1": T0_MS + 5_000})
+    cst = timezone(timedelta(hours=8))
+    rows = batch(row(5, at=(T0 + timedelta(seconds=5)).astimezone(cst)),
+                 row(6, at=(T0 + timedelta(seconds=6)).astimezone(cst)))
+    assert set(marks.to_ask("footfall_observed", "zone_id", rows)) == {"e5"}
