@@ -173,11 +173,11 @@ def stored_ids_query(batches: Mapping[str, Mapping[str, Mapping[str, Any]]],
 def newest_stored_query(sites: Mapping[str, Collection[str]],
                         columns: Mapping[str, str] = SITE_COLUMNS
                         ) -> tuple[str, dict[str, Any]] | None:
-    """The query for the newest event time each raw table holds of each of ``sites`` (table
-    → sites), as rows ``(table, site, milliseconds since the epoch)``; a site the table holds
-    nothing of has no row. None when there is nothing to ask. The sink's ``StoredMarks``
-    start from these (``warehouse.stored_marks``): one query when a site first appears, not
-    one per batch."""
+    """The query for the newest event time each raw table holds of each source at each of
+    ``sites`` (table → sites), as rows ``(table, site, source, milliseconds since the
+    epoch)``; a site the table holds nothing of has no row. None when there is nothing to
+    ask. The sink's ``StoredMarks`` start from these (``warehouse.stored_marks``): one query
+    when a site or source first appears, not one per batch."""
     asks, params = [], {}
     for i, (table, wanted) in enumerate(sorted(sites.items())):
         if not wanted:
@@ -186,9 +186,10 @@ def newest_stored_query(sites: Mapping[str, Collection[str]],
         check_identifier(table, "table name")
         check_identifier(site, "column name")
         asks.append(
-            f"SELECT '{table}' AS t, {site} AS site, "
+            f"SELECT '{table}' AS t, toString({site}) AS site, toString(source) AS source, "
             f"toUnixTimestamp64Milli(max(event_time)) AS newest FROM {table} "
-            f"WHERE {site} IN (SELECT arrayJoin({{sites{i}:Array(String)}})) GROUP BY {site}")
+            f"WHERE {site} IN (SELECT arrayJoin({{sites{i}:Array(String)}})) "
+            f"GROUP BY {site}, source")
         params[f"sites{i}"] = sorted(wanted)
     return (" UNION ALL ".join(asks), params) if asks else None
 
@@ -570,19 +571,21 @@ class WarehouseSink:
         return {table: list(seen.values()) for table, seen in unique.items()}
 
     def _learn_marks(self, unique: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
-        """Read from the tables the newest stored time of the batch's sites without a mark."""
-        wanted = {table: self.marks.unknown_sites(table, SITE_COLUMNS[table], seen.values())
+        """Read from the tables the newest stored time of the batch's sites and sources
+        without a mark (every source of those sites: one query)."""
+        wanted = {table: self.marks.unknown(table, SITE_COLUMNS[table], seen.values())
                   for table, seen in unique.items()}
-        ask = newest_stored_query(wanted)
+        ask = newest_stored_query({table: {site for site, _ in units}
+                                   for table, units in wanted.items()})
         if ask is None:
             return
         sql, params = ask
         found = self._call_with_retry("newest stored times in " + ", ".join(sorted(wanted)),
                                       lambda: self.warehouse.query(sql, params))
-        newest: dict[str, dict[str, int | None]] = {
-            table: dict.fromkeys(sites) for table, sites in wanted.items()}
-        for table, site, ms in found:
-            newest[table][site] = int(ms)
+        newest: dict[str, dict[tuple[str, str], int | None]] = {
+            table: dict.fromkeys(units) for table, units in wanted.items()}
+        for table, site, source, ms in found:
+            newest[table][(site, source)] = int(ms)
         for table, marks in newest.items():
             self.marks.learn(table, marks)
 

@@ -1,4 +1,4 @@
-"""Which rows of a sink's batch can already be in their raw table: the newest stored time per site.
+"""The sink's marks: the newest event its raw tables hold per site and sensor (source).
 
 Before each raw-table insert the sink drops the batch's events the table already holds
 (``sink.WarehouseSink._without_stored``): the rollup views count on insert, so a replayed or
@@ -6,19 +6,18 @@ re-published event must not reach them twice. Asking the warehouse for every bat
 query per batch (5-50 ms of the embedded engine, about a seventh of the sink's samples in a
 1 M-event drain), though a stream read in order almost never brings an event the table holds.
 
-A stored copy of an event has the event's own time, at the event's own site (the check has
-always looked only there, between the batch's first and last time), and it travelled in the
-event's partition (the same record, so the same key), which one sink of a group reads at a
-time. So for each (raw table, site) the sink keeps the newest event time the table holds for
-it (``StoredMarks``): learned from the table the first time the site appears (one
-``max(event_time)`` per site, ``sink.newest_stored_query``), then raised by the sink's own
-inserts. A row newer than its site's mark cannot be stored already and is not asked about; a
-row at or before it (a replay, a re-published event, a late event) is asked about as before.
-The marks are forgotten whenever partitions may have changed hands (a revocation, a fresh
-consumer): the next batches learn them again from the table. ``clean.<feed>`` is keyed by the
-site (zone, car park, station), so a site's events arrive in order in one partition and
-nearly every row is newer than its mark; keyed otherwise, the marks stay right, they only
-spare fewer checks.
+A stored copy of an event has the event's own time, site and source (the sensor that sent
+it), and it travelled in the event's partition (the same record, so the same key), which one
+sink of a group reads at a time. So for each raw table, site and source the sink keeps the
+newest event time the table holds (``StoredMarks``): learned from the table the first time the
+site appears (one ``max(event_time)`` per site and source, ``sink.newest_stored_query``), then
+raised by the sink's own inserts. A row newer than its mark cannot be stored already and is not
+asked about; a row at or before it (a replay, a re-published event, a late event) is asked
+about as before. The marks are forgotten whenever partitions may have changed hands (a
+revocation, a fresh consumer): the next batches learn them again from the table. A sensor
+reports in order, so nearly every row is newer than its mark. Marks per site alone were not
+enough: a zone's counters report a few seconds apart, out of order with each other, and in a
+1 M-event drain most batches still held a row to ask about.
 
 Times compare in whole milliseconds (``DateTime64(3)``, which keeps a time's milliseconds and
 drops the rest): a mark is the last instant of its millisecond, and a row is newer only when it
@@ -48,12 +47,16 @@ def mark_of(ms: int) -> datetime:
     return millisecond_end(_EPOCH + timedelta(milliseconds=ms))
 
 
+#: what a mark is kept for: (site, source)
+Unit = tuple[str, str]
+
+
 class StoredMarks:
-    """Per (raw table, site): the newest event time the table holds for the site, as the last
-    instant of its millisecond."""
+    """Per raw table, site and source: the newest event time the table holds of them, as the
+    last instant of its millisecond."""
 
     def __init__(self) -> None:
-        self._marks: dict[tuple[str, str], datetime] = {}
+        self._marks: dict[tuple[str, str, str], datetime] = {}
 
     def __len__(self) -> int:
         return len(self._marks)
@@ -63,18 +66,18 @@ class StoredMarks:
         written the sites' events meanwhile."""
         self._marks.clear()
 
-    def unknown_sites(self, table: str, site_column: str,
-                      rows: Iterable[Mapping[str, Any]]) -> set[str]:
-        """The sites of ``rows`` without a mark yet: ask the table (``learn``)."""
+    def unknown(self, table: str, site_column: str,
+                rows: Iterable[Mapping[str, Any]]) -> set[Unit]:
+        """The (site, source) of ``rows`` without a mark yet: ask the table (``learn``)."""
         marks = self._marks
-        return {site for site in {row[site_column] for row in rows}
-                if (table, site) not in marks}
+        return {unit for unit in {(row[site_column], row["source"]) for row in rows}
+                if (table, *unit) not in marks}
 
-    def learn(self, table: str, newest: Mapping[str, int | None]) -> None:
-        """Marks read from the table: site → its newest stored time (milliseconds since the
-        epoch), None for a site the table holds nothing of. Never lowers a mark."""
-        for site, ms in newest.items():
-            key = (table, site)
+    def learn(self, table: str, newest: Mapping[Unit, int | None]) -> None:
+        """Marks read from the table: (site, source) → the newest stored time (milliseconds
+        since the epoch), None for one the table holds nothing of. Never lowers a mark."""
+        for (site, source), ms in newest.items():
+            key = (table, site, source)
             value = NOTHING_STORED if ms is None else mark_of(ms)
             known = self._marks.get(key)
             if known is None or value > known:
@@ -83,27 +86,26 @@ class StoredMarks:
     def to_ask(self, table: str, site_column: str, rows: Mapping[str, Mapping[str, Any]]
                ) -> dict[str, Mapping[str, Any]]:
         """The rows (event id → row) the table may hold already: at or before their site's
-        mark, or at a site without one."""
+        and source's mark, or without one."""
         marks = self._marks
         out: dict[str, Mapping[str, Any]] = {}
         for event_id, row in rows.items():
-            mark = marks.get((table, row[site_column]))
+            mark = marks.get((table, row[site_column], row["source"]))
             if mark is None or row["event_time"] <= mark:
                 out[event_id] = row
         return out
 
     def stored(self, table: str, site_column: str, rows: Iterable[Mapping[str, Any]]) -> None:
-        """The rows are in the table now: their sites' marks rise to the newest of them. A
-        site without a mark gets none (what else the table holds of it is not known)."""
-        newest: dict[str, datetime] = {}
+        """The rows are in the table now: their marks rise to the newest of them. A site and
+        source without a mark get none (what else the table holds of them is not known)."""
+        newest: dict[tuple[str, str, str], datetime] = {}
         for row in rows:
-            site, when = row[site_column], row["event_time"]
-            best = newest.get(site)
+            key, when = (table, row[site_column], row["source"]), row["event_time"]
+            best = newest.get(key)
             if best is None or when > best:
-                newest[site] = when
+                newest[key] = when
         marks = self._marks
-        for site, when in newest.items():
-            key = (table, site)
+        for key, when in newest.items():
             mark = marks.get(key)
             if mark is not None and when > mark:
                 marks[key] = millisecond_end(when)

@@ -202,16 +202,16 @@ def test_the_sinks_stored_ids_query_finds_what_the_embedded_warehouse_holds(
     assert ask is not None and schema_wh.query(*ask) == []
 
 
-def test_the_sinks_newest_stored_query_reads_each_sites_newest_event_in_milliseconds(
+def test_the_sinks_newest_stored_query_reads_each_sources_newest_event_in_milliseconds(
         schema_wh: EmbeddedWarehouse) -> None:
-    """Where the sink's marks start (``warehouse.stored_marks``): per table and site, the
-    newest stored event time in whole milliseconds; a site the table holds nothing of has no
-    row, and another table's rows do not count."""
+    """Where the sink's marks start (``warehouse.stored_marks``): per table, site and source,
+    the newest stored event time in whole milliseconds (the table keeps a time's
+    milliseconds); a site the table holds nothing of has no row, and another table's rows do
+    not count."""
     t0 = datetime(2026, 4, 1, 10, 0, tzinfo=UTC)  # after the other tests' rows
     zones = ["marks_a", "marks_b", "marks_c"]  # sites no other test of the module writes
-    counter = "marks_counter"
     schema_wh.insert("footfall_observed", [
-        {"event_id": f"n{i}", "source": counter, "zone_id": zones[0],
+        {"event_id": f"n{i}", "source": f"marks_counter{i % 2}", "zone_id": zones[0],
          "event_time": t0 + timedelta(minutes=i, microseconds=250_750), "entries": 1,
          "exits": 0, "interval_s": 60} for i in range(5)])
     schema_wh.insert("incidents_reported", [
@@ -221,8 +221,14 @@ def test_the_sinks_newest_stored_query_reads_each_sites_newest_event_in_millisec
     ask = newest_stored_query({"footfall_observed": {zones[0], zones[1]},
                                "incidents_reported": {zones[1], zones[2]}})
     assert ask is not None
-    newest_ms = int((t0 + timedelta(minutes=4)).timestamp()) * 1000 + 250
+
+    def ms(at: datetime) -> int:
+        return int(at.timestamp()) * 1000 + at.microsecond // 1000
+
     assert sorted(schema_wh.query(*ask)) == sorted([
-        ("footfall_observed", zones[0], newest_ms),
-        ("incidents_reported", zones[1], int((t0 + timedelta(hours=2)).timestamp()) * 1000)])
+        ("footfall_observed", zones[0], "marks_counter0",
+         ms(t0 + timedelta(minutes=4, microseconds=250_750))),
+        ("footfall_observed", zones[0], "marks_counter1",
+         ms(t0 + timedelta(minutes=3, microseconds=250_750))),
+        ("incidents_reported", zones[1], "ops", ms(t0 + timedelta(hours=2)))])
     assert newest_stored_query({"footfall_observed": set()}) is None
