@@ -273,7 +273,7 @@ class WarehouseSink:
         self.error: BaseException | None = None
         self.ready = threading.Event()
         self._flush_started = 0.0  # monotonic; a batch's clock never starts before it
-        #: the newest stored event time per raw table and site: rows newer are not asked about
+        #: the newest stored event per raw table, site and source: rows newer are not asked about
         self.marks = StoredMarks()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -543,8 +543,8 @@ class WarehouseSink:
         count such an event twice, so the sink (the only writer of a partition's events) asks
         the tables which ids of the batch they already hold: one bounded query for all of them
         (``stored_ids_query``), for the rows that may be stored. A row newer than the newest
-        event the table holds of its site cannot be (``warehouse.stored_marks``): read in
-        order, most batches ask nothing.
+        event the table holds of its site and source cannot be (``warehouse.stored_marks``):
+        read in order, most batches ask nothing.
         """
         unique: dict[str, dict[str, dict[str, Any]]] = {}
         for table, rows in raw.items():

@@ -73,6 +73,7 @@ def test_forgetting_asks_about_every_site_again() -> None:
     marks = StoredMarks()
     marks.learn("footfall_observed", {("z1", "c1"): None})
     marks.forget()
+    assert marks.forgotten == 1
     rows = batch(row(1))
     assert marks.to_ask("footfall_observed", "zone_id", rows) == rows
     assert marks.unknown("footfall_observed", "zone_id", rows.values()) == {("z1", "c1")}
