@@ -29,6 +29,7 @@ from cityops.compiled import (
     GROUP,
     HOT_MODULES,
     MANIFEST,
+    PACKAGE_DIR,
     CompiledSettings,
     built_files,
     digest,
@@ -39,9 +40,15 @@ log = structlog.get_logger("build_compiled")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def manifest_of(root: Path) -> Path:
+    """The build record of the tree at ``root``: the one built here, whichever ``cityops``
+    this interpreter imports (an editable install may point at another checkout)."""
+    return root / MANIFEST.relative_to(PACKAGE_DIR.parent)
+
+
 def clean(root: Path) -> None:
     """Remove the record first (the sources run from then on), then every built file."""
-    MANIFEST.unlink(missing_ok=True)
+    manifest_of(root).unlink(missing_ok=True)
     group_lib = source_of(GROUP, root)
     for path in [*group_lib.parent.glob(f"{group_lib.stem}__mypyc.*.so"),
                  *(f for m in HOT_MODULES for f in built_files(m, root))]:
@@ -64,7 +71,7 @@ def build(root: Path) -> None:
     changed = [m for m in HOT_MODULES if digest(source_of(m, root)) != digests[m]]
     if changed:  # edited while it compiled: the record would vouch for code never built
         raise SystemExit(f"sources changed during the build: {', '.join(changed)}; run again")
-    MANIFEST.write_text(json.dumps({
+    manifest_of(root).write_text(json.dumps({
         "cache_tag": sys.implementation.cache_tag, "mypy": mypy.version.__version__,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "modules": digests}, indent=2) + "\n")
@@ -83,7 +90,8 @@ def main() -> int:
     started = time.monotonic()
     log.info("compiled.building", modules=len(HOT_MODULES), group=GROUP)
     build(ROOT)
-    log.info("compiled.built", modules=len(HOT_MODULES), manifest=str(MANIFEST.relative_to(ROOT)),
+    log.info("compiled.built", modules=len(HOT_MODULES),
+             manifest=str(manifest_of(ROOT).relative_to(ROOT)),
              seconds=round(time.monotonic() - started, 1))
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -164,3 +165,23 @@ def test_the_image_compiles_the_modules_it_imports() -> None:
     build = steps.index("python scripts/build_compiled.py")
     check = next(i for i, s in enumerate(steps) if "c.STATUS.used" in s)
     assert steps.index(install) < build < check
+
+
+def test_the_build_script_cleans_and_records_its_own_tree(tmp_path: Path) -> None:
+    """The build works on the tree its script sits in, even when this interpreter imports
+    ``cityops`` from another checkout (an editable install): cleaning a copied tree removes
+    that tree's record and extension files, and leaves the imported package's build alone."""
+    spec = importlib.util.spec_from_file_location(
+        "build_compiled", ROOT / "scripts" / "build_compiled.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    root = _tree(tmp_path / "tree")
+    record = root / "cityops" / "compiled.json"
+    record.write_text("{}")
+    ours = MANIFEST.read_bytes() if MANIFEST.is_file() else None
+    assert script.manifest_of(root) == record
+    script.clean(root)
+    assert not record.exists()
+    assert not list(root.rglob("*.so"))
+    assert (MANIFEST.read_bytes() if MANIFEST.is_file() else None) == ours
