@@ -15,18 +15,23 @@
    (``dashboards.terminal``), under a one-line pipeline summary from ``/health``.
 
 Ctrl-C, SIGTERM and SIGHUP (the terminal closed) each stop the simulator, then the worker
-(SIGTERM: it flushes and commits), then the broker if this command started it. The pids of
-what it started are in ``$CITYOPS_DATA_DIR/logs/run.json`` while it runs.
+(SIGTERM: it flushes and commits), then the broker if this command started it. A closed
+terminal stops the run even when no SIGHUP reaches it (``make`` leading the terminal's session,
+as in ``ssh -t host make run``): a thread watches the terminal for its hang-up. Started with
+SIGHUP ignored (``nohup``), the run outlives its terminal. The pids of what it started are in
+``$CITYOPS_DATA_DIR/logs/run.json`` while it runs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -119,12 +124,59 @@ class _Stopped(BaseException):
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
+    for sig in STOP_SIGNALS:  # one stop: a second signal (the shell's SIGHUP beside the
+        signal.signal(sig, signal.SIG_IGN)  # terminal watch's) must not cut the cleanup
     if signum == signal.SIGHUP:  # the terminal is gone: writing to it would fail (EIO)
         devnull = os.open(os.devnull, os.O_WRONLY)
         for fd in (1, 2):  # our prints and the libraries' logs during the cleanup
             os.dup2(devnull, fd)
         console.file = open(os.devnull, "w")  # noqa: SIM115 - until the process exits
     raise _Stopped(signal.Signals(signum).name)
+
+
+#: the signals that stop a run (Ctrl-C is Python's KeyboardInterrupt)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: how often the terminal watch looks for a hang-up
+HANGUP_POLL_S = 0.5
+
+
+def catch_stop_signals() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into ``_Stopped`` and watch the terminal; the previous handlers.
+
+    A SIGHUP ignored on entry (``nohup make run``) stays ignored, terminal watch included: the
+    user asked the run to outlive the terminal."""
+    previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        if previous[sig] != signal.SIG_IGN:
+            signal.signal(sig, _on_signal)
+    if previous[signal.SIGHUP] != signal.SIG_IGN:
+        watch_terminal_hangup()
+    return previous
+
+
+def watch_terminal_hangup() -> threading.Thread | None:
+    """SIGHUP this process when its terminal hangs up (a thread; None without a terminal).
+
+    On a hang-up the kernel signals only the terminal's session leader, and the foreground
+    group once that leader exits. ``make run`` as the leader (``ssh -t host make run``) takes
+    the SIGHUP and waits for its recipe, which would run on with no terminal. A hung-up
+    terminal polls as ``POLLHUP`` whatever events were asked for; the poll has a timeout
+    because the hang-up's own wake-up only reaches pollers of input or output."""
+    fd = next((fd for fd in (0, 1, 2) if os.isatty(fd)), None)
+    if fd is None:
+        return None
+    pid = os.getpid()
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, 0)  # no events: only POLLHUP, POLLERR and POLLNVAL report
+        while not poller.poll(HANGUP_POLL_S * 1000):
+            pass
+        os.kill(pid, signal.SIGHUP)
+
+    thread = threading.Thread(target=watch, name="terminal-hangup", daemon=True)
+    thread.start()
+    return thread
 
 
 def newest_event_time(wh: Any) -> datetime | None:
@@ -209,7 +261,7 @@ def run(
     broker = LocalKafka(settings)
     if fresh:
         _wipe(settings, broker, yes)
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = catch_stop_signals()
     token = settings.worker_token.get_secret_value()
     session_key = None
     if gate.enforced and not token:

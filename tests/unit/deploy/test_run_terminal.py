@@ -1,0 +1,127 @@
+"""How ``cityops run`` learns that it must stop: its stop signals, and its terminal's hang-up
+when ``make`` leads the terminal's session (``ssh -t host make run``), so the run's own
+process is never sent a SIGHUP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pty
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cityops.cli import run_cmd
+
+#: the recipe's process: `cityops run`'s signal set-up, then waiting to be stopped
+RECIPE = """
+import os, sys, time
+from pathlib import Path
+from cityops.cli.run_cmd import catch_stop_signals
+out = Path(sys.argv[1])
+catch_stop_signals()
+(out.parent / "ready").write_text(str(os.getpid()))
+try:
+    while True:
+        time.sleep(0.1)
+except BaseException as exc:
+    out.write_text(type(exc).__name__ + " " + str(exc))
+"""
+
+
+def _wait_for(path: Path, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text():
+            return path.read_text()
+        time.sleep(0.05)
+    return None
+
+
+def _reap(pid: int, timeout: float) -> int | None:
+    """The exit status of a child, or None if it is still running after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    return None
+
+
+@pytest.fixture
+def make_session(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
+    """``make`` as the session leader of a new terminal, its recipe running ``RECIPE``: the
+    make pid, the terminal's master side and the recipe's result file. Nothing outlives it."""
+    make = shutil.which("make")
+    assert make is not None, "make is part of the quick start"
+    (tmp_path / "recipe.py").write_text(RECIPE)
+    (tmp_path / "Makefile").write_text(
+        f"hold:\n\t{sys.executable} {tmp_path / 'recipe.py'} {tmp_path / 'result'}\n")
+    pid, master = pty.fork()
+    if pid == 0:  # the child: session leader with the new terminal as its controlling one
+        os.chdir(tmp_path)
+        os.execv(make, [make, "hold"])
+    try:
+        yield pid, master, tmp_path / "result"
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(master)
+        ready = tmp_path / "ready"
+        for victim in ([int(ready.read_text())] if ready.exists() else []) + [pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def test_a_run_under_make_stops_when_its_terminal_closes(
+        make_session: tuple[int, int, Path]) -> None:
+    make_pid, master, result = make_session
+    assert _wait_for(result.parent / "ready", 30), "the recipe did not start"
+    time.sleep(2 * run_cmd.HANGUP_POLL_S)  # a running watch, not one that starts hung up
+    assert not result.exists()
+    os.close(master)  # the terminal window closes: make, its session leader, gets SIGHUP
+    assert _wait_for(result, 10) == "_Stopped SIGHUP"
+    # make waited for its recipe, as it does on SIGHUP, and then ended too
+    assert _reap(make_pid, 10) is not None
+
+
+def test_a_run_started_with_sighup_ignored_outlives_its_terminal() -> None:
+    """``nohup make run``: SIGHUP stays ignored and no terminal watch starts."""
+    before = {sig: signal.getsignal(sig) for sig in run_cmd.STOP_SIGNALS}
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        previous = run_cmd.catch_stop_signals()
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is run_cmd._on_signal
+        assert previous[signal.SIGHUP] == signal.SIG_IGN
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def test_the_first_stop_signal_ignores_the_next_until_the_cleanup_ends() -> None:
+    before = {sig: signal.getsignal(sig) for sig in run_cmd.STOP_SIGNALS}
+    try:
+        with pytest.raises(run_cmd._Stopped, match="SIGTERM"):
+            run_cmd._on_signal(signal.SIGTERM, None)
+        assert all(signal.getsignal(sig) == signal.SIG_IGN for sig in run_cmd.STOP_SIGNALS)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def test_without_a_terminal_there_is_no_terminal_watch() -> None:
+    """Started by a service manager or with its streams redirected: nothing to watch."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from cityops.cli.run_cmd import watch_terminal_hangup; "
+         "print(watch_terminal_hangup())"], stdin=subprocess.DEVNULL, capture_output=True,
+        text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "None"
