@@ -169,8 +169,8 @@ class WindowedAggregator(Generic[K, A, V]):
         self.idle_intervals = 4.0
         self.min_idle_s = 0.0
         self._expected: dict[K, dict[str, float]] = {}  # key → {source: cadence_s}
-        #: a piece's time → its windows, (start, end, window key)
-        self._spans_of: dict[float, list[tuple[float, float, str]]] = {}
+        #: a piece's time → its windows, (start, end, window key, (start, end))
+        self._spans_of: dict[float, list[tuple[float, float, str, Window]]] = {}
 
     def configure_sources(self, idle_intervals: float, min_idle_s: float) -> None:
         """How long (processing time) a silent source keeps holding its key's watermark."""
@@ -249,8 +249,10 @@ class WindowedAggregator(Generic[K, A, V]):
     def watermark(self, key: K) -> float | None:
         """max(max event time − allowed lateness − span, externally closed point) for the key."""
         st = self._state.get(key)
-        if st is None:
-            return None
+        return None if st is None else self._mark(st)
+
+    def _mark(self, st: dict[str, Any]) -> float | None:
+        """``watermark`` of a key's state (the hot path has it at hand)."""
         if st.get("src"):
             mark = st.get("wm")  # per-source: advanced by ``_advance``, never moves back
         else:
@@ -286,7 +288,10 @@ class WindowedAggregator(Generic[K, A, V]):
         from the key's first event (in this process).
         """
         st = self._state.get(key)
-        if st is None or not st.get("src"):
+        return None if st is None else self._low_water(key, st, now_s)
+
+    def _low_water(self, key: K, st: dict[str, Any], now_s: float) -> float | None:
+        if not st.get("src"):
             return None
         if st.get("born") is None:
             st["born"] = now_s
@@ -311,25 +316,32 @@ class WindowedAggregator(Generic[K, A, V]):
         late even while another source holds the key back (a source is read in order from
         one partition, so only a truly late re-send can fall that far behind itself)."""
         st = self._state.get(key)
-        clock = None if st is None else (st.get("src") or {}).get(source)
+        return None if st is None else self._source_mark(st, source)
+
+    def _source_mark(self, st: dict[str, Any], source: str) -> float | None:
+        src = st.get("src")
+        clock = None if not src else src.get(source)
         if clock is None:
             return None
-        return float(clock[0]) - self.allowed_lateness_s - st.get("span", 0.0)  # type: ignore[union-attr]
+        return float(clock[0]) - self.allowed_lateness_s - st.get("span", 0.0)
 
     def advance(self, key: K, now_s: float) -> float | None:
         """Move the key's per-source watermark on (sources gone idle count no more)."""
         st = self._key_state(key)
+        self._advance_state(key, st, now_s)
+        return self._mark(st)
+
+    def _advance_state(self, key: K, st: dict[str, Any], now_s: float) -> None:
         if not st.get("src"):
             if st.get("wm") is None and st["max_ts"] is not None:
                 # a key restored from a newest-of-any snapshot keeps its watermark
                 st["wm"] = st["max_ts"] - self.allowed_lateness_s - st.get("span", 0.0)
-            return self.watermark(key)
+            return
         self._advance(key, st, now_s)
-        return self.watermark(key)
 
     def _advance(self, key: K, st: dict[str, Any], now_s: float) -> None:
         st["adv"] = now_s  # clocks unchanged since: advancing again at now_s changes nothing
-        low = self.low_water_s(key, now_s)
+        low = self._low_water(key, st, now_s)
         if low is None:
             return
         mark = low - self.allowed_lateness_s - st.get("span", 0.0)
@@ -366,10 +378,10 @@ class WindowedAggregator(Generic[K, A, V]):
         st = self._key_state(key)
         per_source = source is not None and now_s is not None
         if per_source and st.get("adv") != now_s:
-            self.advance(key, float(now_s))  # type: ignore[arg-type]
-        wm = self.watermark(key)
+            self._advance_state(key, st, float(now_s))  # type: ignore[arg-type]
+        wm = self._mark(st)
         if per_source:
-            own = self.source_mark(key, str(source))
+            own = self._source_mark(st, str(source))
             if own is not None and (wm is None or own > wm):
                 wm = own
         parts = pieces if pieces else [(ts, value)]
@@ -398,14 +410,16 @@ class WindowedAggregator(Generic[K, A, V]):
         refired: dict[str, dict[str, Any]] = {}
         ends, unfired = _order(st)  # before any new window joins the dict
         spans_of, fold = self._spans_of, self._fold
+        single = len(parts) == 1
         for piece_ts, piece in parts:
             spans = spans_of.get(piece_ts)
             if spans is None:  # pieces are minutes: the same few recur for every key
                 if len(spans_of) > 10_000:
                     spans_of.clear()
-                spans = spans_of[piece_ts] = [(start, end, self._wkey(start)) for start, end
+                spans = spans_of[piece_ts] = [(start, end, self._wkey(start), (start, end))
+                                              for start, end
                                               in self.assigner.windows_for(piece_ts)]
-            for start, end, wk in spans:
+            for start, end, wk, window in spans:
                 w = windows.get(wk)
                 if w is None:
                     w = {"start": start, "end": end, "acc": self._zero(), "revision": 0,
@@ -414,8 +428,8 @@ class WindowedAggregator(Generic[K, A, V]):
                     insort(ends, (end, wk))
                     insort(unfired, (end, wk))
                 w["acc"] = fold(w["acc"], piece, ts)
-                if (start, end) not in updated:
-                    updated.append((start, end))
+                if single or window not in updated:  # one piece's windows are distinct
+                    updated.append(window)
                 if w["fired"]:  # an allowed-late event changed an already published window
                     refired[wk] = w
         if refired:
@@ -429,7 +443,7 @@ class WindowedAggregator(Generic[K, A, V]):
             w = windows[unfired.pop(0)[1]]
             w["fired"] = True
             emit.append(self._snap(key, w, True))
-        wm = self.watermark(key)
+        wm = self._mark(st)
         self._close(key, st, wm)  # closing moves nothing past ``wm``: it stays the watermark
         return AddResult(accepted=True, watermark_s=wm, updated=updated, emit=emit)
 
