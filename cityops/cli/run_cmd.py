@@ -17,8 +17,9 @@
 Ctrl-C, SIGTERM and SIGHUP (the terminal closed) each stop the simulator, then the worker
 (SIGTERM: it flushes and commits), then the broker if this command started it. A closed
 terminal stops the run even when no SIGHUP reaches it (``make`` leading the terminal's session,
-as in ``ssh -t host make run``): a thread watches the terminal for its hang-up. Started with
-SIGHUP ignored (``nohup``), the run outlives its terminal. The pids of what it started are in
+as in ``ssh -t host make run``), and so does an output pipe whose reader is gone (``| tee``,
+``ssh host make run`` without a terminal): a thread watches for both. Started with SIGHUP
+ignored (``nohup``), the run outlives its terminal. The pids of what it started are in
 ``$CITYOPS_DATA_DIR/logs/run.json`` while it runs.
 """
 
@@ -29,6 +30,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -126,7 +128,7 @@ class _Stopped(BaseException):
 def _on_signal(signum: int, _frame: Any) -> None:
     for sig in STOP_SIGNALS:  # one stop: a second signal (the shell's SIGHUP beside the
         signal.signal(sig, signal.SIG_IGN)  # terminal watch's) must not cut the cleanup
-    if signum == signal.SIGHUP:  # the terminal is gone: writing to it would fail (EIO)
+    if signum == signal.SIGHUP:  # the terminal (EIO) or the output's reader (EPIPE) is gone
         devnull = os.open(os.devnull, os.O_WRONLY)
         for fd in (1, 2):  # our prints and the libraries' logs during the cleanup
             os.dup2(devnull, fd)
@@ -136,45 +138,67 @@ def _on_signal(signum: int, _frame: Any) -> None:
 
 #: the signals that stop a run (Ctrl-C is Python's KeyboardInterrupt)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-#: how often the terminal watch looks for a hang-up
+#: how often the watch looks for a hung-up terminal or a closed output pipe
 HANGUP_POLL_S = 0.5
 
 
 def catch_stop_signals() -> dict[int, Any]:
-    """Turn SIGTERM and SIGHUP into ``_Stopped`` and watch the terminal; the previous handlers.
+    """Turn SIGTERM and SIGHUP into ``_Stopped`` and watch the standard streams
+    (``watch_hangup``); the previous handlers.
 
-    A SIGHUP ignored on entry (``nohup make run``) stays ignored, terminal watch included: the
+    A SIGHUP ignored on entry (``nohup make run``) stays ignored, and nothing is watched: the
     user asked the run to outlive the terminal."""
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     for sig in STOP_SIGNALS:
         if previous[sig] != signal.SIG_IGN:
             signal.signal(sig, _on_signal)
     if previous[signal.SIGHUP] != signal.SIG_IGN:
-        watch_terminal_hangup()
+        watch_hangup()
     return previous
 
 
-def watch_terminal_hangup() -> threading.Thread | None:
-    """SIGHUP this process when its terminal hangs up (a thread; None without a terminal).
+def watched_streams() -> list[int]:
+    """The standard streams whose far end going away stops the run: any that is a terminal,
+    and an output that is a pipe or a socket (``make run | tee run.log``, or
+    ``ssh host make run`` without a terminal, whose output goes back through sshd). An input
+    pipe is not watched: ``echo | make run`` closes it at once."""
+    fds = []
+    for fd in (0, 1, 2):
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:  # closed
+            continue
+        if os.isatty(fd) or (fd > 0 and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode))):
+            fds.append(fd)
+    return fds
+
+
+def watch_hangup() -> threading.Thread | None:
+    """SIGHUP this process when its terminal hangs up or its output's reader is gone (a
+    thread; None when no standard stream is watched, ``watched_streams``).
 
     On a hang-up the kernel signals only the terminal's session leader, and the foreground
     group once that leader exits. ``make run`` as the leader (``ssh -t host make run``) takes
-    the SIGHUP and waits for its recipe, which would run on with no terminal. A hung-up
-    terminal polls as ``POLLHUP`` whatever events were asked for; the poll has a timeout
-    because the hang-up's own wake-up only reaches pollers of input or output."""
-    fd = next((fd for fd in (0, 1, 2) if os.isatty(fd)), None)
-    if fd is None:
+    the SIGHUP and waits for its recipe, which would run on with no terminal. An output pipe
+    whose reader exits only fails the next write, in the board's refresh thread. A hung-up
+    terminal polls as ``POLLHUP`` and a pipe without a reader as ``POLLERR``, whatever
+    events were asked for; the poll has a timeout because the hang-up's own wake-up only
+    reaches pollers of input or output. It polls copies of the streams: a failed write
+    elsewhere may put ``/dev/null`` in their place."""
+    fds = [os.dup(fd) for fd in watched_streams()]
+    if not fds:
         return None
     pid = os.getpid()
 
     def watch() -> None:
         poller = select.poll()
-        poller.register(fd, 0)  # no events: only POLLHUP, POLLERR and POLLNVAL report
+        for fd in fds:
+            poller.register(fd, 0)  # no events: only POLLHUP, POLLERR and POLLNVAL report
         while not poller.poll(HANGUP_POLL_S * 1000):
             pass
         os.kill(pid, signal.SIGHUP)
 
-    thread = threading.Thread(target=watch, name="terminal-hangup", daemon=True)
+    thread = threading.Thread(target=watch, name="hangup-watch", daemon=True)
     thread.start()
     return thread
 

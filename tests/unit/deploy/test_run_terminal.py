@@ -1,6 +1,6 @@
-"""How ``cityops run`` learns that it must stop: its stop signals, and its terminal's hang-up
+"""How ``cityops run`` learns that it must stop: its stop signals; its terminal's hang-up
 when ``make`` leads the terminal's session (``ssh -t host make run``), so the run's own
-process is never sent a SIGHUP."""
+process is never sent a SIGHUP; and its output pipe's reader going away."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,10 +119,53 @@ def test_the_first_stop_signal_ignores_the_next_until_the_cleanup_ends() -> None
             signal.signal(sig, handler)
 
 
-def test_without_a_terminal_there_is_no_terminal_watch() -> None:
-    """Started by a service manager or with its streams redirected: nothing to watch."""
-    done = subprocess.run(
-        [sys.executable, "-c", "from cityops.cli.run_cmd import watch_terminal_hangup; "
-         "print(watch_terminal_hangup())"], stdin=subprocess.DEVNULL, capture_output=True,
-        text=True, timeout=60, check=True)
-    assert done.stdout.strip() == "None"
+def _recipe(tmp_path: Path, **streams: Any) -> subprocess.Popen:
+    """``RECIPE`` started with ``streams`` (stdin, stdout, stderr), once it is waiting."""
+    (tmp_path / "recipe.py").write_text(RECIPE)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "recipe.py"),
+                             str(tmp_path / "result")], **streams)
+    if _wait_for(tmp_path / "ready", 30) is None:
+        proc.kill()
+        raise AssertionError("the recipe did not start")
+    return proc
+
+
+def test_a_run_whose_output_pipe_closes_stops(tmp_path: Path) -> None:
+    """``make run | tee run.log`` when tee ends, or ``ssh host make run`` when the
+    connection drops: the board's next write would fail in its own thread and the run
+    would go on."""
+    proc = _recipe(tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                   stderr=subprocess.STDOUT)
+    try:
+        time.sleep(2 * run_cmd.HANGUP_POLL_S)
+        assert proc.poll() is None and not (tmp_path / "result").exists()
+        proc.stdout.close()  # type: ignore[union-attr]  # the reader is gone
+        assert _wait_for(tmp_path / "result", 10) == "_Stopped SIGHUP"
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_run_whose_input_pipe_closes_runs_on(tmp_path: Path) -> None:
+    """``echo | make run``: its input ends at once, and that is no reason to stop."""
+    with (tmp_path / "out.log").open("wb") as out:
+        proc = _recipe(tmp_path, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        proc.stdin.close()  # type: ignore[union-attr]
+        time.sleep(4 * run_cmd.HANGUP_POLL_S)
+        assert proc.poll() is None and not (tmp_path / "result").exists()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_with_output_to_files_nothing_is_watched(tmp_path: Path) -> None:
+    """Started by a service manager or with its streams redirected to a log: no watch."""
+    with (tmp_path / "out.log").open("wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-c", "from cityops.cli.run_cmd import watch_hangup; "
+             "print(watch_hangup())"], stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, timeout=60, check=True)
+    assert done.returncode == 0
+    assert (tmp_path / "out.log").read_text().strip() == "None"
