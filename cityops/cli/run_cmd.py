@@ -147,12 +147,11 @@ def catch_stop_signals() -> dict[int, Any]:
     (``watch_hangup``); the previous handlers.
 
     A SIGHUP ignored on entry (``nohup make run``) stays ignored, and nothing is watched: the
-    user asked the run to outlive the terminal."""
+    user asked the run to outlive the terminal. SIGTERM always stops the run."""
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    for sig in STOP_SIGNALS:
-        if previous[sig] != signal.SIG_IGN:
-            signal.signal(sig, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     if previous[signal.SIGHUP] != signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _on_signal)
         watch_hangup()
     return previous
 

@@ -55,10 +55,13 @@ class Run:
         self.url = f"http://127.0.0.1:{env['CITYOPS_WORKER_WEB_PORT']}"
         self.pids_file = Path(env["CITYOPS_DATA_DIR"]) / "logs" / "run.json"
         with log.open("ab") as out:
+            # SIGHUP at its default, as a terminal's shell starts it: the suite may run with
+            # SIGHUP ignored (`nohup make test`), and a run started so outlives its terminal
             self.proc = subprocess.Popen(
                 [CITYOPS, "run", "--hours", "0.5", "--speed", "300", "--faults", "",
                  "--every", "1"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)
+                stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
 
     def sql(self, query: str) -> list[list[Any]]:
         r = httpx.post(f"{self.url}/sql", json={"sql": query}, timeout=30)

@@ -36,6 +36,13 @@ except BaseException as exc:
 """
 
 
+def _as_from_a_terminal() -> None:
+    """SIGHUP at its default, as a terminal's shell starts a command: the suite itself may run
+    with SIGHUP ignored (``nohup make test``), which its children inherit and which a run
+    respects (``test_a_run_started_with_sighup_ignored_outlives_its_terminal``)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _wait_for(path: Path, timeout: float) -> str | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,6 +74,7 @@ def make_session(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
         f"hold:\n\t{sys.executable} {tmp_path / 'recipe.py'} {tmp_path / 'result'}\n")
     pid, master = pty.fork()
     if pid == 0:  # the child: session leader with the new terminal as its controlling one
+        _as_from_a_terminal()
         os.chdir(tmp_path)
         os.execv(make, [make, "hold"])
     try:
@@ -123,7 +131,8 @@ def _recipe(tmp_path: Path, **streams: Any) -> subprocess.Popen:
     """``RECIPE`` started with ``streams`` (stdin, stdout, stderr), once it is waiting."""
     (tmp_path / "recipe.py").write_text(RECIPE)
     proc = subprocess.Popen([sys.executable, str(tmp_path / "recipe.py"),
-                             str(tmp_path / "result")], **streams)
+                             str(tmp_path / "result")], preexec_fn=_as_from_a_terminal,
+                            **streams)
     if _wait_for(tmp_path / "ready", 30) is None:
         proc.kill()
         raise AssertionError("the recipe did not start")
@@ -166,6 +175,6 @@ def test_with_output_to_files_nothing_is_watched(tmp_path: Path) -> None:
         done = subprocess.run(
             [sys.executable, "-c", "from cityops.cli.run_cmd import watch_hangup; "
              "print(watch_hangup())"], stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, timeout=60, check=True)
+            stderr=subprocess.STDOUT, timeout=60, check=True, preexec_fn=_as_from_a_terminal)
     assert done.returncode == 0
     assert (tmp_path / "out.log").read_text().strip() == "None"
