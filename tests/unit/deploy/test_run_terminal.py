@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,9 +75,12 @@ def make_session(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
         f"hold:\n\t{sys.executable} {tmp_path / 'recipe.py'} {tmp_path / 'result'}\n")
     pid, master = pty.fork()
     if pid == 0:  # the child: session leader with the new terminal as its controlling one
-        _as_from_a_terminal()
-        os.chdir(tmp_path)
-        os.execv(make, [make, "hold"])
+        try:
+            _as_from_a_terminal()
+            os.chdir(tmp_path)
+            os.execv(make, [make, "hold"])
+        finally:  # never back into the suite's own code in a forked copy
+            os._exit(127)
     try:
         yield pid, master, tmp_path / "result"
     finally:
@@ -108,6 +112,7 @@ def test_a_run_started_with_sighup_ignored_outlives_its_terminal() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         previous = run_cmd.catch_stop_signals()
+        assert not any(t.name == "hangup-watch" for t in threading.enumerate())
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
         assert signal.getsignal(signal.SIGTERM) is run_cmd._on_signal
         assert previous[signal.SIGHUP] == signal.SIG_IGN
