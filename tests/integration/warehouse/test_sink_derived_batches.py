@@ -47,9 +47,6 @@ def _feed(broker: str, prefix: str, registry: Registry, start: datetime,
           seconds: float) -> tuple[list[FootfallObserved], list[FootfallWindow]]:
     """Events and windows written together for ``seconds``, like a worker's output."""
     clean, agg = f"{prefix}.clean.footfall", f"{prefix}.agg.footfall"
-    admin = KafkaAdminClient(bootstrap_servers=broker)
-    admin.create_topics([NewTopic(clean, 2, 1), NewTopic(agg, 2, 1)])
-    admin.close()
     producer = KafkaProducer(bootstrap_servers=broker, acks=1, linger_ms=5)
     counters = list(registry.counters.values())[:4]
     events: list[FootfallObserved] = []
@@ -83,9 +80,19 @@ def _drain(settings: Settings, broker: str, prefix: str, wh: Any, registry: Regi
     s = load_settings(topic_prefix=prefix, kafka_port=settings.kafka_port,
                       sink_batch_s=0.1, sink_derived_batch_s=derived_batch_s)
     topics = [s.topic("clean.footfall"), s.topic("agg.footfall")]
+    admin = KafkaAdminClient(bootstrap_servers=broker)
+    admin.create_topics([NewTopic(t, 2, 1) for t in topics])
+    admin.close()
     sink = FlushRecordingSink(s, wh, group_id=f"{prefix}.sink", topics=topics)
     sink.start()
     try:
+        # a live stream, not a backlog: the sink has joined its group before the feed starts
+        # (on a slow host the join took longer than the feed, and one batch held it all)
+        assert sink.ready.wait(30)
+        deadline = time.monotonic() + 60
+        while len(sink._consumer.assignment()) < 4:
+            assert time.monotonic() < deadline, "the sink was never assigned its partitions"
+            time.sleep(0.1)
         events, windows = _feed(broker, prefix, registry, start, 4.0)
         wait_committed(sink, broker, f"{prefix}.sink", topics)
     finally:
