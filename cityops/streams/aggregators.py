@@ -241,9 +241,9 @@ class FootfallAggregator:
             "source": ev.source, "now_s": now_s,
             "cadence_s": float(counter.cadence_s if counter is not None else ev.interval_s)}
         minute = self.windows["tumbling_1m"]
-        if now_s is not None:  # the others move on in their own ``add`` (at the same now_s)
-            minute.advance(zone, now_s)
-        wm = minute.watermark(zone)
+        # the others move on in their own ``add`` (at the same now_s); ``advance`` returns
+        # the watermark it leaves
+        wm = minute.watermark(zone) if now_s is None else minute.advance(zone, now_s)
         own = None if now_s is None else minute.source_mark(zone, ev.source)
         if own is not None and (wm is None or own > wm):
             wm = own  # far behind its own counter's newest report: truly late
