@@ -250,6 +250,16 @@ def built(records: Iterable[Any]) -> list[Any]:
     return [r.build() if isinstance(r, Pending) else r for r in records]
 
 
+def _revised(rec: Any) -> bool:
+    """Whether the record carries a revision. A model's fields say so: looking up an
+    attribute a pydantic model lacks raises and catches inside pydantic, 2.9 µs a car park's
+    state against 0.15."""
+    fields = getattr(type(rec), "__pydantic_fields__", None)
+    if fields is not None and "revision" not in fields:
+        return False
+    return getattr(rec, "revision", None) is not None
+
+
 def latest_revisions(records: Iterable[Any]) -> list[Any]:
     """Records with only the newest revision of each revised record (by ``record_id``) kept,
     pending ones built.
@@ -266,7 +276,7 @@ def latest_revisions(records: Iterable[Any]) -> list[Any]:
     for i, rec in enumerate(records):
         if isinstance(rec, Pending):
             rid: Any = (rec.kind, rec.rid)
-        elif getattr(rec, "revision", None) is None:
+        elif not _revised(rec):
             latest[i] = rec
             continue
         else:
