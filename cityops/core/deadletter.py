@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from cityops.core import topics
@@ -33,9 +34,36 @@ class DerivedRecord(BaseModel):
         raise NotImplementedError
 
     def to_json(self) -> bytes:
-        """``model_dump_json().encode()``, without the text in between (0.8 µs of 2 a record:
-        the aggregation step writes about 0.6 records per event)."""
-        return self.__pydantic_serializer__.to_json(self)
+        """The record's JSON: the bytes ``model_dump_json`` writes, by orjson from the fields.
+
+        0.5 µs a record against pydantic's 2.4 (the aggregation step writes about 0.7 records
+        per event). The same text: fields in order, aware times as ISO 8601 with ``Z`` for
+        UTC, floats shortest round-trip, non-finite ones ``null``, enums by value. One
+        difference: a zone offset with seconds (local mean time, before 1901 in this
+        district's zone) is rounded to the minute here, cut there.
+        """
+        return orjson.dumps(self.__dict__, option=orjson.OPT_UTC_Z)
+
+    @classmethod
+    def trusted(cls, **fields: Any) -> Self:
+        """A record of values the stream's own domain code computed and typed, set as given.
+
+        Validation is most of building a record (3.9 µs for a footfall window, 2.2 here;
+        ``model_construct`` is slower still, 4.6): a record made per event from values
+        already checked when their event was read does without it. Every field is given, in
+        the model's order, of its model type (a float as a float), within its bounds: the
+        aggregators' tests validate each record they make again and compare the JSON.
+        """
+        if len(fields) != len(cls.__pydantic_fields__):
+            raise TypeError(f"{cls.__name__}.trusted needs every field, in the model's order: "
+                            f"{list(cls.__pydantic_fields__)}")
+        rec = object.__new__(cls)
+        setattr_ = object.__setattr__
+        setattr_(rec, "__dict__", fields)
+        setattr_(rec, "__pydantic_fields_set__", set(fields))
+        setattr_(rec, "__pydantic_extra__", None)
+        setattr_(rec, "__pydantic_private__", None)
+        return rec
 
 
 class DeadLetter(DerivedRecord):

@@ -55,8 +55,19 @@ class Outcome:
     accepted: bool
     records: list[Any] = field(default_factory=list)
     lateness_s: float = 0.0  # > 0: late beyond the allowed lateness → late topic
-    watermark: datetime | None = None
     violations: list[str] = field(default_factory=list)  # e.g. incident lifecycle problems
+    #: the unit's watermark after the event (POSIX s) and the zone its ``watermark`` is told
+    #: in: kept as a number, a time made only when asked (a late event's record): an aware
+    #: datetime per accepted report was 6 % of the footfall fold, and nothing reads it
+    watermark_s: float | None = None
+    tz: ZoneInfo | None = None
+
+    @property
+    def watermark(self) -> datetime | None:
+        """The watermark as an aware time (in ``tz``), or None when the unit has none."""
+        if self.watermark_s is None:
+            return None
+        return _dt(self.watermark_s, self.tz or SHANGHAI)
 
 
 # ============================================================================================
@@ -205,7 +216,7 @@ class FootfallAggregator:
                 emitted_at: datetime) -> FootfallWindow:
         acc = snap.acc
         presence, density = self._presence_density(snap)
-        return FootfallWindow(
+        return FootfallWindow.trusted(  # counts of validated reports: see ``trusted``
             zone_id=snap.key, window=name,
             window_start=self._time(snap.start_s), window_end=self._time(snap.end_s),
             entries=acc["entries"], exits=acc["exits"], events=acc["events"],
@@ -252,7 +263,7 @@ class FootfallAggregator:
             for agg in self.windows.values():  # counts the late event per aggregator
                 agg.add(zone, ts, nothing, [(start_ms / 1000, nothing)], **src,
                         start_s=start_ms / 1000)
-            return Outcome(False, lateness_s=wm - start_ms / 1000, watermark=_dt(wm, self.tz))
+            return Outcome(False, lateness_s=wm - start_ms / 1000, watermark_s=wm, tz=self.tz)
         presence = self._update_presence(zone, ts, ev.entries, ev.exits)
         ins = spread_aligned(ev.entries, start_ms, end_ms, MINUTE_MS)
         outs = spread_aligned(ev.exits, start_ms, end_ms, MINUTE_MS)
@@ -266,7 +277,7 @@ class FootfallAggregator:
             records.extend(self._emit(name, s, emitted_at) for s in res.emit)
             if agg is minute:  # the watermark after the event (a refusal's includes its own)
                 new_wm = res.watermark_s if res.accepted else agg.watermark(zone)
-        return Outcome(True, records, watermark=None if new_wm is None else _dt(new_wm, self.tz))
+        return Outcome(True, records, watermark_s=new_wm, tz=self.tz)
 
     def close_all_until(self, watermark: datetime, emitted_at: datetime) -> list[FootfallWindow]:
         """Close windows of idle zones (wall-clock timer); returns never-published ones."""
@@ -356,10 +367,11 @@ class ParkingAggregator:
             minutes_to_full = round(free / trend, 2)
         else:
             minutes_to_full = None
-        rec = ParkingState(
+        rec = ParkingState.trusted(  # of a validated observation: see ``trusted``
             carpark_id=ev.carpark_id, event_time=ev.event_time, capacity=ev.capacity,
             occupied=ev.occupied, occupancy_rate=round(ev.occupied / ev.capacity, 6),
-            trend_per_min=trend, minutes_to_full=minutes_to_full, emitted_at=emitted_at)
+            trend_per_min=float(trend), minutes_to_full=minutes_to_full,
+            emitted_at=emitted_at)
         return Outcome(True, [rec])
 
     def to_state(self, carpark_id: str) -> dict[str, Any]:
@@ -712,10 +724,11 @@ class IncidentAggregator:
         response = None
         if "reported" in times and "on_scene" in times:
             response = max(0.0, times["on_scene"] - times["reported"])
-        return IncidentStats(zone_id=inc["zone"], event_time=event_time,
-                             incident_id=incident_id, status=status,
-                             open_count=self.open_count(inc["zone"]), response_s=response,
-                             emitted_at=emitted_at)
+        return IncidentStats.trusted(  # of validated updates: see ``trusted``
+            zone_id=inc["zone"], event_time=event_time, incident_id=incident_id,
+            status=status, open_count=self.open_count(inc["zone"]),
+            response_s=None if response is None else float(response),
+            emitted_at=emitted_at)
 
     def _fold(self, ev: IncidentReported | FastIncident
               ) -> Outcome | tuple[dict[str, Any], list[str]]:
