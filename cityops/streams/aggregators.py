@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,6 +36,7 @@ from cityops.streams.records import (
 )
 from cityops.streams.windows import (
     HoppingWindow,
+    Result,
     TumblingWindow,
     WindowedAggregator,
     WindowSnapshot,
@@ -48,19 +49,27 @@ def _dt(ts_s: float, tz: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(ts_s, tz)
 
 
-@dataclass(slots=True)  # one per event: not frozen, as ``windows.AddResult``
-class Outcome:
-    """Result of one event: records to publish, or why nothing was (late / ignored)."""
+class Outcome(Result):
+    """Result of one event: records to publish, or why nothing was (late / ignored).
 
-    accepted: bool
-    records: list[Any] = field(default_factory=list)
-    lateness_s: float = 0.0  # > 0: late beyond the allowed lateness → late topic
-    violations: list[str] = field(default_factory=list)  # e.g. incident lifecycle problems
-    #: the unit's watermark after the event (POSIX s) and the zone its ``watermark`` is told
-    #: in: kept as a number, a time made only when asked (a late event's record): an aware
-    #: datetime per accepted report was 6 % of the footfall fold, and nothing reads it
-    watermark_s: float | None = None
-    tz: ZoneInfo | None = None
+    One per event: a plain class, as ``windows.Result`` says. ``watermark_s`` is the unit's
+    watermark after the event (POSIX s), told as a time in ``tz`` only when asked (a late
+    event's record): an aware datetime per accepted report was 6 % of the footfall fold,
+    and nothing reads it.
+    """
+
+    FIELDS = ("accepted", "records", "lateness_s", "violations", "watermark_s", "tz")
+
+    def __init__(self, accepted: bool, records: list[Any] | None = None,
+                 lateness_s: float = 0.0, violations: list[str] | None = None,
+                 watermark_s: float | None = None, tz: ZoneInfo | None = None) -> None:
+        self.accepted = accepted
+        self.records: list[Any] = [] if records is None else records
+        self.lateness_s = lateness_s  # > 0: late beyond the allowed lateness → late topic
+        #: e.g. incident lifecycle problems
+        self.violations: list[str] = [] if violations is None else violations
+        self.watermark_s = watermark_s
+        self.tz = tz
 
     @property
     def watermark(self) -> datetime | None:
@@ -248,9 +257,10 @@ class FootfallAggregator:
         start_ms, end_ms = interval_ms(round(ts * 1000), ev.interval_s)
         now_s = None if self.clock is None else self.clock()
         counter = self.registry.counters.get(ev.source)
-        src: dict[str, Any] = {} if now_s is None else {
-            "source": ev.source, "now_s": now_s,
-            "cadence_s": float(counter.cadence_s if counter is not None else ev.interval_s)}
+        # the per-source arguments of ``add``, named at each call (a ``**`` mapping made the
+        # compiled call go through the generic wrapper, which parses it)
+        source = None if now_s is None else ev.source
+        cadence_s = float(counter.cadence_s if counter is not None else ev.interval_s)
         minute = self.windows["tumbling_1m"]
         # the others move on in their own ``add`` (at the same now_s); ``advance`` returns
         # the watermark it leaves
@@ -261,8 +271,8 @@ class FootfallAggregator:
         if wm is not None and start_ms / 1000 < wm:
             nothing: FootfallPiece = (0, 0, 0.0, ev.event_id)
             for agg in self.windows.values():  # counts the late event per aggregator
-                agg.add(zone, ts, nothing, [(start_ms / 1000, nothing)], **src,
-                        start_s=start_ms / 1000)
+                agg.add(zone, ts, nothing, [(start_ms / 1000, nothing)], source=source,
+                        now_s=now_s, cadence_s=cadence_s, start_s=start_ms / 1000)
             return Outcome(False, lateness_s=wm - start_ms / 1000, watermark_s=wm, tz=self.tz)
         presence = self._update_presence(zone, ts, ev.entries, ev.exits)
         ins = spread_aligned(ev.entries, start_ms, end_ms, MINUTE_MS)
@@ -273,8 +283,10 @@ class FootfallAggregator:
         new_wm = None
         for name, agg in self.windows.items():
             # late or not as the check above: by the report's start, not its first minute's
-            res = agg.add(zone, ts, pieces[-1][1], pieces, **src, start_s=start_ms / 1000)
-            records.extend(self._emit(name, s, emitted_at) for s in res.emit)
+            res = agg.add(zone, ts, pieces[-1][1], pieces, source=source, now_s=now_s,
+                          cadence_s=cadence_s, start_s=start_ms / 1000)
+            for snap in res.emit:
+                records.append(self._emit(name, snap, emitted_at))
             if agg is minute:  # the watermark after the event (a refusal's includes its own)
                 new_wm = res.watermark_s if res.accepted else agg.watermark(zone)
         return Outcome(True, records, watermark_s=new_wm, tz=self.tz)

@@ -8,7 +8,6 @@ incident and whose counts are per zone, so their state is not split by the messa
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -115,7 +114,7 @@ class IncidentsByPartition:
         outcome = agg.add(ev, emitted_at)  # type: ignore[arg-type]
         agg.evict_closed_before(ev.event_time - INCIDENT_RETENTION)
         if expired:  # published even when the event itself is refused
-            outcome = dataclasses.replace(outcome, records=[*expired, *outcome.records])
+            outcome.records = [*expired, *outcome.records]
         return outcome
 
     def to_state(self, unit: str) -> dict[str, Any]:

@@ -52,8 +52,8 @@ from __future__ import annotations
 import math
 from bisect import insort
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
 
 K = TypeVar("K")
 A = TypeVar("A")
@@ -116,31 +116,60 @@ class HoppingWindow:
 Assigner = TumblingWindow | HoppingWindow
 
 
-# results made per event (a few per counter report) are slotted and not frozen: a frozen
-# dataclass sets each field through ``object.__setattr__``, 0.9 µs a result against 0.3.
-# Not generic: a generic dataclass does not load once compiled (``cityops.compiled``; mypyc
-# issue 827), so the accumulator is ``Any`` here and typed by the aggregator that folds it
-@dataclass(slots=True)
-class WindowSnapshot:
+class Result:
+    """A result made per event (a few per counter report): fields set by a plain ``__init__``,
+    compared and shown by value as a dataclass is.
+
+    Not a dataclass: compiled (``cityops.compiled``), a dataclass keeps the ``__init__`` the
+    dataclasses module writes, interpreted Python called with a tuple and a dict of
+    arguments; a written one is a native call. The window and aggregator results made that
+    way were 10 % of the footfall fold. Not generic either: a generic class does not load
+    once compiled (mypyc issue 827), so an accumulator is ``Any`` here and typed by the
+    aggregator that folds it.
+    """
+
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self.FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS)
+        return f"{type(self).__name__}({shown})"
+
+
+class WindowSnapshot(Result):
     """One window's aggregate as it should be published."""
 
-    key: Any
-    start_s: float
-    end_s: float
-    acc: Any
-    revision: int
-    emitted: bool  # False only in close results: a window closed without ever being fired
+    FIELDS = ("key", "start_s", "end_s", "acc", "revision", "emitted")
+
+    def __init__(self, key: Any, start_s: float, end_s: float, acc: Any, revision: int,
+                 emitted: bool) -> None:
+        self.key = key
+        self.start_s = start_s
+        self.end_s = end_s
+        self.acc = acc
+        self.revision = revision
+        self.emitted = emitted  # False only in close results: closed without ever firing
 
 
-@dataclass(slots=True)
-class AddResult:
+class AddResult(Result):
     """Outcome of one event: accepted (with windows to publish) or late."""
 
-    accepted: bool
-    watermark_s: float | None
-    updated: list[Window] = field(default_factory=list)  # windows the event landed in
-    emit: list[WindowSnapshot] = field(default_factory=list)  # publish these now
-    lateness_s: float = 0.0  # how far behind the watermark a late event was
+    FIELDS = ("accepted", "watermark_s", "updated", "emit", "lateness_s")
+
+    def __init__(self, accepted: bool, watermark_s: float | None,
+                 updated: list[Window] | None = None, emit: list[WindowSnapshot] | None = None,
+                 lateness_s: float = 0.0) -> None:
+        self.accepted = accepted
+        self.watermark_s = watermark_s
+        self.updated: list[Window] = [] if updated is None else updated  # windows it landed in
+        self.emit: list[WindowSnapshot] = [] if emit is None else emit  # publish these now
+        self.lateness_s = lateness_s  # how far behind the watermark a late event was
 
     @property
     def late(self) -> bool:

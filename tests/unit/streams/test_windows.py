@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from cityops.streams.windows import HoppingWindow, TumblingWindow, WindowedAggregator
+from cityops.streams.windows import (
+    AddResult,
+    HoppingWindow,
+    TumblingWindow,
+    WindowedAggregator,
+    WindowSnapshot,
+)
 
 
 def _sum(acc: int, value: int, ts: float) -> int:
@@ -145,3 +151,26 @@ def test_many_open_windows_fire_and_close_in_order_across_restores(assigner: obj
     assert runs[0] == runs[1] == runs[2]
     assert sum(len(emitted) for r in runs[0] if len(r) == 2 and r[0] is True
                for emitted in [r[1]]) > 100
+
+
+def test_results_compare_and_show_by_value_like_the_dataclasses_they_were() -> None:
+    """``WindowSnapshot``, ``AddResult`` and ``aggregators.Outcome`` are plain classes (a
+    compiled dataclass keeps an interpreted ``__init__``); tests and callers still compare
+    them field by field."""
+    from cityops.streams.aggregators import Outcome
+
+    agg = _agg(lateness_s=0)
+    first = agg.add("z", 10, 1)
+    fired = agg.add("z", 70, 2)
+    assert fired.emit == [WindowSnapshot("z", 0.0, 60.0, 1, 0, True)]
+    assert fired.emit != [WindowSnapshot("z", 0.0, 60.0, 1, 1, True)]
+    assert first == AddResult(True, first.watermark_s, [(0.0, 60.0)])
+    assert first != AddResult(False, first.watermark_s, [(0.0, 60.0)])
+    assert first != "AddResult"
+    assert repr(fired.emit[0]) == ("WindowSnapshot(key='z', start_s=0.0, end_s=60.0, acc=1, "
+                                   "revision=0, emitted=True)")
+    late = Outcome(False, lateness_s=5.0, watermark_s=0.0)
+    assert late == Outcome(False, [], 5.0, [], 0.0)
+    assert late.watermark is not None and late.watermark.isoformat() == "1970-01-01T08:00:00+08:00"
+    with pytest.raises(TypeError):
+        hash(late)  # mutable: compared by value, never a dict key
