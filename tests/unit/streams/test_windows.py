@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from cityops.streams.aggregators import Outcome
 from cityops.streams.windows import (
     AddResult,
     HoppingWindow,
@@ -157,8 +158,6 @@ def test_results_compare_and_show_by_value_like_the_dataclasses_they_were() -> N
     """``WindowSnapshot``, ``AddResult`` and ``aggregators.Outcome`` are plain classes (a
     compiled dataclass keeps an interpreted ``__init__``); tests and callers still compare
     them field by field."""
-    from cityops.streams.aggregators import Outcome
-
     agg = _agg(lateness_s=0)
     first = agg.add("z", 10, 1)
     fired = agg.add("z", 70, 2)
