@@ -111,7 +111,8 @@ def default_converter(settings: Settings) -> Converter:
     record is left to the model, with the model and the configured clock skew
     (``clean_context``): the model's default of 300 s refused events that a larger
     ``CITYOPS_MAX_CLOCK_SKEW_S`` had let through validation, and their raw rows were never
-    stored."""
+    stored. A derived record is read the same way: as a msgspec struct made from its model
+    (``rows.fast_record_row``), or with the model."""
     from cityops.warehouse import rows
 
     prefix = settings.topic_prefix + "."
@@ -135,7 +136,7 @@ def default_converter(settings: Settings) -> Converter:
             return rows.event_row(event)
         if cls is None:
             return None
-        return rows.record_row(cls.model_validate_json(value))
+        return rows.fast_record_row(cls, value) or rows.record_row(cls.model_validate_json(value))
 
     return convert
 
