@@ -9,6 +9,7 @@ backends without the backends importing the factory back.
 from __future__ import annotations
 
 import hashlib
+import operator
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -207,7 +208,10 @@ class BaseWarehouse:
         chosen = [c for c in cols.values() if c.name in names]
         values: list[list[Any]] = []
         for col in chosen:
-            data = [row.get(col.name) for row in rows]
+            try:  # every row has the column (the usual batch): read in C
+                data = list(map(operator.itemgetter(col.name), rows))
+            except KeyError:
+                data = [row.get(col.name) for row in rows]
             if not col.nullable and any(v is None for v in data):
                 raise SchemaError(f"{table}.{col.name} ({col.type}) is not nullable but a row "
                                   "has no value for it", code="null_value")

@@ -12,17 +12,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import operator
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas
 import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
+from pydantic_core import TzInfo
 
 from cityops.warehouse.base import BaseWarehouse, Column, RetryPolicy, check_readonly_statement
 from cityops.warehouse.base import token_hash as _token_hash
@@ -158,8 +161,24 @@ def arrow_type(typ: str) -> pa.DataType:
     raise SchemaError(f"column type {typ} is not supported for inserts", code="unsupported_type")
 
 
+#: time zones whose ``utcoffset`` is never None for a datetime
+_FIXED_ZONES = (timezone, ZoneInfo, TzInfo)
+_TZINFO = operator.attrgetter("tzinfo")
+
+
+def _all_aware(values: list[Any]) -> bool:
+    """Whether every value is a time in a zone of ``_FIXED_ZONES``, read in C: the check
+    per value in Python cost the sink about 0.35 µs a time, six times per event. False
+    does not mean a naive time: ``_check_aware`` then looks at each value."""
+    try:
+        zones = set(map(_TZINFO, values))
+    except AttributeError:  # a None, or a value that is no time
+        return False
+    return all(isinstance(zone, _FIXED_ZONES) for zone in zones)
+
+
 def _check_aware(col: Column, values: list[Any]) -> list[Any]:
-    if col.type.replace("Nullable(", "").startswith("DateTime"):
+    if col.type.replace("Nullable(", "").startswith("DateTime") and not _all_aware(values):
         for v in values:
             if isinstance(v, datetime) and (v.tzinfo is None or v.utcoffset() is None):
                 raise SchemaError(f"{col.name}: naive datetime {v.isoformat()}; times must be "

@@ -4,7 +4,8 @@ migration files — all without a database."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
@@ -13,7 +14,7 @@ from cityops.core.feeds import FootfallObserved, IncidentReported, ParkingObserv
 from cityops.streams.records import DERIVED_RECORDS, FootfallWindow
 from cityops.warehouse.backend import Column, RetryPolicy, check_readonly_statement, connect
 from cityops.warehouse.catalog import load_catalogue
-from cityops.warehouse.embedded import arrow_type, to_arrow
+from cityops.warehouse.embedded import _all_aware, arrow_type, to_arrow
 from cityops.warehouse.exceptions import (
     PermanentWarehouseError,
     ReadOnlyViolation,
@@ -86,6 +87,35 @@ def test_to_arrow_refuses_naive_times_and_bad_values() -> None:
     assert bad.value.code == "bad_value"
     with pytest.raises(SchemaError):
         arrow_type("AggregateFunction(uniq, String)")
+
+
+class _NoOffset(tzinfo):
+    """A zone that knows no offset: its times count as naive."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+
+def test_naive_times_are_refused_wherever_they_stand_in_a_column() -> None:
+    """The column's zones are read in C when every value is a time in a known zone; any
+    other column (a None, a naive time, an unknown zone) is looked at value by value."""
+    cols = [Column("at", "Nullable(DateTime64(3, 'UTC'))", "")]
+    pydantic_time = FootfallWindow.model_validate_json(
+        FootfallWindow(zone_id="z", window="tumbling_1m", window_start=T, window_end=T,
+                       entries=0, exits=0, events=0, net_presence=0.0, density_ppm2=0.0,
+                       emitted_at=T).to_json()).window_start
+    zones = [T, T.astimezone(ZoneInfo("Asia/Shanghai")), pydantic_time,
+             T.astimezone(timezone(timedelta(hours=8)))]
+    assert _all_aware(zones)
+    assert to_arrow(cols, [zones]).num_rows == 4
+    assert not _all_aware([*zones, None])
+    assert to_arrow(cols, [[*zones, None]]).num_rows == 5
+    for naive in (T.replace(tzinfo=None), T.replace(tzinfo=_NoOffset())):
+        for column in ([*zones, naive], [naive, *zones], [None, *zones, naive]):
+            assert not _all_aware(column)
+            with pytest.raises(SchemaError) as refused:
+                to_arrow(cols, [column])
+            assert refused.value.code == "naive_datetime"
 
 
 def test_error_conversion() -> None:
