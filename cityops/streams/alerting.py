@@ -181,12 +181,14 @@ class AlertWiring:
     async def observe(self, items: list[dict[str, Any]]) -> list[Any]:
         return await self._send(items)
 
-    def heartbeat(self, source: str, at: datetime, lane: str | None = None
-                  ) -> dict[str, Any] | None:
+    def heartbeat(self, source: str, at: datetime, lane: str | None = None,
+                  ts: float | None = None) -> dict[str, Any] | None:
         """The heartbeat input for a source that reported, or None within
         ``CITYOPS_HEARTBEAT_EVERY_S`` (event time) of its last one; the caller sends a
-        step's heartbeats together (``observe``)."""
-        ts = at.timestamp()
+        step's heartbeats together (``observe``). ``ts``: ``at`` in epoch seconds, if the
+        caller has it already."""
+        if ts is None:
+            ts = at.timestamp()
         last = self.last_heartbeat.get(source)
         if last is not None and ts - last < self.settings.heartbeat_every_s and ts >= last:
             return None

@@ -69,6 +69,7 @@ class ValidationStage:
         self.on_failure: Callable[[str, list[Any]], None] = stop_after_failed_step
         self._ctx: ValidationContext | None = None
         self._facts: dict[str, bytes] = {}  # aggregation key → its enrichment header
+        self._lanes: dict[int, str] = {}  # raw partition → its heartbeat lane (topic/partition)
         app.agent(topics.raw[feed], name=self.name)(self.agent)
         if settings.worker_direct_dispatch:
             deliver_to(app, self.raw_topic, self.handle_batch, aligned=True)
@@ -146,7 +147,7 @@ class ValidationStage:
             raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
             touched.add(msg.partition)
             try:
-                await self.handle(raw, msg.key, origin, ctx, out, received)
+                self.handle(raw, msg.key, origin, ctx, out, received)
             except Exception as exc:  # never let one record end the stream
                 metrics.AGENT_ERRORS.labels(agent=self.name).inc()
                 log.exception("stream.validate_error", feed=self.feed, origin=str(origin))
@@ -174,8 +175,10 @@ class ValidationStage:
         for lo in state.expired():
             await self.log.write(partition, f"{partition}/{lo}", None)
 
-    async def handle(self, raw: bytes, key: bytes | None, origin: Origin,
-                     ctx: ValidationContext, out: Outbox, received: Any) -> None:
+    def handle(self, raw: bytes, key: bytes | None, origin: Origin,
+               ctx: ValidationContext, out: Outbox, received: Any) -> None:
+        """Judge one record: its clean record, its dead letter, or a duplicate's. Not a
+        coroutine: it never waits, and a coroutine per event cost the step about 0.4 µs."""
         self.counts["in"] += 1
         ev: Envelope | FastEvent | None = fast_decode(
             self.feed, raw, ctx, max_bytes=self.settings.max_message_bytes)
@@ -183,8 +186,8 @@ class ValidationStage:
             ev = self._judge(raw, key, origin, ctx, out, received)
             if ev is None:
                 return
-        verdict = self.dedup(origin.partition).judge(origin.offset, ev.event_id,
-                                                     ev.event_time.timestamp())
+        ts = ev.event_time.timestamp()
+        verdict = self.dedup(origin.partition).judge(origin.offset, ev.event_id, ts)
         if verdict is Verdict.DUPLICATE:
             self.counts["duplicate"] += 1
             metrics.DUPLICATES.labels(feed=self.feed).inc()
@@ -210,8 +213,10 @@ class ValidationStage:
         self.counts["clean"] += 1
         if self.alerting is not None:
             self.alerting.count_intake(self.feed, 1, 0)
-            beat = self.alerting.heartbeat(ev.source, ev.event_time,
-                                           f"{origin.topic}/{origin.partition}")
+            lane = self._lanes.get(origin.partition)
+            if lane is None:
+                lane = self._lanes[origin.partition] = f"{origin.topic}/{origin.partition}"
+            beat = self.alerting.heartbeat(ev.source, ev.event_time, lane, ts=ts)
             if beat is not None:
                 out.inputs.append(beat)
 

@@ -60,6 +60,10 @@ def test_heartbeats_are_throttled_per_source_in_event_time(
              for s in (0, every / 2, every, every * 1.5)]
     assert [b is not None for b in beats] == [True, False, True, False]
     assert beats[0] == {"op": "heartbeat", "source": "s1", "at": T0.isoformat(), "lane": "raw/0"}
+    # the validation step passes the event time it has in seconds already: the same beats
+    given = _wiring(settings, registry, tmp_path / "given")
+    times = [T0 + timedelta(seconds=s) for s in (0, every / 2, every, every * 1.5)]
+    assert [given.heartbeat("s1", t, "raw/0", ts=t.timestamp()) for t in times] == beats
 
 
 def _crowd_that_comes_and_goes(zone: str) -> list[dict[str, Any]]:

@@ -100,8 +100,7 @@ def test_the_validation_step_keeps_each_event_it_publishes(
            + now.isoformat().encode() + b'","zone_id":"jfb_square","entries":4,"exits":1,'
            b'"interval_s":30}')
     out = Outbox()
-    asyncio.run(stage.handle(raw, b"fc_jfb_square_01", Origin("raw", 0, 7), stage.ctx(), out,
-                             now))
+    stage.handle(raw, b"fc_jfb_square_01", Origin("raw", 0, 7), stage.ctx(), out, now)
     (_topic, _key, value, _headers), = out.items
     ev = written.take(value)
     assert isinstance(ev, FastEvent) and ev.event_id == "fc_jfb_square_01:1"
