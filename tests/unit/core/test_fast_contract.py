@@ -21,7 +21,15 @@ import pytest
 from unit.core.test_feed_contracts import BAD, GOOD
 
 from cityops.core.contract import Rejection, decode_event
-from cityops.core.fast_contract import FAST_TYPES, FastPosition, decode_clean, fast_decode
+from cityops.core.fast_contract import (
+    EVENT_ID_PATTERN,
+    FAST_TYPES,
+    SITE_FIELDS,
+    SITE_ID_PATTERN,
+    FastPosition,
+    decode_clean,
+    fast_decode,
+)
 from cityops.core.feeds import FEED_MODELS, Position, ValidationContext
 from cityops.core.registry import Registry
 from cityops.ingest.simulate.engine import wire_records
@@ -181,12 +189,19 @@ def _model_rules(field: Any) -> dict[str, Any]:
     return rules
 
 
-def _struct_rules(typ: Any) -> dict[str, Any]:
+def _struct_rules(typ: Any, struct: type, field: str) -> dict[str, Any]:
+    """A struct field's rules: msgspec's, and the ids' characters, checked after decoding
+    (``SITE_FIELDS``, ``EVENT_ID_PATTERN``)."""
     if isinstance(typ, msgspec.inspect.UnionType):  # ``X | None``: the rules are X's
         typ = next(t for t in typ.types if not isinstance(t, msgspec.inspect.NoneType))
-    return {name: getattr(typ, name) for name in
-            ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern")
-            if getattr(typ, name, None) is not None}
+    rules = {name: getattr(typ, name) for name in
+             ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern")
+             if getattr(typ, name, None) is not None}
+    if field == "event_id":
+        rules["pattern"] = f"^{EVENT_ID_PATTERN.pattern}\\Z"
+    elif field in SITE_FIELDS.get(struct, ()):
+        rules["pattern"] = f"^{SITE_ID_PATTERN.pattern}\\Z"
+    return rules
 
 
 @pytest.mark.parametrize("feed", sorted(FEED_MODELS))
@@ -198,7 +213,8 @@ def test_fast_structs_mirror_the_models_fields_and_bounds(feed: str) -> None:
         info = msgspec.inspect.type_info(struct)
         assert [f.name for f in info.fields] == list(model.model_fields)
         for f in info.fields:
-            assert _struct_rules(f.type) == _model_rules(model.model_fields[f.name]), (
+            assert _struct_rules(f.type, struct, f.name) == _model_rules(
+                model.model_fields[f.name]), (
                 f"{struct.__name__}.{f.name}")
 
 
@@ -243,8 +259,38 @@ def test_clean_reading_leaves_to_the_model_what_it_does_not_trust() -> None:
         "a missing field": ("footfall", orjson.dumps(
             {k: v for k, v in GOOD["footfall"].items() if k != "zone_id"})),
         "not a time": ("footfall", orjson.dumps(dict(GOOD["footfall"], event_time="soon"))),
+        "an event id with a space": ("footfall", orjson.dumps(dict(GOOD["footfall"],
+                                                                   event_id="fc 1"))),
+        "a zone id with a colon": ("footfall", orjson.dumps(dict(GOOD["footfall"],
+                                                                 zone_id="jfb:square"))),
+        "a source with a newline": ("parking", orjson.dumps(dict(GOOD["parking"],
+                                                                 source="cp_1\n"))),
+        "an incident id with a dot": ("incidents", orjson.dumps(dict(
+            GOOD["incidents"], incident_id="inc.1", position={"lat": 29.56, "lon": 106.57}))),
         "not json": ("footfall", b'{"event_id": '),
         "an unknown feed": ("weather", good["footfall"]),
     }
     taken = {why: decode_clean(feed, raw, clean_ctx) for why, (feed, raw) in refused.items()}
     assert taken == dict.fromkeys(refused)
+
+
+def test_site_ids_already_matched_are_remembered_within_a_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Site ids that matched their pattern are looked up, not matched again; the set of them
+    is emptied when it reaches its bound (unique incident ids must not grow it for ever), and
+    an id is judged the same whether remembered or not."""
+    from cityops.core import fast_contract
+
+    clean_ctx = ValidationContext(now=NOW)
+    monkeypatch.setattr(fast_contract, "_GOOD_SITES", set())
+    monkeypatch.setattr(fast_contract, "_GOOD_SITES_MAX", 5)
+    for n in range(12):
+        raw = orjson.dumps(dict(GOOD["incidents"], incident_id=f"inc_{n}",
+                                position={"lat": 29.56, "lon": 106.57}))
+        assert decode_clean("incidents", raw, clean_ctx) is not None
+        assert len(fast_contract._GOOD_SITES) <= 5
+    assert "inc_11" in fast_contract._GOOD_SITES
+    bad = orjson.dumps(dict(GOOD["incidents"], incident_id="inc 11",
+                            position={"lat": 29.56, "lon": 106.57}))
+    assert decode_clean("incidents", bad, clean_ctx) is None
+    assert "inc 11" not in fast_contract._GOOD_SITES
