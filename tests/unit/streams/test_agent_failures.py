@@ -75,8 +75,7 @@ def _failing(*args: Any, **kwargs: Any) -> Any:
 
 def _deliver_with(stage: ValidationStage, delivery: Any) -> None:
     """Every record of the stage's next step hands over ``delivery()`` as its output."""
-    async def handle(raw: bytes, key: Any, origin: Any, ctx: Any, out: Any,
-                     received: Any) -> None:
+    def handle(raw: bytes, key: Any, origin: Any, ctx: Any, out: Any, received: Any) -> None:
         out.futures.append(delivery())
 
     stage.handle = handle  # type: ignore[method-assign]
