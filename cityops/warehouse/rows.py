@@ -109,16 +109,16 @@ def fast_event_row(event: FastEvent, *, ingested_at: datetime | None = None
 
 def fast_record_row(cls: type[_Record], raw: bytes) -> tuple[str, dict] | None:
     """The derived-table row of a record of ``cls`` read from its JSON as a msgspec struct
-    (``fast_records.decode_record``): the row ``record_row`` gives for the model, in 1-3 µs
-    instead of 5-7; None: read the record with the model.
+    (``fast_records.decode_record``): the row ``record_row`` gives for the model, a microsecond
+    or two sooner (4.5 µs a car-park state against 5.5); None: read the record with the model.
     ``tests/unit/warehouse/test_rows_without_dump.py`` compares both."""
     table = RECORD_TABLES.get(cls)
     record = None if table is None else decode_record(cls, raw)
-    if record is None:
+    if table is None or record is None:
         return None
     row = _with_enum_values(msgspec.structs.asdict(record), _ENUMS[cls])
     row["record_id"] = record.record_id()
-    return table, row  # type: ignore[return-value]
+    return table, row
 
 
 def record_row(record: _Record) -> tuple[str, dict]:

@@ -157,6 +157,25 @@ def test_insert_checks_names_against_the_schema(schema_wh: EmbeddedWarehouse,
     assert schema_wh.table_exists("alerts")
 
 
+def test_rows_of_one_batch_may_leave_out_a_column(schema_wh: EmbeddedWarehouse) -> None:
+    """A column some rows of a batch hold and others leave out is NULL in those, if the
+    column may be; if it may not, the batch is refused as if the value were None."""
+    states = [ParkingState(carpark_id=f"cp_gap_{n}", event_time=T0, capacity=100, occupied=40,
+                           occupancy_rate=0.4, trend_per_min=0.5, minutes_to_full=120.0,
+                           emitted_at=T0) for n in range(2)]
+    rows = [record_row(state)[1] for state in states]
+    del rows[1]["minutes_to_full"]
+    assert schema_wh.insert("parking_states", rows) == 2
+    assert schema_wh.query("SELECT carpark_id, minutes_to_full FROM parking_states WHERE "
+                           "carpark_id LIKE 'cp_gap_%' ORDER BY carpark_id") == [
+        ("cp_gap_0", 120.0), ("cp_gap_1", None)]
+    short = [record_row(state)[1] for state in states]
+    del short[0]["capacity"]
+    with pytest.raises(SchemaError) as missing:
+        schema_wh.insert("parking_states", short)
+    assert missing.value.code == "null_value"
+
+
 def test_the_sinks_stored_ids_check_names_each_raw_tables_leading_sort_columns(
         schema_wh: EmbeddedWarehouse) -> None:
     """The sink's check for ids already stored narrows by site and time: the two columns each

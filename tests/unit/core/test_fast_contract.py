@@ -263,8 +263,8 @@ def test_clean_reading_leaves_to_the_model_what_it_does_not_trust() -> None:
                                                                    event_id="fc 1"))),
         "a zone id with a colon": ("footfall", orjson.dumps(dict(GOOD["footfall"],
                                                                  zone_id="jfb:square"))),
-        "a source with a newline": ("parking", orjson.dumps(dict(GOOD["parking"],
-                                                                 source="cp_1\n"))),
+        "a source with a slash": ("parking", orjson.dumps(dict(GOOD["parking"],
+                                                               source="cp/1"))),
         "an incident id with a dot": ("incidents", orjson.dumps(dict(
             GOOD["incidents"], incident_id="inc.1", position={"lat": 29.56, "lon": 106.57}))),
         "not json": ("footfall", b'{"event_id": '),
