@@ -42,6 +42,7 @@ async def run_step(events: list[Any], *, name: str, step: Step,
     never fails by itself. A failed step calls ``on_failure`` (looked up per failure, so a
     test or the worker can swap it after the agent started) before anything is acknowledged.
     """
+    metrics.STEP_RECORDS.labels(agent=name).observe(len(events))
     try:
         if lock is None:
             await asyncio.wait_for(step(events), timeout_s)

@@ -41,10 +41,11 @@ registered (so their topics are subscribed and acked), they just receive nothing
   partitions split a zone's counters) are read in record-time order (``streams.alignment``):
   a record more than ``CITYOPS_WORKER_ALIGN_MS`` past the oldest partition still behind is
   held here, neither taken nor acknowledged, its partition paused (Faust's own
-  ``pause_partitions``), and handed over first once the others caught up; each fetch hands
-  over at most ``CITYOPS_WORKER_POLL_RECORDS`` records. Held records of an older consumer
-  generation (a rebalance, whose seeks fetch them again) or of a partition sought back are
-  dropped, never handed over.
+  ``pause_partitions``), and handed over once the others caught up: in rounds after the
+  fetch's own records, until a round frees none, so a step is not cut at one drift of
+  record time; each fetch hands over at most ``CITYOPS_WORKER_POLL_RECORDS`` records. Held
+  records of an older consumer generation (a rebalance, whose seeks fetch them again) or of
+  a partition sought back are dropped, never handed over.
 
 Messages of other topics go to Faust's own callback, as before.
 ``streams.durable.OffsetGapGuard`` still checks every record a step receives.
@@ -359,13 +360,34 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
         stalled.clear()
         stalled.update(aligner.stalled)
 
-    async def chained(first: list[tuple[Any, Any]], ait: Any) -> Any:
-        """Released held records first, then the fetch (only when something was released:
-        each layer of async generator costs every record a hop)."""
+    async def chained(first: list[tuple[Any, Any]], ait: Any,
+                      floors: dict[str, tuple[Any, int]], released_ids: set[int]) -> Any:
+        """Held records released first, then the fetch, then what the fetch's records let
+        go (a worker with aligned topics only: each layer of async generator costs every
+        record a hop).
+
+        After the fetch, held records are released in rounds until a round frees none, as
+        further deliveries with nothing new fetched would: the floor's partition moves on
+        as its records are taken, and the others follow. Released only at the next
+        delivery, each step held about ``CITYOPS_WORKER_ALIGN_MS`` of record time: in a
+        300,000-event drain 35 incident, 74 air and 318 footfall records on average, and
+        the steps' fixed costs (outputs and dedup deltas sent and awaited, the commit)
+        were paid that much more often."""
         for item in first:
             yield item
         async for item in ait:
             yield item
+        while held:
+            now = views()
+            latest = aligner.floors(now, time.monotonic())
+            more = release(latest)
+            if not more:
+                return
+            floors.clear()
+            floors.update(latest)  # the records' checks and the realignment use them
+            released_ids.update(id(message) for _tp, message in more)
+            for item in more:
+                yield item
 
     async def deliver(ait: Any) -> None:
         started: list[asyncio.Future[None]] = []
@@ -396,7 +418,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
             floors = aligner.floors(now, time.monotonic())
             first = release(floors)
         released_ids = {id(message) for _tp, message in first}
-        async for tp, message in (chained(first, ait) if first else ait):
+        async for tp, message in (chained(first, ait, floors, released_ids)
+                                  if aligned else ait):
             since_yield += 1
             if since_yield > 100:
                 await asyncio.sleep(0)

@@ -50,6 +50,11 @@ ALIGN_HELD = Gauge("cityops_align_held_records",
 ALIGN_PAUSED = Gauge("cityops_align_paused_partitions",
                      "raw partitions paused while they run ahead of their feed's oldest",
                      ["topic"], registry=REGISTRY)
+STEP_RECORDS = Histogram(
+    "cityops_step_records",
+    "records per stage step: a step's fixed costs (its outputs, state and dedup records "
+    "sent and awaited, the commit) are shared by them", ["agent"],
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000), registry=REGISTRY)
 WEBHOOK_DELIVERIES = Gauge("cityops_webhook_deliveries", "alert webhook outcomes so far",
                            ["webhook", "outcome"], registry=REGISTRY)
 ACTIVE_ALERTS = Gauge("cityops_active_alerts", "alerts currently firing", registry=REGISTRY)

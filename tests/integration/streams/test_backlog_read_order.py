@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from streams_harness import wait_until
@@ -33,6 +34,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 DRIFT_MS = 50
 EVENTS = 6_000
 TAIL = 1_000  # written without pauses: the last records of each partition (``FAR_BEHIND``)
+SPACING_S = 0.01  # after every 20 records: about 20 records per DRIFT_MS of record time
+STEP_MAX = 500  # ``CITYOPS_WORKER_BATCH_MAX``
 
 
 def _read_all(bootstrap: str, topic: str) -> list[tuple[int, int, int, list, bytes]]:
@@ -66,7 +69,8 @@ def _count(bootstrap: str, topic: str) -> int:
 
 def test_a_backlog_is_validated_in_write_order_across_raw_partitions(
         kafka_broker: str, make_worker, producer_for) -> None:
-    worker = make_worker(start=False, CITYOPS_WORKER_ALIGN_MS=str(DRIFT_MS))
+    worker = make_worker(start=False, CITYOPS_WORKER_ALIGN_MS=str(DRIFT_MS),
+                         CITYOPS_WORKER_BATCH_MAX=str(STEP_MAX))
     registry = load_registry(load_settings().registry_dir)
     counters = sorted(registry.counters.values(), key=lambda c: c.id)
     producer = producer_for(worker)
@@ -78,7 +82,7 @@ def test_a_backlog_is_validated_in_write_order_across_raw_partitions(
             "source": c.id, "zone_id": c.zone_id, "entries": i % 5, "exits": i % 3,
             "interval_s": 30, "event_id": f"order-{i}", "event_time": at.isoformat()})
         if i % 20 == 19 and i < EVENTS - TAIL:
-            time.sleep(0.003)  # spread the writes: about a second of record time in all
+            time.sleep(SPACING_S)  # spread the writes: seconds of record time in all
     producer.flush()
     time.sleep(LIVE_MS / 1000)  # a backlog: records older than the live stream's
 
@@ -114,3 +118,24 @@ def test_a_backlog_is_validated_in_write_order_across_raw_partitions(
     assert worst <= DRIFT_MS, (
         f"a record came {worst} ms of record time after a later-written one "
         f"(drift {DRIFT_MS} ms, backlog span {span_ms} ms)")
+
+    # held records go in rounds within a delivery, so a step is not one fetch's drift of
+    # record time: released only at the next delivery, steps averaged about 20-100 records
+    # here (the drift's), and each step's fixed costs (outputs, dedup deltas, the commit)
+    # were paid that much more often
+    steps, records = _step_records(worker, "validate-footfall")
+    assert records == EVENTS, (records, steps)
+    assert records / steps >= 0.5 * STEP_MAX, (
+        f"{steps} validation steps for {records} records: {records / steps:.0f} a step")
+
+
+def _step_records(worker, agent: str) -> tuple[int, int]:
+    """(steps, records) of one stage from the worker's ``cityops_step_records`` histogram."""
+    text = httpx.get(f"{worker.url}/metrics", timeout=5, headers=worker.headers).text
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        for part in ("count", "sum"):
+            if line.startswith(f'cityops_step_records_{part}{{agent="{agent}"}}'):
+                found[part] = float(line.rsplit(" ", 1)[1])
+    assert set(found) == {"count", "sum"}, f"no step histogram for {agent}"
+    return int(found["count"]), int(found["sum"])
