@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from streams_harness import wait_until
 
 from cityops.core.registry import load_registry
@@ -132,10 +133,10 @@ def test_a_backlog_is_validated_in_write_order_across_raw_partitions(
 def _step_records(worker, agent: str) -> tuple[int, int]:
     """(steps, records) of one stage from the worker's ``cityops_step_records`` histogram."""
     text = httpx.get(f"{worker.url}/metrics", timeout=5, headers=worker.headers).text
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        for part in ("count", "sum"):
-            if line.startswith(f'cityops_step_records_{part}{{agent="{agent}"}}'):
-                found[part] = float(line.rsplit(" ", 1)[1])
-    assert set(found) == {"count", "sum"}, f"no step histogram for {agent}"
-    return int(found["count"]), int(found["sum"])
+    found = {sample.name: sample.value
+             for family in text_string_to_metric_families(text)
+             if family.name == "cityops_step_records"
+             for sample in family.samples if sample.labels.get("agent") == agent}
+    counts = ("cityops_step_records_count", "cityops_step_records_sum")
+    assert set(counts) <= set(found), f"no step histogram for {agent}"
+    return int(found[counts[0]]), int(found[counts[1]])
