@@ -1,4 +1,4 @@
-"""Event-time windows with a per-key watermark and allowed lateness; state is a plain dict.
+"""Event-time windows with a per-key watermark and allowed lateness; state is JSON-able.
 
 Times are POSIX seconds (``datetime.timestamp()``); windows are aligned to the epoch, which
 for sizes dividing one hour is also aligned to local wall-clock minutes (and to hours in zones
@@ -60,18 +60,6 @@ A = TypeVar("A")
 V = TypeVar("V")
 
 Window = tuple[float, float]
-
-
-def _order(st: dict[str, Any]) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
-    """A key's open windows by end, all and not yet fired: ``(end, window key)`` lists kept
-    sorted beside the state (not in its snapshot; rebuilt on first use after a restore).
-    An aggregator's windows all have one size, so end order is start order."""
-    idx = st.get("_order")
-    if idx is None:
-        ends = sorted((w["end"], wk) for wk, w in st["windows"].items())
-        unfired = [(e, wk) for e, wk in ends if not st["windows"][wk]["fired"]]
-        idx = st["_order"] = (ends, unfired)
-    return idx
 
 
 @dataclass(frozen=True)
@@ -176,6 +164,69 @@ class AddResult(Result):
         return not self.accepted
 
 
+class _Win:
+    """One open window of a key: its bounds, accumulator, revision and whether it fired.
+
+    A class, not a dict: compiled (``cityops.compiled``) its fields are read and written in
+    place, where a dict's are hashed and looked up by name on every use.
+    """
+
+    def __init__(self, start: float, end: float, acc: Any, revision: int,
+                 fired: bool) -> None:
+        self.start = start
+        self.end = end
+        self.acc = acc
+        self.revision = revision
+        self.fired = fired
+
+    def to_state(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "acc": self.acc,
+                "revision": self.revision, "fired": self.fired}
+
+
+class _Clock:
+    """One source of a key: its newest event time, when it was last heard (processing time;
+    None once restored, until its first use here), its reporting interval and how long it
+    may stay silent before it stops holding the key back."""
+
+    def __init__(self, newest: float, heard_at: float | None, cadence_s: float,
+                 idle_after_s: float) -> None:
+        self.newest = newest
+        self.heard_at = heard_at
+        self.cadence_s = cadence_s
+        self.idle_after_s = idle_after_s
+
+
+class _KeyState:
+    """Everything a key holds; ``to_state`` / ``from_state`` give its JSON-able snapshot."""
+
+    def __init__(self) -> None:
+        self.max_ts: float | None = None  # newest event time of any source
+        self.closed_until: float | None = None  # closed from outside (timer, shutdown)
+        self.closed_end: float | None = None  # the latest end of a closed window
+        self.windows: dict[str, _Win] = {}
+        self.late = 0
+        self.span = 0.0  # the slowest source's reporting interval
+        self.src: dict[str, _Clock] = {}  # per-source clocks (per-source watermarks)
+        self.wm: float | None = None  # the per-source watermark; never moves back
+        self.born: float | None = None  # processing time of the key's first event here
+        self.heard: float | None = None  # processing time of the key's last event
+        self.adv: float | None = None  # processing time of the last advance, clocks unchanged
+        self.heard_all = False  # every expected source heard (sources are never dropped)
+        # open windows by end, all and not yet fired: ``(end, window key)`` lists kept sorted
+        # beside the state (not in its snapshot; rebuilt on first use after a restore). An
+        # aggregator's windows all have one size, so end order is start order.
+        self.ends: list[tuple[float, str]] | None = None
+        self.unfired: list[tuple[float, str]] = []
+
+    def order(self) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
+        ends = self.ends
+        if ends is None:
+            ends = self.ends = sorted((w.end, wk) for wk, w in self.windows.items())
+            self.unfired = [(e, wk) for e, wk in ends if not self.windows[wk].fired]
+        return ends, self.unfired
+
+
 class WindowedAggregator(Generic[K, A, V]):
     """Folds values into event-time windows per key; ``zero``/``fold`` must keep A JSON-able."""
 
@@ -187,7 +238,7 @@ class WindowedAggregator(Generic[K, A, V]):
         self.allowed_lateness_s = allowed_lateness_s
         self._zero = zero
         self._fold = fold
-        self._state: dict[K, dict[str, Any]] = {}
+        self._state: dict[K, _KeyState] = {}
         # feed clock (newest event time over all keys, this process) and, per key, its value
         # at the first event of another key after the key's last one (so a fast key's jump
         # is not counted as quiet time): how long a key has been quiet, on the feed's clock
@@ -208,35 +259,33 @@ class WindowedAggregator(Generic[K, A, V]):
         self.idle_intervals = idle_intervals
         self.min_idle_s = min_idle_s
         for st in self._state.values():
-            for clock in (st.get("src") or {}).values():
-                clock[3] = self.idle_after_s(clock[2])
+            for clock in st.src.values():
+                clock.idle_after_s = self.idle_after_s(clock.cadence_s)
 
     def expect(self, key: K, sources: dict[str, float]) -> None:
         """Sources (→ reporting interval, s) the key waits for before its first sight of them."""
         self._expected[key] = dict(sources)
         st = self._state.get(key)
         if st is not None:
-            st.pop("heard_all", None)
+            st.heard_all = False
 
     def idle_after_s(self, cadence_s: float) -> float:
         """Processing time after which a silent source of this cadence is idle."""
         return max(self.idle_intervals * cadence_s, self.min_idle_s)
 
     # --- state -------------------------------------------------------------------------
-    def _key_state(self, key: K) -> dict[str, Any]:
+    def _key_state(self, key: K) -> _KeyState:
         st = self._state.get(key)
         if st is None:
-            st = {"max_ts": None, "closed_until": None, "windows": {}, "late": 0, "span": 0.0,
-                  "src": {}, "wm": None, "born": None, "heard": None}
-            self._state[key] = st
+            st = self._state[key] = _KeyState()
         return st
 
     def note_span(self, key: K, span_s: float) -> None:
         """Widen the key's lateness to ``span_s`` (its slowest source's interval); never narrows."""
         st = self._key_state(key)
-        if span_s > st.get("span", 0.0):
-            st["span"] = float(span_s)
-            st["adv"] = None
+        if span_s > st.span:
+            st.span = float(span_s)
+            st.adv = None
 
     def to_state(self, key: K) -> dict[str, Any]:
         """JSON-able snapshot of one key (for a changelog table)."""
@@ -244,27 +293,31 @@ class WindowedAggregator(Generic[K, A, V]):
         if st is None:
             return {"max_ts": None, "closed_until": None, "windows": {}, "late": 0,
                     "span": 0.0}
-        out = {"max_ts": st["max_ts"], "closed_until": st["closed_until"], "late": st["late"],
-               "span": st.get("span", 0.0), "closed_end": st.get("closed_end"),
-               "windows": {k: dict(w) for k, w in st["windows"].items()}}
-        if st.get("src"):  # per-source clocks: event times only (processing times are local)
-            out["src"] = {s: [v[0], v[2]] for s, v in st["src"].items()}
-            out["wm"] = st.get("wm")
+        out: dict[str, Any] = {
+            "max_ts": st.max_ts, "closed_until": st.closed_until, "late": st.late,
+            "span": st.span, "closed_end": st.closed_end,
+            "windows": {k: w.to_state() for k, w in st.windows.items()}}
+        if st.src:  # per-source clocks: event times only (processing times are local)
+            out["src"] = {s: [v.newest, v.cadence_s] for s, v in st.src.items()}
+            out["wm"] = st.wm
         return out
 
     def from_state(self, key: K, state: dict[str, Any]) -> None:
         """Restore one key from ``to_state`` output (e.g. after a rebalance)."""
-        self._state[key] = {
-            "max_ts": state.get("max_ts"), "closed_until": state.get("closed_until"),
-            "late": int(state.get("late", 0)), "span": float(state.get("span", 0.0)),
-            "closed_end": state.get("closed_end"),
-            "windows": {k: dict(w) for k, w in state.get("windows", {}).items()},
-            # a restored source is heard "now" (at its first use): processing time of another
-            # process says nothing about this one's, and the rebalance itself took time
-            "src": {src: [float(v[0]), None, float(v[1]), self.idle_after_s(float(v[1]))]
-                    for src, v in (state.get("src") or {}).items()},
-            "wm": state.get("wm"), "born": None, "heard": None,
-        }
+        st = self._state[key] = _KeyState()
+        st.max_ts = _opt_float(state.get("max_ts"))
+        st.closed_until = _opt_float(state.get("closed_until"))
+        st.late = int(state.get("late", 0))
+        st.span = float(state.get("span", 0.0))
+        st.closed_end = _opt_float(state.get("closed_end"))
+        st.windows = {k: _Win(float(w["start"]), float(w["end"]), w["acc"], int(w["revision"]),
+                              bool(w["fired"]))
+                      for k, w in state.get("windows", {}).items()}
+        # a restored source is heard "now" (at its first use): processing time of another
+        # process says nothing about this one's, and the rebalance itself took time
+        st.src = {src: _Clock(float(v[0]), None, float(v[1]), self.idle_after_s(float(v[1])))
+                  for src, v in (state.get("src") or {}).items()}
+        st.wm = _opt_float(state.get("wm"))
 
     def forget(self, key: K) -> None:
         """Drop the key's state (its partition was revoked; a restore rebuilds it)."""
@@ -280,34 +333,39 @@ class WindowedAggregator(Generic[K, A, V]):
         st = self._state.get(key)
         return None if st is None else self._mark(st)
 
-    def _mark(self, st: dict[str, Any]) -> float | None:
+    def _mark(self, st: _KeyState) -> float | None:
         """``watermark`` of a key's state (the hot path has it at hand)."""
-        if st.get("src"):
-            mark = st.get("wm")  # per-source: advanced by ``_advance``, never moves back
+        mark: float | None
+        if st.src:
+            mark = st.wm  # per-source: advanced by ``_advance``, never moves back
         else:
-            mark = (None if st["max_ts"] is None
-                    else st["max_ts"] - self.allowed_lateness_s - st.get("span", 0.0))
-        for other in (st["closed_until"], st.get("closed_end")):
-            if other is not None and (mark is None or other > mark):
-                mark = other
+            max_ts = st.max_ts
+            mark = None if max_ts is None else max_ts - self.allowed_lateness_s - st.span
+        closed = st.closed_until
+        if closed is not None and (mark is None or closed > mark):
+            mark = closed
+        closed = st.closed_end
+        if closed is not None and (mark is None or closed > mark):
+            mark = closed
         return mark
 
-    def _hear(self, key: K, st: dict[str, Any], source: str, ts: float, now_s: float,
+    def _hear(self, st: _KeyState, source: str, ts: float, now_s: float,
               cadence_s: float) -> None:
         """Note that ``source`` delivered an event of time ``ts`` at processing time ``now_s``."""
-        if st.get("born") is None:
-            st["born"] = now_s
-        clock = st.setdefault("src", {}).get(source)
+        if st.born is None:
+            st.born = now_s
+        clock = st.src.get(source)
         if clock is None:
-            st["src"][source] = [ts, now_s, float(cadence_s), self.idle_after_s(cadence_s)]
+            st.src[source] = _Clock(ts, now_s, float(cadence_s), self.idle_after_s(cadence_s))
         else:
-            clock[0] = max(clock[0], ts)
-            clock[1] = now_s
-            if cadence_s > clock[2]:
-                clock[2] = float(cadence_s)
-                clock[3] = self.idle_after_s(cadence_s)
-        st["heard"] = now_s
-        st["adv"] = None  # the clocks changed: the next ``advance`` looks again
+            if ts > clock.newest:
+                clock.newest = ts
+            clock.heard_at = now_s
+            if cadence_s > clock.cadence_s:
+                clock.cadence_s = float(cadence_s)
+                clock.idle_after_s = self.idle_after_s(cadence_s)
+        st.heard = now_s
+        st.adv = None  # the clocks changed: the next ``advance`` looks again
 
     def low_water_s(self, key: K, now_s: float) -> float | None:
         """Minimum newest event time over the key's active sources; None while it must wait.
@@ -319,24 +377,26 @@ class WindowedAggregator(Generic[K, A, V]):
         st = self._state.get(key)
         return None if st is None else self._low_water(key, st, now_s)
 
-    def _low_water(self, key: K, st: dict[str, Any], now_s: float) -> float | None:
-        if not st.get("src"):
+    def _low_water(self, key: K, st: _KeyState, now_s: float) -> float | None:
+        if not st.src:
             return None
-        if st.get("born") is None:
-            st["born"] = now_s
+        born = st.born
+        if born is None:
+            born = st.born = now_s
         low: float | None = None
-        for clock in st["src"].values():  # [newest event time, heard at, cadence, idle after]
-            if clock[1] is None:  # restored: counts from its first use here
-                clock[1] = now_s
-            if now_s - clock[1] <= clock[3] and (low is None or clock[0] < low):
-                low = clock[0]
+        for clock in st.src.values():
+            heard_at = clock.heard_at
+            if heard_at is None:  # restored: counts from its first use here
+                heard_at = clock.heard_at = now_s
+            if now_s - heard_at <= clock.idle_after_s and (low is None or clock.newest < low):
+                low = clock.newest
         expected = self._expected.get(key)
-        if expected and not st.get("heard_all"):
-            if expected.keys() <= st["src"].keys():  # sources are never dropped: for good
-                st["heard_all"] = True
+        if expected and not st.heard_all:
+            if expected.keys() <= st.src.keys():  # sources are never dropped: for good
+                st.heard_all = True
                 return low
             for source, cadence in expected.items():
-                if source not in st["src"] and now_s - st["born"] <= self.idle_after_s(cadence):
+                if source not in st.src and now_s - born <= self.idle_after_s(cadence):
                     return None  # a registered source not heard yet: its partition may lag
         return low
 
@@ -347,12 +407,11 @@ class WindowedAggregator(Generic[K, A, V]):
         st = self._state.get(key)
         return None if st is None else self._source_mark(st, source)
 
-    def _source_mark(self, st: dict[str, Any], source: str) -> float | None:
-        src = st.get("src")
-        clock = None if not src else src.get(source)
+    def _source_mark(self, st: _KeyState, source: str) -> float | None:
+        clock = st.src.get(source)
         if clock is None:
             return None
-        return float(clock[0]) - self.allowed_lateness_s - st.get("span", 0.0)
+        return clock.newest - self.allowed_lateness_s - st.span
 
     def advance(self, key: K, now_s: float) -> float | None:
         """Move the key's per-source watermark on (sources gone idle count no more)."""
@@ -360,35 +419,35 @@ class WindowedAggregator(Generic[K, A, V]):
         self._advance_state(key, st, now_s)
         return self._mark(st)
 
-    def _advance_state(self, key: K, st: dict[str, Any], now_s: float) -> None:
-        if not st.get("src"):
-            if st.get("wm") is None and st["max_ts"] is not None:
+    def _advance_state(self, key: K, st: _KeyState, now_s: float) -> None:
+        if not st.src:
+            if st.wm is None and st.max_ts is not None:
                 # a key restored from a newest-of-any snapshot keeps its watermark
-                st["wm"] = st["max_ts"] - self.allowed_lateness_s - st.get("span", 0.0)
+                st.wm = st.max_ts - self.allowed_lateness_s - st.span
             return
         self._advance(key, st, now_s)
 
-    def _advance(self, key: K, st: dict[str, Any], now_s: float) -> None:
-        st["adv"] = now_s  # clocks unchanged since: advancing again at now_s changes nothing
+    def _advance(self, key: K, st: _KeyState, now_s: float) -> None:
+        st.adv = now_s  # clocks unchanged since: advancing again at now_s changes nothing
         low = self._low_water(key, st, now_s)
         if low is None:
             return
-        mark = low - self.allowed_lateness_s - st.get("span", 0.0)
-        if st.get("wm") is None or mark > st["wm"]:
-            st["wm"] = mark
+        mark = low - self.allowed_lateness_s - st.span
+        if st.wm is None or mark > st.wm:
+            st.wm = mark
 
     def late_count(self, key: K) -> int:
         st = self._state.get(key)
-        return 0 if st is None else int(st["late"])
+        return 0 if st is None else st.late
 
     # --- processing ----------------------------------------------------------------------
     @staticmethod
     def _wkey(start: float) -> str:
         return repr(float(start))
 
-    def _snap(self, key: K, w: dict[str, Any], emitted: bool) -> WindowSnapshot:
-        return WindowSnapshot(key=key, start_s=w["start"], end_s=w["end"], acc=w["acc"],
-                              revision=w["revision"], emitted=emitted)
+    def _snap(self, key: K, w: _Win, emitted: bool) -> WindowSnapshot:
+        return WindowSnapshot(key=key, start_s=w.start, end_s=w.end, acc=w.acc,
+                              revision=w.revision, emitted=emitted)
 
     def add(self, key: K, ts: float, value: V,
             pieces: list[tuple[float, V]] | None = None, *, source: str | None = None,
@@ -405,39 +464,47 @@ class WindowedAggregator(Generic[K, A, V]):
         (processing time, s) the key's watermark is the per-source one.
         """
         st = self._key_state(key)
-        per_source = source is not None and now_s is not None
-        if per_source and st.get("adv") != now_s:
-            self._advance_state(key, st, float(now_s))  # type: ignore[arg-type]
+        if source is not None and now_s is not None:
+            if st.adv != now_s:
+                self._advance_state(key, st, now_s)
+            return self._add(key, st, ts, value, pieces, source, now_s, cadence_s, start_s)
+        return self._add(key, st, ts, value, pieces, None, 0.0, cadence_s, start_s)
+
+    def _add(self, key: K, st: _KeyState, ts: float, value: V,
+             pieces: list[tuple[float, V]] | None, source: str | None, now_s: float,
+             cadence_s: float, start_s: float | None) -> AddResult:
+        """``add`` with the processing time unboxed (meaningful when ``source`` is given)."""
         wm = self._mark(st)
-        if per_source:
-            own = self._source_mark(st, str(source))
+        if source is not None:
+            own = self._source_mark(st, source)
             if own is not None and (wm is None or own > wm):
                 wm = own
         parts = pieces if pieces else [(ts, value)]
         first = start_s if start_s is not None else min(p for p, _ in parts)
         if wm is not None and first < wm:
-            st["late"] += 1
-            if per_source:  # a late event still shows its source is alive
-                self._hear(key, st, str(source), ts, float(now_s), cadence_s)  # type: ignore[arg-type]
+            st.late += 1
+            if source is not None:  # a late event still shows its source is alive
+                self._hear(st, source, ts, now_s, cadence_s)
             return AddResult(accepted=False, watermark_s=wm, lateness_s=wm - first)
-        windows = st["windows"]
+        windows = st.windows
         updated: list[Window] = []
         emit: list[WindowSnapshot] = []
-        prev_max = st["max_ts"]
-        new_max = ts if prev_max is None else max(prev_max, ts)
-        st["max_ts"] = new_max
-        self._feed_ts = ts if self._feed_ts is None else max(self._feed_ts, ts)
+        prev_max = st.max_ts
+        new_max = ts if prev_max is None or ts > prev_max else prev_max
+        st.max_ts = new_max
+        feed_ts = self._feed_ts
+        feed_ts = self._feed_ts = ts if feed_ts is None or ts > feed_ts else feed_ts
         pending = self._pending
         if len(pending) != 1 or key not in pending:  # another key's turn: no set per event
             for other in pending:
                 if other != key:
-                    self._seen_at[other] = self._feed_ts
+                    self._seen_at[other] = feed_ts
             self._pending = {key}
-        if per_source:
-            self._hear(key, st, str(source), ts, float(now_s), cadence_s)  # type: ignore[arg-type]
-            self._advance(key, st, float(now_s))  # type: ignore[arg-type]
-        refired: dict[str, dict[str, Any]] = {}
-        ends, unfired = _order(st)  # before any new window joins the dict
+        if source is not None:
+            self._hear(st, source, ts, now_s, cadence_s)
+            self._advance(key, st, now_s)
+        refired: dict[str, _Win] = {}
+        ends, unfired = st.order()  # before any new window joins the dict
         spans_of, fold = self._spans_of, self._fold
         single = len(parts) == 1
         for piece_ts, piece in parts:
@@ -451,44 +518,43 @@ class WindowedAggregator(Generic[K, A, V]):
             for start, end, wk, window in spans:
                 w = windows.get(wk)
                 if w is None:
-                    w = {"start": start, "end": end, "acc": self._zero(), "revision": 0,
-                         "fired": False}
-                    windows[wk] = w
+                    w = windows[wk] = _Win(start, end, self._zero(), 0, False)
                     insort(ends, (end, wk))
                     insort(unfired, (end, wk))
-                w["acc"] = fold(w["acc"], piece, ts)
+                w.acc = fold(w.acc, piece, ts)
                 if single or window not in updated:  # one piece's windows are distinct
                     updated.append(window)
-                if w["fired"]:  # an allowed-late event changed an already published window
+                if w.fired:  # an allowed-late event changed an already published window
                     refired[wk] = w
         if refired:
-            for w in sorted(refired.values(), key=lambda x: x["start"]):
-                w["revision"] += 1
+            for w in sorted(refired.values(), key=_start_of):
+                w.revision += 1
                 emit.append(self._snap(key, w, True))
         # windows whose end the key's event time has now passed are complete: fire them
         # (earliest first; an index, not a sort of every open window per event: a zone
         # held back while catching up keeps hours of windows open)
         while unfired and unfired[0][0] <= new_max:
             w = windows[unfired.pop(0)[1]]
-            w["fired"] = True
+            w.fired = True
             emit.append(self._snap(key, w, True))
         wm = self._mark(st)
         self._close(key, st, wm)  # closing moves nothing past ``wm``: it stays the watermark
         return AddResult(accepted=True, watermark_s=wm, updated=updated, emit=emit)
 
-    def _close(self, key: K, st: dict[str, Any], wm: float | None
+    def _close(self, key: K, st: _KeyState, wm: float | None
                ) -> list[WindowSnapshot]:
         """Close the key's windows ending at or before ``wm`` (its watermark)."""
         closed: list[WindowSnapshot] = []
         if wm is None:
             return closed
-        ends, unfired = _order(st)
+        ends, unfired = st.order()
         while ends and ends[0][0] <= wm:
-            w = st["windows"].pop(ends.pop(0)[1])
-            closed.append(self._snap(key, w, w["fired"]))
+            w = st.windows.pop(ends.pop(0)[1])
+            closed.append(self._snap(key, w, w.fired))
             # a widened span never reopens a closed window: it would replace the
             # published one with only the newcomer's counts
-            st["closed_end"] = max(st.get("closed_end") or w["end"], w["end"])
+            if st.closed_end is None or w.end > st.closed_end:
+                st.closed_end = w.end
         while unfired and unfired[0][0] <= wm:  # closed before they fired (idle keys)
             unfired.pop(0)
         return closed
@@ -500,9 +566,9 @@ class WindowedAggregator(Generic[K, A, V]):
         Events older than ``watermark_s`` are late from now on.
         """
         st = self._key_state(key)
-        if st["closed_until"] is None or watermark_s > st["closed_until"]:
-            st["closed_until"] = watermark_s
-        return self._close(key, st, self.watermark(key))
+        if st.closed_until is None or watermark_s > st.closed_until:
+            st.closed_until = watermark_s
+        return self._close(key, st, self._mark(st))
 
     def close_all_until(self, watermark_s: float) -> list[WindowSnapshot]:
         """``close_until`` for every key: the wall-clock timer's entry point."""
@@ -530,26 +596,34 @@ class WindowedAggregator(Generic[K, A, V]):
         if self._feed_ts is None:
             return out
         for key, st in list(self._state.items()):
-            if st["max_ts"] is None or key in self._pending:
+            if st.max_ts is None or key in self._pending:
                 continue
             if now_s is not None:
-                if st.get("heard") is None:
-                    st["heard"] = now_s  # restored: counts from its first use here
-                if now_s - st["heard"] <= idle_after_s:
+                if st.heard is None:
+                    st.heard = now_s  # restored: counts from its first use here
+                if now_s - st.heard <= idle_after_s:
                     continue
             seen = self._seen_at.setdefault(key, self._feed_ts)
             quiet = self._feed_ts - seen
-            idle_s = idle_after_s + st.get("span", 0.0)  # an hourly source is quiet for an hour
+            idle_s = idle_after_s + st.span  # an hourly source is quiet for an hour
             if quiet <= idle_s:
                 continue
-            closed = self.close_until(key, st["max_ts"] + quiet - idle_s)
+            closed = self.close_until(key, st.max_ts + quiet - idle_s)
             if closed:
                 out[key] = closed
         return out
+
 
     def open_windows(self, key: K) -> list[WindowSnapshot]:
         st = self._state.get(key)
         if st is None:
             return []
-        return [self._snap(key, w, w["fired"])
-                for w in sorted(st["windows"].values(), key=lambda x: x["start"])]
+        return [self._snap(key, w, w.fired) for w in sorted(st.windows.values(), key=_start_of)]
+
+
+def _start_of(w: _Win) -> float:
+    return w.start
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
