@@ -89,25 +89,62 @@ FOOTFALL_WINDOWS: dict[str, TumblingWindow | HoppingWindow] = {
 }
 
 
-def _ff_zero() -> dict[str, Any]:
-    return {"entries": 0, "exits": 0, "events": 0, "presence": 0.0, "presence_ts": None}
+class FootfallAcc:
+    """One footfall window's counts: entries, exits, reports (``events``), the presence
+    estimate after its latest report by event time (``presence_ts``) and the last report's
+    id (several minute pieces of one report count one event).
+
+    Never changed once made (``_ff_fold`` makes a new one: published snapshots hold the old).
+    A class, not a dict: compiled, a fold reads and makes it without a lookup by name; its
+    snapshot (``to_state``) is the dict the state log always held, made once.
+    """
+
+    def __init__(self, entries: int, exits: int, events: int, presence: float,
+                 presence_ts: float | None, report: str | None) -> None:
+        self.entries = entries
+        self.exits = exits
+        self.events = events
+        self.presence = presence
+        self.presence_ts = presence_ts
+        self.report = report
+        self._state: dict[str, Any] | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        state = self._state
+        if state is None:  # the same dict for every snapshot: compared by identity there
+            state = self._state = {
+                "entries": self.entries, "exits": self.exits, "events": self.events,
+                "presence": self.presence, "presence_ts": self.presence_ts,
+                "report": self.report}
+        return state
+
+    @staticmethod
+    def from_state(state: dict[str, Any]) -> FootfallAcc:
+        ts = state.get("presence_ts")
+        return FootfallAcc(int(state.get("entries", 0)), int(state.get("exits", 0)),
+                           int(state.get("events", 0)), float(state.get("presence", 0.0)),
+                           None if ts is None else float(ts), state.get("report"))
+
+
+def _ff_zero() -> FootfallAcc:
+    return FootfallAcc(0, 0, 0, 0.0, None, None)
+
+
+def _ff_dump(acc: FootfallAcc) -> dict[str, Any]:
+    return acc.to_state()
 
 
 #: one report's part for one minute: entries, exits, presence after it, the report's id
 FootfallPiece = tuple[int, int, float, str]
 
 
-def _ff_fold(acc: dict[str, Any], value: FootfallPiece, ts: float) -> dict[str, Any]:
+def _ff_fold(acc: FootfallAcc, value: FootfallPiece, ts: float) -> FootfallAcc:
     entries, exits, presence, report = value
-    # a new dict, never a changed one: published snapshots hold the old (``_emit``); built
-    # in one expression, the keys in ``_ff_zero``'s order and then "report"
-    seen_ts = acc["presence_ts"]
+    seen_ts = acc.presence_ts
     newer = seen_ts is None or ts >= seen_ts
-    return {"entries": acc["entries"] + entries, "exits": acc["exits"] + exits,
-            # several minute pieces of one report: one event
-            "events": acc["events"] + (acc.get("report") != report),
-            "presence": presence if newer else acc["presence"],
-            "presence_ts": ts if newer else seen_ts, "report": report}
+    return FootfallAcc(acc.entries + entries, acc.exits + exits,
+                       acc.events + (acc.report != report),
+                       presence if newer else acc.presence, ts if newer else seen_ts, report)
 
 
 class FootfallAggregator:
@@ -147,8 +184,9 @@ class FootfallAggregator:
         self.tz = tz
         self.half_life_s = presence_half_life_s
         self.reset_hour_local = reset_hour_local
-        self.windows: dict[str, WindowedAggregator[str, dict[str, Any], FootfallPiece]]
-        self.windows = {name: WindowedAggregator(a, allowed_lateness_s, _ff_zero, _ff_fold)
+        self.windows: dict[str, WindowedAggregator[str, FootfallAcc, FootfallPiece]]
+        self.windows = {name: WindowedAggregator(a, allowed_lateness_s, _ff_zero, _ff_fold,
+                                                 _ff_dump, FootfallAcc.from_state)
                         for name, a in FOOTFALL_WINDOWS.items()}
         self._presence: dict[str, dict[str, Any]] = {}
         self._reset_span: tuple[float, float, float | None] = (0.0, 0.0, None)
@@ -218,7 +256,7 @@ class FootfallAggregator:
         return text
 
     def _presence_density(self, snap: WindowSnapshot) -> tuple[float, float]:
-        presence = round(float(snap.acc["presence"]), 3)
+        presence = round(snap.acc.presence, 3)
         return presence, round(presence / self.registry.zones[snap.key].area_m2, 6)
 
     def _record(self, name: str, snap: WindowSnapshot,
@@ -228,7 +266,7 @@ class FootfallAggregator:
         return FootfallWindow.trusted(  # counts of validated reports: see ``trusted``
             zone_id=snap.key, window=name,
             window_start=self._time(snap.start_s), window_end=self._time(snap.end_s),
-            entries=acc["entries"], exits=acc["exits"], events=acc["events"],
+            entries=acc.entries, exits=acc.exits, events=acc.events,
             net_presence=presence, density_ppm2=density,
             revision=snap.revision, emitted_at=emitted_at)
 

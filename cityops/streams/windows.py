@@ -179,8 +179,9 @@ class _Win:
         self.revision = revision
         self.fired = fired
 
-    def to_state(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "acc": self.acc,
+    def to_state(self, dump: Callable[[Any], Any] | None) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end,
+                "acc": self.acc if dump is None else dump(self.acc),
                 "revision": self.revision, "fired": self.fired}
 
 
@@ -228,16 +229,25 @@ class _KeyState:
 
 
 class WindowedAggregator(Generic[K, A, V]):
-    """Folds values into event-time windows per key; ``zero``/``fold`` must keep A JSON-able."""
+    """Folds values into event-time windows per key.
+
+    ``zero``/``fold`` make accumulators; ``fold`` returns a new one and never changes its
+    argument (published snapshots hold the old). An accumulator is JSON-able, or ``dump``
+    makes it so for ``to_state`` and ``load`` reads that back in ``from_state``.
+    """
 
     def __init__(self, assigner: Assigner, allowed_lateness_s: float,
-                 zero: Callable[[], A], fold: Callable[[A, V, float], A]) -> None:
+                 zero: Callable[[], A], fold: Callable[[A, V, float], A],
+                 dump: Callable[[A], Any] | None = None,
+                 load: Callable[[Any], A] | None = None) -> None:
         if allowed_lateness_s < 0:
             raise ValueError("allowed_lateness_s must be ≥ 0")
         self.assigner = assigner
         self.allowed_lateness_s = allowed_lateness_s
         self._zero = zero
         self._fold = fold
+        self._dump = dump
+        self._load = load
         self._state: dict[K, _KeyState] = {}
         # feed clock (newest event time over all keys, this process) and, per key, its value
         # at the first event of another key after the key's last one (so a fast key's jump
@@ -296,7 +306,7 @@ class WindowedAggregator(Generic[K, A, V]):
         out: dict[str, Any] = {
             "max_ts": st.max_ts, "closed_until": st.closed_until, "late": st.late,
             "span": st.span, "closed_end": st.closed_end,
-            "windows": {k: w.to_state() for k, w in st.windows.items()}}
+            "windows": {k: w.to_state(self._dump) for k, w in st.windows.items()}}
         if st.src:  # per-source clocks: event times only (processing times are local)
             out["src"] = {s: [v.newest, v.cadence_s] for s, v in st.src.items()}
             out["wm"] = st.wm
@@ -310,8 +320,10 @@ class WindowedAggregator(Generic[K, A, V]):
         st.late = int(state.get("late", 0))
         st.span = float(state.get("span", 0.0))
         st.closed_end = _opt_float(state.get("closed_end"))
-        st.windows = {k: _Win(float(w["start"]), float(w["end"]), w["acc"], int(w["revision"]),
-                              bool(w["fired"]))
+        load = self._load
+        st.windows = {k: _Win(float(w["start"]), float(w["end"]),
+                              w["acc"] if load is None else load(w["acc"]),
+                              int(w["revision"]), bool(w["fired"]))
                       for k, w in state.get("windows", {}).items()}
         # a restored source is heard "now" (at its first use): processing time of another
         # process says nothing about this one's, and the rebalance itself took time

@@ -89,6 +89,28 @@ def test_footfall_idle_close_and_state(registry: Registry) -> None:
     assert all(r.revision == 0 and r.net_presence == 3 for r in closed)
 
 
+def test_footfall_window_snapshot_is_the_state_logs_json(registry: Registry) -> None:
+    """In memory a window's counts are a class; on the state log they stay the JSON object
+    the log has always held, and one written before (without the last report's id) is
+    read back and counted on."""
+    agg = FootfallAggregator(registry, allowed_lateness_s=60, presence_half_life_s=0)
+    agg.add(ff(10, 4, 1), NOW)
+    agg.add(ff(20, 2, 0), NOW)
+    state = json.loads(json.dumps(agg.to_state("jfb_square")))
+    minute = state["windows"]["tumbling_1m"]["windows"]
+    assert [w["acc"] for w in minute.values()] == [
+        {"entries": 6, "exits": 1, "events": 2, "presence": 5.0,
+         "presence_ts": (T0 + timedelta(seconds=20)).timestamp(), "report": "e20"}]
+
+    del next(iter(minute.values()))["acc"]["report"]
+    other = FootfallAggregator(registry, allowed_lateness_s=60, presence_half_life_s=0)
+    other.from_state("jfb_square", state)
+    other.add(ff(30, 1, 1), NOW)
+    closed = other.close_all_until(T0 + timedelta(minutes=10), NOW)
+    assert sorted((r.window, r.entries, r.exits, r.events) for r in closed) == [
+        ("hopping_5m", 7, 2, 3)] * 5 + [("tumbling_1m", 7, 2, 3)]
+
+
 def pk(sec: float, occupied: int, capacity: int = 100) -> ParkingObserved:
     return ParkingObserved(event_id=f"p{sec}", source="cp_wfc", carpark_id="cp_wfc",
                            event_time=T0 + timedelta(seconds=sec), capacity=capacity,
