@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -71,6 +72,29 @@ def test_fire_revise_close_and_late() -> None:
     r = agg.add("k", 40, 1)  # older than the watermark: late, nothing updated
     assert (r.accepted, r.late, r.lateness_s, r.updated) == (False, True, 25, [])
     assert agg.late_count("k") == 1
+
+
+def test_a_snapshot_shows_every_change_and_an_earlier_one_keeps_its_values() -> None:
+    """A window's snapshot is made once and reused until the window changes: folding a
+    value, firing and revising each show in the next snapshot, and never in an earlier one
+    (the state chain diffs the previous snapshot against the next)."""
+
+    def window(state: dict[str, Any]) -> tuple[Any, ...]:
+        w = state["windows"]["0.0"]
+        return (w["acc"], w["revision"], w["fired"])
+
+    agg = _agg(30)
+    agg.add("k", 10, 1)
+    first = agg.to_state("k")
+    assert agg.to_state("k")["windows"]["0.0"] is first["windows"]["0.0"]  # reused
+    agg.add("k", 20, 2)  # folded
+    folded = agg.to_state("k")
+    agg.add("k", 61, 4)  # (0, 60) fires
+    fired = agg.to_state("k")
+    agg.add("k", 50, 8)  # revised
+    revised = agg.to_state("k")
+    assert [window(s) for s in (first, folded, fired, revised)] == [
+        (1, 0, False), (3, 0, False), (3, 0, True), (11, 1, True)]
 
 
 def test_watermark_is_per_key() -> None:
