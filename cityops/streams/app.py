@@ -22,7 +22,7 @@ import structlog
 from cityops.core import topics as topic_names
 from cityops.core.kafka_security import ssl_context, uses_sasl, uses_tls
 from cityops.core.settings import FEEDS, Settings
-from cityops.streams import commits, dispatch, seeks
+from cityops.streams import commits, dispatch, fair_fetch, seeks
 from cityops.streams.producer_metadata import track_topic
 from cityops.streams.state_log import STATE_RECORD_MAX_BYTES
 
@@ -78,6 +78,7 @@ def make_app(settings: Settings) -> faust.App:
                      settings.worker_align_live_ms)
     commits.install()
     seeks.install()
+    fair_fetch.install()
     data = (settings.data_dir / "worker" / settings.worker_group).resolve()
     data.mkdir(parents=True, exist_ok=True)
     return faust.App(
