@@ -96,7 +96,7 @@ class FootfallAcc:
 
     Never changed once made (``_ff_fold`` makes a new one: published snapshots hold the old).
     A class, not a dict: compiled, a fold reads and makes it without a lookup by name; its
-    snapshot (``to_state``) is the dict the state log always held, made once.
+    snapshot (``to_state``) is the dict the state log always held.
     """
 
     def __init__(self, entries: int, exits: int, events: int, presence: float,
@@ -107,16 +107,12 @@ class FootfallAcc:
         self.presence = presence
         self.presence_ts = presence_ts
         self.report = report
-        self._state: dict[str, Any] | None = None
 
     def to_state(self) -> dict[str, Any]:
-        state = self._state
-        if state is None:  # the same dict for every snapshot: compared by identity there
-            state = self._state = {
-                "entries": self.entries, "exits": self.exits, "events": self.events,
+        # made once per window revision: the window keeps its snapshot until it changes
+        return {"entries": self.entries, "exits": self.exits, "events": self.events,
                 "presence": self.presence, "presence_ts": self.presence_ts,
                 "report": self.report}
-        return state
 
     @staticmethod
     def from_state(state: dict[str, Any]) -> FootfallAcc:

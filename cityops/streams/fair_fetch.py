@@ -44,8 +44,9 @@ def in_turn(fetch: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any
                              max_records: int | None = None) -> Any:
         records = await fetch(self, consumer, active_partitions, timeout=timeout,
                               max_records=max_records)
-        if records:
-            serve_in_turn(consumer._fetcher._records, records)
+        buffered = getattr(consumer._fetcher, "_records", None)  # aiokafka's, pinned
+        if records and isinstance(buffered, MutableMapping):
+            serve_in_turn(buffered, records)
         return records
 
     _fetch_records._cityops_in_turn = True  # type: ignore[attr-defined]

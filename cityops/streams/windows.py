@@ -635,7 +635,6 @@ class WindowedAggregator(Generic[K, A, V]):
                 out[key] = closed
         return out
 
-
     def open_windows(self, key: K) -> list[WindowSnapshot]:
         st = self._state.get(key)
         if st is None:
