@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -55,6 +55,11 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
 #: the event times both parsers read the same way (``datetime.fromisoformat`` does the rest)
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})\Z")
 _KEY_END = re.compile(rb'"\s*:')
+#: a quote followed by whitespace: only then can a key end be other than ``":`` itself
+_QUOTE_SPACE = re.compile(rb'"\s')
+#: an event time this close to the clock-skew limit is left to the exact decoder (its
+#: datetime arithmetic decides; the float seconds here are exact to about a microsecond)
+_SKEW_MARGIN_S = 0.001
 _DAY = timedelta(hours=24)
 
 
@@ -224,6 +229,17 @@ def _present(ev: FastEvent) -> int:
     return n
 
 
+def _keys_written(raw: bytes) -> int:
+    """How many keys ``raw`` writes: ``len(_KEY_END.findall(raw))``, for any bytes.
+
+    Without a quote followed by whitespace, every match of ``_KEY_END`` is ``":`` itself,
+    counted by ``bytes.count``: the regex's scan of every position, and a string per match,
+    cost a fifth of ``fast_decode``."""
+    if _QUOTE_SPACE.search(raw) is None:
+        return raw.count(b'":')
+    return len(_KEY_END.findall(raw))
+
+
 def fast_decode(feed: str, raw: bytes, ctx: ValidationContext, *,
                 max_bytes: int) -> FastEvent | None:
     """The record as a fast struct when it is a plain, valid one; ``None``: use
@@ -231,7 +247,9 @@ def fast_decode(feed: str, raw: bytes, ctx: ValidationContext, *,
     decoder = _DECODERS.get(feed)
     # no check for integers beyond 64 bits (strict JSON's ``bad_number``): every number of the
     # contract has bounds far inside them, so msgspec refuses such a value by its bounds
-    if decoder is None or len(raw) > max_bytes or b"\\" in raw:
+    # ``find``, not ``in``: ``bytes.__contains__`` first tries its argument as an integer,
+    # and makes and clears a TypeError with its message every time
+    if decoder is None or len(raw) > max_bytes or raw.find(b"\\") >= 0:
         return None
     try:
         ev = decoder.decode(raw)
@@ -247,13 +265,14 @@ def fast_decode(feed: str, raw: bytes, ctx: ValidationContext, *,
     offset = when.utcoffset()
     if offset is None or abs(offset) >= _DAY or when.year < 2000:
         return None
-    now = ctx.now or datetime.now(UTC)
-    if when - now > timedelta(seconds=ctx.max_clock_skew_s):
+    # in float seconds, as ``decode_clean``: a timedelta per record cost 0.8 µs
+    now_s = ctx.now.timestamp() if ctx.now is not None else time.time()
+    if when.timestamp() - now_s >= ctx.max_clock_skew_s - _SKEW_MARGIN_S:
         return None
     pos = ev.position
     if pos is not None and pos.crs == "GCJ02":
         return None
-    if len(_KEY_END.findall(raw)) != _present(ev) or not _ids_valid(ev) or not ev._valid(ctx):
+    if _keys_written(raw) != _present(ev) or not _ids_valid(ev) or not ev._valid(ctx):
         return None
     ev.event_time = when
     if pos is not None:
@@ -285,7 +304,7 @@ def decode_clean(feed: str, raw: bytes, ctx: ValidationContext) -> FastEvent | N
     ``tests/unit/core/test_fast_contract.py`` compares both on every record ``fast_decode``
     accepts."""
     decoder = _DECODERS.get(feed)
-    if decoder is None or b"\\" in raw:
+    if decoder is None or raw.find(b"\\") >= 0:
         return None
     try:
         ev = decoder.decode(raw)

@@ -81,7 +81,7 @@ def loads_strict(raw: bytes) -> Any:
         if "infinity" in text or _NON_FINITE.match(raw, getattr(exc, "pos", 0) or 0):
             raise StrictJSONError("non_finite_number", "NaN / Infinity is not JSON") from None
         raise StrictJSONError("bad_json", text.split(":")[0]) from None
-    key_end = _KEY_END if b"\\" in raw else _KEY_END_PLAIN
+    key_end = _KEY_END if raw.find(b"\\") >= 0 else _KEY_END_PLAIN
     if isinstance(data, (dict, list)) and (
         len(key_end.findall(raw)) != _count_keys(data) or _LONG_INT.search(raw)
     ):

@@ -143,7 +143,7 @@ def decoder_for(model: type[BaseModel]) -> msgspec.json.Decoder[Any] | None:
 def decode_record(model: type[BaseModel], raw: bytes) -> Any | None:
     """A derived record of ``model`` as its struct; None: read it with the model."""
     decoder = _DECODERS.get(model) or decoder_for(model)
-    if decoder is None or b"\\" in raw or _LONG_FRACTION.search(raw) is not None:
+    if decoder is None or raw.find(b"\\") >= 0 or _LONG_FRACTION.search(raw) is not None:
         return None
     try:
         return decoder.decode(raw)

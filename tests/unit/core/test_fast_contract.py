@@ -27,6 +27,7 @@ from cityops.core.fast_contract import (
     SITE_FIELDS,
     SITE_ID_PATTERN,
     FastPosition,
+    _keys_written,
     decode_clean,
     fast_decode,
 )
@@ -119,6 +120,10 @@ def _variants(data: dict) -> list[bytes]:
         # the same key twice: the first value wins in some parsers, the last in others
         out.append(text[:-1].encode() + b', "' + key.encode() + b'": ' + orjson.dumps(
             data[key]) + b"}")
+        # ... and written again with a space before its colon (a key end ``":`` alone
+        # would not count)
+        out.append(text[:-1].encode() + b', "' + key.encode() + b'" : ' + orjson.dumps(
+            data[key]) + b"}")
         out.append(text.replace(f'"{key}":', f'"{key}" :').encode())
         out.append(text.replace(f'"{key}":', f'"\\u0020{key}":').encode())
     for stamp in ("2026-11-27T19:30:00+08:00", "2026-11-27T19:30:00Z", "2026-11-27T19:30Z",
@@ -173,6 +178,40 @@ def test_fast_path_honours_the_context(registry: Registry) -> None:
                        max_bytes=MAX_BYTES) is None  # ahead of that clock
     assert fast_decode("footfall", orjson.dumps(GOOD["footfall"]), ValidationContext(
         registry=registry, now=NOW), max_bytes=10) is None  # over the size limit
+
+
+def test_an_event_time_at_the_clock_skew_limit_is_left_to_the_exact_decoder(
+        registry: Registry) -> None:
+    """The fast path compares float seconds; within a millisecond of the limit the exact
+    decoder's datetime arithmetic decides (it accepts an event exactly at the limit)."""
+    ctx = ValidationContext(registry=registry, now=NOW, max_clock_skew_s=300)
+
+    def ahead(seconds: float) -> bytes:
+        when = (NOW + timedelta(seconds=seconds)).astimezone(UTC)
+        return orjson.dumps(dict(GOOD["footfall"], event_time=when.isoformat()))
+
+    for seconds in (300, 299.9995, 300.000001):
+        assert fast_decode("footfall", ahead(seconds), ctx, max_bytes=MAX_BYTES) is None
+    assert not isinstance(decode_event("footfall", ahead(300), ctx, max_bytes=MAX_BYTES),
+                          Rejection)
+    assert isinstance(decode_event("footfall", ahead(300.000001), ctx, max_bytes=MAX_BYTES),
+                      Rejection)
+    assert both("footfall", ahead(299.998), ctx)
+
+
+def test_keys_are_counted_as_the_key_end_pattern_counts_them() -> None:
+    """``_keys_written`` counts ``":`` and falls back to the regex only when a quote is
+    followed by whitespace: the same count on any bytes of quotes, colons and spaces."""
+    import re
+
+    pattern = re.compile(rb'"\s*:')
+    rnd = random.Random(3)
+    alphabet = [b'"', b":", b" ", b"\t", b"\n", b"\r", b"\x0b", b"\x0c", b"a", b",", b"{"]
+    for _ in range(20_000):
+        raw = b"".join(rnd.choice(alphabet) for _ in range(rnd.randrange(0, 24)))
+        assert _keys_written(raw) == len(pattern.findall(raw)), raw
+    good = orjson.dumps(GOOD["footfall"])
+    assert _keys_written(good) == len(GOOD["footfall"]) == good.count(b'":')
 
 
 def _model_rules(field: Any) -> dict[str, Any]:
