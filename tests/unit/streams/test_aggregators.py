@@ -15,6 +15,7 @@ from cityops.core.feeds import (
 )
 from cityops.core.registry import Registry
 from cityops.streams.aggregators import (
+    RESET_SPANS_KEPT,
     AirQualityAggregator,
     FootfallAggregator,
     IncidentAggregator,
@@ -429,6 +430,27 @@ def test_daily_reset_boundary_is_remembered_per_day_without_changing_it(
         for p in probes:
             assert agg._last_reset_s(p) == _reset_reference(p, 5, tz), datetime.fromtimestamp(
                 p, tz)
+
+
+def test_the_reset_boundaries_of_zones_days_apart_are_all_remembered(
+        registry: Registry) -> None:
+    """While a backlog drains, zones read from different clean partitions can be days
+    apart: each of their days' boundaries is remembered (the latest used first, up to
+    ``RESET_SPANS_KEPT`` days), not worked out again at every report of the other zone."""
+    agg = FootfallAggregator(registry, allowed_lateness_s=60, reset_hour_local=5, tz=TZ)
+    base = datetime(2026, 5, 1, 12, 0, tzinfo=TZ).timestamp()
+    ahead = [base + 3 * 86_400 + 30 * k for k in range(200)]
+    behind = [base + 30 * k for k in range(200)]
+    for a, b in zip(ahead, behind, strict=True):
+        assert agg._last_reset_s(a) == _reset_reference(a, 5, TZ)
+        assert agg._last_reset_s(b) == _reset_reference(b, 5, TZ)
+    assert [lo for lo, _hi in agg._reset_spans] == [
+        _reset_reference(behind[-1], 5, TZ), _reset_reference(ahead[-1], 5, TZ)]
+    days = [base + d * 86_400 for d in range(RESET_SPANS_KEPT + 3)]
+    for p in days:
+        assert agg._last_reset_s(p) == _reset_reference(p, 5, TZ)
+    assert [lo for lo, _hi in agg._reset_spans] == [
+        _reset_reference(p, 5, TZ) for p in reversed(days[-RESET_SPANS_KEPT:])]
 
 
 def _air_stream(n: int, seed: int) -> list[AirQualityObserved]:
