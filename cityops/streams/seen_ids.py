@@ -42,7 +42,10 @@ class SeenIds:
 
     def __contains__(self, item: tuple[int, float]) -> bool:
         h, ts = item
-        b = self.bucket(ts)
+        return self.holds(h, self.bucket(ts))
+
+    def holds(self, h: int, b: int) -> bool:
+        """Whether bucket ``b`` (``bucket`` of the event time) holds ``h``."""
         hot = self._hot.get(b)
         if hot is not None and h in hot:
             return True
@@ -54,10 +57,18 @@ class SeenIds:
 
     def add(self, h: int, ts: float) -> bool:
         """Remember ``h`` at event time ``ts``; False if it was already there."""
-        if (h, ts) in self:
+        b = self.bucket(ts)
+        if self.holds(h, b):
             return False
-        self._hot.setdefault(self.bucket(ts), set()).add(h)
+        self.put(h, b)
         return True
+
+    def put(self, h: int, b: int) -> None:
+        """Put ``h`` in bucket ``b``, known not to hold it (``holds`` said so)."""
+        hot = self._hot.get(b)
+        if hot is None:
+            hot = self._hot[b] = set()
+        hot.add(h)
 
     def freeze_before(self, ts: float) -> int:
         """Pack the sets of buckets ending at or before ``ts`` into sorted arrays."""

@@ -29,6 +29,24 @@ def test_membership_survives_freezing_and_late_inserts() -> None:
     assert (late, 30.0) in ids and len(ids) == 1001
 
 
+def test_a_bucket_worked_out_once_answers_as_the_event_time_does() -> None:
+    """``holds`` / ``put`` with the bucket the caller worked out once (dedup's ``judge``)
+    agree with ``in`` / ``add`` by event time, in hot and in packed buckets."""
+    ids, twin = SeenIds(bucket_s=60), SeenIds(bucket_s=60)
+    for i in range(500):
+        h, ts = id_hash(f"e{i % 400}"), 7.0 * (i % 400)
+        b = ids.bucket(ts)
+        assert ids.holds(h, b) == ((h, ts) in twin) == (i >= 400)
+        if not ids.holds(h, b):
+            ids.put(h, b)
+        twin.add(h, ts)
+        if i == 200:
+            ids.freeze_before(1_000)
+            twin.freeze_before(1_000)
+    assert len(ids) == len(twin) == 400 and ids.buckets() == twin.buckets()
+    assert all(ids.packed(b) == twin.packed(b) for b in ids.buckets())
+
+
 def test_buckets_behind_the_horizon_are_dropped_whole() -> None:
     ids = SeenIds(bucket_s=60)
     for i in range(600):
