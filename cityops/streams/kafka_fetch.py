@@ -43,10 +43,17 @@ _lock = threading.Lock()  # the sink's thread and state-log reads may install at
 
 
 def _header_size(headers: list[tuple[str, bytes | None]]) -> int:
-    """``serialized_header_size`` as kafka-python counts it (-1 without headers)."""
+    """``serialized_header_size`` as kafka-python counts it (-1 without headers): a plain
+    loop, an ASCII key's length without encoding it (a generator and an encoding per key
+    took 0.6 µs of every record the sink read, against 0.26)."""
     if not headers:
         return -1
-    return sum(len(k.encode("utf-8")) + (len(v) if v is not None else 0) for k, v in headers)
+    n = 0
+    for k, v in headers:
+        n += len(k) if k.isascii() else len(k.encode("utf-8"))
+        if v is not None:
+            n += len(v)
+    return n
 
 
 def installed() -> bool:
