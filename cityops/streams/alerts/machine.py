@@ -312,7 +312,10 @@ class AlertEngine:
     def heartbeat(self, source: str, at: datetime, lane: str | None = None) -> list[AlertEvent]:
         """A source reported (on ``lane``, its topic partition): remember when, and clear its
         dead-sensor alert if it had one."""
-        ts = _ts(at)
+        return self.heard(source, _ts(at), lane)
+
+    def heard(self, source: str, ts: float, lane: str | None = None) -> list[AlertEvent]:
+        """``heartbeat`` at ``ts`` POSIX seconds (the worker's heartbeat inputs carry them)."""
         if self._started_at is None:
             self._started_at = ts
         self._last_seen[source] = max(ts, self._last_seen.get(source, ts))

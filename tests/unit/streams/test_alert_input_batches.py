@@ -59,11 +59,46 @@ def test_heartbeats_are_throttled_per_source_in_event_time(
     beats = [w.heartbeat("s1", T0 + timedelta(seconds=s), "raw/0")
              for s in (0, every / 2, every, every * 1.5)]
     assert [b is not None for b in beats] == [True, False, True, False]
-    assert beats[0] == {"op": "heartbeat", "source": "s1", "at": T0.isoformat(), "lane": "raw/0"}
+    assert beats[0] == {"op": "heartbeat", "source": "s1", "ts": T0.timestamp(),
+                        "lane": "raw/0"}
     # the validation step passes the event time it has in seconds already: the same beats
     given = _wiring(settings, registry, tmp_path / "given")
     times = [T0 + timedelta(seconds=s) for s in (0, every / 2, every, every * 1.5)]
     assert [given.heartbeat("s1", t, "raw/0", ts=t.timestamp()) for t in times] == beats
+
+
+def test_a_heartbeat_in_seconds_applies_as_one_in_iso_text(
+        settings: Settings, registry: Registry, tmp_path: Any) -> None:
+    """Heartbeats carry their time in POSIX seconds (``ts``); inputs written before, with
+    ISO text (``at``), still apply, to the same engine state and the same alerts."""
+    zone = sorted(registry.zones)[0]
+    source = sorted(registry.counters)[0]
+    items = _inputs(zone, source)
+    later, other = T0 + timedelta(hours=2), sorted(registry.counters)[1]
+    items += [  # silent for two hours while another sensor of its lane reports: dead, back
+        *({"op": "heartbeat", "source": other, "at": (later + timedelta(seconds=s)).isoformat(),
+           "lane": "raw/0"} for s in (0, 30)), {"op": "tick"},
+        {"op": "heartbeat", "source": source, "at": (later + timedelta(minutes=1)).isoformat(),
+         "lane": "raw/0"}, {"op": "tick"}]
+    as_text = _wiring(settings, registry, tmp_path / "text")
+    as_seconds = _wiring(settings, registry, tmp_path / "seconds")
+    beats, kinds = 0, []
+    for item in items:
+        text_events = as_text._apply(orjson.loads(orjson.dumps(item)))
+        if item["op"] == "heartbeat":
+            beat = as_seconds.heartbeat(item["source"], datetime.fromisoformat(item["at"]),
+                                        item["lane"])
+            assert beat is not None and "at" not in beat
+            item, beats = beat, beats + 1
+        seconds_events = as_seconds._apply(orjson.loads(orjson.dumps(item)))
+        kinds += [e.kind.value for e in text_events
+                  if e.rule_id == "dead_sensor" and e.subject == source]
+        assert [(e.rule_id, e.subject, e.kind.value, e.event_time) for e in seconds_events] == [
+            (e.rule_id, e.subject, e.kind.value, e.event_time) for e in text_events]
+    assert beats == 15
+    assert kinds == ["fired", "cleared"], kinds  # the sensor's own alert
+    assert as_seconds.event_clock == as_text.event_clock
+    assert as_seconds.engine.to_state() == as_text.engine.to_state()
 
 
 def _crowd_that_comes_and_goes(zone: str) -> list[dict[str, Any]]:
