@@ -121,8 +121,7 @@ def derived_records(registry: Registry, rules: RuleSet, events: list[Envelope], 
                             payload_json="{}", received_at=emitted)
         yield from out.records
         for obs in observations_from(out.records, ev.event_time):
-            yield from engine.observe(obs["kind"], obs["subject"], obs["value"],
-                                      datetime.fromisoformat(obs["at"]))
+            yield from engine.observed(obs["kind"], obs["subject"], obs["value"], obs["ts"])
         for rec in out.records:
             if isinstance(ev, IncidentReported) and type(rec).__name__ == "IncidentStats":
                 obs = incident_observation(rec, ev.severity.value)

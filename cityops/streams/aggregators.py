@@ -298,7 +298,7 @@ class FootfallAggregator:
         if not self.pending_records:
             return self._record(name, snap, emitted_at)
         observes = None if name != _OBSERVED_WINDOW else _window_observes(
-            snap.key, name, self._presence_density(snap)[1], self._iso(snap.end_s))
+            snap.key, name, self._presence_density(snap)[1], snap.end_s)
         return Pending(FootfallWindow, _window_id(snap.key, name, self._iso(snap.start_s)),
                        snap.revision, lambda: self._record(name, snap, emitted_at), observes)
 
@@ -392,16 +392,30 @@ class FootfallAggregator:
 
 
 def least_squares_slope(points: list[tuple[float, float]]) -> float | None:
-    """Slope of y over x by ordinary least squares; None with < 2 distinct x."""
+    """Slope of y over x by ordinary least squares; None with < 2 distinct x.
+
+    Two loops over the points instead of four generator sums (compiled, a generator is an
+    object and a call per item): the same additions in the same order, so the same float.
+    """
     n = len(points)
     if n < 2:
         return None
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
+    sx = 0.0
+    sy = 0.0
+    for x, y in points:
+        sx += x
+        sy += y
+    mx = sx / n
+    my = sy / n
+    sxx = 0.0
+    sxy = 0.0
+    for x, y in points:
+        dx = x - mx
+        sxx += dx ** 2
+        sxy += dx * (y - my)
     if sxx == 0:
         return None
-    return sum((x - mx) * (y - my) for x, y in points) / sxx
+    return sxy / sxx
 
 
 class ParkingAggregator:
@@ -417,16 +431,26 @@ class ParkingAggregator:
     def add(self, ev: ParkingObserved | FastParking, emitted_at: datetime) -> Outcome:
         ts = ev.event_time.timestamp()
         st = self._state.setdefault(ev.carpark_id, {"points": []})
-        points: list[list[float]] = [p for p in st["points"] if p[0] != ts]
-        points.append([ts, float(ev.occupied)])
-        points.sort()
+        points: list[list[float]] = st["points"]
+        if points and ts <= points[-1][0]:  # out of order or again: merged and sorted
+            points = [p for p in points if p[0] != ts]
+            points.append([ts, float(ev.occupied)])
+            points.sort()
+        else:  # the newest point, as a car park reports: appended, already in order
+            points.append([ts, float(ev.occupied)])
         newest = points[-1][0]
-        points = [p for p in points if p[0] >= newest - self.trend_window_s]
+        oldest = newest - self.trend_window_s
+        if points[0][0] < oldest:
+            points = [p for p in points if p[0] >= oldest]
         st["points"] = points
-        if ts < newest - self.trend_window_s:
-            return Outcome(False, lateness_s=newest - self.trend_window_s - ts)
-        window = [(p[0] / 60.0, p[1]) for p in points
-                  if ts - self.trend_window_s <= p[0] <= ts]
+        if ts < oldest:
+            return Outcome(False, lateness_s=oldest - ts)
+        # the regression window ends at this point; it starts at or before ``oldest``, so
+        # every point kept up to this one is in it (all of them for the newest)
+        if ts < newest:
+            window = [(p[0] / 60.0, p[1]) for p in points if p[0] <= ts]
+        else:
+            window = [(p[0] / 60.0, p[1]) for p in points]
         slope = least_squares_slope(window)
         trend = 0.0 if slope is None else round(slope, 4)
         free = ev.capacity - ev.occupied
@@ -678,7 +702,7 @@ class AirQualityAggregator:
             return make()
         observes = None
         if observed_at is not None and res.aqi is not None:
-            observes = ("aqi", station, float(res.aqi), observed_at.isoformat())
+            observes = ("aqi", station, float(res.aqi), observed_at.timestamp())
         return Pending(AirQualityIndex, AirQualityIndex.id_of(station, averaging,
                                                               _dt(hour, self.tz)),
                        rev, make, observes)

@@ -71,6 +71,10 @@ def observations_from(records: list[Any],
     ``event_time`` is the time of the event that produced the records: an hourly AQI is
     observed then (not at its ``hour_start``), so pending clears and escalations count
     from the sample that moved the value.
+
+    The time is in POSIX seconds (``ts``), what the engine keeps: as ISO text (``at``, which
+    the engine still reads) each observation cost an ``isoformat`` here and a parse and a
+    ``timestamp`` there, about one observation per event.
     """
     out: list[dict[str, Any]] = []
     for rec in records:
@@ -79,19 +83,19 @@ def observations_from(records: list[Any],
             seen = rec.observes
         elif isinstance(rec, FootfallWindow):
             seen = FootfallWindow.observes(rec.zone_id, rec.window, rec.density_ppm2,
-                                           rec.window_end.isoformat())
+                                           rec.window_end.timestamp())
         if seen is not None:
-            kind, subject, value, at = seen
+            kind, subject, value, ts = seen
             out.append({"op": "observe", "kind": kind, "subject": subject, "value": value,
-                        "at": at})
+                        "ts": ts})
         elif isinstance(rec, ParkingState):
             out.append({"op": "observe", "kind": "carpark_occupancy",
                         "subject": rec.carpark_id, "value": rec.occupancy_rate,
-                        "at": rec.event_time.isoformat()})
+                        "ts": rec.event_time.timestamp()})
         elif isinstance(rec, AirQualityIndex) and rec.averaging == "1h" and rec.aqi is not None:
             out.append({"op": "observe", "kind": "aqi", "subject": rec.station_id,
                         "value": float(rec.aqi),
-                        "at": (event_time or rec.hour_start).isoformat()})
+                        "ts": (event_time or rec.hour_start).timestamp()})
     return out
 
 
@@ -99,7 +103,7 @@ def incident_observation(stats: IncidentStats, severity: str) -> dict[str, Any]:
     """The ``incident`` rule watches severity rank while open, 0 once closed."""
     value = INCIDENT_SEVERITY_RANK.get(severity, 0) if stats.status in OPEN_INCIDENT else 0.0
     return {"op": "observe", "kind": "incident", "subject": stats.incident_id,
-            "value": float(value), "at": stats.event_time.isoformat()}
+            "value": float(value), "ts": stats.event_time.timestamp()}
 
 
 def stop_after_failed_step(agent: str, events: list[Any]) -> None:
@@ -121,6 +125,13 @@ def stop_after_failed_step(agent: str, events: list[Any]) -> None:
 def _parse_at(text: Any) -> datetime:
     dt = datetime.fromisoformat(str(text))
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _input_ts(item: dict[str, Any]) -> float:
+    """An observation's or heartbeat's time in POSIX seconds: ``ts``, or ``at`` as ISO text
+    (inputs written before they carried seconds)."""
+    ts = item.get("ts")
+    return float(ts) if ts is not None else _parse_at(item["at"]).timestamp()
 
 
 #: hands an alert event to delivery (e.g. ``WebhookDispatcher.offer``); its result is ignored
@@ -285,9 +296,6 @@ class AlertWiring:
             return datetime.fromtimestamp(self.event_clock, UTC)
         return datetime.now(UTC)
 
-    def _seen(self, at: datetime) -> None:
-        self._seen_ts(at.timestamp())
-
     def _seen_ts(self, ts: float) -> None:
         if self.event_clock is None or ts > self.event_clock:
             self.event_clock = ts
@@ -297,14 +305,12 @@ class AlertWiring:
         if op == "batch":
             return [e for one in item["items"] for e in self._apply(one)]
         if op == "observe":
-            at = _parse_at(item["at"])
-            self._seen(at)
-            return self.engine.observe(item["kind"], item["subject"], float(item["value"]), at)
+            ts = _input_ts(item)
+            self._seen_ts(ts)
+            return self.engine.observed(item["kind"], item["subject"], float(item["value"]),
+                                        ts)
         if op == "heartbeat":
-            ts = item.get("ts")
-            if ts is None:  # written as ISO text (before the inputs carried seconds)
-                ts = _parse_at(item["at"]).timestamp()
-            ts = float(ts)
+            ts = _input_ts(item)
             self._seen_ts(ts)
             return self.engine.heard(item["source"], ts, item.get("lane"))
         if op == "intake":

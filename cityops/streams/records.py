@@ -53,12 +53,12 @@ class FootfallWindow(_Record):
 
     @staticmethod
     def observes(zone_id: str, window: str, density: float,
-                 end_iso: str) -> tuple[str, str, float, str] | None:
-        """The alert observation a window makes, ``(kind, subject, value, at)``: the 1-minute
-        window's density for the ``crowd_density`` rule."""
+                 end_s: float) -> tuple[str, str, float, float] | None:
+        """The alert observation a window makes, ``(kind, subject, value, ts)``: the 1-minute
+        window's density for the ``crowd_density`` rule, at its end (POSIX seconds)."""
         if window != FootfallWindow.OBSERVED_WINDOW:
             return None
-        return ("crowd_density", zone_id, density, end_iso)
+        return ("crowd_density", zone_id, density, end_s)
 
 
 class ParkingState(_Record):
@@ -220,15 +220,15 @@ class Pending:
     60,000-event drain the worker built 128,066 ``FootfallWindow`` models for 37,800 reports,
     and ``latest_revisions`` then published 21,169 of them. A pending revision carries what
     the step needs before that choice (the record's type, id and revision, and the alert
-    observation it makes, as ``(kind, subject, value, at)``) and builds the model on demand,
-    from values fixed when it was made.
+    observation it makes, as ``(kind, subject, value, ts)``, ``ts`` in POSIX seconds) and
+    builds the model on demand, from values fixed when it was made.
     """
 
     __slots__ = ("_make", "kind", "observes", "revision", "rid")
 
     def __init__(self, kind: type[_Record], rid: str, revision: int,
                  make: Callable[[], _Record],
-                 observes: tuple[str, str, float, str] | None = None) -> None:
+                 observes: tuple[str, str, float, float] | None = None) -> None:
         self.kind = kind
         self.rid = rid
         self.revision = revision

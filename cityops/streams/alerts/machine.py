@@ -210,10 +210,14 @@ class AlertEngine:
     def observe(self, rule_kind: str, subject: str, value: float,
                 at: datetime) -> list[AlertEvent]:
         """Feed one measurement to every rule of ``rule_kind``; returns the events caused."""
+        return self.observed(rule_kind, subject, value, _ts(at))
+
+    def observed(self, rule_kind: str, subject: str, value: float,
+                 ts: float) -> list[AlertEvent]:
+        """``observe`` at ``ts`` POSIX seconds (the worker's observation inputs carry them)."""
         rules = self.rules.by_kind(rule_kind)
         if not rules:
             raise KeyError(f"no alert rule of kind {rule_kind!r}")
-        ts = _ts(at)
         self._data_clock = max(ts, self._data_clock or ts)  # not intake or ticks: wall time
         out: list[AlertEvent] = []
         for rule in rules:

@@ -165,8 +165,8 @@ def test_aqi_observation_is_timed_at_the_triggering_sample() -> None:
     sample = datetime(2026, 5, 1, 4, 37, tzinfo=UTC)
     rec = AirQualityIndex(station_id="st1", hour_start=hour, averaging="1h", aqi=160,
                           emitted_at=sample)
-    assert observations_from([rec], sample)[0]["at"] == sample.isoformat()
-    assert observations_from([rec])[0]["at"] == hour.isoformat()  # no event: hour start
+    assert observations_from([rec], sample)[0]["ts"] == sample.timestamp()
+    assert observations_from([rec])[0]["ts"] == hour.timestamp()  # no event: hour start
 
 
 def test_undecodable_clean_record_is_dead_lettered_not_dropped(

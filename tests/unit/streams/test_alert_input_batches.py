@@ -10,10 +10,11 @@ import orjson
 
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings
-from cityops.streams.alerting import AlertWiring
+from cityops.streams.alerting import AlertWiring, observations_from
 from cityops.streams.alerts.machine import is_history
 from cityops.streams.alerts.rules import load_rules
 from cityops.streams.app import declare_topics, make_app
+from cityops.streams.records import FootfallWindow, ParkingState
 
 T0 = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)
 
@@ -99,6 +100,51 @@ def test_a_heartbeat_in_seconds_applies_as_one_in_iso_text(
     assert kinds == ["fired", "cleared"], kinds  # the sensor's own alert
     assert as_seconds.event_clock == as_text.event_clock
     assert as_seconds.engine.to_state() == as_text.engine.to_state()
+
+
+def test_an_observation_in_seconds_applies_as_one_in_iso_text(
+        settings: Settings, registry: Registry, tmp_path: Any) -> None:
+    """Observations carry their time in POSIX seconds (``ts``), as ``observations_from``
+    writes them; inputs written before, with ISO text (``at``), still apply, to the same
+    alerts and the same engine state."""
+    zone = sorted(registry.zones)[0]
+    items = [item for item in _crowd_that_comes_and_goes(zone) if item["op"] == "observe"]
+    carpark = sorted(registry.carparks)[0]
+    items += [{"op": "observe", "kind": "carpark_occupancy", "subject": carpark,
+               "value": 0.5 + 0.05 * i,
+               "at": (T0 + timedelta(minutes=3 * i, seconds=17.25)).isoformat()}
+              for i in range(10)]
+    items.append({"op": "tick"})
+    as_text = _wiring(settings, registry, tmp_path / "text")
+    as_seconds = _wiring(settings, registry, tmp_path / "seconds")
+    fired = 0
+    for item in items:
+        text_events = as_text._apply(orjson.loads(orjson.dumps(item)))
+        if item["op"] == "observe":
+            at = item.pop("at")
+            item["ts"] = datetime.fromisoformat(at).timestamp()
+        seconds_events = as_seconds._apply(orjson.loads(orjson.dumps(item)))
+        fired += sum(e.kind.value == "fired" for e in seconds_events)
+        assert [(e.rule_id, e.subject, e.kind.value, e.event_time, e.value)
+                for e in seconds_events] == [
+            (e.rule_id, e.subject, e.kind.value, e.event_time, e.value) for e in text_events]
+    assert fired >= 2  # the crowd and the car park
+    assert as_seconds.event_clock == as_text.event_clock
+    assert as_seconds.engine.to_state() == as_text.engine.to_state()
+
+
+def test_derived_records_are_observed_in_posix_seconds() -> None:
+    end = datetime(2026, 11, 30, 20, 1, tzinfo=UTC)
+    window = FootfallWindow(zone_id="jfb_square", window="tumbling_1m",
+                            window_start=end - timedelta(minutes=1), window_end=end,
+                            entries=5, exits=1, events=2, net_presence=4.0,
+                            density_ppm2=0.002, emitted_at=end)
+    seen = datetime(2026, 11, 30, 20, 0, 42, 123456, tzinfo=UTC)
+    parking = ParkingState(carpark_id="cp_wfc", event_time=seen, capacity=100, occupied=62,
+                           occupancy_rate=0.62, trend_per_min=0.0, emitted_at=end)
+    assert [(o["kind"], o["ts"], "at" in o) for o in observations_from([window, parking])] == [
+        ("crowd_density", end.timestamp(), False),
+        ("carpark_occupancy", seen.timestamp(), False)]
 
 
 def _crowd_that_comes_and_goes(zone: str) -> list[dict[str, Any]]:
