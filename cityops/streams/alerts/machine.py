@@ -49,6 +49,8 @@ from cityops.streams.records import AlertEvent, AlertEventKind, AlertState
 
 Clock = Callable[[], datetime]
 BUCKET_S = 10.0  # dead-letter rate buckets
+#: (rule, subject) levels an engine keeps worked out (``AlertEngine._levels_of``)
+LEVELS_KEPT = 10_000
 
 
 class UnknownAlertError(StreamsError):
@@ -122,6 +124,42 @@ class AlertEngine:
         self._started_at: float | None = None
         self._data_clock: float | None = None  # newest observation or heartbeat time
         self._intake: dict[str, list[list[float]]] = {}  # feed → [[bucket_s, ok, dead]]
+        #: the rules of each kind and a rule's levels per subject, read once for the rules
+        #: and registry they come from (``_rules_of``, ``_levels_of``): every observation
+        #: and heartbeat filtered the rule list again, and a crowd density rule built its
+        #: zone's levels as new models
+        self._memo_of: tuple[RuleSet, Registry | None] | None = None
+        self._kinds: dict[str, list[Rule]] = {}
+        self._levels: dict[tuple[str, str], tuple[Level, ...]] = {}
+
+    # --- rules ---------------------------------------------------------------------------
+    def _memo(self) -> None:
+        """Forget what was read of rules or a registry the engine no longer holds."""
+        memo_of = self._memo_of
+        if memo_of is None or memo_of[0] is not self.rules or memo_of[1] is not self.registry:
+            self._memo_of = (self.rules, self.registry)
+            self._kinds.clear()
+            self._levels.clear()
+
+    def _rules_of(self, kind: str) -> list[Rule]:
+        """``RuleSet.by_kind``, read once per kind."""
+        self._memo()
+        rules = self._kinds.get(kind)
+        if rules is None:
+            rules = self._kinds[kind] = self.rules.by_kind(kind)
+        return rules
+
+    def _levels_of(self, rule: Rule, subject: str) -> tuple[Level, ...]:
+        """``levels_for`` with the engine's registry, read once per rule and subject (up to
+        ``LEVELS_KEPT`` of them: incident ids are subjects too, and never come back)."""
+        self._memo()
+        key = (rule.id, subject)
+        levels = self._levels.get(key)
+        if levels is None:
+            if len(self._levels) >= LEVELS_KEPT:
+                self._levels.clear()
+            levels = self._levels[key] = levels_for(rule, subject, self.registry)
+        return levels
 
     # --- events --------------------------------------------------------------------------
     def _is_history(self, at: float) -> bool:
@@ -215,7 +253,7 @@ class AlertEngine:
     def observed(self, rule_kind: str, subject: str, value: float,
                  ts: float) -> list[AlertEvent]:
         """``observe`` at ``ts`` POSIX seconds (the worker's observation inputs carry them)."""
-        rules = self.rules.by_kind(rule_kind)
+        rules = self._rules_of(rule_kind)
         if not rules:
             raise KeyError(f"no alert rule of kind {rule_kind!r}")
         self._data_clock = max(ts, self._data_clock or ts)  # not intake or ticks: wall time
@@ -243,7 +281,7 @@ class AlertEngine:
         same). A value falling through two levels therefore clears the lower one only after it
         has itself been below its own ``clear`` for the hold. The severity is the highest level
         that is on."""
-        levels = levels_for(rule, subject, self.registry)
+        levels = self._levels_of(rule, subject)
         since: dict[str, float] = tr.setdefault("since", {})
         wanted = 0
         for k, lv in enumerate(levels, start=1):
@@ -330,7 +368,7 @@ class AlertEngine:
                 self._lane_lag[lane] = _ts(self.clock()) - ts  # (the wall clock's lanes only)
             self._lane_clock[lane] = max(ts, self._lane_clock.get(lane, ts))
         out: list[AlertEvent] = []
-        for rule in self.rules.by_kind("dead_sensor"):
+        for rule in self._rules_of("dead_sensor"):
             if f"{rule.id}|{source}" in self._trackers:
                 out.extend(self._observe(rule, source, 0.0, ts))
         return out
@@ -348,7 +386,7 @@ class AlertEngine:
             buckets.append([b, float(accepted), float(dead_lettered)])
             buckets.sort()
         out: list[AlertEvent] = []
-        rules = self.rules.by_kind("dead_letter_rate")
+        rules = self._rules_of("dead_letter_rate")
         longest = max((r.window_s for r in rules), default=0.0)
         self._intake[feed] = [x for x in buckets if x[0] > ts - longest - BUCKET_S]
         for rule in rules:
@@ -365,7 +403,7 @@ class AlertEngine:
         if self._started_at is None:
             self._started_at = ts
         out: list[AlertEvent] = []
-        for rule in self.rules.by_kind("dead_sensor"):
+        for rule in self._rules_of("dead_sensor"):
             out.extend(self._dead_sensors(rule, ts))
         for key, tr in list(self._trackers.items()):
             rule_id, subject = key.split("|", 1)

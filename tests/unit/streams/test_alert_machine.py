@@ -369,6 +369,42 @@ def test_zone_override_in_rules(registry: Registry) -> None:
     assert eng.observe("crowd_density", "minzu_road", 1.1, at(0)) == []
 
 
+def test_rules_and_a_registry_given_to_a_running_engine_are_read_afresh(
+        registry: Registry) -> None:
+    """The engine reads each kind's rules and each subject's levels once, for the rule set
+    and registry it holds: replacing either (a rules reload) is never judged by the old."""
+    eng = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT)
+    assert eng.observe("crowd_density", "jfb_square", 1.1, at(0)) == []  # below 2.0
+    data = load_rules().model_dump()
+    crowd = next(r for r in data["rules"] if r["id"] == "crowd_density")
+    crowd["subjects"] = {"jfb_square": [{"severity": "warning", "fire": 1.0, "clear": 0.8}]}
+    crowd["min_fire_s"] = 0
+    eng.rules = RuleSet.model_validate(data)
+    assert kinds(eng.observe("crowd_density", "jfb_square", 1.2, at(10))) == [
+        ("fired", "warning", "active_unack")]
+    assert eng._levels_of(eng.rules.rule("crowd_density"), "hongyadong")[0].fire == 1.5
+    quieter = registry.model_copy(update={"zones": {
+        **registry.zones, "hongyadong": registry.zones["hongyadong"].model_copy(
+            update={"density_warning_ppm2": 3.0, "density_critical_ppm2": 5.0})}})
+    eng.registry = quieter
+    assert eng._levels_of(eng.rules.rule("crowd_density"), "hongyadong")[0].fire == 3.0
+    assert eng.observe("crowd_density", "hongyadong", 2.0, at(20)) == []  # warning 1.5 before
+
+
+def test_levels_are_each_subject_s_own_and_kept_within_bounds(
+        registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT)
+    crowd = eng.rules.rule("crowd_density")
+    for zone in ("jfb_square", "hongyadong", "jfb_square"):
+        assert eng._levels_of(crowd, zone) == levels_for(crowd, zone, registry)
+    monkeypatch.setattr("cityops.streams.alerts.machine.LEVELS_KEPT", 3)
+    incident = eng.rules.rule("severe_incident")
+    for n in range(10):  # incident ids never come back: the levels kept stay bounded
+        eng._levels_of(incident, f"inc_{n}")
+        assert len(eng._levels) <= 3
+    assert eng._levels_of(crowd, "hongyadong") == levels_for(crowd, "hongyadong", registry)
+
+
 def test_event_clock_waits_for_every_lane_before_a_never_heard_sensor_is_silent(
         registry: Registry) -> None:
     """Replay at speed, first run: partition 0 of the footfall topic is read 10 minutes of
