@@ -14,17 +14,24 @@ class ClosingClientNoise(logging.Filter):
     """Drops kafka-python's error for a metadata refresh cut short by its own client's close.
 
     kafka-python 3 refreshes metadata in the background and logs "Metadata refresh: failed
-    Transport closed for writes" when the client is closed while a refresh is in flight. The
-    short-lived clients here (the simulator's resume read, topic checks) close right after
-    use, and the line showed as an error on `make run`'s terminal at a normal start. A
-    refresh that fails for any other reason is still logged.
+    Transport closed for writes" when the client is closed while a refresh is in flight, or
+    "Metadata refresh: failed Cancelled" when the close cancels the refresh's request (a
+    lost connection fails it with its own error instead). The short-lived clients here (the
+    simulator's resume read, topic checks) close right after use, and the line showed as an
+    error on `make run`'s terminal at a normal start. A refresh that fails for any other
+    reason is still logged.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
+        if not text.startswith(_REFRESH_FAILED):
+            return True
         # only the client's own close: "Connection at host:port closed" is a broker gone
-        return not (text.startswith("Metadata refresh: failed")
-                    and "Transport closed for writes" in text)
+        why = text[len(_REFRESH_FAILED):].strip()
+        return not ("Transport closed for writes" in why or why == "Cancelled")
+
+
+_REFRESH_FAILED = "Metadata refresh: failed"
 
 
 def configure_logging(settings: Settings) -> None:
