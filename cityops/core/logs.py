@@ -9,6 +9,9 @@ import structlog
 
 from cityops.core.settings import Settings
 
+#: how kafka-python's error for a failed metadata refresh starts (``ClosingClientNoise``)
+_REFRESH_FAILED = "Metadata refresh: failed"
+
 
 class ClosingClientNoise(logging.Filter):
     """Drops kafka-python's error for a metadata refresh cut short by its own client's close.
@@ -30,8 +33,6 @@ class ClosingClientNoise(logging.Filter):
         why = text[len(_REFRESH_FAILED):].strip()
         return not ("Transport closed for writes" in why or why == "Cancelled")
 
-
-_REFRESH_FAILED = "Metadata refresh: failed"
 
 
 def configure_logging(settings: Settings) -> None:
