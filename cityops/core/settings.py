@@ -226,7 +226,11 @@ class Settings(BaseSettings):
         "its own consumer group (<topic_prefix>.<app id>.<stages>), the state logs are shared",
     )
     worker_batch_max: int = Field(
-        500, ge=1, le=100_000, description="CITYOPS_WORKER_BATCH_MAX: events per aggregation step"
+        2000, ge=1, le=100_000,
+        description="CITYOPS_WORKER_BATCH_MAX: most records per agent step (live, a step holds "
+        "what arrived; behind a backlog, this many). A step's outputs, dedup deltas and "
+        "state go in one wait, so fewer, fuller steps cost the worker, the broker and the "
+        "sink less CPU per event",
     )
     worker_batch_s: float = Field(
         0.2, gt=0, le=60, description="CITYOPS_WORKER_BATCH_S: max wait to fill a step"
@@ -285,7 +289,7 @@ class Settings(BaseSettings):
         "decodes every record",
     )
     worker_poll_records: int = Field(
-        2000, ge=100, le=1_000_000,
+        8000, ge=100, le=1_000_000,
         description="CITYOPS_WORKER_POLL_RECORDS: most records one fetch hands over (the "
         "rest stay buffered for the next); bounds how far one partition can run ahead "
         "between alignments",

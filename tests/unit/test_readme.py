@@ -23,6 +23,40 @@ def test_every_setting_is_in_the_configuration_table() -> None:
     assert documented - expected == set(), "README documents settings that do not exist"
 
 
+def _same_default(shown: str, default: object) -> bool:
+    """Is ``shown`` (the table's text) the setting's ``default``?"""
+    if isinstance(default, bool):
+        return shown == str(default).lower()
+    if isinstance(default, int | float):
+        return float(shown.replace(",", "")) == float(default)
+    if isinstance(default, Path):
+        return Path(shown).expanduser() == default
+    return shown == str(default)
+
+
+def test_every_default_in_the_configuration_table_is_the_setting_s_own() -> None:
+    """A default written in back quotes is the setting's; one written "empty" is empty: a
+    changed default (the step limit, 500 then 2,000) cannot leave the table behind."""
+    table = README.split("<!-- settings-table", 1)[1].split("\n## ", 1)[0]
+    fields = {**Settings.model_fields, **CompiledSettings.model_fields}
+    rows = re.findall(r"^\| `CITYOPS_([A-Z0-9_]+)` \| ([^|]*) \|", table, flags=re.M)
+    assert len(rows) == len(fields)
+    checked = 0
+    for name, shown in rows:
+        default = fields[name.lower()].get_default(call_default_factory=True)
+        shown = shown.strip()
+        quoted = re.fullmatch(r"`([^`]*)`", shown)
+        if quoted is not None:
+            assert _same_default(quoted.group(1), default), f"CITYOPS_{name}: README {shown}"
+            checked += 1
+        elif shown.startswith("empty"):
+            secret = getattr(default, "get_secret_value", None)
+            empty = secret() if secret is not None else default
+            assert not empty, f"CITYOPS_{name}: {default!r}"
+            checked += 1
+    assert checked >= len(rows) - 1  # the registry's default is described, not written
+
+
 def test_commands_in_the_command_table_exist() -> None:
     group = typer.main.get_command(app)
     ctx = type(group).context_class(group)
