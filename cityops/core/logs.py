@@ -34,7 +34,6 @@ class ClosingClientNoise(logging.Filter):
         return not ("Transport closed for writes" in why or why == "Cancelled")
 
 
-
 def configure_logging(settings: Settings) -> None:
     """Route structlog and stdlib logging (Faust, aiokafka, kafka-python) through one format."""
     level = getattr(logging, settings.log_level)
