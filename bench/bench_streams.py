@@ -10,7 +10,9 @@ own topic prefix and an embedded chdb warehouse held by one ``cityops sink`` pro
   time and a batch at a time), client and broker;
 * drain — the same pre-loaded mix, then 1 ``cityops worker --no-sink`` + 1 ``cityops sink``:
   time until every event is a row in the warehouse and the workers have committed every
-  raw and clean record (aggregation done), beside the ceiling (ratio);
+  raw and clean record (aggregation done), beside the ceiling (ratio); each part's CPU, the
+  state logs' sizes and how often the raw partitions' alignment let every partition run
+  (``--keep`` keeps a drain's topics and logs to look at afterwards);
 * latency — produced → row visible, p50 / p95 / p99 at each ``--rates`` for ``--seconds``;
 * alone — the worker with no sink running, then the sink alone over what it published
   (``--scale-events``): which of the two bounds the drain;
@@ -59,6 +61,7 @@ from cityops.core.kafka_security import kafka_python_security
 from cityops.core.registry import load_registry
 from cityops.core.settings import FEEDS, load_settings
 from cityops.deploy.kafka_local import ensure_topics, group_lag
+from cityops.streams.alignment import PartitionAligner
 from cityops.warehouse.rows import FEED_TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -555,7 +558,10 @@ def start_workers(prefix: str, work: Path, workers: int, partitions: int,
 
 def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
           profile_s: float = 0.0, label: str = "drain", timeout_s: float = 3600.0,
-          split: bool = False, favour_aggregation: int = 0) -> float:
+          split: bool = False, favour_aggregation: int = 0, keep_all: bool = False) -> float:
+    """One drain of ``n`` pre-loaded events; its rate (0.0: not finished). ``keep_all``
+    (``--keep``) keeps its topics (state logs included) and its directory (every part's
+    log, the warehouse) for a look afterwards; an unfinished drain keeps its directory."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="bench-streams-"))
     setup_topics(prefix, partitions)
@@ -563,7 +569,9 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
     preload(prefix, n, tag)
     sink = Proc("sink", prefix, work, 0, partitions)
     procs = [sink]
-    keep = False  # an unfinished run keeps its logs
+    ws: list[Proc] = []
+    finished = False
+    keep = keep_all  # an unfinished run keeps its logs
     progress = SinkProgress(prefix)
     try:
         sink.wait_ready()
@@ -643,14 +651,51 @@ def drain(n: int, workers: int, partitions: int, ceiling_rate: float | None,
         report(f"{label} incidents state log", *state_log_sizes(prefix, "state-incidents"))
         if profile_s > 0:
             profile(ws[0])
+        finished = True
         return rate
     finally:
         progress.close()
         for p in reversed(procs):
             p.stop()
+        if finished:  # read once the workers have stopped: their logs are complete then
+            report(f"{label} alignment released", *align_releases(
+                [w.log_path for w in (ws[:1] if split else ws)]))
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
-        drop_topics(prefix)
+        if keep_all:
+            print(f"  kept: topics {prefix}.* and {work}", flush=True)
+        else:
+            drop_topics(prefix)
+
+
+def align_releases(logs: list[Path]) -> tuple[str, str]:
+    """How often the workers that read ``raw.*`` let every partition of a topic run because
+    its oldest partition took no record for a while (``stream.align_floor_stalled``), by
+    topic: while released, one raw partition can run hours of event time ahead of another,
+    and the zones whose counters it holds keep their windows open (the footfall state log's
+    largest snapshot above grows with that)."""
+    topics: Tally[str] = Tally()
+    for path in logs:
+        for line in path.read_text(errors="replace").splitlines():
+            if "stream.align_floor_stalled" in line:
+                topics[_field(line, "topic").rpartition(".")[2] or "?"] += 1
+    figure = f"{sum(topics.values())} time(s)"
+    detail = ", ".join(f"{t} {k}" for t, k in sorted(topics.items())) or "never"
+    stall_s = PartitionAligner(0).stall_s
+    return figure, (f"{detail}: a topic's oldest raw partition took no record for {stall_s:g} s "
+                    "while the others waited, so all ran until it moved (the "
+                    "`stream.align_floor_stalled` warnings of the workers reading raw.*)")
+
+
+def _field(line: str, name: str) -> str:
+    """The value of ``name`` in a log line, console (``name=value``) or JSON ('' if absent)."""
+    if line.startswith("{"):
+        try:
+            return str(json.loads(line).get(name, ""))
+        except ValueError:
+            return ""
+    _head, sep, rest = line.partition(f" {name}=")
+    return rest.split(" ", 1)[0] if sep else ""
 
 
 def alone(n: int, partitions: int, timeout_s: float = 3600.0) -> None:
@@ -1034,6 +1079,9 @@ def main() -> None:
     ap.add_argument("--stages", default="all,split",
                     help="drain and latency, comma-separated: all (one worker running every "
                     "step), split (one validation worker beside one aggregation worker)")
+    ap.add_argument("--keep", action="store_true",
+                    help="drain: keep each drain's topics (state logs included) and its "
+                    "directory (every part's log, the warehouse), and print where")
     ap.add_argument("--favour-aggregation", type=int, default=0, choices=range(-20, 20),
                     metavar="NICE",
                     help="split drain: the aggregation worker's autogroup nice (e.g. -10: a "
@@ -1069,6 +1117,7 @@ def main() -> None:
             drain(args.events, 1, args.partitions, ceiling_rate,
                   profile_s=0.0 if split else args.profile_s, timeout_s=args.timeout_s,
                   split=split, favour_aggregation=args.favour_aggregation if split else 0,
+                  keep_all=args.keep,
                   label=("drain (validation + aggregation workers"
                          + (f", aggregation at autogroup nice {args.favour_aggregation})"
                             if args.favour_aggregation else ")")) if split else "drain")

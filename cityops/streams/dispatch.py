@@ -59,6 +59,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from aiokafka.consumer.fetcher import FetchResult
 
 from cityops.streams import metrics
 from cityops.streams.alignment import LIVE_MS, PartitionAligner, PartitionView
@@ -135,6 +136,41 @@ def _behind(client: Any, tp: Any) -> bool:
     if not state.has_valid_position or state.highwater is None:
         return True
     return bool(state.highwater - state.position > FAR_BEHIND)
+
+
+def _queued(client: Any, tp: Any) -> bool:
+    """Does the client hold fetched records of ``tp`` not handed over yet (aiokafka's
+    buffer, served in turn: ``streams.fair_fetch``)? A fetch error there is not records."""
+    try:
+        entry = client._fetcher._records.get(tp)
+        return isinstance(entry, FetchResult) and bool(entry.has_more())
+    except Exception:  # the client's internals moved: the floor's stall clock as before
+        return False
+
+
+def _floor_facts(client: Any, aligner: PartitionAligner, topic: str,
+                 held: dict[Any, list[Any]], now_s: float) -> dict[str, Any]:
+    """Where a stalled floor stood, for its warning: its partition, record time, records
+    taken, seconds since it last moved, records held back, and what the client knew of it
+    (position, end, paused, records fetched and not handed over yet)."""
+    floor = aligner.stalled_floor(topic)
+    if floor is None:
+        return {}
+    tp, taken, since = floor
+    facts: dict[str, Any] = {"floor_partition": getattr(tp, "partition", tp),
+                             "floor_at_ms": aligner.at(tp), "floor_taken": taken,
+                             "floor_still_s": round(now_s - since, 1),
+                             "floor_held": len(held.get(tp, ())),
+                             "floor_paused_here": tp in aligner.paused}
+    try:  # the client's own view (aiokafka internals: best effort, never fails the loop)
+        state = client._subscription.subscription.assignment.state_value(tp)
+        facts.update(floor_position=getattr(state, "position", None),
+                     floor_highwater=getattr(state, "highwater", None),
+                     floor_paused=bool(getattr(state, "paused", False)))
+        facts["floor_queued"] = _queued(client, tp)
+    except Exception as exc:  # a diagnostic only
+        facts["floor_client"] = f"unknown ({type(exc).__name__})"
+    return facts
 
 
 def _ts_ms(message: Any) -> int:
@@ -317,7 +353,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
         for tp in self.assignment():
             if tp.topic in aligned:
                 lagging = tp in held or (not aligner.live(tp, now_ms) and _behind(client, tp))
-                out[tp] = PartitionView(tp.topic, lagging=lagging, held_elsewhere=tp in others)
+                out[tp] = PartitionView(tp.topic, lagging=lagging, held_elsewhere=tp in others,
+                                        queued=lagging and _queued(client, tp))
         aligner.forget([tp for tp in aligner.last_ts if tp not in out])
         for tp in [tp for tp in held if tp not in out]:
             del held[tp]
@@ -356,7 +393,9 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
         for topic in aligner.stalled - stalled:
             log.warning("stream.align_floor_stalled", topic=topic, stall_s=aligner.stall_s,
                         note="its oldest partition took no record while the others waited; "
-                             "all run until it moves")
+                             "all run until it moves",
+                        **_floor_facts(self._thread._ensure_consumer(), aligner, topic, held,
+                                       time.monotonic()))
         stalled.clear()
         stalled.update(aligner.stalled)
 

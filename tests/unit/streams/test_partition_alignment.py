@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cityops.streams.alignment import PartitionAligner, PartitionView
 
 T = "raw.footfall"
@@ -117,6 +119,37 @@ def test_a_stalled_floor_releases_the_others_only_while_they_wait_for_it() -> No
     al.delivered(P0, 1_001)  # it moves again: aligned again
     assert al.floors(views, 42.0)[T][0] == P0
     assert al.stalled == set()
+
+
+def _floor_queued_from_30_s() -> tuple[PartitionAligner, dict[Any, PartitionView]]:
+    """P0 the floor with its fetched records queued in the client, P1 paused for it from
+    30 s on (the stall clock runs from then)."""
+    al = PartitionAligner(drift_ms=50, stall_s=10.0, queued_stall_s=60.0)
+    al.delivered(P0, 1_000)
+    al.delivered(P1, 2_000)
+    queued: dict[Any, PartitionView] = {P0: PartitionView(T, lagging=True, queued=True),
+                                        P1: PartitionView(T, lagging=True)}
+    al.plan(queued, al.floors(queued, 30.0), holding=set())
+    assert al.paused == {P1}
+    return al, queued
+
+
+def test_a_floor_whose_records_wait_their_turn_in_the_client_is_not_stalled_so_soon() -> None:
+    al, queued = _floor_queued_from_30_s()
+    # fetched and waiting behind other partitions' buffers: its turn comes, no release
+    assert al.floors(queued, 41.0)[T][0] == P0
+    assert al.floors(queued, 89.0)[T][0] == P0
+    assert al.stalled == set()
+    assert T not in al.floors(queued, 91.0)  # a minute with its records there: a fault
+    assert al.stalled == {T}
+
+
+def test_a_floor_with_nothing_fetched_is_stalled_after_stall_s_even_if_it_was_queued() -> None:
+    al, queued = _floor_queued_from_30_s()
+    assert al.floors(queued, 35.0)[T][0] == P0
+    drained = behind(P0, P1)  # its buffer gone and no new fetch: the clock since 30 s counts
+    assert T not in al.floors(drained, 41.0)
+    assert al.stalled == {T}
 
 
 def test_records_without_a_timestamp_are_never_held() -> None:
