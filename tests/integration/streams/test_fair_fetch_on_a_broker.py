@@ -95,7 +95,7 @@ def test_a_partition_is_queued_while_its_fetched_records_wait_and_not_once_hande
         tp = TopicPartition(topic_name, 0)
         await consumer.start()
         try:
-            before = _queued(consumer, tp)  # assigned but nothing fetched yet
+            before = _queued(consumer, tp)  # not assigned yet: nothing fetched
             consumer.assign([tp])
             deadline = time.monotonic() + 30
             while tp not in consumer._fetcher._records:
