@@ -681,10 +681,11 @@ def align_releases(logs: list[Path]) -> tuple[str, str]:
                 topics[_field(line, "topic").rpartition(".")[2] or "?"] += 1
     figure = f"{sum(topics.values())} time(s)"
     detail = ", ".join(f"{t} {k}" for t, k in sorted(topics.items())) or "never"
-    stall_s = PartitionAligner(0).stall_s
-    return figure, (f"{detail}: a topic's oldest raw partition took no record for {stall_s:g} s "
-                    "while the others waited, so all ran until it moved (the "
-                    "`stream.align_floor_stalled` warnings of the workers reading raw.*)")
+    rule = PartitionAligner(0)
+    return figure, (f"{detail}: a topic's oldest raw partition took no record for "
+                    f"{rule.stall_s:g} s ({rule.queued_stall_s:g} s while its fetched records "
+                    "waited in the client) while the others waited, so all ran until it moved "
+                    "(the `stream.align_floor_stalled` warnings of the workers reading raw.*)")
 
 
 def _field(line: str, name: str) -> str:

@@ -82,11 +82,16 @@ class PartitionAligner:
     _behind: dict[str, list[TP]] = field(default_factory=dict)  # per topic, at the last floors()
     heads: dict[TP, int] = field(default_factory=dict)  # time of the first record held back
     stalled: set[str] = field(default_factory=set)  # topics whose floor stalled (all run)
+    _limits: dict[str, float] = field(default_factory=dict)  # per stalled topic, the limit
 
-    def stalled_floor(self, topic: str) -> tuple[TP, int, float] | None:
+    def stalled_floor(self, topic: str) -> tuple[TP, int, float, float] | None:
         """The floor a stalled topic waits for: (its partition, records delivered from it,
-        when it last moved, on the clock ``floors`` is given), or None."""
-        return self._floors.get(topic) if topic in self.stalled else None
+        when it last moved on the clock ``floors`` is given, the limit it went past:
+        ``stall_s`` or ``queued_stall_s``), or None."""
+        floor = self._floors.get(topic)
+        if floor is None or topic not in self.stalled:
+            return None
+        return (*floor, self._limits.get(topic, self.stall_s))
 
     def at(self, tp: TP) -> int:
         """Where a partition stands: its first record held back, else its last delivered
@@ -190,7 +195,9 @@ class PartitionAligner:
             # the stall clock runs only while others wait for the floor: before that, the
             # floor's partition may just be waiting its turn behind their fetched records
             self._floors[topic] = (tp, taken, now_s)
-        elif now_s - seen[2] > (self.queued_stall_s if views[tp].queued else self.stall_s):
+        elif now_s - seen[2] > (limit := self.queued_stall_s if views[tp].queued
+                                else self.stall_s):
             self.stalled.add(topic)
+            self._limits[topic] = limit
             return None  # the floor has not moved while the others waited: let all run
         return ts, tp

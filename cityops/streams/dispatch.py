@@ -124,13 +124,19 @@ def install(batch_max: int, align_ms: int = 0, live_ms: int = LIVE_MS) -> None:
 FAR_BEHIND = 100
 
 
+def _state_of(client: Any, tp: Any) -> Any:
+    """aiokafka's state of an assigned partition (position, end, paused), or None (not, or
+    not yet, assigned in the client: mid-rebalance)."""
+    try:
+        return client._subscription.subscription.assignment.state_value(tp)
+    except Exception:
+        return None
+
+
 def _behind(client: Any, tp: Any) -> bool:
     """Is ``tp`` far behind its end (or are its position and end not known yet: its first
     fetch)? Its consumed position moves as a fetch hands records over."""
-    try:
-        state = client._subscription.subscription.assignment.state_value(tp)
-    except Exception:  # not (yet) assigned in the client: mid-rebalance
-        return False
+    state = _state_of(client, tp)
     if state is None:
         return False
     if not state.has_valid_position or state.highwater is None:
@@ -150,27 +156,22 @@ def _queued(client: Any, tp: Any) -> bool:
 
 def _floor_facts(client: Any, aligner: PartitionAligner, topic: str,
                  held: dict[Any, list[Any]], now_s: float) -> dict[str, Any]:
-    """Where a stalled floor stood, for its warning: its partition, record time, records
-    taken, seconds since it last moved, records held back, and what the client knew of it
-    (position, end, paused, records fetched and not handed over yet)."""
+    """Where a stalled floor stood, for its warning: the limit it went past, its partition,
+    record time, records taken, seconds since it last moved, records held back, and what the
+    client knew of it (position, end, paused, records fetched and not handed over yet)."""
     floor = aligner.stalled_floor(topic)
     if floor is None:
-        return {}
-    tp, taken, since = floor
-    facts: dict[str, Any] = {"floor_partition": getattr(tp, "partition", tp),
-                             "floor_at_ms": aligner.at(tp), "floor_taken": taken,
-                             "floor_still_s": round(now_s - since, 1),
-                             "floor_held": len(held.get(tp, ())),
-                             "floor_paused_here": tp in aligner.paused}
-    try:  # the client's own view (aiokafka internals: best effort, never fails the loop)
-        state = client._subscription.subscription.assignment.state_value(tp)
-        facts.update(floor_position=getattr(state, "position", None),
-                     floor_highwater=getattr(state, "highwater", None),
-                     floor_paused=bool(getattr(state, "paused", False)))
-        facts["floor_queued"] = _queued(client, tp)
-    except Exception as exc:  # a diagnostic only
-        facts["floor_client"] = f"unknown ({type(exc).__name__})"
-    return facts
+        return {"stall_s": aligner.stall_s}
+    tp, taken, since, limit = floor
+    state = _state_of(client, tp)  # the client's own view (best effort: a diagnostic)
+    return {"stall_s": limit, "floor_partition": getattr(tp, "partition", tp),
+            "floor_at_ms": aligner.at(tp), "floor_taken": taken,
+            "floor_still_s": round(now_s - since, 1), "floor_held": len(held.get(tp, ())),
+            "floor_paused_here": tp in aligner.paused,
+            "floor_position": getattr(state, "position", None),
+            "floor_highwater": getattr(state, "highwater", None),
+            "floor_paused": bool(getattr(state, "paused", False)),
+            "floor_queued": _queued(client, tp)}
 
 
 def _ts_ms(message: Any) -> int:
@@ -391,7 +392,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:
             metrics.ALIGN_PAUSED.labels(topic=topic).set(
                 sum(1 for tp in aligner.paused if now[tp].topic == topic))
         for topic in aligner.stalled - stalled:
-            log.warning("stream.align_floor_stalled", topic=topic, stall_s=aligner.stall_s,
+            log.warning("stream.align_floor_stalled", topic=topic,
                         note="its oldest partition took no record while the others waited; "
                              "all run until it moves",
                         **_floor_facts(self._thread._ensure_consumer(), aligner, topic, held,

@@ -142,6 +142,7 @@ def test_a_floor_whose_records_wait_their_turn_in_the_client_is_not_stalled_so_s
     assert al.stalled == set()
     assert T not in al.floors(queued, 91.0)  # a minute with its records there: a fault
     assert al.stalled == {T}
+    assert al.stalled_floor(T) == (P0, 1, 30.0, 60.0)  # what its warning says
 
 
 def test_a_floor_with_nothing_fetched_is_stalled_after_stall_s_even_if_it_was_queued() -> None:
@@ -150,6 +151,7 @@ def test_a_floor_with_nothing_fetched_is_stalled_after_stall_s_even_if_it_was_qu
     drained = behind(P0, P1)  # its buffer gone and no new fetch: the clock since 30 s counts
     assert T not in al.floors(drained, 41.0)
     assert al.stalled == {T}
+    assert al.stalled_floor(T) == (P0, 1, 30.0, 10.0)
 
 
 def test_records_without_a_timestamp_are_never_held() -> None:
