@@ -63,6 +63,7 @@ from cityops.core.settings import FEEDS, load_settings
 from cityops.deploy.kafka_local import ensure_topics, group_lag
 from cityops.streams.alignment import PartitionAligner
 from cityops.warehouse.rows import FEED_TABLES
+from cityops.warehouse.sink import sink_group
 
 ROOT = Path(__file__).resolve().parents[1]
 CITYOPS = str(Path(sys.executable).with_name("cityops"))
@@ -383,7 +384,7 @@ class SinkProgress:
 
         settings = load_settings(topic_prefix=prefix)
         self._consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                       group_id=f"{settings.worker_id}.sink",
+                                       group_id=sink_group(settings),
                                        enable_auto_commit=False,
                                        **kafka_python_security(settings))
         self._parts = [TopicPartition(topic, p)

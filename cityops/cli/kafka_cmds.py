@@ -1,10 +1,17 @@
-"""``cityops kafka up | down | status``: the real local broker."""
+"""``cityops kafka up | down | status | topics | backlog``: the real local broker, and how far
+behind the deployment's consumer groups are on any cluster."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import typer
+from rich.table import Table
 
 from cityops.cli.common import console, fail, settings_or_exit
+from cityops.core.settings import Settings
+from cityops.deploy.backlog import GroupBacklog, Progress, progress, read_backlogs
 from cityops.deploy.exceptions import BrokerError
 from cityops.deploy.kafka_local import LocalKafkaCluster, ensure_topics
 from cityops.exceptions import CityopsError
@@ -66,6 +73,88 @@ def topics() -> None:
         fail(f"cannot create topics on {settings.bootstrap_servers}: {exc}")
     console.print(f"{len(created)} topics created, {len(settings.all_topics)} expected: "
                   + ", ".join(settings.all_topics), highlight=False)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "not shrinking"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _table(readings: list[GroupBacklog], moving: list[Progress] | None,
+           show_unused: bool, prefix: str) -> Table:
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    for name in ("group", "role", "members", "behind", "most behind"):
+        table.add_column(name, justify="right" if name in ("members", "behind") else "left")
+    if moving is not None:
+        for name in ("done/s", "new/s", "caught up in"):
+            table.add_column(name, justify="right")
+    rates = {p.group.group: p for p in moving or []}
+    for g in readings:
+        if not g.used and not show_unused:
+            continue
+        worst = max(g.topics.items(), key=lambda kv: kv[1].behind, default=None)
+        row = [g.group, g.role, str(g.members), f"{g.behind:,}" if g.used else "not used",
+               f"{worst[0].removeprefix(prefix)} ({worst[1].behind:,})"
+               if worst and worst[1].behind else "-"]
+        if moving is not None:
+            p = rates[g.group]
+            row += [f"{p.committed_per_s:,.0f}", f"{p.arrived_per_s:,.0f}",
+                    _duration(p.eta_s)]
+        table.add_row(*row)
+    return table
+
+
+def _read(settings: Settings) -> list[GroupBacklog]:
+    try:
+        return read_backlogs(settings)
+    except CityopsError as exc:  # unreachable, refused credentials, or an error reply
+        fail(str(exc))
+
+
+@kafka_app.command("backlog")
+def backlog(
+    watch: float = typer.Option(0.0, "--watch", min=0.0, metavar="SECONDS",
+                                help="Read again every SECONDS and show each group's rate "
+                                "and when it will have caught up, until Ctrl-C."),
+    count: int = typer.Option(0, "--count", min=0,
+                              help="With --watch: stop after this many readings (0: never)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per reading."),
+    all_groups: bool = typer.Option(False, "--all",
+                                    help="Also list the layouts' groups never used here."),
+) -> None:
+    """How far behind the workers' and the sink's consumer groups are (records after their
+    committed offsets), read from the brokers; with --watch, how fast each catches up."""
+    settings = settings_or_exit()
+    before = _read(settings)
+    at = time.monotonic()
+    shown = 0
+
+    def show(readings: list[GroupBacklog], moving: list[Progress] | None) -> None:
+        if as_json:
+            groups = [p.to_json() for p in moving] if moving is not None else [
+                g.to_json() for g in readings]
+            print(json.dumps({"groups": [g for g in groups if g["used"] or all_groups]}),
+                  flush=True)
+        else:
+            console.print(_table(readings, moving, all_groups, f"{settings.topic_prefix}."))
+
+    show(before, None)
+    shown += 1
+    try:
+        while watch and (not count or shown < count):
+            time.sleep(watch)
+            now = _read(settings)
+            moved = time.monotonic()
+            show(now, progress(before, now, moved - at))
+            shown += 1
+            before, at = now, moved
+    except KeyboardInterrupt:
+        return
 
 
 def register(app: typer.Typer) -> None:

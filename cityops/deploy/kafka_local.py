@@ -486,7 +486,7 @@ class LocalKafka:
 
     def answering(self) -> bool:
         """True when the broker answers a metadata request."""
-        with _quiet_kafka_client():
+        with quiet_kafka_client():
             return self._answering()
 
     def _answering(self) -> bool:
@@ -597,7 +597,7 @@ class LocalKafkaCluster:
         want = {n.node_id for n in self.nodes}
         views: dict[int, set[int]] = {}
         while time.monotonic() < deadline:
-            with _quiet_kafka_client():
+            with quiet_kafka_client():
                 views = {n.node_id: n.registered_brokers() for n in self.nodes}
             if all(view >= want for view in views.values()):
                 log.info("kafka.cluster_ready", brokers=sorted(want),
@@ -703,8 +703,9 @@ def ensure_topics(settings: Settings, bootstrap: str | None = None, *,
 
 
 @contextlib.contextmanager
-def _quiet_kafka_client() -> Iterator[None]:
-    """Silence kafka-python's connection-refused errors while probing a starting broker."""
+def quiet_kafka_client() -> Iterator[None]:
+    """Silence kafka-python's connection-refused errors while probing a broker that may be
+    starting or away (its own errors are then reported once, by the caller)."""
     logger = logging.getLogger("kafka")
     before = logger.level
     logger.setLevel(logging.CRITICAL)

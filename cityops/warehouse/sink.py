@@ -88,6 +88,11 @@ class ConsumedRecord(Protocol):
 Converter = Callable[[str, bytes], tuple[str, dict[str, Any]] | None]
 
 
+def sink_group(settings: Settings) -> str:
+    """The sink's consumer group (every sink of a deployment shares it)."""
+    return f"{settings.worker_id}.sink"
+
+
 def sink_topics(settings: Settings) -> list[str]:
     """Every topic the sink stores: validated events and all derived records."""
     return [settings.topic(name) for name in topics.STORED]
@@ -256,7 +261,7 @@ class WarehouseSink:
         self.settings = settings
         self.warehouse = warehouse
         self.convert = convert or default_converter(settings)
-        self.group_id = group_id or f"{settings.worker_id}.sink"
+        self.group_id = group_id or sink_group(settings)
         self.topics = topics or sink_topics(settings)
         self.batch_rows = settings.sink_batch_rows
         self.batch_s = settings.sink_batch_s

@@ -1,0 +1,182 @@
+"""How far behind each of the deployment's consumer groups is, and when it will have caught up.
+
+After an outage, the workers and the sink catch up a backlog; an operator asks how much is
+left and when it will be done. The answer is read from the broker, not from the workers: it
+holds while they are down, whichever layout runs and however many workers share a group.
+
+Per group (every worker layout's, ``streams.layouts.layout_groups``, and the sink's), per
+topic it reads: the records after its committed offsets (a partition never committed counts
+from the log start, where the group would begin). Two readings some seconds apart give the
+rate the group commits at and, while that outruns what arrives, when it will be at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cityops.core.kafka_security import kafka_python_security
+from cityops.core.settings import Settings
+from cityops.deploy.exceptions import BrokerError, BrokerUnreachable
+from cityops.deploy.kafka_local import quiet_kafka_client
+from cityops.ingest.kafka_access import check_access
+from cityops.streams.layouts import layout_groups, topics_read
+from cityops.warehouse.sink import sink_group, sink_topics
+
+#: how long to wait for the first broker to answer, and for each request
+BOOTSTRAP_TIMEOUT_MS = 10_000
+REQUEST_TIMEOUT_MS = 15_000
+
+
+@dataclass(frozen=True)
+class TopicOffsets:
+    """One topic as one group sees it, summed over its partitions."""
+
+    committed: int  # the group's committed offsets (a partition never committed: its start)
+    end: int  # the partitions' end offsets
+
+    @property
+    def behind(self) -> int:
+        return max(0, self.end - self.committed)
+
+
+@dataclass(frozen=True)
+class GroupBacklog:
+    """One consumer group: what it runs, how many members it has, and its topics."""
+
+    group: str
+    role: str  # "all", "validation", "aggregation" (worker layouts) or "sink"
+    members: int
+    topics: dict[str, TopicOffsets] = field(default_factory=dict)
+    #: the group has committed an offset somewhere, or has members: it is in use
+    used: bool = True
+
+    @property
+    def behind(self) -> int:
+        return sum(t.behind for t in self.topics.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"group": self.group, "role": self.role, "members": self.members,
+                "used": self.used, "behind": self.behind,
+                "topics": {name: {"behind": t.behind, "committed": t.committed, "end": t.end}
+                           for name, t in sorted(self.topics.items())}}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A group between two readings ``seconds`` apart."""
+
+    group: GroupBacklog  # the later reading
+    seconds: float
+    committed_per_s: float  # records the group committed per second
+    arrived_per_s: float  # records written to its topics per second
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until the group is at the end at these rates; 0 when it is there, None
+        while the backlog does not shrink."""
+        if self.group.behind == 0:
+            return 0.0
+        net = self.committed_per_s - self.arrived_per_s
+        return self.group.behind / net if net > 0 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.group.to_json(), "seconds": round(self.seconds, 3),
+                "committed_per_s": round(self.committed_per_s, 1),
+                "arrived_per_s": round(self.arrived_per_s, 1),
+                "eta_s": None if self.eta_s is None else round(self.eta_s, 1)}
+
+
+def progress(before: list[GroupBacklog], after: list[GroupBacklog],
+             seconds: float) -> list[Progress]:
+    """Each group of ``after`` with its rates since ``before`` (groups new in ``after`` are
+    measured from nothing committed and nothing written, so their rates start next time)."""
+    if seconds <= 0:
+        raise ValueError("readings must be apart in time")
+    earlier = {g.group: g for g in before}
+    out: list[Progress] = []
+    for group in after:
+        old = earlier.get(group.group)
+        committed = arrived = 0
+        if old is not None:
+            for name, now in group.topics.items():
+                was = old.topics.get(name)
+                if was is not None:
+                    committed += now.committed - was.committed
+                    arrived += now.end - was.end
+        out.append(Progress(group, seconds, committed / seconds, arrived / seconds))
+    return out
+
+
+def groups_of(settings: Settings) -> dict[str, tuple[str, list[str]]]:
+    """The deployment's consumer groups → (role, the topics it reads)."""
+    out = {group: (stages, sorted(topics_read(settings, stages)))
+           for group, stages in layout_groups(settings).items()}
+    out[sink_group(settings)] = ("sink", sorted(sink_topics(settings)))
+    return out
+
+
+def backlog_of(group: str, role: str, members: int, topics: list[str],
+               committed: Mapping[Any, int], starts: Mapping[Any, int],
+               ends: Mapping[Any, int]) -> GroupBacklog:
+    """One group's reading from its committed offsets and the partitions' start and end
+    offsets (keyed by topic-partitions with ``.topic``)."""
+    by_topic: dict[str, TopicOffsets] = {}
+    for tp, end in ends.items():
+        if tp.topic not in topics:
+            continue
+        done = committed.get(tp)
+        if done is None or done < 0:
+            done = starts.get(tp, 0)
+        was = by_topic.get(tp.topic, TopicOffsets(0, 0))
+        by_topic[tp.topic] = TopicOffsets(was.committed + done, was.end + end)
+    used = members > 0 or any(tp.topic in topics and o >= 0 for tp, o in committed.items())
+    return GroupBacklog(group, role, members, by_topic, used)
+
+
+def read_backlogs(settings: Settings) -> list[GroupBacklog]:
+    """Every group's reading, from the brokers of ``settings`` (one round of requests)."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka import errors as kerr
+
+    bootstrap = settings.bootstrap_servers
+    check_access(settings)  # a refused password: one line, not a 30 s wait
+    groups = groups_of(settings)
+    wanted = sorted({t for _role, topics in groups.values() for t in topics})
+    admin = consumer = None
+    try:
+        with quiet_kafka_client():  # an unreachable broker: one line below, not a log each try
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","),
+                                     client_id="cityops-backlog",
+                                     bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                                     request_timeout_ms=REQUEST_TIMEOUT_MS,
+                                     **kafka_python_security(settings))
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None,
+                                 enable_auto_commit=False,
+                                 request_timeout_ms=REQUEST_TIMEOUT_MS,
+                                 **kafka_python_security(settings))
+        parts = [TopicPartition(t, p) for t in wanted
+                 for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = consumer.end_offsets(parts)
+        starts = consumer.beginning_offsets(parts)
+        described = admin.describe_groups(list(groups))
+        out = []
+        for group, (role, topics) in groups.items():
+            # one group per request: brokers before Kafka 3.0 take one
+            offsets = admin.list_group_offsets(group).get(group) or {}
+            committed = {tp: meta.offset for tp, meta in offsets.items() if meta is not None}
+            members = len((described.get(group) or {}).get("members") or ())
+            out.append(backlog_of(group, role, members, topics, committed, starts, ends))
+        return out
+    except (kerr.KafkaConnectionError, kerr.KafkaTimeoutError, kerr.RequestTimedOutError,
+            kerr.BrokerNotAvailableError, kerr.MetadataEmptyBrokerList) as exc:
+        raise BrokerUnreachable(
+            f"no Kafka broker answered at {bootstrap} ({type(exc).__name__})") from None
+    except kerr.KafkaError as exc:
+        raise BrokerError(f"Kafka at {bootstrap} did not give the groups' offsets: "
+                          f"{type(exc).__name__}: {str(exc)[:300]}") from None
+    finally:
+        for client in (consumer, admin):
+            if client is not None:
+                client.close()
