@@ -462,8 +462,13 @@ class AlertEngine:
         elif self.silence_by_feed:
             newest = max((self._last_seen[s] for s in sources if s in self._last_seen),
                          default=None)
-            if newest is not None:
-                kind_now = min(ts, newest)
+            if newest is None:
+                # nothing of this kind read yet: its clock has not started. A replay can read
+                # one feed's first records after another's are minutes of event time on; the
+                # data clock is then the other feed's, and every sensor of this kind looked
+                # silent since the first record read (20 false dead counters in `make run`)
+                return out
+            kind_now = min(ts, newest)
         for source in sources:
             cadence = self._cadence_s(source)
             if not cadence:

@@ -639,3 +639,25 @@ def test_without_a_horizon_every_cleared_alert_awaits_acknowledgement(
     assert kinds(engine.observe("incident", "inc_13", 0, at(60))) == [
         ("cleared", "major", "cleared_unack")]
     assert [a["alert_id"] for a in engine.active_alerts()] == [fired[0].alert_id]
+
+
+def test_event_clock_judges_no_sensor_of_a_kind_not_read_yet(registry: Registry) -> None:
+    """Replay at speed, first run: the parking topic is read 4 minutes of event time ahead
+    before the footfall topic's first record is. No counter is silent for that (measured
+    against the parking clock, all 20 were, from the first record read); once the footfall
+    topic is read without one of them for 5 cadences, that one is."""
+    engine = AlertEngine(load_rules(), registry, clock=lambda: CLOCK_AT, silence_by_feed=True)
+    counters = sorted(registry.counters)
+    for t in range(0, 241, 30):
+        for cp in registry.carparks:
+            engine.heartbeat(cp, at(t), "raw.parking/0")
+    silent = {e.subject for e in engine.tick(at(240)) if e.rule_id == "dead_sensor"}
+    assert silent & set(counters) == set()
+    for t in range(0, 601, 30):  # the footfall topic now read; counters[0] never reports
+        for c in counters[1:]:
+            engine.heartbeat(c, at(t), "raw.footfall/0")
+    for cp in registry.carparks:
+        engine.heartbeat(cp, at(600), "raw.parking/0")
+    fired = {e.subject for e in engine.tick(at(600)) if e.rule_id == "dead_sensor"
+             and e.kind.value == "fired"}
+    assert fired & set(counters) == {counters[0]}
