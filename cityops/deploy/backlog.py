@@ -49,7 +49,7 @@ class GroupBacklog:
     role: str  # "all", "validation", "aggregation" (worker layouts) or "sink"
     members: int
     topics: dict[str, TopicOffsets] = field(default_factory=dict)
-    #: the group has committed an offset somewhere, or has members: it is in use
+    #: the group has members, or has committed an offset on a topic it reads: it is in use
     used: bool = True
 
     @property
@@ -90,8 +90,8 @@ class Progress:
 
 def progress(before: list[GroupBacklog], after: list[GroupBacklog],
              seconds: float) -> list[Progress]:
-    """Each group of ``after`` with its rates since ``before`` (groups new in ``after`` are
-    measured from nothing committed and nothing written, so their rates start next time)."""
+    """Each group of ``after`` with its rates since ``before``; a group not in ``before``
+    gets rates of 0, and so no time to catch up, until the next reading."""
     if seconds <= 0:
         raise ValueError("readings must be apart in time")
     earlier = {g.group: g for g in before}
