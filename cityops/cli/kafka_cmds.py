@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import typer
 from rich.table import Table
 
 from cityops.cli.common import console, fail, settings_or_exit
 from cityops.core.settings import Settings
-from cityops.deploy.backlog import GroupBacklog, Progress, progress, read_backlogs
+from cityops.deploy.backlog import (
+    GroupBacklog,
+    OffsetReader,
+    Progress,
+    open_reader,
+    progress,
+    read_backlogs,
+)
 from cityops.deploy.exceptions import BrokerError
 from cityops.deploy.kafka_local import LocalKafkaCluster, ensure_topics
 from cityops.exceptions import CityopsError
+
+T = TypeVar("T")
 
 kafka_app = typer.Typer(help="Run a real local Apache Kafka broker (KRaft).", no_args_is_help=True)
 
@@ -109,9 +120,9 @@ def _table(readings: list[GroupBacklog], moving: list[Progress] | None,
     return table
 
 
-def _read(settings: Settings) -> list[GroupBacklog]:
+def _or_fail(ask: Callable[[], T]) -> T:
     try:
-        return read_backlogs(settings)
+        return ask()
     except CityopsError as exc:  # unreachable, refused credentials, or an error reply
         fail(str(exc))
 
@@ -130,7 +141,13 @@ def backlog(
     """How far behind the workers' and the sink's consumer groups are (records after their
     committed offsets), read from the brokers; with --watch, how fast each catches up."""
     settings = settings_or_exit()
-    before = _read(settings)
+    with _or_fail(lambda: open_reader(settings)) as reader:  # one pair of clients for every reading
+        _watch(settings, reader, watch, count, as_json, all_groups)
+
+
+def _watch(settings: Settings, reader: OffsetReader, watch: float, count: int, as_json: bool,
+           all_groups: bool) -> None:
+    before = _or_fail(lambda: read_backlogs(settings, reader))
     at = time.monotonic()
     shown = 0
 
@@ -148,7 +165,7 @@ def backlog(
     try:
         while watch and (not count or shown < count):
             time.sleep(watch)
-            now = _read(settings)
+            now = _or_fail(lambda: read_backlogs(settings, reader))
             moved = time.monotonic()
             show(now, progress(before, now, moved - at))
             shown += 1

@@ -12,7 +12,8 @@ rate the group commits at and, while that outruns what arrives, when it will be 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,40 +136,103 @@ def backlog_of(group: str, role: str, members: int, topics: list[str],
     return GroupBacklog(group, role, members, by_topic, used)
 
 
-def read_backlogs(settings: Settings) -> list[GroupBacklog]:
-    """Every group's reading, from the brokers of ``settings`` (one round of requests)."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+class OffsetReader:
+    """One admin client and one consumer, open across readings: the broker's start and end
+    offsets of topics, and consumer groups' committed offsets and members.
+
+    ``kafka backlog --watch``, the bench's drains and the tests ask every second or so. A
+    fresh pair of clients per reading cost about 30 ms of CPU (the sink group over 24
+    partitions) to 126 ms (both worker groups), and a committed offset asked per partition
+    made one request each: on two cores that competed with the drain it watched. Kept open,
+    a reading is a handful of requests (one ListOffsets per broker and bound, one OffsetFetch
+    per group). Not thread-safe; ``close`` it (or use it as a context manager)."""
+
+    def __init__(self, bootstrap: str, security: Mapping[str, Any] | None = None,
+                 client_id: str = "cityops-backlog") -> None:
+        from kafka import KafkaAdminClient, KafkaConsumer
+
+        self.bootstrap = bootstrap
+        self._admin: Any = None
+        self._consumer: Any = None
+        with broker_errors(bootstrap):
+            try:
+                # an unreachable broker: one line (``BrokerUnreachable``), not a log each try
+                with quiet_kafka_client():
+                    self._admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","),
+                                                   client_id=client_id,
+                                                   bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                                                   request_timeout_ms=REQUEST_TIMEOUT_MS,
+                                                   **(security or {}))
+                self._consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","),
+                                               group_id=None, enable_auto_commit=False,
+                                               client_id=client_id,
+                                               request_timeout_ms=REQUEST_TIMEOUT_MS,
+                                               **(security or {}))
+            except BaseException:
+                self.close()
+                raise
+
+    def __enter__(self) -> OffsetReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for client in (self._consumer, self._admin):
+            if client is not None:
+                client.close()
+        self._consumer = self._admin = None
+
+    def offsets(self, topics: Collection[str]) -> tuple[dict[Any, int], dict[Any, int]]:
+        """(start, end) offset of every partition of ``topics`` (a topic not there: none)."""
+        from kafka import TopicPartition
+
+        with broker_errors(self.bootstrap):
+            parts = [TopicPartition(t, p) for t in sorted(set(topics))
+                     for p in sorted(self._consumer.partitions_for_topic(t) or ())]
+            if not parts:
+                return {}, {}
+            return (self._consumer.beginning_offsets(parts), self._consumer.end_offsets(parts))
+
+    def committed(self, group: str) -> dict[Any, int]:
+        """``group``'s committed offset per partition (partitions it never committed: none)."""
+        with broker_errors(self.bootstrap):
+            offsets = self._admin.list_group_offsets(group).get(group) or {}
+        return {tp: meta.offset for tp, meta in offsets.items()
+                if meta is not None and meta.offset >= 0}
+
+    def members(self, groups: Collection[str]) -> dict[str, int]:
+        """How many members each of ``groups`` has now."""
+        with broker_errors(self.bootstrap):
+            described = self._admin.describe_groups(list(groups))
+        return {g: len((described.get(g) or {}).get("members") or ()) for g in groups}
+
+    def behind(self, group: str, topics: Collection[str]) -> int:
+        """Records of ``topics`` after ``group``'s committed offsets (a partition it never
+        committed counts from its start): 0 once the group has finished them."""
+        starts, ends = self.offsets(topics)
+        return backlog_of(group, "", 0, list(topics), self.committed(group), starts,
+                          ends).behind
+
+    def backlogs(self, groups: Mapping[str, tuple[str, list[str]]]) -> list[GroupBacklog]:
+        """A reading of ``groups`` (group → (role, its topics), as ``groups_of`` gives)."""
+        starts, ends = self.offsets({t for _role, topics in groups.values() for t in topics})
+        members = self.members(list(groups))
+        # one group per request: brokers before Kafka 3.0 take one
+        return [backlog_of(group, role, members[group], topics, self.committed(group),
+                           starts, ends)
+                for group, (role, topics) in groups.items()]
+
+
+@contextmanager
+def broker_errors(bootstrap: str) -> Iterator[None]:
+    """kafka-python's errors as the deployment's: ``BrokerUnreachable`` when no broker
+    answers, ``BrokerError`` (one line, the reply's name) for any other refusal."""
     from kafka import errors as kerr
 
-    bootstrap = settings.bootstrap_servers
-    check_access(settings)  # a refused password: one line, not a 30 s wait
-    groups = groups_of(settings)
-    wanted = sorted({t for _role, topics in groups.values() for t in topics})
-    admin = consumer = None
     try:
-        with quiet_kafka_client():  # an unreachable broker: one line below, not a log each try
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","),
-                                     client_id="cityops-backlog",
-                                     bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-                                     request_timeout_ms=REQUEST_TIMEOUT_MS,
-                                     **kafka_python_security(settings))
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None,
-                                 enable_auto_commit=False,
-                                 request_timeout_ms=REQUEST_TIMEOUT_MS,
-                                 **kafka_python_security(settings))
-        parts = [TopicPartition(t, p) for t in wanted
-                 for p in sorted(consumer.partitions_for_topic(t) or ())]
-        ends = consumer.end_offsets(parts)
-        starts = consumer.beginning_offsets(parts)
-        described = admin.describe_groups(list(groups))
-        out = []
-        for group, (role, topics) in groups.items():
-            # one group per request: brokers before Kafka 3.0 take one
-            offsets = admin.list_group_offsets(group).get(group) or {}
-            committed = {tp: meta.offset for tp, meta in offsets.items() if meta is not None}
-            members = len((described.get(group) or {}).get("members") or ())
-            out.append(backlog_of(group, role, members, topics, committed, starts, ends))
-        return out
+        yield
     except (kerr.KafkaConnectionError, kerr.KafkaTimeoutError, kerr.RequestTimedOutError,
             kerr.BrokerNotAvailableError, kerr.MetadataEmptyBrokerList) as exc:
         raise BrokerUnreachable(
@@ -176,7 +240,27 @@ def read_backlogs(settings: Settings) -> list[GroupBacklog]:
     except kerr.KafkaError as exc:
         raise BrokerError(f"Kafka at {bootstrap} did not give the groups' offsets: "
                           f"{type(exc).__name__}: {str(exc)[:300]}") from None
-    finally:
-        for client in (consumer, admin):
-            if client is not None:
-                client.close()
+
+
+def open_reader(settings: Settings) -> OffsetReader:
+    """An ``OffsetReader`` on the brokers of ``settings``, with its credentials (a refused
+    password: one line, not a 30 s wait)."""
+    check_access(settings)
+    return OffsetReader(settings.bootstrap_servers, kafka_python_security(settings))
+
+
+def read_backlogs(settings: Settings, reader: OffsetReader | None = None) -> list[GroupBacklog]:
+    """Every group's reading, from the brokers of ``settings``: through ``reader`` when
+    given (readings taken again and again), else through clients opened for this one."""
+    if reader is not None:
+        return reader.backlogs(groups_of(settings))
+    with open_reader(settings) as own:
+        return own.backlogs(groups_of(settings))
+
+
+def group_lag(bootstrap: str, group: str, topics: Collection[str]) -> int:
+    """Records of ``topics`` that consumer group ``group`` has not committed yet (its lag),
+    over a PLAINTEXT listener: how tests tell a drain is finished (``OffsetReader.behind``
+    for one reading; keep a reader open to ask again and again)."""
+    with OffsetReader(bootstrap, client_id="cityops-lag") as reader:
+        return reader.behind(group, topics)

@@ -650,22 +650,6 @@ def kafka_errors(bootstrap: str) -> Iterator[None]:
                               kafka_error=name) from exc
 
 
-def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
-    """Records of ``topics`` that consumer group ``group`` has not committed yet (its lag),
-    over a PLAINTEXT listener: how benchmarks and tests tell a drain is finished."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(t, p) for t in topics
-                 for p in sorted(consumer.partitions_for_topic(t) or ())]
-        ends = consumer.end_offsets(parts)
-        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in parts)
-    finally:
-        consumer.close()
-
-
 def ensure_topics(settings: Settings, bootstrap: str | None = None, *,
                   replication: int | None = None, min_insync: int | None = None) -> list[str]:
     """Create missing platform topics with the configured partitions and replication

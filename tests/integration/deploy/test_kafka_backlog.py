@@ -8,13 +8,13 @@ import socket
 import uuid
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from typer.testing import CliRunner
 
 from cityops.cli.main import app
 from cityops.core.settings import Settings, load_settings
-from cityops.deploy.backlog import progress, read_backlogs
+from cityops.deploy.backlog import group_lag, open_reader, progress, read_backlogs
 from cityops.deploy.kafka_local import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -94,14 +94,15 @@ def test_two_readings_give_the_rate_and_when_the_group_will_have_caught_up(
         monkeypatch.setenv("CITYOPS_TOPIC_PREFIX", settings.topic_prefix)
         one = CliRunner().invoke(app, ["kafka", "backlog", "--json"])
         assert one.exit_code == 0, one.output
-        (group,) = json.loads(one.output)["groups"]  # only the group in use is listed
+        # stdout alone: kafka-python's own warnings (a slow poll on a busy host) go to stderr
+        (group,) = json.loads(one.stdout)["groups"]  # only the group in use is listed
         assert (group["role"], group["members"], group["behind"]) == ("validation", 1, 180)
         assert "eta_s" not in group  # one reading has no rate
 
         watched = CliRunner().invoke(app, ["kafka", "backlog", "--json", "--watch", "0.5",
                                            "--count", "2"])
         assert watched.exit_code == 0, watched.output
-        lines = [json.loads(line) for line in watched.output.splitlines()]
+        lines = [json.loads(line) for line in watched.stdout.splitlines()]
         assert len(lines) == 2
         (still,) = lines[1]["groups"]
         assert (still["behind"], still["committed_per_s"], still["eta_s"]) == (180, 0, None)
@@ -113,6 +114,38 @@ def test_two_readings_give_the_rate_and_when_the_group_will_have_caught_up(
         assert "caught up in" in table.output and "not shrinking" in table.output
     finally:
         member.close()
+
+
+def test_one_reader_kept_open_sees_every_new_record_and_commit(kafka_broker: str) -> None:
+    """``kafka backlog --watch`` and the bench's drains ask through one reader kept open: each
+    reading must be the broker's, not what the clients learned at the first one."""
+    settings = _deployment(kafka_broker)
+    footfall = settings.topic("raw.footfall")
+    group = f"g{uuid.uuid4().hex[:8]}"
+    _produce(kafka_broker, footfall, 20)
+    with open_reader(settings) as reader:
+        assert reader.behind(group, [footfall]) == 60  # never committed: all of it
+        _commit(kafka_broker, group, {TopicPartition(footfall, p): 5 for p in range(3)})
+        assert reader.behind(group, [footfall]) == 45
+        _produce(kafka_broker, footfall, 10)
+        assert reader.behind(group, [footfall]) == 75
+        validation = settings.model_copy(update={"worker_stages": "validation"}).worker_group
+        _commit(kafka_broker, validation, {TopicPartition(footfall, p): 25 for p in range(3)})
+        kept = {g.group: (g.used, g.behind) for g in read_backlogs(settings, reader)}
+        assert kept == {g.group: (g.used, g.behind) for g in read_backlogs(settings)}
+        assert kept[validation] == (True, 3 * 5)
+
+        # a partition never committed counts from its start, not from offset 0: records
+        # deleted from its head (retention) are not there to read
+        admin = KafkaAdminClient(bootstrap_servers=kafka_broker)
+        try:
+            admin.delete_records({TopicPartition(footfall, 0): 12})
+        finally:
+            admin.close()
+        fresh = f"h{uuid.uuid4().hex[:8]}"
+        assert reader.behind(fresh, [footfall]) == 90 - 12
+        assert group_lag(kafka_broker, fresh, [footfall]) == 90 - 12
+        assert reader.members([fresh, validation]) == {fresh: 0, validation: 0}
 
 
 def test_no_broker_is_one_line_and_exit_status_2(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from ports import free_port as free_port  # re-exported: the harness is where tests look
 
-from cityops.deploy.kafka_local import group_lag
+from cityops.deploy.backlog import group_lag
 
 ROOT = Path(__file__).resolve().parents[3]
 CITYOPS = str(Path(sys.executable).with_name("cityops"))

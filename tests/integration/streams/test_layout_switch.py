@@ -22,7 +22,7 @@ import pytest
 from streams_harness import CITYOPS, ROOT, Producer, WorkerProc, free_port, wait_until
 
 from cityops.core.settings import load_settings
-from cityops.deploy.kafka_local import group_lag
+from cityops.deploy.backlog import group_lag
 from cityops.streams.layouts import topics_read
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]

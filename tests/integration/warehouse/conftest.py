@@ -41,7 +41,7 @@ def wait_committed(sink: Any, broker: str, group: str, topics: list[str],
                    timeout_s: float = 60.0) -> None:
     """Until the sink's group has committed every record of ``topics``; fails on a sink
     error or after ``timeout_s``."""
-    from cityops.deploy.kafka_local import group_lag
+    from cityops.deploy.backlog import group_lag
 
     deadline = time.monotonic() + timeout_s
     while group_lag(broker, group, topics) != 0:

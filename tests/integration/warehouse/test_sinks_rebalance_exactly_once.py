@@ -25,7 +25,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from cityops.core.feeds import FootfallObserved
 from cityops.core.registry import Registry
 from cityops.core.settings import Settings, load_settings
-from cityops.deploy.kafka_local import group_lag
+from cityops.deploy.backlog import group_lag
 from cityops.warehouse.sink import Batch, WarehouseSink
 
 pytestmark = pytest.mark.integration
