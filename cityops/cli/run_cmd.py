@@ -19,7 +19,9 @@ Ctrl-C, SIGTERM and SIGHUP (the terminal closed) each stop the simulator, then t
 terminal stops the run even when no SIGHUP reaches it (``make`` leading the terminal's session,
 as in ``ssh -t host make run``), and so does an output pipe whose reader is gone (``| tee``,
 ``ssh host make run`` without a terminal): a thread watches for both. Started with SIGHUP
-ignored (``nohup``), the run outlives its terminal. The pids of what it started are in
+ignored (``nohup``), the run outlives its terminal. A terminal that stops reading (Ctrl-S, a
+frozen ssh link) holds neither the run nor its stop: its output is queued, and the oldest
+beyond a bound dropped (``cli.unblocked_output``). The pids of what it started are in
 ``$CITYOPS_DATA_DIR/logs/run.json`` while it runs.
 """
 
@@ -41,7 +43,8 @@ from typing import Any
 
 import typer
 
-from cityops.cli.common import console, fail, registry_or_exit, settings_or_exit
+from cityops.cli.common import console, err_console, fail, registry_or_exit, settings_or_exit
+from cityops.cli.unblocked_output import unblocked_terminal
 
 
 def _cityops() -> str:
@@ -267,6 +270,13 @@ def run(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --fresh wipes."),
 ) -> None:
     """Run the whole local pipeline: broker, warehouse, worker, simulator; Ctrl-C stops."""
+    # a terminal that stops reading must not hold the run, nor its stop (``unblocked_output``)
+    with unblocked_terminal(console, err_console):
+        _run(speed, hours, faults, every, fresh, yes)
+
+
+def _run(speed: float, hours: float, faults: str, every: float, fresh: bool,
+         yes: bool) -> None:
     from rich.live import Live
 
     from cityops.deploy.exceptions import BrokerError

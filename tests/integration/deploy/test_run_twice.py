@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -50,7 +51,8 @@ def _wait(pred: Any, timeout: float, what: str) -> Any:
 
 
 class Run:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, terminal: int | None = None) -> None:
+        """``cityops run`` writing to ``log``, or to the ``terminal`` descriptor when given."""
         self.env, self.log = env, log
         self.url = f"http://127.0.0.1:{env['CITYOPS_WORKER_WEB_PORT']}"
         self.pids_file = Path(env["CITYOPS_DATA_DIR"]) / "logs" / "run.json"
@@ -59,8 +61,10 @@ class Run:
             # SIGHUP ignored (`nohup make test`), and a run started so outlives its terminal
             self.proc = subprocess.Popen(
                 [CITYOPS, "run", "--hours", "0.5", "--speed", "300", "--faults", "",
-                 "--every", "1"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                 "--every", "1"], env=env,
+                stdout=out if terminal is None else terminal, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL if terminal is None else terminal,
+                start_new_session=True,
                 preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
 
     def sql(self, query: str) -> list[list[Any]]:
@@ -94,7 +98,7 @@ class Run:
         return left
 
     def text(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def report(self) -> str:
         """The run's output and the tail of its worker's log, for a failure message."""
@@ -191,3 +195,39 @@ def test_make_run_twice_carries_on_and_signals_stop_everything(
     assert health["duplicate"] <= max(2, health["in"] // 100), health  # no duplicate storm
     assert dead == 0  # no faults injected: every sensor is healthy
     assert dup_rows == [[0]]
+
+
+def _terminal_nobody_reads() -> tuple[int, int]:
+    """A pseudo-terminal (master, slave) whose output nobody reads, its buffer already full:
+    every write to it blocks, as on a terminal stopped with Ctrl-S or a frozen ssh link."""
+    master, slave = pty.openpty()
+    filler = os.open(os.ttyname(slave), os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(filler, b"x" * 1024)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(filler)
+    return master, slave
+
+
+def test_run_runs_and_sigterm_stops_everything_while_its_terminal_reads_nothing(
+        run_env: dict[str, str], tmp_path: Path, runs: list[Run]) -> None:
+    """Before, the run's first message blocked it (it started nothing more); a run whose
+    terminal stopped reading later could not be stopped: the stop's own message blocked."""
+    master, slave = _terminal_nobody_reads()
+    try:
+        run = Run(run_env, tmp_path / "unused.log", terminal=slave)
+        runs.append(run)
+        try:
+            _wait(lambda: "simulator" in run.pids(), 240, "the simulator's pid")
+            _wait(lambda: run.health()["validate"]["footfall"]["in"] > 0, 120,
+                  "the worker's first events")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{run.report()}") from None
+        left = run.stop(signal.SIGTERM, timeout=120)
+        assert left == [], left
+    finally:
+        os.close(master)
+        os.close(slave)
