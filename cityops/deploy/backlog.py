@@ -238,7 +238,7 @@ def broker_errors(bootstrap: str) -> Iterator[None]:
         raise BrokerUnreachable(
             f"no Kafka broker answered at {bootstrap} ({type(exc).__name__})") from None
     except kerr.KafkaError as exc:
-        raise BrokerError(f"Kafka at {bootstrap} did not give the groups' offsets: "
+        raise BrokerError(f"Kafka at {bootstrap} did not give the offsets asked for: "
                           f"{type(exc).__name__}: {str(exc)[:300]}") from None
 
 
