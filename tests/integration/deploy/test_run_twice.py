@@ -1,6 +1,7 @@
 """``cityops run`` (what ``make run`` starts) twice on one data directory, with its own real
 broker: the second run carries on after the first (new rows, no duplicate storm, no
-dead-sensor alert for healthy sensors), SIGTERM and SIGHUP stop every process it started."""
+dead-sensor alert for healthy sensors), SIGTERM and SIGHUP stop every process it started, and
+a terminal that reads nothing holds neither the run nor its stop."""
 
 from __future__ import annotations
 
