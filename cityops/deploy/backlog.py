@@ -12,15 +12,15 @@ rate the group commits at and, while that outruns what arrives, when it will be 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from cityops.core.kafka_security import kafka_python_security
 from cityops.core.settings import Settings
-from cityops.deploy.exceptions import BrokerError, BrokerUnreachable
-from cityops.deploy.kafka_local import quiet_kafka_client
+from cityops.deploy.exceptions import BrokerError
+from cityops.deploy.kafka_local import kafka_errors, quiet_kafka_client
 from cityops.ingest.kafka_access import check_access
 from cityops.streams.layouts import layout_groups, topics_read
 from cityops.warehouse.sink import sink_group, sink_topics
@@ -225,21 +225,11 @@ class OffsetReader:
                 for group, (role, topics) in groups.items()]
 
 
-@contextmanager
-def broker_errors(bootstrap: str) -> Iterator[None]:
-    """kafka-python's errors as the deployment's: ``BrokerUnreachable`` when no broker
-    answers, ``BrokerError`` (one line, the reply's name) for any other refusal."""
-    from kafka import errors as kerr
-
-    try:
-        yield
-    except (kerr.KafkaConnectionError, kerr.KafkaTimeoutError, kerr.RequestTimedOutError,
-            kerr.BrokerNotAvailableError, kerr.MetadataEmptyBrokerList) as exc:
-        raise BrokerUnreachable(
-            f"no Kafka broker answered at {bootstrap} ({type(exc).__name__})") from None
-    except kerr.KafkaError as exc:
-        raise BrokerError(f"Kafka at {bootstrap} did not give the offsets asked for: "
-                          f"{type(exc).__name__}: {str(exc)[:300]}") from None
+def broker_errors(bootstrap: str) -> AbstractContextManager[None]:
+    """kafka-python's errors as the deployment's (``kafka_local.kafka_errors``): a broker
+    that refuses a reading is one ``BrokerError`` line with Kafka's error name."""
+    return kafka_errors(bootstrap, lambda name, detail: BrokerError(
+        f"Kafka at {bootstrap} did not give the offsets asked for: {name}: {detail}"))
 
 
 def open_reader(settings: Settings) -> OffsetReader:

@@ -35,7 +35,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -631,8 +631,11 @@ class LocalKafkaCluster:
 
 
 @contextlib.contextmanager
-def kafka_errors(bootstrap: str) -> Iterator[None]:
-    """Convert kafka-python's errors into ``BrokerUnreachable`` / ``TopicSetupError``."""
+def kafka_errors(bootstrap: str,
+                 refused: Callable[[str, str], BrokerError] | None = None) -> Iterator[None]:
+    """Convert kafka-python's errors into ``BrokerUnreachable`` when no broker answers, and
+    for a refusal into ``refused(Kafka's error name, the broker's words)`` (by default a
+    ``TopicSetupError``: the platform topics were refused)."""
     from kafka import errors as kerr
 
     unreachable = (kerr.KafkaConnectionError, kerr.KafkaTimeoutError, kerr.RequestTimedOutError,
@@ -646,6 +649,8 @@ def kafka_errors(bootstrap: str) -> Iterator[None]:
         name = type(exc).__name__
         said = re.search(r"error_message='([^']+)'", str(exc))  # the broker's own words
         detail = said.group(1) if said else getattr(exc, "description", "") or str(exc)[:300]
+        if refused is not None:
+            raise refused(name, detail) from exc
         raise TopicSetupError(f"Kafka at {bootstrap} refused the topics: {name}: {detail}",
                               kafka_error=name) from exc
 

@@ -77,3 +77,19 @@ def test_the_deployments_groups_are_every_layouts_and_the_sinks() -> None:
     assert all(".raw." in t for t in by_role["validation"][1])
     assert "yz.clean.footfall" in by_role["sink"][1]
     assert not any(".raw." in t for t in by_role["sink"][1])
+
+
+def test_a_refused_reading_is_one_broker_error_and_no_answer_is_unreachable() -> None:
+    from kafka import errors as kerr
+
+    from cityops.deploy.backlog import broker_errors
+    from cityops.deploy.exceptions import BrokerError, BrokerUnreachable, TopicSetupError
+
+    with pytest.raises(BrokerError) as refused, broker_errors("b:9092"):
+        raise kerr.GroupAuthorizationFailedError("error_message='Not authorized to access group'")
+    assert not isinstance(refused.value, TopicSetupError)  # not the topics' error
+    assert str(refused.value) == ("Kafka at b:9092 did not give the offsets asked for: "
+                                  "GroupAuthorizationFailedError: Not authorized to access group")
+    with pytest.raises(BrokerUnreachable, match="no Kafka broker answered at b:9092"), \
+            broker_errors("b:9092"):
+        raise kerr.KafkaTimeoutError()
