@@ -6,6 +6,11 @@ container orchestrator needs on ``CITYOPS_WORKER_WEB_HOST:CITYOPS_WORKER_WEB_POR
 the embedded warehouse also ``POST /sql`` (read-only, role ``analyst`` like the worker's),
 because this process then holds the only chdb session. Several sink processes share the
 partitions of their consumer group (``<worker id>.sink``) when the warehouse is a server.
+
+The doors are the worker's (``streams.web.admit``): a bearer token with the role each endpoint
+needs, ``CITYOPS_WORKER_WEB_OPEN_PROBES`` leaving ``/health`` and ``/metrics`` open, and only a
+loopback bind with no worker key open to all. A sink that would serve a locked door on another
+address with no worker key to open it refuses to start, as the worker does.
 """
 
 from __future__ import annotations
@@ -19,19 +24,38 @@ import typer
 from cityops.cli.common import console, fail, settings_or_exit
 
 
-def _web_app(sink: Any, settings: Any = None, sql: Any = None) -> Any:
+def check_door(settings: Any, sql: bool) -> None:
+    """Refuse (``AuthError``) a non-loopback bind whose doors no worker key could open: the
+    probes when they are not left open, ``/sql`` (embedded warehouse) always."""
+    from cityops.streams.web import worker_gate
+
+    if sql or not settings.worker_web_open_probes:
+        worker_gate(settings).check_startup("the sink's web server")
+
+
+def _web_app(sink: Any, settings: Any, sql: Any = None) -> Any:
     import asyncio
 
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, Response
 
     from cityops.streams import metrics
-    from cityops.streams.web import authorize, worker_gate
+    from cityops.streams.web import admit, worker_gate
 
     app = FastAPI(title="cityops sink", docs_url=None, redoc_url=None, openapi_url=None)
+    gate = worker_gate(settings)
 
-    @app.get("/health")
-    def health() -> JSONResponse:
+    def refused(request: Any, what: str) -> JSONResponse | None:
+        _, refusal = admit(gate, request, what, settings)
+        if refusal is None:
+            return None
+        body, status, headers = refusal
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    # plain Starlette routes, as ``/sql``: each reads its request's Authorization header
+    def health(request: Any) -> JSONResponse:
+        if (answer := refused(request, "health")) is not None:
+            return answer
         ok = sink.alive and sink.error is None
         st = sink.stats
         body = {"ok": ok, "batches": st.batches, "rows": st.rows, "messages": st.messages,
@@ -39,19 +63,19 @@ def _web_app(sink: Any, settings: Any = None, sql: Any = None) -> Any:
                 "error": None if sink.error is None else type(sink.error).__name__}
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics")
-    def prometheus() -> Response:
+    def prometheus(request: Any) -> Response:
+        if (answer := refused(request, "metrics")) is not None:
+            return answer
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
-    if sql is not None:
-        gate = worker_gate(settings)
+    app.router.add_route("/health", health, methods=["GET"])
+    app.router.add_route("/metrics", prometheus, methods=["GET"])
 
+    if sql is not None:
         async def query(request: Any) -> JSONResponse:  # a plain Starlette route
-            _, refusal = authorize(gate, request, "sql")
-            if refusal is not None:
-                body, status, headers = refusal
-                return JSONResponse(body, status_code=status, headers=headers)
+            if (answer := refused(request, "sql")) is not None:
+                return answer
             try:
                 req = await request.json()
             except ValueError:
@@ -83,6 +107,11 @@ def sink_command() -> None:
     from cityops.warehouse.sink import WarehouseSink
 
     settings = settings_or_exit()
+    embedded = settings.effective_warehouse_url.startswith("chdb:")
+    try:
+        check_door(settings, sql=embedded)
+    except CityopsError as exc:
+        fail(str(exc))
     from cityops.deploy.exceptions import BrokerUnreachable
     from cityops.deploy.kafka_local import ensure_topics
 
@@ -103,7 +132,6 @@ def sink_command() -> None:
 
     gc_tuning.tune(settings.gc_gen0_threshold)
     sink.start()
-    embedded = settings.effective_warehouse_url.startswith("chdb:")
     web = _web_app(sink, settings, sql_handler(wh, settings) if embedded else None)
     server = uvicorn.Server(uvicorn.Config(
         web, host=settings.worker_web_host, port=settings.worker_web_port,

@@ -108,6 +108,18 @@ def worker_gate(settings: Settings) -> Gate:
     return Gate(KeyStore(settings.keys_path), "worker", settings.worker_web_host)
 
 
+#: the endpoints ``CITYOPS_WORKER_WEB_OPEN_PROBES`` leaves open (health checks, scrapers)
+PROBES = ("health", "metrics")
+
+
+def admit(gate: Gate, request: Any, what: str, settings: Settings
+          ) -> tuple[Principal | None, tuple[dict[str, Any], int, dict[str, str]] | None]:
+    """``authorize`` for endpoint ``what`` (a key of ``NEEDS``), the probes open when the
+    settings say so: the one rule of the worker's and the sink's doors."""
+    return authorize(gate, request, NEEDS[what],
+                     settings.worker_web_open_probes and what in PROBES)
+
+
 def authorize(gate: Gate, request: Any, permission: str, open_probe: bool = False
               ) -> tuple[Principal | None, tuple[dict[str, Any], int, dict[str, str]] | None]:
     """(principal, None) when allowed, else (None, (body, status, headers)) to answer."""
@@ -147,11 +159,9 @@ def register_views(app: faust.App, worker: WorkerViews) -> None:
     """Add the endpoints; ``worker`` is the ``StreamsWorker`` (health, alerts, sql)."""
     settings: Settings = worker.settings
     gate = worker_gate(settings)
-    probes_open = settings.worker_web_open_probes
 
     def guard(view: Any, request: Any, what: str) -> tuple[Principal | None, Any]:
-        principal, refusal = authorize(gate, request, NEEDS[what],
-                                       probes_open and what in ("health", "metrics"))
+        principal, refusal = admit(gate, request, what, settings)
         if refusal is None:
             return principal, None
         body, status, headers = refusal

@@ -139,6 +139,31 @@ def test_web_ports_are_published_bound_and_health_checked() -> None:
     assert not set(ranges[0]) & set(ranges[1])
 
 
+class _Probe:
+    """The health check's request as the door sees it: no Authorization header."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+
+
+@pytest.mark.parametrize("name", ["worker", "aggregation", "sink"])
+def test_each_health_check_gets_through_its_service_s_locked_door(name: str,
+                                                                   tmp_path: Path) -> None:
+    """Compose binds these on 0.0.0.0 with the keys mounted, so every door is locked; the
+    health check asks /health with no token, and only the open probes let it through (it
+    answered 401 and left the service unhealthy for good before)."""
+    from cityops.core.keys import KeyStore
+    from cityops.streams.web import admit, worker_gate
+
+    settings = _settings_of(name).model_copy(update={"keys_file": tmp_path / "keys.json"})
+    KeyStore(settings.keys_path).add("wall", "worker", roles=("viewer",))  # the README's step
+    gate = worker_gate(settings)
+    assert gate.enforced, name
+    assert admit(gate, _Probe(), "health", settings)[1] is None, name
+    refusal = admit(gate, _Probe(), "alerts", settings)[1]  # the other doors stay locked
+    assert refusal is not None and refusal[1] == 401, name
+
+
 def test_the_split_layout_reads_every_topic_once_and_only_with_its_profile() -> None:
     """``CITYOPS_WORKER_STAGES=validation docker compose --profile split up``: ``worker``
     validates and ``aggregation`` aggregates, in the same deployment (worker id), together

@@ -228,6 +228,45 @@ def test_probes_and_scrape_annotations_match_the_processes(
                 "/metrics"
 
 
+class _Probe:
+    """The kubelet's probe as the door sees it: no Authorization header."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+
+
+def test_probes_get_through_the_doors_and_the_sink_starts_without_keys(
+        rendered: list[dict[str, Any]], tmp_path: Path) -> None:
+    """Workers and sinks bind 0.0.0.0: their probes pass only through open probes, and the
+    sink, which mounts no keys (a server warehouse: no /sql), must still start."""
+    from cityops.cli.sink_cmd import check_door
+    from cityops.core.keys import KeyStore
+    from cityops.streams.web import admit, worker_gate
+
+    (env,) = by(rendered, "ConfigMap", "cityops-env")
+    for name in (*WORKERS, "cityops-sink"):
+        deps = by(rendered, "Deployment", name)
+        if not deps:
+            continue  # the default layout: no aggregation Deployment
+        (c,) = deps[0]["spec"]["template"]["spec"]["containers"]
+        values = {**env["data"], **{v["name"]: v["value"] for v in c.get("env", [])
+                                    if "value" in v}}
+        mounted = any(m["name"] == "keys" for m in c.get("volumeMounts", []))
+        keys = tmp_path / name / "keys.json"  # the Secret's file, or none where not mounted
+        settings = Settings(**{k.removeprefix("CITYOPS_").lower(): v for k, v in values.items()
+                               if k.startswith("CITYOPS_") and k != "CITYOPS_KEYS_FILE"},
+                            keys_file=keys)
+        if mounted:
+            KeyStore(keys).add("wall", "worker", roles=("viewer",))
+        gate = worker_gate(settings)
+        for what in ("health", "metrics"):
+            assert admit(gate, _Probe(), what, settings)[1] is None, (name, what)
+        if name == "cityops-sink":
+            assert not mounted
+            embedded = settings.effective_warehouse_url.startswith("chdb:")
+            check_door(settings, sql=embedded)  # raises where the sink would refuse to start
+
+
 def test_clickhouse_cluster_matches_the_migration_job(rendered: list[dict[str, Any]]) -> None:
     (chi,) = by(rendered, "ClickHouseInstallation")
     (job,) = by(rendered, "Job", "cityops-migrate")
