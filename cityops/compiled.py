@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: the modules compiled together (mypyc group ``GROUP``); pure Python, no Faust or Kafka
@@ -52,6 +53,24 @@ class CompiledSettings(BaseSettings):
 
     #: run the hot modules compiled when a matching build exists (0: always from source)
     compiled: bool = True
+
+
+#: the words pydantic reads as a boolean (any case)
+BOOLEANS = "true, false, 1, 0, yes, no, on, off"
+
+
+def read_enabled() -> tuple[bool, str | None]:
+    """``CITYOPS_COMPILED``, and what is wrong with it when it is not a boolean.
+
+    Read at import, before any command can report a bad value: an invalid one runs the hot
+    modules from source (False) and its message is reported by every command that reads the
+    settings (``cli.common.settings_or_exit``), instead of a traceback at ``import cityops``.
+    """
+    try:
+        return CompiledSettings().compiled, None
+    except ValidationError as exc:
+        value = exc.errors()[0].get("input")
+        return False, f"CITYOPS_COMPILED={value!r}: not a boolean (allowed: {BOOLEANS})"
 
 
 def source_of(module: str, root: Path = PACKAGE_DIR.parent) -> Path:
@@ -81,7 +100,9 @@ def status(manifest: Path = MANIFEST, root: Path = PACKAGE_DIR.parent,
            modules: Sequence[str] = HOT_MODULES, enabled: bool | None = None) -> Status:
     """Check the build record against the sources and this interpreter."""
     if enabled is None:
-        enabled = CompiledSettings().compiled
+        enabled, invalid = read_enabled()
+        if invalid is not None:
+            return Status(False, f"{invalid}: running from source")
     if not enabled:
         return Status(False, "turned off (CITYOPS_COMPILED=0)")
     if not manifest.is_file():

@@ -30,9 +30,9 @@ from cityops.compiled import (
     HOT_MODULES,
     MANIFEST,
     PACKAGE_DIR,
-    CompiledSettings,
     built_files,
     digest,
+    read_enabled,
     source_of,
 )
 
@@ -80,7 +80,11 @@ def build(root: Path) -> None:
 def main() -> int:
     os.chdir(ROOT)  # ``build_ext --inplace`` places each module by its dotted name from here
     clean(ROOT)
-    if not CompiledSettings().compiled:
+    enabled, invalid = read_enabled()
+    if invalid is not None:
+        log.error("compiled.bad_setting", error=invalid)
+        return 2
+    if not enabled:
         log.info("compiled.off", reason="CITYOPS_COMPILED=0: the modules run from source")
         return 0
     if shutil.which(os.environ.get("CC", "cc")) is None:

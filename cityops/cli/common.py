@@ -25,10 +25,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def settings_or_exit() -> Settings:
     """Settings, or a clear message naming the bad variable and exit status 2."""
+    from cityops.compiled import read_enabled
+
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         fail(str(exc))
+    invalid = read_enabled()[1]  # read apart, at import (``cityops.compiled``)
+    if invalid is not None:
+        fail(f"invalid configuration:\n  {invalid}")
+    return settings
 
 
 def registry_or_exit(settings: Settings) -> Registry:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cityops import compiled
 from cityops.cli.common import console, fail, registry_or_exit, settings_or_exit
-from cityops.compiled import CompiledSettings
+from cityops.compiled import read_enabled
 from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import FEED_MODELS, ValidationContext
 from cityops.core.settings import Settings
@@ -78,7 +78,7 @@ def show_settings() -> None:
     for name, fld in Settings.model_fields.items():
         desc = (fld.description or "").split(":", 1)[-1].strip()
         table.add_row(f"CITYOPS_{name.upper()}", _shown(getattr(settings, name)), desc)
-    table.add_row("CITYOPS_COMPILED", _shown(CompiledSettings().compiled),
+    table.add_row("CITYOPS_COMPILED", _shown(read_enabled()[0]),
                   "hot modules compiled when built (read at import: cityops.compiled)")
     table.add_row("(hot modules)", compiled.STATUS.reason, "compiled or from source")
     table.add_row("(bootstrap)", settings.bootstrap_servers, "brokers clients use")

@@ -185,3 +185,25 @@ def test_the_build_script_cleans_and_records_its_own_tree(tmp_path: Path) -> Non
     assert not record.exists()
     assert not list(root.rglob("*.so"))
     assert (MANIFEST.read_bytes() if MANIFEST.is_file() else None) == ours
+
+
+def test_a_bad_compiled_setting_runs_from_source_and_every_command_names_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``CITYOPS_COMPILED`` is read at ``import cityops``: a value that is not a boolean raised
+    pydantic's traceback there, before any command could say which variable was wrong."""
+    monkeypatch.setenv("CITYOPS_COMPILED", "maybe")
+    bad = status(MANIFEST)
+    assert not bad.used and "CITYOPS_COMPILED='maybe': not a boolean" in bad.reason
+    cityops = str(Path(sys.executable).with_name("cityops"))
+    env = {**os.environ, "CITYOPS_COMPILED": "maybe"}
+    for args in (["settings"], ["registry"]):
+        done = subprocess.run([cityops, *args], env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 2, (args, done.stdout[-2000:], done.stderr[-2000:])
+        assert "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert ("CITYOPS_COMPILED='maybe': not a boolean (allowed: true, false, 1, 0, yes, no, "
+                "on, off)") in " ".join(done.stderr.split()), done.stderr
+    env.update(CITYOPS_COMPILED="off", COLUMNS="250")  # a word read as a boolean is fine
+    done = subprocess.run([cityops, "settings"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0 and "turned off (CITYOPS_COMPILED=0)" in done.stdout
