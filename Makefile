@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e ".[test,bench]"
 	@touch $(STAMP)
 
@@ -34,7 +34,8 @@ run: venv $(COMPILED)
 
 ## test: the whole suite against the real broker and engines, then the 3-broker fault test
 ## (make test-cluster) once the suite's broker and services are stopped. Both steps always
-## run; make test fails when either fails (the suite's status first, e.g. 3 = incomplete).
+## run; make test fails when either fails, reporting the suite's status first ("Error 3":
+## incomplete); make itself then exits with 2, as for any failed recipe.
 test: venv $(COMPILED)
 	@VENV=$(VENV) scripts/test.sh $(PYTEST_ARGS); suite=$$?; \
 	VENV=$(VENV) scripts/test-cluster.sh; cluster=$$?; \
