@@ -95,3 +95,37 @@ def test_links_in_readme_and_docs_stay_inside_the_repository() -> None:
             resolved = (page.parent / target).resolve()
             assert resolved.is_relative_to(root), f"{page.name} links outside: {target}"
             assert resolved.exists(), f"{page.name} links to a missing file: {target}"
+
+
+def test_every_benchmark_make_bench_runs_is_named() -> None:
+    """``scripts/bench.sh`` runs every ``bench/bench_*.py``: the list says what each prints."""
+    root = Path(__file__).resolve().parents[2]
+    para = README.split("`make bench` prints", 1)[1].split("`make lint`", 1)[0]
+    for script in sorted((root / "bench").glob("bench_*.py")):
+        assert f"`{script.name}`" in para, script.name
+
+
+def test_the_single_host_steps_name_what_compose_needs() -> None:
+    """Each variable compose refuses to start without, and the key file it mounts, are in the
+    README's single-host steps; Grafana's admin password is the one compose gives it (the
+    README once promised a password compose never set)."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docker-compose.yml").read_text(encoding="utf-8")
+    compose = yaml.safe_load(text)
+    steps = " ".join(README.split("For a single\nhost:", 1)[1].split("\n## ", 1)[0].split())
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
+    assert required and {v for v in required if f"`{v}`" not in steps} == set()
+    files = [s["file"] for s in compose["secrets"].values() if "file" in s]
+    assert files and all(f"`{f}`" in steps for f in files), files
+    grafana = compose["services"]["grafana"]["environment"]
+    admin = re.fullmatch(r"\$\{([A-Z0-9_]+)[:?-].*\}", grafana["GF_SECURITY_ADMIN_PASSWORD"])
+    assert admin is not None
+    login = " ".join(README.split("**In Grafana**", 1)[1].split("\n\n", 1)[0].split())
+    assert f"password `{admin.group(1)}`" in login
+    reader = grafana["CITYOPS_GRAFANA_CLICKHOUSE_USER"]
+    reader_password = re.fullmatch(r"\$\{([A-Z0-9_]+)[:?-].*\}",
+                                   grafana["CITYOPS_GRAFANA_CLICKHOUSE_PASSWORD"])
+    assert reader_password is not None
+    assert f"`{reader}` with `{reader_password.group(1)}`" in login
