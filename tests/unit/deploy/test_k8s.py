@@ -279,6 +279,30 @@ def test_clickhouse_cluster_matches_the_migration_job(rendered: list[dict[str, A
     assert all("password" not in k or k.endswith("k8s_secret_password") for k in users)
 
 
+def test_clickhouse_users_carry_the_single_host_limits(rendered: list[dict[str, Any]]) -> None:
+    """The reader's profile and per-minute quota, and the writer's memory bound, are the
+    users.d file's (the single host's, tested on a real server); the operator's flat keys
+    hold one quota interval, so the hourly one is the single host's alone (docs/security.md)."""
+    import xml.etree.ElementTree as ET
+
+    users_d = ET.parse(ROOT / "cityops" / "deploy" / "clickhouse" / "users.d"
+                       / "cityops-users.xml").getroot()
+    (chi,) = by(rendered, "ClickHouseInstallation")
+    conf = chi["spec"]["configuration"]
+    reader = {e.tag: e.text for e in users_d.find("profiles/cityops_reader")}
+    assert {k.split("/", 1)[1]: str(v) for k, v in conf["profiles"].items()
+            if k.startswith("cityops_reader/")} == reader
+    writer = users_d.find("profiles/cityops_writer/max_memory_usage")
+    assert writer is not None
+    assert str(conf["profiles"]["cityops_writer/max_memory_usage"]) == writer.text
+    (minute,) = [i for i in users_d.findall("quotas/cityops_reader/interval")
+                 if i.findtext("duration") == "60"]
+    quota = {k.split("/")[-1]: str(v) for k, v in conf["quotas"].items()
+             if k.startswith("cityops_reader/interval/")}
+    assert quota == {k: minute.findtext(k) for k in quota} and set(quota) >= {
+        "duration", "queries", "errors"}
+
+
 def test_images_are_pinned(rendered: list[dict[str, Any]]) -> None:
     for obj in by(rendered, "Deployment") + by(rendered, "Job"):
         for c in _containers(obj):
