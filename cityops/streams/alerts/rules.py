@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -157,4 +157,18 @@ def load_rules(path: Path | None = None) -> RuleSet:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise AlertRulesError(f"{path}: {loc}: {err['msg']}") from None
+        rule = _rule_named(data, err["loc"])
+        raise AlertRulesError(f"{path}: {rule}{loc}: {err['msg']}") from None
+
+
+def _rule_named(data: Any, loc: tuple[Any, ...]) -> str:
+    """``rule carpark_full: `` for an error inside the file's second rule (pydantic's location
+    says only ``rules.1``), else nothing."""
+    if len(loc) < 2 or loc[0] != "rules" or not isinstance(loc[1], int):
+        return ""
+    rules = data.get("rules") if isinstance(data, dict) else None
+    if not isinstance(rules, list) or not 0 <= loc[1] < len(rules):
+        return ""
+    rule = rules[loc[1]]
+    ident = rule.get("id") if isinstance(rule, dict) else None
+    return f"rule {ident}: " if isinstance(ident, str) and ident else ""

@@ -54,7 +54,18 @@ def test_bad_rules_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "rules.yaml"
     bad.write_text("version: '1'\nrules:\n  - {id: x1, kind: aqi, title: t, subject: s,"
                    " levels: [{severity: warning, fire: 100, clear: 120}]}\n")
-    with pytest.raises(AlertRulesError, match="clear"):
+    with pytest.raises(AlertRulesError, match=r"rule x1: rules\.0\.levels\.0: .*clear"):
+        load_rules(bad)
+    # the rule is named by its id wherever it stands in the file; a rule with no id by place
+    bad.write_text("version: '1'\nrules:\n  - {id: ok1, kind: aqi, title: t, subject: s,"
+                   " levels: [{severity: warning, fire: 100, clear: 90}]}\n"
+                   "  - {id: carpark_full, kind: aqi, title: t, subject: s,"
+                   " levels: [{severity: warning, fire: 0.95, clear: 0.99}]}\n"
+                   "  - {kind: aqi, title: t, subject: s, levels: []}\n")
+    with pytest.raises(AlertRulesError, match=r": rule carpark_full: rules\.1\.levels\.0"):
+        load_rules(bad)
+    bad.write_text("version: '1'\nrules:\n  - {kind: aqi, title: t, subject: s, levels: []}\n")
+    with pytest.raises(AlertRulesError, match=r"rules\.yaml: rules\.0\.id: Field required"):
         load_rules(bad)
     with pytest.raises(AlertRulesError, match="not found"):
         load_rules(tmp_path / "missing.yaml")
@@ -661,3 +672,19 @@ def test_event_clock_judges_no_sensor_of_a_kind_not_read_yet(registry: Registry)
     fired = {e.subject for e in engine.tick(at(600)) if e.rule_id == "dead_sensor"
              and e.kind.value == "fired"}
     assert fired & set(counters) == {counters[0]}
+
+
+def test_the_alerts_doc_quotes_hongyadong_s_levels_in_force(registry: Registry) -> None:
+    """docs/alerts.md once gave the zone-kind table's 3.0/2.5 as Hongyadong's critical level;
+    the registry's own 2.5 comes first."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "alerts.md").read_text("utf-8")
+    quoted = re.search(r"Hongyadong [^|]*?warning ([\d.]+)/([\d.]+), critical ([\d.]+)/([\d.]+)",
+                       doc)
+    assert quoted is not None
+    crowd = load_rules().rule("crowd_density")
+    in_force = [(lv.fire, lv.clear) for lv in levels_for(crowd, "hongyadong", registry)]
+    assert [(float(quoted[1]), float(quoted[2])), (float(quoted[3]), float(quoted[4]))] == [
+        (fire, round(clear, 2)) for fire, clear in in_force]
