@@ -339,7 +339,9 @@ def create_app(settings: Settings, registry: Registry, producer: FeedProducer,
         return post_ngsi_ld
 
     def ngsi_ld_answer(status: int, body: Any, headers: dict[str, str]) -> Response:
-        if status == 503:
+        # only the pending bound passes: an unknown @context (NGSI-LD's 503) never becomes
+        # known by asking again, so it gets no Retry-After
+        if status == 503 and isinstance(body, dict) and body.get("reason") == "busy":
             headers = {**headers, "Retry-After": str(RETRY_AFTER_S)}
         if body is None:
             return Response(status_code=status, headers=headers)

@@ -138,6 +138,7 @@ def test_ngsi_ld_answers_and_bounds(isolated_settings, kafka_broker, example_reg
         r = http.post(f"{url}/ngsi-ld/v1/entities",
                       json={**parking, "@context": "https://vendor.example/ctx.jsonld"})
         assert r.status_code == 503 and r.json()["type"] == ERRORS + "LdContextNotAvailable"
+        assert "retry-after" not in r.headers  # asking again cannot make the context known
         # whole-request errors, still under the intake's bounds
         r = http.post(f"{url}/ngsi-ld/v1/entityOperations/upsert", content=b"[{")
         assert r.status_code == 400 and r.json()["type"] == ERRORS + "InvalidRequest"
