@@ -120,8 +120,10 @@ def test_air_rollup_equals_raw_and_aqi_matches_python(seeded_wh: EmbeddedWarehou
     rounded = "toDecimal128(ifNull({p}, 0) + if(ifNull({p}, 0) >= 0, 0.0005, -0.0005), 3)"
     means = ", ".join(f"toFloat64(sum({rounded.format(p=p)})) / count({p})"
                       for p in pollutants)
+    # each sample in the hour of its midpoint, [event_time − averaging_s, event_time)
     raw = seeded_wh.query(
-        f"SELECT station_id, toStartOfHour(event_time) AS h, count(), {means} "
+        "SELECT station_id, toStartOfHour(event_time - toIntervalMillisecond("
+        f"toUInt64(averaging_s) * 500)) AS h, count(), {means} "
         "FROM air_quality_observed FINAL GROUP BY station_id, h ORDER BY station_id, h")
     assert rollup == raw
 
@@ -129,8 +131,8 @@ def test_air_rollup_equals_raw_and_aqi_matches_python(seeded_wh: EmbeddedWarehou
     sums: dict[tuple[str, datetime], dict[str, list[Decimal]]] = defaultdict(
         lambda: defaultdict(list))
     for r in seeded["air_quality_observed"]:
-        key = (r["station_id"], _local(r["event_time"]).replace(minute=0, second=0,
-                                                                 microsecond=0))
+        mid = r["event_time"] - timedelta(seconds=r["averaging_s"] / 2)
+        key = (r["station_id"], _local(mid).replace(minute=0, second=0, microsecond=0))
         for p in pollutants:
             sums[key][p].append(Decimal(str(r[p])).quantize(Decimal("0.001")))
     # the stored means are the readings' own decimal means (no float truncation: 32.3 stays)
