@@ -185,3 +185,17 @@ def test_without_registry_only_self_contained_rules_apply() -> None:
     raw = _with("footfall", zone_id="some_other_city_zone", event_time=T)
     assert isinstance(decode_event("footfall", raw, ValidationContext(now=NOW)),
                       FootfallObserved)
+
+
+def test_every_rejection_reason_is_in_the_feeds_doc() -> None:
+    """Vendors read the reason codes from docs/feeds.md (`invalid` was missing)."""
+    import re
+    from pathlib import Path
+
+    from cityops.core.contract import REASONS
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "feeds.md").read_text("utf-8")
+    table = doc.split("## Rejection reasons", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([a-z_]+)`", table, flags=re.M))
+    rows |= set(re.findall(r" / `([a-z_]+)`", table))  # the unknown_* row names four
+    assert set(REASONS) - rows == set()
