@@ -31,6 +31,11 @@ WAREHOUSE_SCHEMES = ("chdb", "clickhouse")
 WorkerStages = Literal["all", "validation", "aggregation"]
 
 
+#: the district's zone unless CITYOPS_TIMEZONE says otherwise; pure code that needs a default
+#: zone (the aggregators, built by the worker with ``Settings.tz``) takes this one
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
 class Settings(BaseSettings):
     """All runtime configuration. Field ``x`` reads ``CITYOPS_X``."""
 
@@ -48,7 +53,7 @@ class Settings(BaseSettings):
     registry_dir: Path = Field(
         PACKAGED_REGISTRY, description="CITYOPS_REGISTRY_DIR: site registry folder"
     )
-    timezone: str = Field("Asia/Shanghai", description="CITYOPS_TIMEZONE: district time zone")
+    timezone: str = Field(DEFAULT_TIMEZONE, description="CITYOPS_TIMEZONE: district time zone")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="CITYOPS_LOG_LEVEL"
     )

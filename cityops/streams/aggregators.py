@@ -26,6 +26,7 @@ from cityops.core.feeds import (
 )
 from cityops.core.intervals import MINUTE_MS, interval_ms, spread_aligned
 from cityops.core.registry import Registry
+from cityops.core.settings import DEFAULT_TIMEZONE
 from cityops.streams.aqi import compute_aqi
 from cityops.streams.records import (
     AirQualityIndex,
@@ -42,7 +43,8 @@ from cityops.streams.windows import (
     WindowSnapshot,
 )
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+#: the default zone of the aggregators (the worker passes ``Settings.tz``)
+SHANGHAI = ZoneInfo(DEFAULT_TIMEZONE)
 
 
 def _dt(ts_s: float, tz: ZoneInfo) -> datetime:
