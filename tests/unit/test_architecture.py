@@ -182,3 +182,10 @@ def test_topic_names_are_written_only_in_core_topics() -> None:
                     and node.value.startswith(stages)):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_tests_are_not_packages() -> None:
+    """``--import-mode=importlib`` is on (docs/CONTRIBUTING.md): an ``__init__.py`` under
+    tests/ would make test module names depend on the folder again."""
+    tests = ROOT.parent / "tests"
+    assert sorted(str(p.relative_to(tests)) for p in tests.rglob("__init__.py")) == []
