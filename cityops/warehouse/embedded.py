@@ -32,11 +32,19 @@ from cityops.warehouse.base import token_hash as _token_hash
 from cityops.warehouse.exceptions import (
     MultipleStatements,
     PermanentWarehouseError,
+    ReadOnlyViolation,
     SchemaError,
     WarehouseError,
     from_clickhouse,
 )
-from cityops.warehouse.sqltext import check_identifier, check_params, param_text, single_statement
+from cityops.warehouse.sqltext import (
+    SAFE_TABLE_FUNCTIONS,
+    check_identifier,
+    check_params,
+    functions_refused,
+    param_text,
+    single_statement,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -356,6 +364,16 @@ class EmbeddedWarehouse(BaseWarehouse):
         if not readonly:
             return self.query_df(statement)
         keyword = check_readonly_statement(normalized or statement)
+        # the engine confines no file, URL or process a function can reach: the engine's own
+        # parse says which functions the statement calls (readonly only stops some of them)
+        refused = functions_refused(str(self._run(f"EXPLAIN AST {statement}", None,
+                                                  "TSVRaw") or ""))
+        if refused:
+            names = sorted(set(refused))
+            they = "it reaches" if len(names) == 1 else "they reach"
+            raise ReadOnlyViolation(
+                f"read-only mode: {', '.join(names)} not allowed ({they} outside the "
+                f"warehouse); table functions allowed: {', '.join(sorted(SAFE_TABLE_FUNCTIONS))}")
         limits = (f"readonly = 2, max_result_rows = {int(max_rows)}, "
                   f"result_overflow_mode = 'throw', max_execution_time = {float(max_seconds)}")
         if keyword in ("SELECT", "WITH"):

@@ -141,6 +141,41 @@ def first_keyword(sql: str) -> str:
 
 READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
 
+#: table functions a read-only statement may use: they make rows from their arguments alone.
+#: Every other one reads or writes outside the warehouse (``file``, ``url``, ``s3``,
+#: ``remote``, ``executable``, ``mysql`` …) and the embedded engine confines none of them.
+SAFE_TABLE_FUNCTIONS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "values",
+                                  "generateRandom", "generate_series", "generateSeries"})
+#: ordinary functions that read the host: ``file(path)`` returns any file's bytes (the
+#: process's ``/proc/self/environ`` holds its secrets), the model evaluators load files
+HOST_READING_FUNCTIONS = frozenset({"file", "catboostEvaluate", "modelEvaluate"})
+
+_SAFE_TABLE = frozenset(n.lower() for n in SAFE_TABLE_FUNCTIONS)
+_HOST_READING = frozenset(n.lower() for n in HOST_READING_FUNCTIONS)
+_AST_FUNCTION_RE = re.compile(r"^( *)Function (\S+)")
+
+
+def functions_refused(ast: str) -> list[str]:
+    """The functions of a read-only statement that reach outside the warehouse, from the
+    engine's own parse of it (``EXPLAIN AST``): a table function not in
+    ``SAFE_TABLE_FUNCTIONS`` (the child of a ``TableExpression``), or a function of
+    ``HOST_READING_FUNCTIONS`` anywhere (select list, WHERE, a subquery, a CTE …), as
+    ``name()``. Names in the AST are the engine's, so no spelling or comment hides one."""
+    refused: list[str] = []
+    lines = ast.splitlines()
+    for i, line in enumerate(lines):
+        m = _AST_FUNCTION_RE.match(line)
+        if m is None:
+            continue
+        name = m.group(2)
+        above = lines[i - 1] if i else ""
+        is_table = (above.strip().startswith("TableExpression")
+                    and len(above) - len(above.lstrip(" ")) == len(m.group(1)) - 1)
+        folded = name.lower()  # some names are case-insensitive to the engine
+        if (is_table and folded not in _SAFE_TABLE) or folded in _HOST_READING:
+            refused.append(f"{name}()")
+    return refused
+
 
 def placeholders(sql: str) -> list[tuple[str, str, int, int]]:
     """``(name, type, start, end)`` of every ``{name:Type}`` outside strings and comments."""

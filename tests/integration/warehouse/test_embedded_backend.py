@@ -3,6 +3,7 @@ SQL gets a clear error, one shared session serves many threads, one path per pro
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -113,3 +114,40 @@ def test_second_path_in_one_process_is_refused(wh: EmbeddedWarehouse,
     assert same.query("SELECT count() FROM notes") == [(len(HOSTILE),)]
     same.close()
     assert wh.query("SELECT 1") == [(1,)]
+
+
+@pytest.mark.parametrize(("sql", "named"), [
+    # the process's own environment: every secret of the worker or the CLI
+    ("SELECT line FROM file('/proc/self/environ', 'RawBLOB', 'line String')", "file()"),
+    ("SELECT file('/etc/hostname') AS s", "file()"),  # the ordinary function, not the table
+    ("SELECT id FROM notes WHERE note = file('/etc/hostname')", "file()"),
+    ("WITH (SELECT file('/etc/hostname')) AS h SELECT h", "file()"),
+    ("SELECT id FROM notes WHERE note IN (SELECT line FROM file('/etc/hostname', "
+     "'LineAsString'))", "file()"),
+    ("SELECT * FROM notes AS n JOIN url('http://127.0.0.1:9/x', 'CSV', 'id UInt32') AS u "
+     "USING id", "url()"),
+    ("SELECT * FROM s3('http://127.0.0.1:9/b/k.csv', 'CSV', 'a String')", "s3()"),
+    ("SELECT * FROM remote('127.0.0.1:9', system.one)", "remote()"),
+    ("SELECT * FROM executable('ls', 'TSV', 'a String')", "executable()"),
+    # schema inference reads the file: a header line would come back as column names
+    ("DESCRIBE file('/proc/self/environ', 'CSVWithNames')", "file()"),
+    ("EXPLAIN SELECT * FROM file('/etc/hostname', 'LineAsString')", "file()"),
+])
+def test_readonly_sql_reaches_nothing_outside_the_warehouse(wh: EmbeddedWarehouse, sql: str,
+                                                            named: str) -> None:
+    """Read-only SQL (``cityops sql``, the worker's /sql) once read any file of the host with
+    ``file()``, the process's environment and its secrets included, and fetched URLs."""
+    with pytest.raises(ReadOnlyViolation, match=re.escape(named)) as err:
+        wh.analyst_df(sql, max_rows=5000, max_seconds=30)
+    assert "outside the warehouse" in str(err.value)
+    assert wh.query("SELECT 42") == [(42,)]
+
+
+def test_readonly_sql_keeps_the_table_functions_that_read_nothing(wh: EmbeddedWarehouse) -> None:
+    assert wh.analyst_df("SELECT count() AS n FROM numbers(10)")["n"][0] == 10
+    assert wh.analyst_df("SELECT sum(a) AS s FROM values('a UInt8', 1, 2, 3)")["s"][0] == 6
+    assert len(wh.analyst_df("SELECT * FROM generateRandom('a UInt8') LIMIT 3")) == 3
+    assert wh.analyst_df("SELECT count() AS n FROM notes AS t JOIN numbers(1000) AS n "
+                         "ON t.id = n.number")["n"][0] == len(HOSTILE)
+    # a column named like a refused function is no call of it
+    assert wh.analyst_df("SELECT 'file' AS file, 1 AS url")["file"][0] == "file"
