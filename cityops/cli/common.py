@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime, tzinfo
 from typing import NoReturn
 
 import typer
@@ -46,3 +47,17 @@ def registry_or_exit(settings: Settings) -> Registry:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def when_or_exit(text: str | None, tz: tzinfo, name: str) -> datetime | None:
+    """An option's time: ISO-8601, ``Z`` for UTC, ``now``; a time without an offset is the
+    district's (``tz``), never the host's; anything else is one line and exit status 2."""
+    if not text:
+        return None
+    if text.lower() == "now":
+        return datetime.now(tz)
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{name} {text!r} is not ISO-8601 (e.g. 2025-10-01T00:00+08:00, or 'now')")
+    return value if value.tzinfo else value.replace(tzinfo=tz)

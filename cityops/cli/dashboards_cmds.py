@@ -9,7 +9,14 @@ from typing import Any
 
 import typer
 
-from cityops.cli.common import console, err_console, fail, registry_or_exit, settings_or_exit
+from cityops.cli.common import (
+    console,
+    err_console,
+    fail,
+    registry_or_exit,
+    settings_or_exit,
+    when_or_exit,
+)
 from cityops.exceptions import CityopsError
 
 dashboards_app = typer.Typer(help="Grafana boards and alert rules as code.",
@@ -192,9 +199,11 @@ def board_cmd(
                      settings.incident_expire_after_s)
     runner = board_runner(settings)
 
+    # a time without an offset is the district's, as everywhere in the CLI
+    when = when_or_exit(at, settings.tz, "--at")
+
     def now() -> datetime:
-        return datetime.fromisoformat(at).astimezone(settings.tz) if at else \
-            datetime.now(settings.tz)
+        return when.astimezone(settings.tz) if when is not None else datetime.now(settings.tz)
 
     if once:
         console.print(frame(runner, board, now()))

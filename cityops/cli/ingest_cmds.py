@@ -11,22 +11,16 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from cityops.cli.common import console, fail, registry_or_exit, settings_or_exit
+from cityops.cli.common import (
+    console,
+    fail,
+    registry_or_exit,
+    settings_or_exit,
+    when_or_exit,
+)
 from cityops.core.feeds import ValidationContext
 from cityops.core.settings import FEEDS
 from cityops.exceptions import CityopsError
-
-
-def _when(text: str | None, tz: ZoneInfo, name: str) -> datetime | None:
-    if not text:
-        return None
-    if text.lower() == "now":
-        return datetime.now(tz)
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"{name} {text!r} is not ISO-8601 (e.g. 2025-10-01T00:00+08:00, or 'now')")
-    return value if value.tzinfo else value.replace(tzinfo=tz)
 
 
 def _stats_table(title: str, rows: dict[str, Any]) -> Table:
@@ -68,7 +62,8 @@ def simulate(
         plan = FaultPlan.parse(faults)
         probe = Simulation(registry, seed=0, start=datetime.now(tz), end=None, feeds=chosen)
         first, last, pace = plan_range(
-            now=datetime.now(tz), start=_when(start, tz, "--start"), end=_when(end, tz, "--end"),
+            now=datetime.now(tz), start=when_or_exit(start, tz, "--start"),
+            end=when_or_exit(end, tz, "--end"),
             speed=speed or None, duration_s=duration or None, rate=rate or None,
             events_per_s=events_per_sim_second(probe))
         if first is not None and last is None and not duration and pace is None:
@@ -182,7 +177,7 @@ def replay(
             summary = replay_file(
                 file, feed, producer, settings, ctx, fmt=fmt or None, mapping=maps,
                 constants=sets, encoding=encoding,
-                rebase_to=_when(rebase, settings.tz, "--rebase"), naive_tz=zone,
+                rebase_to=when_or_exit(rebase, settings.tz, "--rebase"), naive_tz=zone,
                 speed=speed or None, topic=topic or None, progress=not quiet, stop=stop)
     except CityopsError as exc:
         producer.close()
