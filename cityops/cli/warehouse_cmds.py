@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 from datetime import date
 from enum import StrEnum
@@ -219,7 +220,60 @@ def _remote_df(endpoint: str, sql: str, max_rows: int, token: str = "") -> Any:
     return pandas.DataFrame(body.get("rows") or [], columns=body.get("columns") or [])
 
 
+def _check_out(out: Path | None) -> None:
+    """Refuse an ``--out`` that cannot be written before any work is done."""
+    if out is None:
+        return
+    if out.is_dir():
+        fail(f"--out {out}: is a folder; give a file name")
+    if not out.parent.is_dir():
+        fail(f"--out {out}: the folder {out.parent} does not exist")
+
+
+def _cell(value: Any) -> Any:
+    """A cell as text output shows it: arrays and maps as JSON (numpy printed ``['a' 'b']``
+    and ``array([1, 2], dtype=uint8)``, which no reader parses), anything else as it is."""
+    if hasattr(value, "tolist") and not isinstance(value, str | bytes):
+        value = value.tolist()
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _zoned_times(df: Any) -> Any:
+    """Zone-aware time columns as ISO-8601 text with their own offset: pandas' JSON turned
+    district times into UTC (``…T16:30:00.000Z`` for 00:30 in the district)."""
+    import pandas
+
+    out = df.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pandas.DatetimeTZDtype):
+            out[col] = out[col].map(lambda t: None if pandas.isna(t) else t.isoformat())
+    return out
+
+
 def _write(df: Any, fmt: OutputFormat, out: Path | None) -> None:
+    try:
+        _write_result(df, fmt, out)
+    except OSError as exc:
+        fail(f"--out {out}: {exc.strerror or exc}")
+
+
+def _write_result(df: Any, fmt: OutputFormat, out: Path | None) -> None:
+    if fmt in (OutputFormat.csv, OutputFormat.table):  # JSON keeps arrays as arrays
+        objects = [c for c in df.columns if df[c].dtype == object]  # arrays, maps, text
+        if objects:
+            df = df.copy()
+            for col in objects:
+                df[col] = df[col].map(_cell)
     if fmt is OutputFormat.parquet:
         if out is None and sys.stdout.isatty():
             fail("parquet is binary: give --out FILE or redirect stdout")
@@ -234,7 +288,8 @@ def _write(df: Any, fmt: OutputFormat, out: Path | None) -> None:
     if fmt is OutputFormat.csv:
         text = df.to_csv(index=False)
     elif fmt is OutputFormat.json:
-        text = df.to_json(orient="records", date_format="iso", force_ascii=False, lines=True)
+        text = _zoned_times(df).to_json(orient="records", date_format="iso", force_ascii=False,
+                                        lines=True)
     else:
         table = Table(show_lines=False)
         for col in df.columns:
@@ -270,6 +325,7 @@ def sql_cmd(
 ) -> None:
     """Run one SQL statement against the warehouse; read-only by default."""
     settings = settings_or_exit()
+    _check_out(out)
     limit = max_rows or settings.sql_max_result_rows
     endpoint = None if (url or write) else remote_sql_url(settings)
     if endpoint:
@@ -320,6 +376,8 @@ def night_economy_cmd(
                                       progress=progress)
     except CityopsError as exc:
         fail(str(exc), code=1)
+    except OSError as exc:  # the folder cannot be made or written (a file of that name …)
+        fail(f"--out {out}: {exc.strerror or exc}")
     finally:
         wh.close()
     console.print(f"report: {result.index} ({len(result.tables)} tables, "

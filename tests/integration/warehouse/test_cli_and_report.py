@@ -72,6 +72,38 @@ def test_sql_formats(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert pandas.read_parquet(out)["entries"].sum() == df["entries"].sum()
 
 
+def test_sql_text_output_keeps_arrays_and_district_times_readable(
+        cli_env: dict[str, str]) -> None:
+    """CSV and the table printed arrays as numpy text (``['a' 'b']``, ``array([1, 2],
+    dtype=uint8)``) and JSON moved district times to UTC (00:30 became the day before's
+    16:30Z)."""
+    q = ("SELECT ['a', 'b'] AS s, [[1, 2], [3]] AS n, "
+         "toDateTime64('2026-12-07 00:30:00', 3, 'Asia/Shanghai') AS t")
+    csv = _run(cli_env, "sql", q, "--format", "csv")
+    row = pandas.read_csv(io.StringIO(csv.stdout)).iloc[0]
+    assert json.loads(row["s"]) == ["a", "b"] and json.loads(row["n"]) == [[1, 2], [3]]
+    assert row["t"] == "2026-12-07 00:30:00+08:00"
+    js = _run(cli_env, "sql", q, "--format", "json")
+    assert json.loads(js.stdout) == {"s": ["a", "b"], "n": [[1, 2], [3]],
+                                     "t": "2026-12-07T00:30:00+08:00"}
+    table = _run(cli_env, "sql", q)
+    assert '["a", "b"]' in table.stdout and "dtype" not in table.stdout
+
+
+def test_an_out_path_that_cannot_be_written_is_one_line(cli_env: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    for args in (["sql", "SELECT 1", "-f", "csv", "--out", str(tmp_path / "no" / "x.csv")],
+                 ["sql", "SELECT 1", "-f", "csv", "--out", str(tmp_path)],
+                 ["report", "night-economy", "--from", "2026-01-31", "--to", "2026-01-31",
+                  "--out", str(afile / "r"), "--no-progress"]):
+        result = _run(cli_env, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "--out" in result.output and "Traceback" not in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 @pytest.mark.parametrize(("sql", "code"), [
     ("SELECT 1; DROP TABLE footfall_observed", "multiple_statements"),
     ("DROP TABLE footfall_observed", "read_only"),
