@@ -4,6 +4,7 @@ the warehouse sink, supervised) and ``alerts`` (list, acknowledge)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import typer
@@ -29,8 +30,12 @@ def _parse_concentrations(pairs: list[str]) -> dict[str, float]:
             value = float(raw)
         except ValueError:
             fail(f"{token!r}: {raw!r} is not a number")
+        if not math.isfinite(value):  # inf and nan parse as floats
+            fail(f"{token!r}: {raw!r} is not a finite number")
         if not value >= 0:
             fail(f"{token!r}: concentration must be ≥ 0")
+        if name in out:
+            fail(f"{token!r}: {name} given twice")
         out[name] = value
     return out
 
@@ -52,6 +57,10 @@ def aqi_command(
     if not values:
         fail("give at least one concentration, e.g. cityops aqi pm25=80 o3_1h=120")
     result = compute_aqi(**values, averaging=averaging)  # type: ignore[arg-type]
+    if result.aqi is None:  # e.g. only so2_24h in hourly mode, or O3 8 h above 800 alone
+        notes = "; ".join(result.notes)
+        fail(f"no AQI: none of {', '.join(values)} is indexed with --averaging {averaging}"
+             + (f" ({notes})" if notes else ""))
     if as_json:
         typer.echo(json.dumps(result.as_dict(), ensure_ascii=False, sort_keys=True))
         return

@@ -170,3 +170,18 @@ def test_cli_json() -> None:
 def test_cli_rejects_unknown_pollutant() -> None:
     result = CliRunner().invoke(app, ["aqi", "pm1=3"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["pm25=inf"], "'inf' is not a finite number"),
+    (["pm25=nan"], "'nan' is not a finite number"),
+    (["pm25=80", "pm25=10"], "pm25 given twice"),
+    # nothing the hourly index uses: it printed "AQI (1h): None (, level 0, )" and exit 0
+    (["o3_8h=900"], "no AQI: none of o3_8h is indexed with --averaging 1h"),
+    (["so2_24h=500"], "no AQI: none of so2_24h is indexed with --averaging 1h"),
+])
+def test_cli_refuses_what_gives_no_index(args: list[str], says: str) -> None:
+    result = CliRunner().invoke(app, ["aqi", *args])
+    assert result.exit_code == 2, result.output
+    assert says in " ".join(result.output.split())
+    assert result.exception is None or isinstance(result.exception, SystemExit)
