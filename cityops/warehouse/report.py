@@ -59,10 +59,15 @@ def _nightly(wh: Warehouse, p: dict) -> pandas.DataFrame:
 
 
 def _heatmap(wh: Warehouse, p: dict) -> pandas.DataFrame:
+    # the report's nights, as night_footfall dates them (hour − 6 h: the evening's date): the
+    # last night's hours after midnight are in, the first date's early morning (the night
+    # before the range) is out, and an hour after midnight counts under its evening's weekday
+    # (monotonic in ``hour``, so the filter still prunes the rollup by its key)
     df = wh.query_df(
-        "SELECT toDayOfWeek(hour) AS weekday, toHour(hour) AS hour_of_day, "
-        "sum(entries) AS entries, uniqExact(toDate(hour)) AS days FROM footfall_zone_1h "
-        "WHERE toDate(hour) BETWEEN {d0:Date} AND {d1:Date} "
+        "SELECT toDayOfWeek(day) AS weekday, toHour(hour) AS hour_of_day, "
+        "sum(entries) AS entries, uniqExact(day) AS days FROM "
+        "(SELECT hour, entries, toDate(hour - INTERVAL 6 HOUR) AS day FROM footfall_zone_1h "
+        " WHERE toDate(hour - INTERVAL 6 HOUR) BETWEEN {d0:Date} AND {d1:Date}) "
         "GROUP BY weekday, hour_of_day ORDER BY weekday, hour_of_day", p)
     if df.empty:
         return pandas.DataFrame(index=WEEKDAYS, columns=range(24), dtype=float)
@@ -320,7 +325,9 @@ def night_economy_report(wh: Warehouse, start: date, end: date, out: Path, *, ti
         heat = _heatmap(wh, p)
         sections["hour_weekday_heatmap"] = _Section(
             "hour_weekday_heatmap", "Hour of day × weekday",
-            "Mean entries per hour over all zones, by weekday (rows) and local hour (columns).",
+            "Mean entries per hour over all zones, by weekday (rows) and local hour (columns); "
+            "a day runs 06:00–06:00, so the hours after midnight count under their evening's "
+            "weekday, as the nights do.",
             heat)
         bar.update()
         step(steps[2])

@@ -147,6 +147,27 @@ def test_report_files_and_numbers(seeded_wh: EmbeddedWarehouse, tmp_path: Path) 
     assert heat.shape == (7, 24)
 
 
+def test_the_heatmap_covers_the_report_s_nights(seeded_wh: EmbeddedWarehouse,
+                                                tmp_path: Path) -> None:
+    """The heatmap took calendar dates while the rest of the report takes nights: a one-night
+    report (Sunday 1 Feb) left out that night's hours after midnight and kept the early
+    morning of the night before."""
+    result = night_economy_report(seeded_wh, date(2026, 2, 1), date(2026, 2, 1),
+                                  tmp_path / "one-night", timezone="Asia/Shanghai",
+                                  progress=False)
+    heat = pandas.read_csv(result.tables["hour_weekday_heatmap"], index_col=0)
+    hours = dict(seeded_wh.query(
+        "SELECT toHour(hour) AS h, sum(entries) FROM footfall_zone_1h "
+        "WHERE hour >= toDateTime('2026-02-01 06:00:00', 'Asia/Shanghai') "
+        "AND hour < toDateTime('2026-02-02 06:00:00', 'Asia/Shanghai') GROUP BY h"))
+    assert hours[1] > 0 and hours[20] > 0  # the seeded night runs past midnight
+    sunday = heat.loc["Sun"]
+    for h in range(24):  # one day of each weekday: the mean is the day's own total
+        assert (sunday[str(h)] if h in hours else 0) == pytest.approx(hours.get(h, 0)), h
+    others = heat.drop(index="Sun")
+    assert others.isna().all().all()  # nothing of Saturday's night (31 Jan) leaks in
+
+
 def test_report_command(cli_env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "cli-report"
     result = _run(cli_env, "report", "night-economy", "--from", "2026-02-13", "--to",
