@@ -248,12 +248,15 @@ def alerts_list(
     if as_json:
         typer.echo(json.dumps(alerts, ensure_ascii=False, default=str))
         return
-    table = Table("alert_id", "rule", "subject", "severity", "state", "value", "since")
+    # wrapped, never cut: the id is what `alerts ack` takes ("dead_sen…" was no use)
+    table = Table()
+    for name in ("rule", "subject", "severity", "state", "value", "since", "alert_id"):
+        table.add_column(name, overflow="fold")
     for a in alerts:
-        table.add_row(str(a.get("alert_id")), str(a.get("rule_id", "")),
-                      str(a.get("subject", "")), str(a.get("severity", "")),
-                      str(a.get("state", "")), str(a.get("value", "")),
-                      str(a.get("fired_at", a.get("event_time", ""))))
+        table.add_row(str(a.get("rule_id", "")), str(a.get("subject", "")),
+                      str(a.get("severity", "")), str(a.get("state", "")),
+                      str(a.get("value", "")), str(a.get("fired_at", a.get("event_time", ""))),
+                      str(a.get("alert_id")))
     console.print(table)
     console.print(f"{len(alerts)} alert(s)" + ("" if url else " (from the warehouse; "
                                                 "no worker running)"), highlight=False)

@@ -7,7 +7,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas
@@ -222,3 +222,23 @@ def test_sql_goes_to_the_worker_endpoint_when_one_is_set(cli_env: dict[str, str]
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_alerts_list_shows_whole_ids_on_a_narrow_terminal(cli_env: dict[str, str],
+                                                          seeded_wh: EmbeddedWarehouse) -> None:
+    """The id is what `alerts ack` takes; an 80-column table cut it to `dead_sen…`."""
+    alert_id = "dead_sensor:cp_wfc:1796665380"
+    at = datetime(2026, 2, 14, 20, tzinfo=UTC)
+    seeded_wh.insert("alerts", [{
+        "record_id": f"{alert_id}:1", "alert_id": alert_id, "rule_id": "dead_sensor",
+        "rule_version": "t", "subject": "cp_wfc", "kind": "fired", "state": "active_unack",
+        "severity": "major", "value": 60.0, "threshold": 60.0, "message": "silent",
+        "escalation_level": 0, "actor": None, "event_time": at, "emitted_at": at, "seq": 1}])
+    try:
+        listed = _run({**cli_env, "COLUMNS": "80"}, "alerts", "list")
+        assert listed.exit_code == 0, listed.output
+        cells = "".join(line.strip("│ ").split("│")[-1].strip()
+                        for line in listed.stdout.splitlines() if line.startswith("│"))
+        assert alert_id in cells and "…" not in listed.stdout
+    finally:
+        seeded_wh.execute("DELETE FROM alerts WHERE alert_id = {a:String}", {"a": alert_id})
