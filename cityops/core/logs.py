@@ -34,6 +34,25 @@ class ClosingClientNoise(logging.Filter):
         return not ("Transport closed for writes" in why or why == "Cancelled")
 
 
+class OneLineDriverErrors(logging.Filter):
+    """clickhouse-driver's warnings as one line: it logs "Failed to connect to host:port" with
+    the whole traceback for each host and retry, so `cityops sql --url` to a server that is
+    down printed six tracebacks (636 lines) before the one line that says what failed. The
+    exception's class and message stay on the line; the converted error (``warehouse``)
+    still reaches the caller."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("clickhouse_driver"):
+            return True  # every other traceback is kept
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def configure_logging(settings: Settings) -> None:
     """Route structlog and stdlib logging (Faust, aiokafka, kafka-python) through one format."""
     level = getattr(logging, settings.log_level)
@@ -65,3 +84,7 @@ def configure_logging(settings: Settings) -> None:
     cluster = logging.getLogger("kafka.cluster")
     if not any(isinstance(f, ClosingClientNoise) for f in cluster.filters):
         cluster.addFilter(ClosingClientNoise())
+    if not any(isinstance(f, OneLineDriverErrors) for f in handler.filters):
+        # on the handler: a filter on the "clickhouse_driver" logger would miss the records
+        # its child loggers (clickhouse_driver.connection) pass up
+        handler.addFilter(OneLineDriverErrors())

@@ -37,3 +37,24 @@ def test_configuring_twice_keeps_one_filter() -> None:
     filters = [f for f in logging.getLogger("kafka.cluster").filters
                if type(f).__name__ == "ClosingClientNoise"]
     assert len(filters) == 1
+
+
+def test_clickhouse_driver_warnings_are_one_line_and_ours_keep_their_traceback(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """clickhouse-driver logs each failed connect with its traceback: six of them (636 lines)
+    came before `cityops sql --url`'s one-line error for a server that was down."""
+    configure_logging(load_settings(log_format="console"))
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError:
+        logging.getLogger("clickhouse_driver.connection").warning(
+            "Failed to connect to %s:%s", "127.0.0.1", 1, exc_info=True)
+        logging.getLogger("cityops.test").warning("ours", exc_info=True)
+    lines = capsys.readouterr().err.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if "[warning" in line and "Failed to" in line]
+    assert lines[at].rstrip().endswith(
+        "Failed to connect to 127.0.0.1:1: ConnectionRefusedError: [Errno 111] "
+        "Connection refused")
+    assert "ours" in lines[at + 1]  # no traceback between the driver's line and the next
+    rest = "\n".join(lines[at + 2:])
+    assert "Traceback" in rest and "ConnectionRefusedError" in rest  # ours keeps its own
