@@ -36,9 +36,21 @@ class OutputFormat(StrEnum):
     parquet = "parquet"
 
 
-def _connect(settings: Settings, url: str | None) -> Warehouse:
-    from cityops.warehouse.backend import connect
+def _connect(settings: Settings, url: str | None, *, existing: bool = False) -> Warehouse:
+    """The warehouse to use; with ``existing`` (commands that only read) an embedded path
+    that holds nothing is refused: chdb makes a warehouse wherever it is pointed, so a
+    mistyped ``--url chdb://relative/path`` silently made an empty one and the query then
+    found no table."""
+    from cityops.warehouse.backend import connect, parse_url
 
+    target = url or settings.effective_warehouse_url
+    if existing and target.startswith("chdb:"):
+        _, parsed = parse_url(target)
+        path = parsed.netloc + parsed.path
+        if path and path != ":memory:" and not Path(path).exists():
+            fail(f"no warehouse at {path}: nothing has been stored there (`cityops run` or "
+                 "`cityops warehouse migrate` makes one; check --url / CITYOPS_WAREHOUSE_URL)",
+                 code=1)
     if url is None and remote_sql_url(settings) and not settings.worker_sql_url:
         fail(f"a running worker holds the embedded warehouse {settings.effective_warehouse_url}"
              " (chdb: one process per path); it migrates at start-up — query it with "
@@ -331,7 +343,7 @@ def sql_cmd(
     if endpoint:
         df = _remote_df(endpoint, query, limit, settings.worker_token.get_secret_value())
     else:
-        wh = _connect(settings, url)
+        wh = _connect(settings, url, existing=not write)
         try:
             df = wh.analyst_df(query, readonly=not write, max_rows=limit,
                                max_seconds=settings.sql_max_execution_s)
@@ -370,7 +382,7 @@ def night_economy_cmd(
     if end < start:
         fail("--to is before --from")
     settings = settings_or_exit()
-    wh = _connect(settings, url)
+    wh = _connect(settings, url, existing=True)
     try:
         result = night_economy_report(wh, start, end, out, timezone=settings.timezone,
                                       progress=progress)

@@ -242,3 +242,17 @@ def test_alerts_list_shows_whole_ids_on_a_narrow_terminal(cli_env: dict[str, str
         assert alert_id in cells and "…" not in listed.stdout
     finally:
         seeded_wh.execute("DELETE FROM alerts WHERE alert_id = {a:String}", {"a": alert_id})
+
+
+def test_reading_a_warehouse_that_is_not_there_makes_none(cli_env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    """chdb makes a warehouse wherever it is pointed: a mistyped --url made an empty one, and
+    the query then found no table."""
+    missing = tmp_path / "typo" / "warehouse"
+    for args in (["sql", "SELECT 1", "--url", f"chdb://{missing}"],
+                 ["report", "night-economy", "--from", "2026-01-31", "--to", "2026-01-31",
+                  "--out", str(tmp_path / "r"), "--url", f"chdb://{missing}"]):
+        result = _run(cli_env, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert f"no warehouse at {missing}" in " ".join(result.output.split())
+        assert not missing.exists() and not (tmp_path / "typo").exists()
