@@ -57,31 +57,14 @@ def serve_intake():
     """``with serve_intake(settings, registry, producer) as base_url:`` runs the real app
     under uvicorn on a free loopback port in a thread."""
     import contextlib
-    import socket
-    import threading
 
-    import uvicorn
+    from asgi_server import serving
 
     from cityops.ingest.intake import create_app
 
     @contextlib.contextmanager
     def _serve(settings, registry, producer):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        app = create_app(settings, registry, producer)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "intake server did not start"
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
+        with serving(create_app(settings, registry, producer), "intake server") as url:
+            yield url
 
     return _serve

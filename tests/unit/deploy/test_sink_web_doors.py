@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
 import pytest
-import uvicorn
+from asgi_server import serving
 
 from cityops.cli.sink_cmd import _web_app, check_door
 from cityops.core.exceptions import AuthError
@@ -42,23 +39,9 @@ def _client(tmp_path: Path, host: str, open_probes: bool = False,
     if roles is not None:
         _, token = KeyStore(settings.keys_path).add("wall", "worker", roles=roles)
     sql = (lambda text, req: {"rows": [[1]], "sql": text})  # noqa: E731
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(_web_app(_sink(), settings, sql), host="127.0.0.1",
-                                           port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the sink's web server did not start"
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client, token
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving(_web_app(_sink(), settings, sql), "sink's web server") as url, \
+            httpx.Client(base_url=url, timeout=10) as client:
+        yield client, token
 
 
 def test_on_another_address_every_door_needs_a_token_with_its_role(tmp_path: Path) -> None:
