@@ -41,16 +41,13 @@ def _connect(settings: Settings, url: str | None, *, existing: bool = False) -> 
     that holds nothing is refused: chdb makes a warehouse wherever it is pointed, so a
     mistyped ``--url chdb://relative/path`` silently made an empty one and the query then
     found no table."""
-    from cityops.warehouse.backend import connect, parse_url
+    from cityops.warehouse.backend import connect, embedded_path
 
-    target = url or settings.effective_warehouse_url
-    if existing and target.startswith("chdb:"):
-        _, parsed = parse_url(target)
-        path = parsed.netloc + parsed.path
-        if path and path != ":memory:" and not Path(path).exists():
-            fail(f"no warehouse at {path}: nothing has been stored there (`cityops run` or "
-                 "`cityops warehouse migrate` makes one; check --url / CITYOPS_WAREHOUSE_URL)",
-                 code=1)
+    path = embedded_path(url or settings.effective_warehouse_url) if existing else None
+    if path is not None and path != ":memory:" and not Path(path).exists():
+        fail(f"no warehouse at {path}: nothing has been stored there (`cityops run` or "
+             "`cityops warehouse migrate` makes one; check --url / CITYOPS_WAREHOUSE_URL)",
+             code=1)
     if url is None and remote_sql_url(settings) and not settings.worker_sql_url:
         fail(f"a running worker holds the embedded warehouse {settings.effective_warehouse_url}"
              " (chdb: one process per path); it migrates at start-up — query it with "
@@ -245,19 +242,14 @@ def _check_out(out: Path | None) -> None:
 def _cell(value: Any) -> Any:
     """A cell as text output shows it: arrays and maps as JSON (numpy printed ``['a' 'b']``
     and ``array([1, 2], dtype=uint8)``, which no reader parses), anything else as it is."""
-    if hasattr(value, "tolist") and not isinstance(value, str | bytes):
-        value = value.tolist()
-    if isinstance(value, list | tuple | dict):
-        return json.dumps(value, ensure_ascii=False, default=_json_default)
+    from cityops.warehouse.access import plain_value
+
+    if isinstance(value, list | tuple | dict) or (
+            hasattr(value, "tolist") and not isinstance(value, str | bytes)):
+        plain = plain_value(value)
+        if isinstance(plain, list | dict):
+            return json.dumps(plain, ensure_ascii=False)
     return value
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
 
 
 def _zoned_times(df: Any) -> Any:

@@ -28,7 +28,9 @@ log = structlog.get_logger(__name__)
 SqlHandler = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """A cell as JSON holds it (``/sql``, alerts, the CLI's text output): arrays as lists,
+    times as ISO-8601 with their offset, NaN as null."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -42,11 +44,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_value(v) for k, v in value.items()}
     if hasattr(value, "tolist"):
-        return _plain(value.tolist())
+        return plain_value(value.tolist())
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
@@ -62,7 +64,7 @@ def sql_handler(wh: Warehouse, settings: Settings) -> SqlHandler:
         max_rows = min(int(body.get("max_rows") or limit), limit)
         df = wh.analyst_df(sql, readonly=True, max_rows=max_rows,
                            max_seconds=settings.sql_max_execution_s)
-        rows = [[_plain(v) for v in rec] for rec in df.itertuples(index=False, name=None)]
+        rows = [[plain_value(v) for v in rec] for rec in df.itertuples(index=False, name=None)]
         return {"columns": [str(c) for c in df.columns],
                 "types": [str(t) for t in df.dtypes], "rows": rows}
 
@@ -88,4 +90,4 @@ def latest_alerts(settings: Settings, include_all: bool = False) -> list[dict[st
         " argMax(value, seq) AS value, max(event_time) AS event_time"
         f" FROM alerts FINAL GROUP BY alert_id) {where} ORDER BY event_time")
     keys = ("alert_id", "rule_id", "subject", "severity", "state", "value", "event_time")
-    return [{k: _plain(v) for k, v in zip(keys, r, strict=True)} for r in rows]
+    return [{k: plain_value(v) for k, v in zip(keys, r, strict=True)} for r in rows]

@@ -35,6 +35,12 @@ def parse_url(url: str) -> tuple[str, ParseResult]:
     return parsed.scheme, parsed
 
 
+def embedded_path(url: str) -> str | None:
+    """The on-disk path (or ``:memory:``) of a ``chdb://`` URL; None for any other scheme."""
+    scheme, parsed = parse_url(url)
+    return (parsed.netloc + parsed.path) or ":memory:" if scheme == "chdb" else None
+
+
 def _query_value(parsed: ParseResult, key: str, default: str | None = None) -> str | None:
     values = parse_qs(parsed.query).get(key)
     return values[-1] if values else default
@@ -50,7 +56,7 @@ def connect(url: str, *, retry: RetryPolicy | None = None,
         retry = RetryPolicy.from_settings(settings)
     scheme, parsed = parse_url(url)
     if scheme == "chdb":
-        path = (parsed.netloc + parsed.path) or ":memory:"
+        path = embedded_path(url) or ":memory:"
         database = _query_value(parsed, "database", "default") or "default"
         return EmbeddedWarehouse(path, database=database, url=url, retry=retry)
     if scheme == "clickhouse":
