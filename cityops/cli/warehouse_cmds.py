@@ -253,14 +253,20 @@ def _cell(value: Any) -> Any:
 
 
 def _zoned_times(df: Any) -> Any:
-    """Zone-aware time columns as ISO-8601 text with their own offset: pandas' JSON turned
-    district times into UTC (``…T16:30:00.000Z`` for 00:30 in the district)."""
+    """Zone-aware time columns as ISO-8601 text with their own offset, and cells pandas holds
+    as Python objects (dates, arrays, decimals) as ``/sql`` gives them: pandas' JSON turned
+    district times into UTC (``…T16:30:00.000Z`` for 00:30 in the district) and a ``Date``
+    into a midnight (``2026-12-01T00:00:00.000``)."""
     import pandas
+
+    from cityops.warehouse.access import plain_value
 
     out = df.copy()
     for col in out.columns:
         if isinstance(out[col].dtype, pandas.DatetimeTZDtype):
             out[col] = out[col].map(lambda t: None if pandas.isna(t) else t.isoformat())
+        elif out[col].dtype == object:
+            out[col] = out[col].map(plain_value)
     return out
 
 

@@ -90,6 +90,18 @@ def test_sql_text_output_keeps_arrays_and_district_times_readable(
     assert '["a", "b"]' in table.stdout and "dtype" not in table.stdout
 
 
+def test_sql_json_gives_a_date_as_a_date(cli_env: dict[str, str]) -> None:
+    """A ``Date`` (a night, a report day) came out of ``--format json`` as a midnight,
+    ``2026-12-01T00:00:00.000``, where ``/sql`` and CSV say ``2026-12-01``; a decimal as a
+    float."""
+    q = ("SELECT toDate('2026-12-01') AS night, [toDate('2026-12-02')] AS nights, "
+         "toDecimal64('12.30', 2) AS share, CAST(NULL AS Nullable(Date)) AS none")
+    js = _run(cli_env, "sql", q, "--format", "json")
+    assert js.exit_code == 0, js.output
+    assert json.loads(js.stdout) == {"night": "2026-12-01", "nights": ["2026-12-02"],
+                                     "share": "12.30", "none": None}
+
+
 def test_an_out_path_that_cannot_be_written_is_one_line(cli_env: dict[str, str],
                                                         tmp_path: Path) -> None:
     afile = tmp_path / "a-file"
