@@ -392,6 +392,8 @@ def night_economy_cmd(
         wh.close()
     console.print(f"report: {result.index} ({len(result.tables)} tables, "
                   f"{len(result.charts)} charts, {result.nights} nights)")
+    if result.empty_note:
+        err_console.print(f"warning: {result.empty_note}")
 
 
 def register(app: typer.Typer) -> None:

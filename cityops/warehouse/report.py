@@ -39,6 +39,28 @@ class ReportResult:
     nights: int
     tables: dict[str, Path] = field(default_factory=dict)
     charts: dict[str, Path] = field(default_factory=dict)
+    #: when no night of the range has footfall: the first and last nights the warehouse
+    #: holds (None when it holds none), so the reader learns which range to ask for
+    held: tuple[date, date] | None = None
+
+    @property
+    def empty_note(self) -> str | None:
+        """Why the report is empty, in one sentence; None when it holds nights."""
+        if self.nights:
+            return None
+        if self.held is None:
+            return "no night in this range has footfall: the warehouse holds none yet"
+        return (f"no night in this range has footfall: the warehouse holds nights "
+                f"{self.held[0]} to {self.held[1]}")
+
+
+def _nights_held(wh: Warehouse) -> tuple[date, date] | None:
+    df = wh.query_df("SELECT min(night_date) AS first, max(night_date) AS last, "
+                     "count() AS n FROM night_footfall")
+    if df.empty or not int(df["n"].iloc[0]):
+        return None
+    return (pandas.Timestamp(df["first"].iloc[0]).date(),
+            pandas.Timestamp(df["last"].iloc[0]).date())
 
 
 @dataclass
@@ -267,11 +289,12 @@ def _charts(out: Path, sections: dict[str, _Section], nightly: pandas.DataFrame,
 _CSS = """body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1.5rem}td,th{border:1px solid
 #ccc;padding:.2rem .5rem;text-align:right}th{background:#f3f3f3}img{max-width:100%}
-.note{color:#555;font-size:.9rem}"""
+.note{color:#555;font-size:.9rem}
+.empty{color:#a40000}"""
 
 
 def _html(start: date, end: date, sections: list[_Section], wh_url: str, nights: int,
-          timezone: str) -> str:
+          timezone: str, empty_note: str | None = None) -> str:
     parts = [f"<!doctype html><html lang='en'><meta charset='utf-8'><title>Night economy "
              f"{start} – {end}</title><style>{_CSS}</style><body>",
              f"<h1>Night economy, Yuzhong district — nights {start} to {end}</h1>",
@@ -281,6 +304,9 @@ def _html(start: date, end: date, sections: list[_Section], wh_url: str, nights:
              f"<code>{html.escape(wh_url)}</code>, views <code>night_footfall</code>, "
              "<code>footfall_zone_1h</code>, <code>parking_1h</code>, <code>incidents_1h</code>; "
              f"generated {datetime.now().astimezone().isoformat(timespec='seconds')}.</p>"]
+    if empty_note:
+        parts.append(f"<p class='empty'><strong>{html.escape(empty_note.capitalize())}."
+                     "</strong></p>")
     for s in sections:
         parts.append(f"<h2 id='{s.key}'>{html.escape(s.title)}</h2>"
                      f"<p class='note'>{html.escape(s.text)} "
@@ -359,6 +385,8 @@ def night_economy_report(wh: Warehouse, start: date, end: date, out: Path, *, ti
         step(steps[7])
         result = ReportResult(index=out / "index.html",
                               nights=int(nightly["night_date"].nunique()) if len(nightly) else 0)
+        if not result.nights:
+            result.held = _nights_held(wh)
         for key, s in sections.items():
             path = out / f"{key}.csv"
             s.table.to_csv(path, index=key == "hour_weekday_heatmap")
@@ -366,7 +394,8 @@ def night_economy_report(wh: Warehouse, start: date, end: date, out: Path, *, ti
             if s.chart:
                 result.charts[key] = out / s.chart
         result.index.write_text(_html(start, end, list(sections.values()),
-                                      getattr(wh, "url", ""), result.nights, timezone),
+                                      getattr(wh, "url", ""), result.nights, timezone,
+                                      result.empty_note),
                               encoding="utf-8")
         bar.update()
     finally:

@@ -192,6 +192,25 @@ def test_report_command(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "before" in bad.output
 
 
+def test_a_report_of_nights_without_footfall_says_which_nights_there_are(
+        cli_env: dict[str, str], tmp_path: Path) -> None:
+    """A range the warehouse holds nothing of gave a report of empty tables and blank charts
+    with exit 0 and no word why; the analyst now learns which nights there are."""
+    held = _run(cli_env, "sql", "SELECT min(night_date), max(night_date) FROM night_footfall",
+                "-f", "csv").stdout.splitlines()[1].split(",")
+    out = tmp_path / "empty-report"
+    result = _run(cli_env, "report", "night-economy", "--from", "2025-06-01", "--to",
+                  "2025-06-03", "--out", str(out), "--no-progress")
+    assert result.exit_code == 0, result.output
+    note = (f"no night in this range has footfall: the warehouse holds nights {held[0]} to "
+            f"{held[1]}")
+    assert f"warning: {note}" in result.output
+    assert note.capitalize() in (out / "index.html").read_text(encoding="utf-8")
+    full = _run(cli_env, "report", "night-economy", "--from", held[0], "--to", held[1],
+                "--out", str(tmp_path / "full"), "--no-progress")
+    assert full.exit_code == 0 and "warning" not in full.output, full.output
+
+
 def test_sql_goes_to_the_worker_endpoint_when_one_is_set(cli_env: dict[str, str]) -> None:
     """`remote_sql_url`: with CITYOPS_WORKER_SQL_URL set, `cityops sql` posts the statement to
     that read-only endpoint (the worker's /sql contract) instead of opening chdb itself."""
