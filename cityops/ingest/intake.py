@@ -51,7 +51,13 @@ from cityops.core.settings import Settings
 from cityops.core.strictjson import StrictJSONError, loads_strict
 from cityops.ingest.deadletters import dead_letter, send_dead_letter
 from cityops.ingest.exceptions import IngestError
-from cityops.ingest.intake_auth import Refused, caller_dependency, check_feed, scope_violation
+from cityops.ingest.intake_auth import (
+    Refused,
+    caller_dependency,
+    check_feed,
+    scope_violation,
+    scoped_ids,
+)
 from cityops.ingest.ngsi_ld import endpoint as ngsi_ld_endpoint
 from cityops.ingest.ngsi_ld.answers import problem
 from cityops.ingest.producer import FeedProducer
@@ -131,7 +137,7 @@ class Intake:
         max_bytes = self.settings.max_message_bytes
         results: list[dict[str, Any]] = []
         to_send: list[tuple[int, str, bytes, Any]] = []
-        sources: list[tuple[str, str]] = []
+        sources: list[tuple[str, tuple[str, ...]]] = []
         for i, (feed, raw, early) in enumerate(items):
             result: Any = early
             if result is None:
@@ -143,7 +149,7 @@ class Intake:
             results.append({"index": i, "status": "accepted", "event_id": result.event_id,
                             "feed": result.feed})
             to_send.append((i, result.feed, raw, result.key()))
-            sources.append((result.feed, result.source))
+            sources.append((result.feed, scoped_ids(result)))
         refused = scope_violation(principal, sources)
         if refused is not None:
             raise refused

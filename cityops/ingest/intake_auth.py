@@ -57,12 +57,30 @@ def check_feed(principal: Principal, feed: str) -> None:
         raise forbidden(principal, f"feed:{feed}")
 
 
-def scope_violation(principal: Principal, records: Iterable[tuple[str, str]]
+#: the site a record is about, where it is not its ``source``: a car park's or a station's
+#: state is theirs whoever sends it (a footfall counter's zone is checked against the registry
+#: by validation; an incident's source is the reporting desk)
+SUBJECT_FIELDS = {"parking": "carpark_id", "air": "station_id"}
+
+
+def scoped_ids(record: Any) -> tuple[str, ...]:
+    """The ids a key's source scope must cover for ``record``: its source, and the car park
+    or station it reports on (a key for ``cp_deyi`` sent ``cp_guotai``'s occupancy under the
+    source ``cp_deyi``, and the boards showed it)."""
+    field = SUBJECT_FIELDS.get(record.feed)
+    subject = getattr(record, field, None) if field else None
+    if subject is None or subject == record.source:
+        return (record.source,)
+    return (record.source, subject)
+
+
+def scope_violation(principal: Principal, records: Iterable[tuple[str, tuple[str, ...]]]
                     ) -> Refused | None:
-    """403 for the first (feed, source) the key may not send, else None."""
-    for feed, source in records:
+    """403 for the first feed or site id (``scoped_ids``) the key may not send, else None."""
+    for feed, ids in records:
         if not principal.allows_feed(feed):
             return forbidden(principal, f"feed:{feed}")
-        if not principal.allows_source(source):
-            return forbidden(principal, f"source:{source}")
+        for site in ids:
+            if not principal.allows_source(site):
+                return forbidden(principal, f"source:{site}")
     return None

@@ -48,6 +48,10 @@ def test_intake_keys_and_scopes(tmp_path, isolated_settings, kafka_broker, regis
         assert r.status_code == 403 and r.json()["scope"] == "feed:air"
         r = post("parking", [*mine, park["cp_guotai"]], acme)
         assert r.status_code == 403 and r.json()["scope"] == "source:cp_guotai"
+        # another car park's state under a source the key covers: the car park is checked too
+        spoof = {**park["cp_guotai"], "source": "cp_deyi"}
+        r = post("parking", [spoof], acme)
+        assert r.status_code == 403 and r.json()["scope"] == "source:cp_guotai"
         assert http.get(f"{url}/v1/stats").status_code == 401
         assert http.get(f"{url}/healthz").status_code == 200      # probes stay open
         r = post("parking", mine, acme)
