@@ -150,7 +150,7 @@ def status_cmd(url: str | None = URL_OPTION) -> None:
     from cityops.warehouse.migrate import read_meta, status
 
     settings = settings_or_exit()
-    wh = _connect(settings, url)
+    wh = _connect(settings, url, existing=True)
     try:
         lines = status(wh)
         meta = read_meta(wh)
@@ -184,7 +184,7 @@ def tables_cmd(
     from cityops.warehouse.catalog import list_objects
 
     settings = settings_or_exit()
-    wh = _connect(settings, url)
+    wh = _connect(settings, url, existing=True)
     try:
         objects = list_objects(wh, include_internal=internal)
     except CityopsError as exc:

@@ -282,7 +282,9 @@ def test_reading_a_warehouse_that_is_not_there_makes_none(cli_env: dict[str, str
     missing = tmp_path / "typo" / "warehouse"
     for args in (["sql", "SELECT 1", "--url", f"chdb://{missing}"],
                  ["report", "night-economy", "--from", "2026-01-31", "--to", "2026-01-31",
-                  "--out", str(tmp_path / "r"), "--url", f"chdb://{missing}"]):
+                  "--out", str(tmp_path / "r"), "--url", f"chdb://{missing}"],
+                 ["warehouse", "status", "--url", f"chdb://{missing}"],
+                 ["warehouse", "tables", "--url", f"chdb://{missing}"]):
         result = _run(cli_env, *args)
         assert result.exit_code == 1, (args, result.output)
         assert f"no warehouse at {missing}" in " ".join(result.output.split())
