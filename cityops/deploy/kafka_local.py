@@ -218,7 +218,7 @@ class LocalKafka:
     def secure(self) -> bool:
         return self.settings.kafka_security_protocol == "SASL_SSL"
 
-    def _check_mode(self) -> None:
+    def check_mode(self) -> None:
         """A data dir formatted for one protocol is not silently reused for another."""
         want = self.settings.kafka_security_protocol
         p = self.paths
@@ -404,7 +404,7 @@ class LocalKafka:
             raise BrokerError(
                 f"port {self.port} or {self.controller_port} is in use by another process; "
                 "set CITYOPS_KAFKA_PORT to a free port")
-        self._check_mode()
+        self.check_mode()
         self.fetch()
         self._write_config()
         self._format()
@@ -572,6 +572,9 @@ class LocalKafkaCluster:
         if all(n.pid() is not None for n in self.nodes) and self.nodes[0].answering():
             self.create_topics()
             return 0.0
+        running = [n for n in self.nodes if n.pid() is not None]
+        for n in running:  # started for another protocol: it will never answer this client
+            n.check_mode()
         self.nodes[0].fetch()
         spawned = [n for n in self.nodes if n.pid() is None]
         try:
@@ -580,8 +583,14 @@ class LocalKafkaCluster:
             for n in spawned:  # a node answers once a quorum of controllers is up
                 n.wait_ready(started)
             self.wait_registered(started)
-        except BrokerError:
-            self.down()
+        except BrokerError as exc:
+            # only what this call started is stopped: a broker that was running already (a
+            # slow one, or one this client cannot reach) is someone else's to stop
+            self._stop(spawned)
+            if running:
+                pids = ", ".join(str(n.pid()) for n in running)
+                raise BrokerError(f"{exc}; the broker already running (pid {pids}) was left "
+                                  "as it is: `cityops kafka down` stops it") from None
             raise
         self.create_topics()
         return time.monotonic() - started
@@ -610,7 +619,11 @@ class LocalKafkaCluster:
     def down(self, timeout_s: float = 60.0) -> bool:
         """Stop every node: all are signalled at once, so the controller quorum stays up
         while they shut down (one by one, the last ones would wait for a lost quorum)."""
-        pids = [(n, n.terminate()) for n in self.nodes]
+        return self._stop(self.nodes, timeout_s)
+
+    @staticmethod
+    def _stop(nodes: list[LocalKafka], timeout_s: float = 60.0) -> bool:
+        pids = [(n, n.terminate()) for n in nodes]
         for node, pid in pids:
             if pid is not None:
                 node.wait_stopped(pid, timeout_s)

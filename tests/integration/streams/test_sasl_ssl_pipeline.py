@@ -94,3 +94,21 @@ def test_wrong_password_is_one_clear_line(secure_broker: Settings, tmp_path: Pat
         assert "not-it" not in out
         if args[0] != "simulate":  # simulate prints its banner first
             assert out.strip() == errors[0], out
+
+
+def test_kafka_up_for_another_protocol_leaves_the_running_broker_alone(
+        secure_broker: Settings, tmp_path: Path) -> None:
+    """``kafka up`` without the SASL settings beside the running SASL_SSL broker waited two
+    minutes for it to answer, then stopped it: the healthy broker was gone."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_KAFKA")}
+    env.update(CITYOPS_DATA_DIR=str(secure_broker.data_dir),
+               CITYOPS_KAFKA_PORT=str(secure_broker.kafka_port))
+    proc = subprocess.run([CITYOPS, "kafka", "up"], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    # refused at once by the data's own mode, not after the start timeout's wait
+    assert "was formatted for SASL_SSL" in proc.stderr and "Traceback" not in proc.stderr
+    broker = LocalKafka(secure_broker)
+    assert broker.pid() is not None and broker.answering()
