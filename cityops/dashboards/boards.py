@@ -324,11 +324,16 @@ WHERE $__timeFilter(hour) AND {ZONE}
 GROUP BY time
 ORDER BY time"""
 
+#: the district's date of a range's edge: the rollups' hours carry the district's time zone,
+#: the server's own is often UTC (``toDate`` of 00:00–08:00 in Chongqing gave the day before)
+NIGHT_OF = "(SELECT toDate({edge}, timeZoneOf(hour)) FROM footfall_zone_1h LIMIT 1)"
+
 HOLIDAY_NIGHTS = f"""SELECT multiIf(is_holiday, 'holiday 节假日', is_weekend_night,
                 'weekend 周末', 'ordinary 平日') AS night_kind,
        round(avg(entries)) AS avg_entries_per_zone_night, count() AS zone_nights
 FROM night_footfall
-WHERE night_date >= toDate($__fromTime) AND night_date <= toDate($__toTime) AND {ZONE}
+WHERE night_date >= {NIGHT_OF.format(edge="$__fromTime")}
+  AND night_date <= {NIGHT_OF.format(edge="$__toTime")} AND {ZONE}
 GROUP BY night_kind
 ORDER BY night_kind"""
 

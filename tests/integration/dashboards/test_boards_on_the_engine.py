@@ -61,3 +61,20 @@ def test_terminal_board_draws_the_overview_from_the_same_queries(
         assert heading in text
     assert "洪崖洞 Hongyadong" in text and "1.5/2.5" in text  # the zone's own thresholds
     assert "重庆来福士停车场" in text
+
+
+def test_the_holiday_panel_takes_the_district_s_dates(
+        boards_wh: Warehouse, bundle: Bundle, board_end: datetime) -> None:
+    """``toDate($__fromTime)`` took the server's date (UTC here): a range from 00:30 in
+    Chongqing, 16:30 UTC the day before, counted the night before as well."""
+    from datetime import time
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("Asia/Shanghai")
+    day = board_end.astimezone(tz).date() - timedelta(days=2)
+    start, end = datetime.combine(day, time(0, 30), tz), datetime.combine(day, time(23), tz)
+    sql = bundle.boards[1].panel("holiday").queries[0].sql
+    got = boards_wh.query_df(macros.expand(sql, check.context(start, end)))
+    want = boards_wh.query("SELECT count() FROM night_footfall WHERE night_date = {d:Date}",
+                           {"d": day})[0][0]
+    assert want > 0 and int(got["zone_nights"].sum()) == want, (day, got)
