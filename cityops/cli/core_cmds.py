@@ -14,6 +14,7 @@ from cityops.cli.common import console, fail, registry_or_exit, settings_or_exit
 from cityops.compiled import read_enabled
 from cityops.core.contract import Rejection, decode_event
 from cityops.core.feeds import FEED_MODELS, ValidationContext
+from cityops.core.secrets import redact_url
 from cityops.core.settings import Settings
 
 
@@ -68,6 +69,8 @@ def _shown(value: object) -> str:
         return "(set, hidden)" if value.get_secret_value() else ""
     if isinstance(value, list) and value and isinstance(value[0], SecretStr):
         return f"({len(value)} set, hidden)"
+    if isinstance(value, str) and "://" in value:  # a password written into any URL
+        return redact_url(value)
     return str(value)
 
 

@@ -632,8 +632,8 @@ def shown_value(var: str) -> str:
     if raw is None:
         return "<unset>"
     name = var.removeprefix(ENV_PREFIX).lower()
-    if name.endswith("_file") or name == "warehouse_url":
-        return repr(redact_url(raw)) if name == "warehouse_url" else repr(raw)
+    if name.endswith("_file") or name.endswith("_url"):
+        return repr(redact_url(raw)) if name.endswith("_url") else repr(raw)
     if name in secret_fields():
         return MASK
     return repr(raw)

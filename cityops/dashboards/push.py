@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cityops.core.secrets import redact_url
 from cityops.dashboards import alerts
 from cityops.dashboards.exceptions import GrafanaPushError
 from cityops.dashboards.grafana import (
@@ -93,6 +94,7 @@ class GrafanaTarget:
         from grafana_client import GrafanaApi
 
         self.url = url
+        self.label = redact_url(url)  # what messages show: a password in the URL masked
         self.api = GrafanaApi.from_url(url, credential=token, timeout=timeout_s)
 
     def _guard(self, fn: Callable[[], Any]) -> Any:
@@ -106,20 +108,20 @@ class GrafanaTarget:
         try:
             return fn()
         except GrafanaUnauthorizedError:
-            raise GrafanaPushError(f"Grafana at {self.url} refused the token (401): check "
+            raise GrafanaPushError(f"Grafana at {self.label} refused the token (401): check "
                                    "CITYOPS_GRAFANA_TOKEN / --token") from None
         except GrafanaClientError as exc:
             if getattr(exc, "status_code", 0) == 403:
-                raise GrafanaPushError(f"Grafana at {self.url}: the token may not do this "
+                raise GrafanaPushError(f"Grafana at {self.label}: the token may not do this "
                                        "(403); it needs the Admin or Editor role") from None
-            raise GrafanaPushError(f"Grafana at {self.url} answered {exc}") from None
+            raise GrafanaPushError(f"Grafana at {self.label} answered {exc}") from None
         except (GrafanaServerError, GrafanaTimeoutError) as exc:
-            raise GrafanaPushError(f"Grafana at {self.url}: {exc}") from None
+            raise GrafanaPushError(f"Grafana at {self.label}: {exc}") from None
         except OSError as exc:
-            raise GrafanaPushError(f"cannot reach Grafana at {self.url}: {exc}") from None
+            raise GrafanaPushError(f"cannot reach Grafana at {self.label}: {exc}") from None
         except Exception as exc:  # niquests' connection errors are not OSErrors
             if type(exc).__module__.startswith(("niquests", "urllib3")):
-                raise GrafanaPushError(f"cannot reach Grafana at {self.url}: "
+                raise GrafanaPushError(f"cannot reach Grafana at {self.label}: "
                                        f"{type(exc).__name__}") from None
             raise
 

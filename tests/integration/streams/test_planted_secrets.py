@@ -86,6 +86,9 @@ def test_no_secret_in_any_output(make_worker: Any, kafka_broker: str, tmp_path: 
     texts.append(_run({**env, "CITYOPS_WAREHOUSE_URL": f"postgres://u:{PLANTED}@h/db"},
                       "settings"))
     texts.append(_run({**env, "CITYOPS_ALERT_WEBHOOK_URLS": f"[{PLANTED}"}, "settings"))
+    grafana = {**env, "CITYOPS_GRAFANA_URL": f"http://admin:{PLANTED}@127.0.0.1:{free_port()}"}
+    texts.append(_run(grafana, "settings"))
+    texts.append(_run(grafana, "dashboards", "push"))
     texts.append(_run({**env, "CITYOPS_KAFKA_SASL_PASSWORD": PLANTED,
                        "CITYOPS_KAFKA_SASL_PASSWORD_FILE": str(tmp_path / "grafana")},
                       "settings"))

@@ -98,6 +98,20 @@ def test_an_unreachable_grafana_is_one_clear_error() -> None:
             target.current("folder", "cityops")
 
 
+def test_a_password_in_the_grafana_url_is_masked_in_errors() -> None:
+    """``http://admin:<password>@host`` is a way to log in that requests takes; the error
+    printed the URL whole."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        target = GrafanaTarget(f"http://admin:s3cret-pw@127.0.0.1:{port}", "token",
+                               timeout_s=2)
+        with pytest.raises(GrafanaPushError) as caught:
+            target.current("folder", "cityops")
+    assert "s3cret-pw" not in str(caught.value)
+    assert f"http://admin:**********@127.0.0.1:{port}" in str(caught.value)
+
+
 def test_push_without_a_token_says_so() -> None:
     from typer.testing import CliRunner
 
