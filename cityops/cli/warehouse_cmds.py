@@ -43,7 +43,10 @@ def _connect(settings: Settings, url: str | None, *, existing: bool = False) -> 
     found no table."""
     from cityops.warehouse.backend import connect, embedded_path
 
-    path = embedded_path(url or settings.effective_warehouse_url) if existing else None
+    try:
+        path = embedded_path(url or settings.effective_warehouse_url) if existing else None
+    except CityopsError as exc:
+        fail(f"cannot open the warehouse: {exc}", code=1)
     if path is not None and path != ":memory:" and not Path(path).exists():
         fail(f"no warehouse at {path}: nothing has been stored there (`cityops run` or "
              "`cityops warehouse migrate` makes one; check --url / CITYOPS_WAREHOUSE_URL)",

@@ -522,6 +522,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"scheme must be one of {', '.join(s + '://' for s in WAREHOUSE_SCHEMES)}"
             )
+        try:  # read when connecting: a bad port was a traceback there
+            _ = urlparse(value).port
+        except ValueError:
+            raise ValueError("the port must be a number from 0 to 65535") from None
         return value
 
     @field_validator("kafka_bootstrap_servers")

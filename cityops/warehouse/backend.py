@@ -31,7 +31,14 @@ from cityops.warehouse.server import ServerWarehouse
 
 
 def parse_url(url: str) -> tuple[str, ParseResult]:
+    """The scheme and parts of a warehouse URL; a port that is no port is refused here, in
+    one line without the URL (it may hold a password), not as a traceback when connecting."""
     parsed = urlparse(url)
+    try:
+        _ = parsed.port
+    except ValueError:
+        raise PermanentWarehouseError("the warehouse URL's port must be a number from 0 to "
+                                      "65535", code="bad_url") from None
     return parsed.scheme, parsed
 
 

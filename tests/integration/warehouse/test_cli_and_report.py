@@ -289,3 +289,19 @@ def test_reading_a_warehouse_that_is_not_there_makes_none(cli_env: dict[str, str
         assert result.exit_code == 1, (args, result.output)
         assert f"no warehouse at {missing}" in " ".join(result.output.split())
         assert not missing.exists() and not (tmp_path / "typo").exists()
+
+
+def test_a_warehouse_url_whose_port_is_no_port_is_one_line(cli_env: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    """``clickhouse://…:notaport/db`` passed the settings and ended in urllib's traceback
+    when connecting."""
+    for bad in ("clickhouse://u:pw-x1@h:notaport/db", "clickhouse://u:pw-x1@h:99999/db"):
+        for args in (["warehouse", "status", "--url", bad], ["sql", "SELECT 1", "--url", bad],
+                     ["warehouse", "migrate", "--url", bad]):
+            result = _run(cli_env, *args)
+            assert result.exit_code == 1, (args, result.output)
+            assert "port must be a number from 0 to 65535" in result.output, result.output
+            assert "Traceback" not in result.output and "pw-x1" not in result.output
+        env = _run({**cli_env, "CITYOPS_WAREHOUSE_URL": bad}, "settings")
+        assert env.exit_code == 2 and "port must be a number" in env.output, env.output
+        assert "pw-x1" not in env.output
