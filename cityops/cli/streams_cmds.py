@@ -9,7 +9,7 @@ import os
 
 import typer
 
-from cityops.cli.common import console, fail
+from cityops.cli.common import console, err_console, fail
 
 # ============================================================================================
 # aqi — HJ 633-2012 calculator
@@ -89,8 +89,9 @@ def _register_aqi(app: typer.Typer) -> None:
 # ============================================================================================
 
 
-def _supervise(args: list[str]) -> int:
-    """Run the worker as a child; restart it when it exits for a replay (status 75)."""
+def _supervise(args: list[str], command: list[str] | None = None) -> int:
+    """Run the worker as a child; restart it when it exits for a replay (status 75).
+    ``command``: the child to run instead of the worker (tests)."""
     import signal
     import subprocess
     import sys
@@ -100,7 +101,8 @@ def _supervise(args: list[str]) -> int:
     from cityops.streams.durable import EXIT_REPLAY
 
     exe = Path(sys.executable).with_name("cityops")
-    cmd = [str(exe) if exe.exists() else "cityops", "worker", "--no-supervise", *args]
+    cmd = command or [str(exe) if exe.exists() else "cityops", "worker", "--no-supervise",
+                      *args]
     stopping = False
     child: subprocess.Popen | None = None
 
@@ -111,15 +113,24 @@ def _supervise(args: list[str]) -> int:
     def forward(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
-        relay(signum, frame)
+        # a hang-up (the terminal closed, or `kill -HUP`) stops the worker cleanly: it left
+        # the supervisor gone and the worker running on, holding its port and warehouse
+        relay(signal.SIGTERM if signum == signal.SIGHUP else signum, frame)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)
     signal.signal(signal.SIGUSR1, relay)
     restarts = 0
     while True:
         child = subprocess.Popen(cmd)
         rc = child.wait()
+        if rc < 0:  # killed by a signal (e.g. SIGKILL when out of memory): say so, and exit
+            # as a shell would (128 + the signal), not with Python's negative status
+            name = signal.Signals(-rc).name
+            if not stopping:
+                err_console.print(f"error: the worker was killed by {name}", highlight=False)
+            return 128 - rc
         if stopping or rc != EXIT_REPLAY:
             return rc
         restarts += 1
