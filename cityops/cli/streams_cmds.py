@@ -230,6 +230,11 @@ def _refused(resp: object) -> None:
     except ValueError:
         body = {}
     if status == 401:
+        from cityops.cli.common import settings_or_exit
+
+        if settings_or_exit().worker_token.get_secret_value():
+            fail("the worker does not know the token in CITYOPS_WORKER_TOKEN (revoked, or "
+                 "from another key file): `cityops keys list --all` shows the keys", code=1)
         fail("the worker wants a token: set CITYOPS_WORKER_TOKEN (`cityops keys add NAME "
              "--role …`)", code=1)
     fail(f"the worker refused this token: {body.get('detail', body.get('scope', ''))}", code=1)
