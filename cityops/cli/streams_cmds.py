@@ -300,6 +300,11 @@ def alerts_ack(
     """Acknowledge an alert through the running worker (its engine owns alert state)."""
     import httpx
 
+    from cityops.cli.common import settings_or_exit
+
+    if not by.strip() and not settings_or_exit().worker_token.get_secret_value():
+        fail("say who acknowledges: --by NAME (or set CITYOPS_WORKER_TOKEN to your own key, "
+             "whose name the worker records)")
     url = _worker_url()
     if url is None:
         fail("no running worker found (start one with `cityops worker`)")

@@ -39,3 +39,19 @@ def test_no_token_asks_for_one(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("CITYOPS_WORKER_TOKEN", raising=False)
     monkeypatch.delenv("CITYOPS_WORKER_TOKEN_FILE", raising=False)
     assert "the worker wants a token: set CITYOPS_WORKER_TOKEN" in _message(capsys)
+
+
+def test_an_acknowledgement_without_a_name_says_to_give_one(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Without --by or a token of one's own the worker answered "missing 'by'", which names
+    no option."""
+    from typer.testing import CliRunner
+
+    from cityops.cli.main import app
+
+    monkeypatch.delenv("CITYOPS_WORKER_TOKEN", raising=False)
+    monkeypatch.delenv("CITYOPS_WORKER_TOKEN_FILE", raising=False)
+    monkeypatch.setenv("CITYOPS_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["alerts", "ack", "crowd_density:jfb_square:1"])
+    assert result.exit_code == 2
+    assert "say who acknowledges: --by NAME" in " ".join(result.output.split())
